@@ -1,0 +1,43 @@
+"""User-facing errors.
+
+Every error a user can cause (bad name, bad grid file, missing data, broken plugin) is a
+:class:`BenchmarkError`. Its message names the problem *and* the fix; the command line
+prints it without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+
+class BenchmarkError(Exception):
+    """An error caused by the user's input or environment, with an actionable message."""
+
+
+class UnknownNameError(BenchmarkError, KeyError):
+    """A method, data set, grid, preset or likelihood name that is not registered."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]):
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid) or '(none)'}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class GridError(BenchmarkError):
+    """A grid file that cannot be parsed or holds an invalid field."""
+
+
+class DataError(BenchmarkError):
+    """A data set that is missing or malformed on disk."""
+
+
+class PluginError(BenchmarkError):
+    """A method plugin file that fails to import or breaks the plugin contract."""
+
+
+class DivergedError(Exception):
+    """Training produced a non-finite loss (not a user error: the run is recorded `diverged`)."""
+
+    def __init__(self, epoch: int, step: int, parts: dict[str, float]):
+        self.epoch, self.step, self.parts = epoch, step, parts
+        super().__init__(f"non-finite loss at epoch {epoch}, step {step}: {parts}")
