@@ -1,0 +1,184 @@
+"""Encoders, decoders and the VAE model that ties them to a likelihood.
+
+Shapes: data ``x`` [B, *shape] (e.g. [B, 1, 28, 28] or [B, 2]); latents [B, d].
+An encoder returns ``(mu, raw_logvar)``; a decoder returns likelihood parameters [B, *shape].
+Architectures are registered presets with a typed options dataclass, so a grid can name one
+(``arch = "mlp"``) and set its options (``hidden = [512, 512]``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .likelihoods import LIKELIHOODS, Likelihood
+from .registry import Registry
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU,
+    "tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus,
+}
+PosteriorVariance = Literal["logvar", "softplus-logvar"]
+
+
+def mlp(sizes: list[int], activation: str, final_activation: bool = False) -> nn.Sequential:
+    """Fully connected layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` in between."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if final_activation or i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Splits a [B, 2d] output into ``(mu, raw_logvar)``, each [B, d]."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, raw_logvar = self.body(x).chunk(2, dim=-1)
+        return mu, raw_logvar
+
+
+class Reshape(nn.Module):
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(*x.shape[:-1], *self.shape)
+
+
+@dataclass
+class MLPArch:
+    """Fully connected encoder and mirrored decoder (any data shape; flattened)."""
+
+    hidden: list[int] = field(default_factory=lambda: [512, 512])
+    activation: str = "relu"
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        size = math.prod(shape)
+        encoder = GaussianHead(nn.Sequential(
+            nn.Flatten(), mlp([size, *self.hidden, 2 * latent_dim], self.activation)))
+        decoder = nn.Sequential(
+            mlp([latent_dim, *reversed(self.hidden), size], self.activation), Reshape(shape))
+        return encoder, decoder
+
+
+@dataclass
+class ConvArch:
+    """Strided-convolution encoder and transposed-convolution decoder for square images.
+
+    Each of ``channels`` halves the side (kernel 4, stride 2, padding 1), so the side must be
+    divisible by ``2 ** len(channels)``; an empty list picks [32, 64] for 28x28 and
+    [32, 32, 64, 64] for 64x64.
+    """
+
+    channels: list[int] = field(default_factory=list)
+    activation: str = "relu"
+    hidden: int = 256
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ValueError(f"conv needs square images [C, H, H], got shape {list(shape)}")
+        c, side, _ = shape
+        channels = self.channels or ([32, 64] if side <= 32 else [32, 32, 64, 64])
+        low = side // 2 ** len(channels)
+        if low * 2 ** len(channels) != side:
+            raise ValueError(f"side {side} is not divisible by 2^{len(channels)} ({len(channels)} conv layers)")
+        act = ACTIVATIONS[self.activation]
+        enc: list[nn.Module] = []
+        for n_in, n_out in zip([c, *channels[:-1]], channels):
+            enc += [nn.Conv2d(n_in, n_out, 4, 2, 1), act()]
+        flat = channels[-1] * low * low
+        enc += [nn.Flatten(), nn.Linear(flat, self.hidden), act(), nn.Linear(self.hidden, 2 * latent_dim)]
+        dec: list[nn.Module] = [nn.Linear(latent_dim, self.hidden), act(), nn.Linear(self.hidden, flat), act(),
+                                nn.Unflatten(-1, (channels[-1], low, low))]
+        rev = list(reversed(channels))
+        for i, (n_in, n_out) in enumerate(zip(rev, [*rev[1:], c])):
+            dec.append(nn.ConvTranspose2d(n_in, n_out, 4, 2, 1))
+            if i < len(rev) - 1:
+                dec.append(act())
+        return GaussianHead(nn.Sequential(*enc)), nn.Sequential(*dec)
+
+
+ARCHS: Registry[type] = Registry("architecture")
+ARCHS.add("mlp", MLPArch)
+ARCHS.add("conv", ConvArch)
+
+
+@dataclass
+class ModelConfig:
+    """Resolved model settings of a run (the ``[model]`` table of a grid)."""
+
+    arch: str = "mlp"
+    latent_dim: int = 32
+    likelihood: str = "gaussian"
+    posterior_variance: PosteriorVariance = "logvar"
+    options: dict = field(default_factory=dict)  # the architecture's own options, resolved
+
+
+class VAEOutput(NamedTuple):
+    """One forward pass: posterior ``mu``/``logvar`` [B, d], sample ``z`` [B, d],
+    decoder ``params`` [B, *shape], per-example ``rec`` and ``kl`` [B] (nats)."""
+
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+    params: Tensor
+    rec: Tensor
+    kl: Tensor
+
+
+class VAE(nn.Module):
+    """Encoder q(z|x) = N(mu, diag exp(logvar)), prior N(0, I), decoder and likelihood p(x|z).
+
+    ``posterior_variance="softplus-logvar"`` reproduces the reference code's
+    logvar = softplus(raw), which forces sigma^2 >= 1 (never the default).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
+                 posterior_variance: PosteriorVariance = "logvar"):
+        super().__init__()
+        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.posterior_variance = posterior_variance
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x [B, *shape] -> (mu, logvar), each [B, d]."""
+        mu, raw = self.encoder(x)
+        return mu, (F.softplus(raw) if self.posterior_variance == "softplus-logvar" else raw)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z [B, d] -> likelihood parameters [B, *shape]."""
+        return self.decoder(z)
+
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """z [B, d] -> decoder mean in data space [B, *shape]."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @staticmethod
+    def sample(mu: Tensor, logvar: Tensor) -> Tensor:
+        """Reparameterised z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (global RNG)."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def forward(self, x: Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.sample(mu, logvar)
+        params = self.decode(z)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        return VAEOutput(mu, logvar, z, params, self.likelihood.rec(params, x), kl)
+
+
+def build_arch(config: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder of the registered architecture ``config.arch`` for data of ``shape``."""
+    return ARCHS[config.arch](**config.options).build(tuple(shape), config.latent_dim)

@@ -1,0 +1,37 @@
+"""VAE and beta-VAE: the baselines every remedy is compared against."""
+
+from dataclasses import dataclass
+
+from benchmark.method import Method, TrainingProgress, register_method
+
+
+@register_method
+class VAE(Method):
+    """Plain VAE (Kingma and Welling 2014): rec + KL, beta fixed at 1."""
+
+    name = "vae"
+
+    def loss(self, x, progress: TrainingProgress):
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        return {"loss": rec + kl, "rec": rec, "kl": kl}
+
+
+@dataclass
+class BetaVAEConfig:
+    """beta: weight of the KL term (< 1 weakens, > 1 strengthens the pull to the prior)."""
+
+    beta: float = 4.0
+
+
+@register_method
+class BetaVAE(Method):
+    """beta-VAE (Higgins et al. 2017): rec + beta * KL with beta swept."""
+
+    name = "beta-vae"
+    Config = BetaVAEConfig
+
+    def loss(self, x, progress: TrainingProgress):
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        return {"loss": rec + self.config.beta * kl, "rec": rec, "kl": kl}
