@@ -1,0 +1,1 @@
+"""Benchmark suite for posterior-collapse remedies in variational autoencoders."""

@@ -1,0 +1,171 @@
+"""Command line: ``python -m benchmark {run,list} ...`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import inspect
+import os
+import sys
+import typing
+from pathlib import Path
+
+from .errors import BenchmarkError
+
+DEFAULT_GRID = "quick"
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    """``0,1,2`` or ``0-4`` (inclusive range) or a mix: ``0-2,7``."""
+    seeds: list[int] = []
+    try:
+        for part in _names(text):
+            lo, _, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4, got {text!r}") from None
+    return seeds
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="Benchmark of posterior-collapse remedies in VAEs: train grids of methods x data sets "
+                    "x hyperparameters x seeds and store self-describing results.")
+    parser.add_argument("--plugins", metavar="DIR", action="append", default=[],
+                        help="extra folder of method plugin files (repeatable; also $BENCHMARK_PLUGINS)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a grid and store its results",
+                         description="Train every run of a grid that has no ok record yet, writing one JSON "
+                                     "record per run under RESULTS/GRID/runs/ and the tables runs.csv and "
+                                     "summary.csv beside them.")
+    run.add_argument("--grid", default=DEFAULT_GRID, metavar="NAME|PATH",
+                     help=f"named grid (see `list grids`) or a grid TOML file (default: {DEFAULT_GRID})")
+    run.add_argument("--methods", type=_names, metavar="A,B", help="only these methods")
+    run.add_argument("--datasets", type=_names, metavar="A,B", help="only these data sets")
+    run.add_argument("--seeds", type=_seeds, metavar="0,1|0-4", help="replace the grid's seeds")
+    run.add_argument("--epochs", type=_positive, metavar="N", help="override the number of epochs")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                     help="training device (default: auto = cuda when available)")
+    run.add_argument("--workers", type=_positive, default=1, metavar="N",
+                     help="runs in parallel on local worker processes (default: 1)")
+    run.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
+    run.add_argument("--data-root", metavar="DIR",
+                     help="folder holding the data sets (also $BENCHMARK_DATA)")
+    run.add_argument("--download", action="store_true",
+                     help="let torchvision download missing data sets (needs internet)")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and what is done; train nothing")
+    run.add_argument("--force", action="store_true", help="rerun runs that already have an ok record")
+
+    lst = sub.add_parser("list", help="show registered methods, data sets, grids, architectures",
+                         description="Show what is registered, with one-line descriptions.")
+    lst.add_argument("what", nargs="?", choices=["methods", "datasets", "grids", "archs", "likelihoods"],
+                     help="what to list (default: everything)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.plugins:
+        os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
+            [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
+    try:
+        return {"run": cmd_run, "list": cmd_list}[args.command](args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .data import check_available
+    from .executor import RunOptions, pending_runs, run_grid
+    from .grid import load_grid
+    from .store import ResultStore
+
+    grid = load_grid(args.grid)
+    runs = grid.expand(methods=args.methods, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs)
+    if not runs:
+        raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters")
+    store = ResultStore(args.results, grid.name)
+    todo = pending_runs(runs, store, args.force)
+    print(f"grid {grid.name} ({grid.path}): {len(runs)} runs, {len(runs) - len(todo)} already done "
+          f"(skipped), {len(todo)} to run -> {store.dir}", file=sys.stderr)
+    if args.dry_run:
+        _print_plan(runs, {r.run_id for r in todo})
+        return 0
+    for name in sorted({r.dataset.name for r in todo}):
+        check_available(name, data_root=args.data_root, download=args.download)
+    options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers)
+    summary = run_grid(grid.name, runs, store, options, force=args.force)
+    counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
+    print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok)\n"
+          f"records: {store.runs_dir}/\ntables:  {store.dir / 'runs.csv'}, {store.dir / 'summary.csv'}", file=sys.stderr)
+    summary_text = store.summary_markdown()
+    if summary_text:
+        print(summary_text)
+    return 1 if summary.counts.get("failed") else 0
+
+
+def _print_plan(runs, pending: set[str]) -> None:
+    per_pair = collections.Counter((r.dataset.name, r.method) for r in runs)
+    for (dataset, method), count in sorted(per_pair.items()):
+        print(f"{dataset:>18} {method:<14} {count} runs")
+    for run in runs:
+        print(f"{'todo' if run.run_id in pending else 'done'}  {run.run_id}  {run.label()}")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .data import DATASETS
+    from .grid import grid_names, load_grid
+    from .likelihoods import LIKELIHOODS
+    from .method import METHODS
+    from .models import ARCHS
+
+    what = args.what
+    if what in (None, "methods"):
+        print("methods:")
+        for name, cls in METHODS.items():
+            print(f"  {name:<14} {cls.description()}")
+            hints = typing.get_type_hints(cls.Config)
+            for f in dataclasses.fields(cls.Config):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                print(f"  {'':<14}   {f.name}: {_type_name(hints[f.name])} = {default!r}")
+    if what in (None, "datasets"):
+        print("datasets:")
+        for name, spec in DATASETS.items():
+            print(f"  {name:<18} [{spec.kind}] {spec.description}")
+    if what in (None, "grids"):
+        print("grids:")
+        for name in grid_names():
+            grid = load_grid(name)
+            print(f"  {name:<10} {len(grid.expand()):>4} runs  {grid.description}")
+    if what in (None, "archs"):
+        print("architectures (model.arch):")
+        for name, cls in ARCHS.items():
+            options = ", ".join(f"{f.name}" for f in dataclasses.fields(cls))
+            print(f"  {name:<8} {(inspect.getdoc(cls) or '').splitlines()[0]} (options: {options})")
+    if what in (None, "likelihoods"):
+        print("likelihoods (model.likelihood):")
+        for name, lik in LIKELIHOODS.items():
+            print(f"  {name:<10} {lik.description}")
+    return 0

@@ -1,0 +1,78 @@
+"""Fully resolved run configurations, their stable ids and the seeds derived from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .models import ModelConfig
+from .train import TrainConfig
+
+
+@dataclass
+class DatasetConfig:
+    """Which data a run uses: a registered data set and optional random subset sizes."""
+
+    name: str = "fashion-mnist"
+    train_size: int | None = None  # None: the whole published training split
+    test_size: int | None = None  # None: the whole published test split
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings that change the reported numbers (recorded with every run)."""
+
+    au_threshold: float = 0.01
+    mi_mixture: Literal["all", "batch"] = "all"
+    mi_batch_size: int = 50  # mixture size when mi_mixture = "batch"
+    curve_every: int = 1  # epochs between points of the AU / KL / MI curves
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one training run; its hash is the run id."""
+
+    dataset: DatasetConfig
+    method: str
+    hyperparameters: dict[str, Any]
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return cls(dataset=DatasetConfig(**data["dataset"]), method=data["method"],
+                   hyperparameters=dict(data["hyperparameters"]), model=ModelConfig(**data["model"]),
+                   train=TrainConfig(**data["train"]), eval=EvalConfig(**data["eval"]), seed=data["seed"])
+
+    @property
+    def run_id(self) -> str:
+        """16 hex digits of the SHA-256 of the canonical JSON of the config."""
+        return _digest(self.to_dict())[:16]
+
+    def stream_seed(self, stream: str) -> int:
+        """Seed of one random stream ("init", "order", "train", "eval") of this run.
+
+        The "data" stream (subset selection, toy-data generation) depends only on the data
+        set config and the seed, so every method of a seed sees the same examples.
+        """
+        basis: Any = ([dataclasses.asdict(self.dataset), self.seed] if stream == "data"
+                      else [self.run_id, stream])
+        return int(_digest(basis)[:15], 16)
+
+    def label(self) -> str:
+        """Short human-readable description, e.g. ``beta-vae(beta=0.2) fashion-mnist seed 0``."""
+        hp = ",".join(f"{k}={v}" for k, v in sorted(self.hyperparameters.items()))
+        return f"{self.method}({hp}) {self.dataset.name} seed {self.seed}"
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,241 @@
+"""Grid files: parse a TOML grid and expand it into a flat, deterministic list of run configs.
+
+A grid file::
+
+    description = "what this grid is for"
+    seeds = [0, 1]
+
+    [train]            # TrainConfig fields
+    epochs = 5
+    [model]            # ModelConfig fields plus the architecture's own options
+    arch = "mlp"
+    hidden = [512, 512]
+    [eval]             # EvalConfig fields
+
+    [[datasets]]       # one table per data set; optional `model` / `train` overrides
+    name = "fashion-mnist"
+    train_size = 10000
+
+    [[methods]]        # one table per method entry; optional `model` / `train` overrides
+    name = "beta-vae"
+    beta = [0.1, 0.2]  # a list sweeps (for a list-typed field: a list of lists)
+
+Expansion order: datasets x methods x hyperparameter combinations x seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import DatasetConfig, EvalConfig, RunConfig
+from .data import DATASETS
+from .errors import GridError, UnknownNameError
+from .method import METHODS
+from .models import ARCHS, ModelConfig
+from .likelihoods import LIKELIHOODS
+from .train import TrainConfig
+
+GRID_DIR = Path(__file__).resolve().parent / "grids"
+TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods"}
+OVERRIDE_KEYS = {"model", "train"}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file; :meth:`expand` gives its runs."""
+
+    name: str
+    path: Path
+    description: str
+    data: dict[str, Any]
+
+    def expand(self, methods: list[str] | None = None, datasets: list[str] | None = None,
+               seeds: list[int] | None = None, epochs: int | None = None) -> list[RunConfig]:
+        """Resolved run configs, optionally narrowed to some methods / data sets, with the
+        seeds replaced and the epochs overridden. Unknown names raise UnknownNameError."""
+        for name in methods or []:
+            METHODS[name]
+        for name in datasets or []:
+            DATASETS[name]
+        runs: dict[str, RunConfig] = {}
+        for ds_index, ds_entry in enumerate(self.data.get("datasets", [])):
+            dataset = self._dataset(ds_entry, ds_index)
+            if datasets and dataset.name not in datasets:
+                continue
+            for m_index, m_entry in enumerate(self.data.get("methods", [])):
+                where = f"methods[{m_index}]"
+                name = self._method_name(m_entry, where)
+                if methods and name not in methods:
+                    continue
+                model = self._model([self.data.get("model", {}), ds_entry.get("model", {}), m_entry.get("model", {})], where)
+                train = self._section(TrainConfig, [self.data.get("train", {}), ds_entry.get("train", {}), m_entry.get("train", {})], "train")
+                if epochs is not None:
+                    train.epochs = epochs
+                evaluation = self._section(EvalConfig, [self.data.get("eval", {})], "eval")
+                for hp in self._sweep(name, m_entry, where):
+                    for seed in seeds if seeds is not None else self._seeds():
+                        run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
+                        runs.setdefault(run.run_id, run)
+        return list(runs.values())
+
+    # -- pieces -----------------------------------------------------------------------
+    def error(self, field: str, problem: str) -> GridError:
+        return GridError(f"grid file {self.path}: field `{field}`: {problem}")
+
+    def _seeds(self) -> list[int]:
+        seeds = self.data.get("seeds", [0])
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
+            raise self.error("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+        return seeds
+
+    def _dataset(self, entry: Any, index: int) -> DatasetConfig:
+        where = f"datasets[{index}]"
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise self.error(where, "expected a table with at least `name = \"...\"`")
+        try:
+            DATASETS[entry["name"]]
+        except UnknownNameError as exc:
+            raise self.error(f"{where}.name", str(exc)) from None
+        fields = {k: v for k, v in entry.items() if k not in OVERRIDE_KEYS}
+        return self._build(DatasetConfig, fields, where)
+
+    def _method_name(self, entry: Any, where: str) -> str:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise self.error(where, "expected a table with at least `name = \"...\"`")
+        try:
+            METHODS[entry["name"]]
+        except UnknownNameError as exc:
+            raise self.error(f"{where}.name", str(exc)) from None
+        return entry["name"]
+
+    def _sweep(self, name: str, entry: dict, where: str) -> list[dict[str, Any]]:
+        """Every combination of the entry's hyperparameter values, resolved with defaults."""
+        cls = METHODS[name].Config
+        hints = typing.get_type_hints(cls)
+        given = {k: v for k, v in entry.items() if k not in OVERRIDE_KEYS | {"name"}}
+        axes = []
+        for key, value in given.items():
+            if key not in hints:
+                valid = ", ".join(f.name for f in dataclasses.fields(cls)) or "(none)"
+                raise self.error(f"{where}.{key}", f"{name} has no hyperparameter {key!r}; valid: {valid}")
+            swept = isinstance(value, list) and not (_is_list_type(hints[key]) and not _is_nested_list(value))
+            axes.append([(key, v) for v in value] if swept else [(key, value)])
+        combos = []
+        for combo in itertools.product(*axes):
+            config = self._build(cls, dict(combo), where)
+            combos.append(dataclasses.asdict(config))
+        return combos
+
+    def _model(self, layers: list[dict], where: str) -> ModelConfig:
+        merged = {k: v for layer in layers for k, v in _table(layer, "model", self).items()}
+        own = {f.name for f in dataclasses.fields(ModelConfig)} - {"options"}
+        config = self._build(ModelConfig, {k: v for k, v in merged.items() if k in own}, "model")
+        for kind, registry, value in (("arch", ARCHS, config.arch), ("likelihood", LIKELIHOODS, config.likelihood)):
+            if value not in registry:
+                raise self.error(f"model.{kind}", str(UnknownNameError(registry.kind, value, registry.names())))
+        arch_cls = ARCHS[config.arch]
+        options = {k: v for k, v in merged.items() if k not in own}
+        for key in options:
+            if key not in {f.name for f in dataclasses.fields(arch_cls)}:
+                valid = sorted(own | {f.name for f in dataclasses.fields(arch_cls)})
+                raise self.error(f"model.{key}", f"not a model setting of arch {config.arch!r}; valid: {', '.join(valid)}")
+        config.options = dataclasses.asdict(self._build(arch_cls, options, "model"))
+        return config
+
+    def _section(self, cls: type, layers: list[dict], name: str):
+        merged = {k: v for layer in layers for k, v in _table(layer, name, self).items()}
+        return self._build(cls, merged, name)
+
+    def _build(self, cls: type, values: dict[str, Any], where: str):
+        """Instantiate dataclass ``cls`` from ``values``, checking names and types."""
+        hints = typing.get_type_hints(cls)
+        checked = {}
+        for key, value in values.items():
+            if key not in hints:
+                valid = ", ".join(f.name for f in dataclasses.fields(cls))
+                raise self.error(f"{where}.{key}", f"unknown setting; valid: {valid}")
+            try:
+                checked[key] = check_type(value, hints[key])
+            except TypeError as exc:
+                raise self.error(f"{where}.{key}", str(exc)) from None
+        return cls(**checked)
+
+
+def _table(value: Any, name: str, grid: Grid) -> dict:
+    if not isinstance(value, dict):
+        raise grid.error(name, f"expected a table, got {value!r}")
+    return value
+
+
+def _is_list_type(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, tuple)
+
+
+def _is_nested_list(value: list) -> bool:
+    return bool(value) and all(isinstance(v, list) for v in value)
+
+
+def check_type(value: Any, tp: Any) -> Any:
+    """Return ``value`` converted to type ``tp`` (int -> float allowed) or raise TypeError."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is dict or origin is dict:
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise TypeError(f"{value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return check_type(value, option)
+            except TypeError:
+                pass
+        raise TypeError(f"{value!r} does not match {tp}")
+    if tp is type(None):
+        if value is not None:
+            raise TypeError(f"expected nothing, got {value!r}")
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r}")
+        return [check_type(v, args[0]) for v in value] if args else list(value)
+    if tp is float and type(value) in (int, float):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise TypeError(f"expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def grid_names() -> list[str]:
+    return sorted(p.stem for p in GRID_DIR.glob("*.toml"))
+
+
+def load_grid(name_or_path: str | Path) -> Grid:
+    """A named grid (``benchmark/grids/NAME.toml``) or a grid file given by path."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or path.exists()):
+        if str(name_or_path) not in grid_names():
+            raise UnknownNameError("grid", str(name_or_path), grid_names())
+        path = GRID_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise GridError(f"grid file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
+    grid = Grid(path.stem, path, str(data.get("description", "")), data)
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise grid.error(key, f"unknown top-level field; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    for key in ("datasets", "methods"):
+        if not isinstance(data.get(key), list) or not data[key]:
+            raise grid.error(key, f"expected at least one [[{key}]] table")
+    grid._seeds()
+    return grid

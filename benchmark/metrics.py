@@ -1,0 +1,201 @@
+"""Posterior-collapse metrics (definitions in METRICS.md) as pure functions on tensors.
+
+Shapes: ``N`` examples, ``d`` latent dimensions. Every log density and KL is in nats.
+Posteriors are diagonal Gaussians ``q(z|x) = N(mu, diag exp(logvar))`` and the prior is
+``N(0, I)``. Nothing here knows about models, data sets or files; the likelihood
+estimators take the encoder and the decoder's log-likelihood as callables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+
+Encode = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""``encode(x [B, ...]) -> (mu [B, d], logvar [B, d])``."""
+LogLikelihood = Callable[[Tensor, Tensor], Tensor]
+"""``log_likelihood(x [B, ...], z [S, B, d]) -> log p(x|z) [S, B]``, nats, full constants."""
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def active_units(mu: Tensor, threshold: float = 0.01) -> dict:
+    """Active units (Burda et al. 2016) over the whole evaluation set.
+
+    ``mu`` [N, d]: posterior means, N >= 2. Unit u is active when the variance over the set
+    of ``mu[:, u]`` (unbiased, N - 1 divisor) is >= ``threshold``.
+    Returns ``{"fraction": float, "count": int, "variances": Tensor [d] float64,
+    "threshold": float}``.
+    """
+    if mu.dim() != 2 or mu.shape[0] < 2:
+        raise ValueError(f"active_units needs mu of shape [N >= 2, d], got {tuple(mu.shape)}")
+    variances = mu.detach().double().var(dim=0, correction=1)
+    count = int((variances >= threshold).sum())
+    return {"fraction": count / mu.shape[1], "count": count, "variances": variances,
+            "threshold": float(threshold)}
+
+
+def _kl_elementwise(mu: Tensor, logvar: Tensor) -> Tensor:
+    # expm1 keeps exp(logvar) - 1 - logvar accurate when logvar is near 0.
+    return 0.5 * (mu * mu + torch.expm1(logvar) - logvar)
+
+
+def kl_to_prior(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Per-example ``KL(q(z|x) || N(0, I))`` [N] in nats, from ``mu``, ``logvar`` [N, d]."""
+    return _kl_elementwise(mu, logvar).sum(-1)
+
+
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Per-dimension KL to the prior averaged over examples [d] in nats (sums to the mean KL)."""
+    return _kl_elementwise(mu, logvar).mean(0)
+
+
+def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """``log N(z; mu, diag exp(logvar))`` summed over the last dimension, in nats.
+
+    The three inputs broadcast against each other; the result has their broadcast shape
+    without the last dimension.
+    """
+    return -0.5 * (_LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(-1)
+
+
+def _standard_log_density(eps: Tensor, logvar: Tensor) -> Tensor:
+    """``log N(mu + exp(logvar / 2) * eps; mu, diag exp(logvar))`` from the noise ``eps``."""
+    return -0.5 * (_LOG_2PI + logvar + eps * eps).sum(-1)
+
+
+def _prior_log_density(z: Tensor) -> Tensor:
+    """``log N(z; 0, I)`` summed over the last dimension."""
+    return -0.5 * (_LOG_2PI + z * z).sum(-1)
+
+
+def _log_mixture_density(z: Tensor, mu: Tensor, logvar: Tensor, chunk_size: int) -> Tensor:
+    """``log (1/M) sum_j N(z_i; mu_j, diag exp(logvar_j))`` [N] for ``z`` [N, d], ``mu`` [M, d].
+
+    Expands the quadratic form into matrix products so each chunk costs a
+    [chunk_size, M] matrix, never [chunk_size, M, d]. Use float64: the expansion cancels.
+    """
+    shift = mu.mean(0)  # the density is translation invariant; centring reduces cancellation
+    z, mu = z - shift, mu - shift
+    precision = torch.exp(-logvar)
+    weighted_mu = mu * precision
+    const = -0.5 * (mu.shape[1] * _LOG_2PI + logvar.sum(-1) + (mu * weighted_mu).sum(-1))
+    out = []
+    for z_chunk in z.split(chunk_size):
+        log_dens = torch.addmm(const, z_chunk, weighted_mu.T)
+        log_dens.addmm_(z_chunk * z_chunk, precision.T, alpha=-0.5)
+        out.append(torch.logsumexp(log_dens, dim=1))
+    return torch.cat(out) - math.log(mu.shape[0])
+
+
+def mutual_information(mu: Tensor, logvar: Tensor, mixture: Literal["all", "batch"] = "all",
+                       batch_size: int = 50, generator: torch.Generator | None = None,
+                       chunk_size: int = 1024) -> dict:
+    """Mutual information ``I_q(x; z)`` in nats (Hoffman and Johnson 2016; He et al. 2019).
+
+    ``mu``, ``logvar`` [N, d]: posteriors of the evaluation set. One ``z_i ~ q(z|x_i)`` per
+    example, ``z_i = mu_i + exp(logvar_i / 2) * eps_i`` with ``eps`` drawn as one [N, d]
+    float64 standard normal from ``generator``. The estimate is
+    ``mean_i [log q(z_i|x_i) - log q(z_i)]`` with ``log q(z_i) = logsumexp_j log q(z_i|x_j)
+    - log M`` over a mixture of M posteriors:
+
+    - ``"all"``: the whole set (M = N), computed ``chunk_size`` rows at a time;
+    - ``"batch"``: He et al.'s variant, consecutive batches of ``batch_size`` in the given
+      order, each its own mixture; batches are averaged weighted by size.
+
+    The first term is evaluated at the sample rather than in closed form: same expectation,
+    but the noise cancels, so every per-example term is at most ``log M`` (the estimate never
+    exceeds ``cap`` beyond rounding), prior-equal posteriors give 0 and distinct
+    deterministic codes give ``log M``. It can be slightly negative and is not clipped.
+    Returns ``{"mi": float, "estimator": "aggregate-all" | "aggregate-batch",
+    "cap": log(M), "mixture_size": M}`` (for "batch", ``M = min(batch_size, N)``).
+    """
+    if mixture not in ("all", "batch"):
+        raise ValueError(f"mixture must be 'all' or 'batch', got {mixture!r}")
+    mu, logvar = mu.detach().double(), logvar.detach().double()
+    n = mu.shape[0]
+    eps = torch.randn(mu.shape, generator=generator, dtype=torch.float64, device=mu.device)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    log_q_own = _standard_log_density(eps, logvar)
+    size = n if mixture == "all" else min(batch_size, n)
+    log_q_agg = torch.cat([
+        _log_mixture_density(z_b, mu_b, lv_b, chunk_size)
+        for z_b, mu_b, lv_b in zip(z.split(size), mu.split(size), logvar.split(size))
+    ])
+    return {"mi": float((log_q_own - log_q_agg).mean()), "estimator": f"aggregate-{mixture}",
+            "cap": math.log(size), "mixture_size": size}
+
+
+def _sample_posterior(mu: Tensor, logvar: Tensor, num_samples: int,
+                      generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """``z`` [S, B, d] ~ q(z|x) in ``mu``'s dtype, and the float64 noise ``eps`` behind it."""
+    eps = torch.randn((num_samples, *mu.shape), generator=generator, dtype=mu.dtype,
+                      device=mu.device)
+    return mu + torch.exp(0.5 * logvar) * eps, eps.double()
+
+
+def importance_weighted_log_likelihood(x: Tensor, encode: Encode, log_likelihood: LogLikelihood,
+                                       num_samples: int = 500, chunk_size: int = 100,
+                                       batch_size: int = 256,
+                                       generator: torch.Generator | None = None) -> Tensor:
+    """Importance-weighted estimate of ``log p(x)`` per example (Burda et al. 2016).
+
+    ``log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K`` with
+    ``z_k ~ q(z|x)``, K = ``num_samples`` drawn ``chunk_size`` at a time and combined by a
+    running logsumexp. ``x`` [N, ...] is processed ``batch_size`` examples at a time.
+    See :data:`Encode` and :data:`LogLikelihood` for the callables. Grad mode is the
+    caller's; encoder outputs and the result are detached. Returns [N] float64, nats.
+    """
+    out = []
+    for x_batch in x.split(batch_size):
+        mu, logvar = (t.detach() for t in encode(x_batch))
+        total = torch.full(mu.shape[:1], -math.inf, dtype=torch.float64, device=mu.device)
+        for start in range(0, num_samples, chunk_size):
+            z, eps = _sample_posterior(mu, logvar, min(chunk_size, num_samples - start), generator)
+            log_w = (log_likelihood(x_batch, z).detach().double()
+                     + _prior_log_density(z.double())
+                     - _standard_log_density(eps, logvar.double()))
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+        out.append(total - math.log(num_samples))
+    return torch.cat(out)
+
+
+def elbo(x: Tensor, encode: Encode, log_likelihood: LogLikelihood, num_samples: int = 1,
+         generator: torch.Generator | None = None, batch_size: int = 256) -> Tensor:
+    """Per-example ELBO at beta = 1 [N] float64, nats: ``E_q[log p(x|z)] - KL(q(z|x) || p(z))``.
+
+    The expectation averages ``num_samples`` draws; the KL is closed form. Same callables
+    and grad-mode convention as :func:`importance_weighted_log_likelihood`.
+    """
+    out = []
+    for x_batch in x.split(batch_size):
+        mu, logvar = (t.detach() for t in encode(x_batch))
+        z, _ = _sample_posterior(mu, logvar, num_samples, generator)
+        reconstruction = log_likelihood(x_batch, z).detach().double().mean(0)
+        out.append(reconstruction - kl_to_prior(mu.double(), logvar.double()))
+    return torch.cat(out)
+
+
+def active_units_per_class(mu: Tensor, labels: Tensor, threshold: float = 0.01) -> dict[int, dict]:
+    """:func:`active_units` within each class: ``{label: result}`` for every label in
+    ``labels`` [N] (integers) with at least 2 examples; ``mu`` [N, d]."""
+    classes, counts = torch.unique(labels, return_counts=True)
+    return {int(c): active_units(mu[labels == c], threshold)
+            for c, count in zip(classes.tolist(), counts.tolist()) if count >= 2}
+
+
+def kl_quantiles(kl: Tensor, quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95),
+                 thresholds: tuple[float, ...] = (0.1, 0.5, 1.0)) -> dict[str, float]:
+    """Local-collapse summary of per-example KL values ``kl`` [N] (nats).
+
+    Keys ``"q05"``, ``"q50"``, ... (quantile in percent, linear interpolation) and
+    ``"frac_below_0.1"``, ... (fraction of examples with KL strictly below the threshold).
+    """
+    kl = kl.detach().double().flatten()
+    levels = torch.tensor(quantiles, dtype=torch.float64, device=kl.device)
+    summary = {f"q{100 * q:02g}": float(v) for q, v in zip(quantiles, torch.quantile(kl, levels))}
+    summary.update({f"frac_below_{t}": float((kl < t).double().mean()) for t in thresholds})
+    return summary

@@ -1,0 +1,56 @@
+"""Grid-level progress: a bar on a terminal, plain lines otherwise (logs, CI, pipes)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class GridProgress:
+    """Counts finished runs by status and shows runs done / total, elapsed time and ETA."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, bar: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.counts = {"ok": 0, "failed": 0, "diverged": 0}
+        self.start = time.monotonic()
+        use_bar = self.stream.isatty() if bar is None else bar
+        self.bar = tqdm(total=total, file=self.stream, unit="run", dynamic_ncols=True) if use_bar and total else None
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def log(self, line: str) -> None:
+        """Print a line without breaking the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def finished(self, record: dict[str, Any]) -> None:
+        status = record["status"]
+        self.counts[status] = self.counts.get(status, 0) + 1
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        detail = f" ({record['error']['message'][:200]})" if record.get("error") else ""
+        line = (f"[{self.done}/{self.total}] {status} {record['run_id']} {record['label']} "
+                f"in {record['wall_time_s']:.1f}s{detail}")
+        if self.bar is not None:
+            self.bar.set_postfix({k: v for k, v in self.counts.items() if v}, refresh=False)
+            self.bar.update(1)
+            self.log(line)
+        else:
+            self.log(f"{line} | elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,162 @@
+"""Run records on disk: one JSON file per run, written atomically, and the table built from them.
+
+Layout: ``<results>/<grid>/runs/<run_id>.json`` and ``<results>/<grid>/runs.csv``. The table is
+always rebuilt from the records, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+RECORD_VERSION = 1
+ID_COLUMNS = ["run_id", "status", "method", "dataset", "seed"]
+SUMMARY_METRICS = ["au", "au_count", "kl", "mi", "rec", "neg_elbo", "mse", "wall_time_s"]
+SETTING_PREFIXES = ("hp.", "model.", "train.", "dataset.", "eval.")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become null so every record is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class ResultStore:
+    """The results of one grid: ``root / grid``."""
+
+    def __init__(self, root: str | Path, grid: str):
+        self.dir = Path(root) / grid
+        self.runs_dir = self.dir / "runs"
+
+    def record_path(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.json"
+
+    def write(self, record: dict[str, Any]) -> Path:
+        path = self.record_path(record["run_id"])
+        atomic_write_text(path, json.dumps(_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
+        return path
+
+    def read(self, run_id: str) -> dict[str, Any] | None:
+        path = self.record_path(run_id)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # unreadable (e.g. hand-edited): treated as missing, so it is rerun
+
+    def status(self, run_id: str) -> str | None:
+        record = self.read(run_id)
+        return None if record is None else record.get("status")
+
+    def records(self) -> list[dict[str, Any]]:
+        found = (self.read(p.stem) for p in sorted(self.runs_dir.glob("*.json")))
+        return [r for r in found if r is not None]
+
+    def write_table(self) -> Path:
+        """Rebuild ``runs.csv`` (one row per run) and ``summary.csv`` (mean, std and count over
+        seeds per setting) from every record."""
+        table = records_table(self.records())
+        atomic_write_text(self.dir / "summary.csv", summary_table(table).to_csv(index=False, float_format="%.6g"))
+        path = self.dir / "runs.csv"
+        atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+        return path
+
+    def summary_markdown(self) -> str:
+        """The summary as a Markdown table of the settings that vary (empty without ok runs)."""
+        return summary_markdown(summary_table(records_table(self.records())))
+
+
+def records_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record: ids, every hyperparameter (``hp.*``), model / train / data settings,
+    status details and every scalar metric."""
+    rows = []
+    for r in records:
+        config = r["config"]
+        row: dict[str, Any] = {"run_id": r["run_id"], "status": r["status"], "method": config["method"],
+                               "dataset": config["dataset"]["name"], "seed": config["seed"]}
+        row.update({f"hp.{k}": _cell(v) for k, v in config["hyperparameters"].items()})
+        for section in ("model", "train", "dataset", "eval"):
+            for key, value in config[section].items():
+                if key == "options":
+                    row.update({f"model.{k}": _cell(v) for k, v in value.items()})
+                elif key != "name":
+                    row[f"{section}.{key}"] = _cell(value)
+        row["error"] = (r.get("error") or {}).get("message")
+        row["diverged_epoch"] = r.get("diverged_epoch")
+        row["wall_time_s"] = r.get("wall_time_s")
+        row["device"] = r.get("device")
+        row.update({k: v for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float)) or v is None})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=ID_COLUMNS)
+    return table.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def setting_columns(table: pd.DataFrame) -> list[str]:
+    """Columns that identify a setting: method, data set and every config column but the seed."""
+    return ["dataset", "method"] + [c for c in table.columns if c.startswith(SETTING_PREFIXES)]
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per setting, over the seeds of its ``ok`` runs: ``<metric>_mean``, ``<metric>_std`` and ``n``."""
+    ok = runs[runs["status"] == "ok"] if "status" in runs else runs
+    if ok.empty:
+        return pd.DataFrame(columns=["dataset", "method", "n"])
+    keys = setting_columns(ok)
+    present = [m for m in SUMMARY_METRICS if m in ok]
+    grouped = ok.groupby(keys, dropna=False, sort=True)
+    stats = grouped[present].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats["n"] = grouped.size()
+    return stats.reset_index()
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """Markdown: data set, method, the settings that differ between rows, metrics as mean ± std (n)."""
+    if summary.empty or "au_mean" not in summary:
+        return ""
+    varying = [c for c in summary.columns if c.startswith(SETTING_PREFIXES) and summary[c].nunique(dropna=False) > 1]
+    lines = ["| " + " | ".join(["dataset", "method", *varying, "AU", "KL", "MI", "rec", "n"]) + " |"]
+    lines.append("|" + "---|" * (len(varying) + 7))
+    for _, row in summary.iterrows():
+        cells = [row["dataset"], row["method"], *("" if pd.isna(row[c]) else row[c] for c in varying)]
+        cells += [_mean_std(row, m) for m in ("au", "kl", "mi", "rec")] + [int(row["n"])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_std(row: pd.Series, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return f"{mean:.3g}" + ("" if pd.isna(std) else f" ± {std:.2g}")
