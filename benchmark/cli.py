@@ -96,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .data import check_available
     from .executor import RunOptions, pending_runs, run_grid
     from .grid import load_grid
+    from .runner import resolve_device
     from .store import ResultStore
 
     grid = load_grid(args.grid)
@@ -109,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_plan(runs, {r.run_id for r in todo})
         return 0
+    resolve_device(args.device)
     for name in sorted({r.dataset.name for r in todo}):
         check_available(name, data_root=args.data_root, download=args.download)
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers)

@@ -68,8 +68,12 @@ class RunConfig:
         return int(_digest(basis)[:15], 16)
 
     def label(self) -> str:
-        """Short human-readable description, e.g. ``beta-vae(beta=0.2) fashion-mnist seed 0``."""
-        hp = ",".join(f"{k}={v}" for k, v in sorted(self.hyperparameters.items()))
+        """Short description naming the hyperparameters that differ from the method's
+        defaults, e.g. ``beta-vae(beta=0.2) fashion-mnist seed 0``."""
+        from .method import METHODS
+
+        defaults = dataclasses.asdict(METHODS[self.method].Config())
+        hp = ",".join(f"{k}={v}" for k, v in sorted(self.hyperparameters.items()) if defaults.get(k) != v)
         return f"{self.method}({hp}) {self.dataset.name} seed {self.seed}"
 
 

@@ -20,6 +20,9 @@ A grid file::
     name = "beta-vae"
     beta = [0.1, 0.2]  # a list sweeps (for a list-typed field: a list of lists)
 
+    [[methods]]
+    name = "*"         # every registered method (plugins included), default hyperparameters
+
 Expansion order: datasets x methods x hyperparameter combinations x seeds.
 """
 
@@ -45,6 +48,7 @@ from .train import TrainConfig
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods"}
 OVERRIDE_KEYS = {"model", "train"}
+ALL_METHODS = "*"
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,8 @@ class Grid:
             dataset = self._dataset(ds_entry, ds_index)
             if datasets and dataset.name not in datasets:
                 continue
-            for m_index, m_entry in enumerate(self.data.get("methods", [])):
+            for m_index, m_entry, name in self._method_entries():
                 where = f"methods[{m_index}]"
-                name = self._method_name(m_entry, where)
                 if methods and name not in methods:
                     continue
                 model = self._model([self.data.get("model", {}), ds_entry.get("model", {}), m_entry.get("model", {})], where)
@@ -105,6 +108,20 @@ class Grid:
             raise self.error(f"{where}.name", str(exc)) from None
         fields = {k: v for k, v in entry.items() if k not in OVERRIDE_KEYS}
         return self._build(DatasetConfig, fields, where)
+
+    def _method_entries(self) -> list[tuple[int, dict, str]]:
+        """(index, entry, method name) per method table; ``name = "*"`` stands for every
+        registered method with its default hyperparameters."""
+        entries = []
+        for index, entry in enumerate(self.data.get("methods", [])):
+            if isinstance(entry, dict) and entry.get("name") == ALL_METHODS:
+                extra = set(entry) - OVERRIDE_KEYS - {"name"}
+                if extra:
+                    raise self.error(f"methods[{index}]", f'`name = "*"` takes no hyperparameters, got {sorted(extra)}')
+                entries += [(index, entry, name) for name in METHODS.names()]
+            else:
+                entries.append((index, entry, self._method_name(entry, f"methods[{index}]")))
+        return entries
 
     def _method_name(self, entry: Any, where: str) -> str:
         if not isinstance(entry, dict) or "name" not in entry:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .likelihoods import LIKELIHOODS, Likelihood
+from .likelihoods import Likelihood
 from .registry import Registry
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {

@@ -1,0 +1,49 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakes import write_fake_fashion  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fake_fashion_root(tmp_path_factory) -> Path:
+    """A tiny Fashion-MNIST look-alike (300 train / 150 test) in the original IDX format."""
+    root = tmp_path_factory.mktemp("fashion")
+    write_fake_fashion(root, gz=True, n_train=300, n_test=150)
+    return root
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A temporary plugin folder on $BENCHMARK_PLUGINS; the method registry is restored afterwards.
+
+    Call the fixture's value with ``{file name: source}`` to write plugin files.
+    """
+    from benchmark import method
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.setenv(method.PLUGIN_PATH_ENV, str(folder))
+    monkeypatch.setattr(method.METHODS, "_items", dict(method.METHODS._items))
+    monkeypatch.setattr(method, "_imported", set(method._imported))
+
+    def write(files: dict[str, str]) -> Path:
+        for name, source in files.items():
+            (folder / name).write_text(source)
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def no_system_data(tmp_path, monkeypatch):
+    """No Fashion-MNIST anywhere: empty system and cache roots, no $BENCHMARK_DATA, cold cache."""
+    from benchmark import data
+
+    monkeypatch.setattr(data, "_CACHE", {})
+    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
+    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
