@@ -1,0 +1,145 @@
+"""Input-convex networks, Brenier maps and the injective decoder of LID-VAE and IL-LID-VAE.
+
+The decoder D(z) = grad G2(Bmat grad G1(z)) (Wang et al. 2021) with potentials
+G_i(u) = F_i(u) + (lam_i / 2) ||u||^2, F_i input-convex networks (Amos et al. 2017) and
+Bmat an injective lift. With lam_i > 0 it is (lam_1 * sigma_min(Bmat) * lam_2)-inverse-
+Lipschitz (Kinoshita et al. 2023); lam_1 = lam_2 = 0 is the LID-VAE decoder.
+
+Gradients of the potentials are taken with autograd, so these modules switch gradients on
+internally: they work inside ``torch.no_grad()`` (returning detached values), but not inside
+``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NEGATIVE_SLOPE = 0.2
+
+
+class ICNN(nn.Module):
+    """Input-convex network F: u [..., n] -> F(u) [...], convex in u.
+
+    h_0 = leaky_relu(A_0 u + b_0)^2, h_{i+1} = leaky_relu(W_i h_i + A_{i+1} u + b_{i+1}) for
+    i = 0..k-1 (width ``hidden``, the last one 1), F(u) = h_k; slope 0.2. W_i = exp(P_i) is
+    non-negative, A_i and b_i are free; no batch-norm (examples stay independent).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, num_layers: int = 2):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"an ICNN needs num_layers >= 1, got {num_layers}")
+        self.splits = [hidden] * num_layers + [1]
+        self.inputs = nn.Linear(in_dim, sum(self.splits))  # A_0..A_k and b_0..b_k, stacked
+        # exp(P) starts near 1 / hidden so that W h averages h and activations stay O(1).
+        self.log_weights = nn.ParameterList(
+            nn.Parameter(0.1 * torch.randn(n_out, hidden) - math.log(hidden))
+            for n_out in self.splits[1:])
+
+    def weights(self) -> list[Tensor]:
+        """The non-negative matrices W_0..W_{k-1} ([hidden, hidden] ..., last [1, hidden])."""
+        return [p.exp() for p in self.log_weights]
+
+    def forward(self, u: Tensor) -> Tensor:
+        a = self.inputs(u).split(self.splits, dim=-1)
+        h = F.leaky_relu(a[0], NEGATIVE_SLOPE).square()
+        for w, a_next in zip(self.weights(), a[1:]):
+            h = F.leaky_relu(F.linear(h, w) + a_next, NEGATIVE_SLOPE)
+        return h.squeeze(-1)
+
+
+class BrenierMap(nn.Module):
+    """u [..., n] -> grad G(u) [..., n], G(u) = F(u) + (lam / 2) ||u||^2 with F an :class:`ICNN`.
+
+    The map is monotone, and lam-strongly monotone (hence lam-inverse-Lipschitz) for lam > 0.
+    ``strong_convexity`` (lam) is a buffer: saved with the state dict, settable by a schedule.
+    The second-order graph is built only when gradients are enabled by the caller; under
+    ``torch.no_grad()`` the output is detached.
+    """
+
+    def __init__(self, dim: int, hidden: int, strong_convexity: float = 0.0, num_layers: int = 2):
+        super().__init__()
+        self.potential = ICNN(dim, hidden, num_layers)
+        self.register_buffer("strong_convexity", torch.tensor(float(strong_convexity)))
+
+    def forward(self, u: Tensor) -> Tensor:
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            leaf = u if u.requires_grad else u.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.potential(leaf).sum(), leaf, create_graph=create_graph)
+        return grad + self.strong_convexity * u
+
+
+class InjectiveLift(nn.Module):
+    """y [..., d] -> Bmat y [..., D] with Bmat an injective D x d matrix (D >= d).
+
+    Fixed (default): zero padding Bmat = [I_d; 0], sigma_min = 1. Trainable: a free D x d
+    matrix whose singular values are clamped to [s_min, s_max] through its SVD at every call,
+    so sigma_min >= s_min.
+    """
+
+    def __init__(self, d: int, D: int, trainable: bool = False, s_min: float = 1.0, s_max: float = 10.0):
+        super().__init__()
+        if D < d:
+            raise ValueError(f"an injective lift needs data size D >= latent size d, got D={D}, d={d}: "
+                             f"use a latent_dim of at most {D}")
+        if not 0 < s_min <= s_max:
+            raise ValueError(f"lift singular-value bounds need 0 < s_min <= s_max, got {s_min}, {s_max}")
+        self.d, self.D, self.s_min, self.s_max = d, D, s_min, s_max
+        # Random init: distinct singular values keep the SVD's gradient finite.
+        self.raw = nn.Parameter(torch.randn(D, d) / math.sqrt(D)) if trainable else None
+
+    @property
+    def sigma_min(self) -> float:
+        """Guaranteed lower bound on the smallest singular value of Bmat."""
+        return 1.0 if self.raw is None else self.s_min
+
+    def matrix(self) -> Tensor:
+        """Bmat [D, d] (for the fixed padding, on the default device)."""
+        if self.raw is None:
+            return torch.eye(self.D, self.d)
+        u, s, vh = torch.linalg.svd(self.raw, full_matrices=False)
+        return (u * s.clamp(self.s_min, self.s_max)) @ vh
+
+    def forward(self, y: Tensor) -> Tensor:
+        if self.raw is None:
+            return F.pad(y, (0, self.D - self.d))
+        return y @ self.matrix().T
+
+
+class LIDDecoder(nn.Module):
+    """Injective decoder z [..., d] -> grad G2(Bmat grad G1(z)) reshaped to [..., *shape].
+
+    The output is the likelihood's natural parameter, like any decoder's: logits for
+    ``bernoulli``, means for ``gaussian`` and ``sigma``. ``lam1`` / ``lam2`` are the strong
+    convexities of the latent-space and data-space potentials (0 for LID-VAE).
+    """
+
+    def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden_latent: int = 512,
+                 hidden_data: int = 512, num_layers: int = 2, lam1: float = 0.0, lam2: float = 0.0,
+                 trainable_lift: bool = False, s_min: float = 1.0, s_max: float = 10.0):
+        super().__init__()
+        self.shape = tuple(shape)
+        size = math.prod(self.shape)
+        self.latent_map = BrenierMap(latent_dim, hidden_latent, lam1, num_layers)
+        self.lift = InjectiveLift(latent_dim, size, trainable_lift, s_min, s_max)
+        self.data_map = BrenierMap(size, hidden_data, lam2, num_layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        out = self.data_map(self.lift(self.latent_map(z)))
+        return out.reshape(*z.shape[:-1], *self.shape)
+
+    def set_strong_convexity(self, lam1: float, lam2: float) -> None:
+        """Set the potentials' strong convexities (e.g. from a schedule), in place."""
+        self.latent_map.strong_convexity.fill_(lam1)
+        self.data_map.strong_convexity.fill_(lam2)
+
+    @property
+    def inverse_lipschitz(self) -> float:
+        """lam1 * sigma_min(Bmat) * lam2: ||D(a) - D(b)|| >= this * ||a - b|| for all a, b."""
+        return (float(self.latent_map.strong_convexity) * self.lift.sigma_min
+                * float(self.data_map.strong_convexity))

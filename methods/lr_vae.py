@@ -1,0 +1,119 @@
+"""LR-VAE (Song, Kim, Lee 2025): the encoder mean must invert the decoder on latent space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from benchmark.errors import GridError
+from benchmark.method import Method, TrainingProgress, register_method
+from benchmark.models import VAE, VAEOutput
+from benchmark.schedules import make_schedule
+
+ZSource = Literal["prior", "posterior", "posterior-mean"]
+StopGradient = Literal["none", "z", "decoded"]
+Reduction = Literal["mean", "sum"]
+
+
+@dataclass
+class LRVAEConfig:
+    """beta: weight of the KL term.
+    alpha_T: final weight of the latent reconstruction loss L_LR (the schedule's target).
+    alpha_schedule: how the weight reaches alpha_T: linear (from 0 over the run), constant, exponential, cyclical or kl-adaptive (benchmark.schedules).
+    alpha_schedule_options: that schedule's options, e.g. {duration = 0.5} (linear, exponential), {cycles = 4, ratio = 0.5} (cyclical), {center = 5.0} (kl-adaptive).
+    z_source: latents decoded for L_LR: prior (fresh z ~ N(0, I), target z), posterior (the batch's reparameterised samples, target z) or posterior-mean (decode a sample, target mu(x)).
+    num_samples: latent samples per example in L_LR (L_LR averages over them).
+    stop_gradient: none, z (the latents and target are constants) or decoded (D(z) is a constant: the decoder gets no L_LR gradient).
+    encoder_grad_scale: factor on the encoder's gradient from L_LR (the reference code used 1e-4); the decoder keeps the full L_LR gradient.
+    lr_reduction: mean over examples (default) or sum over the batch (a later reference-code quirk: B times larger than the other terms).
+    """
+
+    beta: float = 1.0
+    alpha_T: float = 1.0
+    alpha_schedule: str = "linear"
+    alpha_schedule_options: dict = field(default_factory=dict)
+    z_source: ZSource = "prior"
+    num_samples: int = 1
+    stop_gradient: StopGradient = "none"
+    encoder_grad_scale: float = 1.0
+    lr_reduction: Reduction = "mean"
+
+    def __post_init__(self) -> None:
+        for name, valid in (("z_source", ZSource), ("stop_gradient", StopGradient), ("lr_reduction", Reduction)):
+            if getattr(self, name) not in get_args(valid):
+                raise GridError(f"lr-vae: {name} = {getattr(self, name)!r}; valid: {', '.join(get_args(valid))}")
+        if self.num_samples < 1:
+            raise GridError(f"lr-vae: num_samples must be >= 1, got {self.num_samples}")
+        if self.encoder_grad_scale < 0:
+            raise GridError(f"lr-vae: encoder_grad_scale must be >= 0, got {self.encoder_grad_scale}")
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity whose backward multiplies the incoming gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def _encoder_mean(model: VAE, x: Tensor, grad_scale: float) -> Tensor:
+    """E_mu(x) [N, d]; the gradient reaching the encoder's parameters is scaled by ``grad_scale``
+    (the gradient with respect to ``x`` is not)."""
+    if grad_scale == 1.0:
+        return model.encode(x)[0]
+    params = {name: _ScaleGrad.apply(p, grad_scale) for name, p in model.encoder.named_parameters()}
+    return functional_call(model.encoder, params, (x,))[0]
+
+
+def latent_reconstruction(model: VAE, out: VAEOutput, config: LRVAEConfig) -> Tensor:
+    """L_LR = ||E_mu(D(z)) - target||^2 summed over latents, averaged over the S samples and
+    (``lr_reduction = "mean"``) over the B examples of ``out``, or summed over them (``"sum"``)."""
+    s, scale = config.num_samples, config.encoder_grad_scale
+    if config.z_source == "prior":
+        z = torch.randn(s, *out.mu.shape, dtype=out.mu.dtype, device=out.mu.device)
+        target = z
+    else:
+        z = torch.stack([out.z, *(model.sample(out.mu, out.logvar) for _ in range(s - 1))])  # [S, B, d]
+        target = z if config.z_source == "posterior" else out.mu.expand_as(z)
+        # z and mu depend on the encoder's parameters only: scale that path of the gradient too.
+        if scale != 1.0:
+            z, target = _ScaleGrad.apply(z, scale), _ScaleGrad.apply(target, scale)
+    if config.stop_gradient == "z":
+        z, target = z.detach(), target.detach()
+    decoded = model.decode_mean(z.flatten(0, 1))  # [S * B, *shape]
+    if config.stop_gradient == "decoded":
+        decoded = decoded.detach()
+    error = (_encoder_mean(model, decoded, scale).view_as(z) - target).square().sum(-1)  # [S, B]
+    per_example = error.mean(0)
+    return per_example.mean() if config.lr_reduction == "mean" else per_example.sum()
+
+
+@register_method
+class LRVAE(Method):
+    """LR-VAE (Song et al. 2025): rec + beta * KL + alpha(t) * ||E_mu(D(z)) - z||^2."""
+
+    name = "lr-vae"
+    Config = LRVAEConfig
+
+    def __init__(self, config: LRVAEConfig, model: VAE):
+        super().__init__(config, model)
+        self.alpha_schedule = make_schedule(config.alpha_schedule, config.alpha_T, **config.alpha_schedule_options)
+        self._last_kl: Tensor | None = None
+
+    def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        alpha = self.alpha_schedule(progress, self._last_kl)
+        self._last_kl = kl.detach()
+        lr = latent_reconstruction(self.model, out, self.config)
+        loss = rec + self.config.beta * kl + alpha * lr
+        return {"loss": loss, "rec": rec, "kl": kl, "lr": lr, "alpha": alpha}

@@ -1,0 +1,200 @@
+import io
+import math
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.errors import GridError, UnknownNameError
+from benchmark.likelihoods import LIKELIHOODS
+from benchmark.method import METHODS, TrainingProgress, build_method
+from benchmark.models import VAE, ModelConfig, VAEOutput
+
+SHAPES = {"toy": ((2,), 2), "image": ((1, 28, 28), 4)}  # shape, latent_dim (LID needs d <= D)
+
+
+def lr_module():
+    return sys.modules[METHODS["lr-vae"].__module__]
+
+
+def build(name: str, kind: str = "toy", seed: int = 0, **hyperparameters):
+    shape, latent_dim = SHAPES[kind]
+    torch.manual_seed(seed)
+    config = ModelConfig(latent_dim=latent_dim, options={"hidden": [16]})
+    return build_method(name, hyperparameters, config, shape)
+
+
+def progress(step: int, total: int = 11) -> TrainingProgress:
+    return TrainingProgress(epoch=0, step=step, total_steps=total)
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_and_round_trips_its_state(name, kind, tmp_path):
+    method = build(name, kind)
+    x = torch.rand(8, *SHAPES[kind][0])
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    for step in range(2):
+        parts = method.loss(x, progress(step, 2))
+        assert {"loss", "rec", "kl"} <= set(parts)
+        assert all(math.isfinite(float(torch.as_tensor(v).detach())) for v in parts.values())
+        optimizer.zero_grad()
+        parts["loss"].backward()
+        optimizer.step()
+    buffer = io.BytesIO()
+    torch.save(method.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = build(name, kind, seed=1)
+    fresh.load_state_dict(torch.load(buffer))
+    method.eval(), fresh.eval()
+    z = torch.randn(5, SHAPES[kind][1])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.model.encode(x), method.model.encode(x), rtol=0, atol=0)
+        torch.testing.assert_close(fresh.model.decode(z), method.model.decode(z), rtol=0, atol=0)
+    assert fresh.record_extras() == method.record_extras()
+
+
+class Linear(nn.Module):
+    """x [B, D] -> x @ M^T, and (as an encoder) a zero raw log-variance."""
+
+    def __init__(self, matrix: torch.Tensor, encoder: bool):
+        super().__init__()
+        self.matrix, self.encoder = nn.Parameter(matrix), encoder
+
+    def forward(self, x):
+        out = x @ self.matrix.T
+        return (out, torch.zeros_like(out)) if self.encoder else out
+
+
+def linear_vae(encoder_factor: float = 1.0, d: int = 3, size: int = 7) -> VAE:
+    """Gaussian VAE with decoder W (orthonormal columns) and encoder mean factor * W^T x."""
+    w, _ = torch.linalg.qr(torch.randn(size, d, dtype=torch.float64))
+    return VAE(Linear(encoder_factor * w.T.clone(), True), Linear(w.clone(), False), LIKELIHOODS["gaussian"])
+
+
+@pytest.mark.parametrize("z_source", ["prior", "posterior"])
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_lr_loss_is_zero_for_a_left_inverse_encoder(z_source, num_samples):
+    torch.manual_seed(0)
+    cls = METHODS["lr-vae"]
+    method = cls(cls.Config(z_source=z_source, num_samples=num_samples), linear_vae())
+    parts = method.loss(torch.randn(16, 7, dtype=torch.float64), progress(5))
+    assert float(parts["lr"].detach()) == pytest.approx(0.0, abs=1e-20)
+
+
+@pytest.mark.parametrize("reduction, factor", [("mean", 1.0), ("sum", 16.0)])
+def test_lr_loss_value_when_the_encoder_is_not_a_left_inverse(reduction, factor):
+    torch.manual_seed(0)
+    model = linear_vae(encoder_factor=0.5)
+    config = METHODS["lr-vae"].Config(z_source="posterior", lr_reduction=reduction)
+    z = torch.randn(16, 3, dtype=torch.float64)
+    out = VAEOutput(z, z, z, z, z, z)  # only z, mu and logvar are read
+    lr = lr_module().latent_reconstruction(model, out, config)
+    # E_mu(D(z)) = z / 2, so ||E_mu(D(z)) - z||^2 = ||z||^2 / 4.
+    assert float(lr.detach()) == pytest.approx(factor * float(z.square().sum(-1).mean()) / 4)
+
+
+def test_alpha_warms_up_linearly_and_is_logged():
+    method = build("lr-vae", alpha_T=0.4, beta=0.3)
+    x = torch.rand(8, 2)
+    first, middle, last = (method.loss(x, progress(k)) for k in (0, 5, 10))
+    assert (first["alpha"], last["alpha"]) == (0.0, pytest.approx(0.4))
+    assert middle["alpha"] == pytest.approx(0.2)
+    expected = middle["rec"] + 0.3 * middle["kl"] + 0.2 * middle["lr"]
+    torch.testing.assert_close(middle["loss"], expected)
+    assert float(first["lr"].detach()) > 0
+
+
+def test_kl_adaptive_alpha_reads_the_previous_steps_kl():
+    method = build("lr-vae", alpha_schedule="kl-adaptive", alpha_T=2.0, alpha_schedule_options={"center": 1.0})
+    x = torch.rand(8, 2)
+    before = method.loss(x, progress(0))
+    after = method.loss(x, progress(1))
+    assert after["alpha"] == pytest.approx(2.0 / (1 + math.exp(float(before["kl"].detach()) - 1.0)))
+
+
+def lr_gradients(z_source: str, scale: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    method = build("lr-vae", z_source=z_source, encoder_grad_scale=scale)
+    torch.manual_seed(3)
+    method.loss(torch.rand(8, 2), progress(5))["lr"].backward()
+    grads = lambda module: [p.grad.clone() for p in module.parameters()]
+    return grads(method.model.encoder), grads(method.model.decoder)
+
+
+@pytest.mark.parametrize("z_source", ["prior", "posterior", "posterior-mean"])
+def test_encoder_grad_scale_scales_only_the_encoders_lr_gradient(z_source):
+    encoder, decoder = lr_gradients(z_source, 1.0)
+    encoder_scaled, decoder_scaled = lr_gradients(z_source, 1e-2)
+    for full, scaled in zip(encoder, encoder_scaled):
+        torch.testing.assert_close(scaled, 1e-2 * full)
+    for full, scaled in zip(decoder, decoder_scaled):
+        torch.testing.assert_close(scaled, full)
+    assert all(g.abs().sum() > 0 for g in encoder + decoder)
+
+
+@pytest.mark.parametrize("stop_gradient, z_grad, decoder_grad", [
+    ("none", True, True), ("z", False, True), ("decoded", True, False)])
+def test_stop_gradient_placement(stop_gradient, z_grad, decoder_grad):
+    torch.manual_seed(0)
+    model = linear_vae(encoder_factor=0.5)
+    config = METHODS["lr-vae"].Config(z_source="posterior", stop_gradient=stop_gradient)
+    z = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
+    lr_module().latent_reconstruction(model, VAEOutput(z, z, z, z, z, z), config).backward()
+    assert (z.grad is not None) == z_grad
+    assert (model.decoder.matrix.grad is not None) == decoder_grad
+    assert model.encoder.matrix.grad is not None
+
+
+@pytest.mark.parametrize("il_split, L_total", [("sqrt", 0.5), ("per-map", 0.25)])
+@pytest.mark.parametrize("kind", SHAPES)
+def test_il_lid_decoder_is_L_total_inverse_lipschitz(il_split, L_total, kind):
+    method = build("il-lid-vae", kind, L=0.5, il_split=il_split, hidden_latent=16, hidden_data=16)
+    extras = method.record_extras()
+    assert extras["L_total"] == pytest.approx(L_total) and extras["il_split"] == il_split
+    assert extras["lam_per_map"] == pytest.approx(math.sqrt(0.5) if il_split == "sqrt" else 0.5)
+    decoder = method.model.decoder.double()
+    d = SHAPES[kind][1]
+    a = torch.randn(256, d, dtype=torch.float64)
+    b = a + 10 ** torch.empty(256, 1, dtype=torch.float64).uniform_(-3, 0) * torch.randn_like(a)
+    with torch.no_grad():
+        ratio = (decoder(a) - decoder(b)).flatten(1).norm(dim=-1) / (a - b).norm(dim=-1)
+    assert ratio.min() >= L_total * (1 - 1e-6)
+
+
+def test_il_lid_L_schedule_is_applied_logged_and_saved():
+    method = build("il-lid-vae", L=0.5, L_schedule="decay", L_schedule_options={"start": 2.0},
+                   hidden_latent=8, hidden_data=8)
+    assert method.record_extras()["L_total"] == pytest.approx(2.0)
+    x = torch.rand(8, 2)
+    assert method.loss(x, progress(5))["L"] == pytest.approx(1.25)
+    assert method.record_extras()["L_total"] == pytest.approx(1.25)
+    assert method.loss(x, progress(10))["L"] == pytest.approx(0.5)
+    fresh = build("il-lid-vae", L=0.5, L_schedule="decay", L_schedule_options={"start": 2.0},
+                  hidden_latent=8, hidden_data=8)
+    fresh.load_state_dict(method.state_dict())
+    assert fresh.record_extras()["L_total"] == pytest.approx(0.5)
+
+
+def test_lid_vae_has_no_inverse_lipschitz_guarantee():
+    assert build("lid-vae", hidden_latent=8, hidden_data=8).record_extras() == {"lam_per_map": 0.0, "L_total": 0.0}
+
+
+@pytest.mark.parametrize("name, hyperparameters, error, message", [
+    ("lr-vae", {"z_source": "data"}, GridError, "z_source = 'data'; valid: prior, posterior, posterior-mean"),
+    ("lr-vae", {"stop_gradient": "both"}, GridError, "valid: none, z, decoded"),
+    ("lr-vae", {"num_samples": 0}, GridError, "num_samples"),
+    ("lr-vae", {"alpha_schedule": "cosine"}, UnknownNameError, "unknown schedule 'cosine'"),
+    ("lr-vae", {"alpha_schedule_options": {"cycles": 2}}, GridError, "no option 'cycles'"),
+    ("il-lid-vae", {"il_split": "cube"}, GridError, "valid: sqrt, per-map"),
+    ("il-lid-vae", {"L": -1.0}, GridError, "must be >= 0"),
+    ("il-lid-vae", {"L_schedule": "decay"}, GridError, "start"),
+])
+def test_bad_hyperparameters_are_reported(name, hyperparameters, error, message):
+    with pytest.raises(error, match=message):
+        build(name, **hyperparameters)
+
+
+def test_lid_needs_latent_dim_at_most_data_size():
+    with pytest.raises(ValueError, match="latent_dim of at most 2"):
+        build_method("lid-vae", {}, ModelConfig(latent_dim=3, options={"hidden": [16]}), (2,))
