@@ -28,7 +28,14 @@ class EvalConfig:
     au_threshold: float = 0.01
     mi_mixture: Literal["all", "batch"] = "all"
     mi_batch_size: int = 50  # mixture size when mi_mixture = "batch"
-    curve_every: int = 1  # epochs between points of the AU / KL / MI curves
+    curve_every: int = 1  # epochs between points of the AU / KL curves (on the test split)
+    mi_curve_every: int = 5  # epochs between MI points of the curves (0: none)
+    nll_samples: int = 500  # importance samples K of the IW-NLL (0: skip it)
+    nll_examples: int = 1000  # test examples (the first ones) the IW-NLL is averaged over
+    geometry_points: int = 64  # posterior means at which decoder Jacobians are taken (0: skip)
+    pair_scale: float = 0.1  # latent distance of the pairs of the bi-Lipschitz estimate
+    noise_points: int = 64  # posterior means decoded with noise (0: skip)
+    noise_draws: int = 8  # noise draws per point
 
 
 @dataclass
@@ -74,6 +81,7 @@ class RunConfig:
 
         defaults = dataclasses.asdict(METHODS[self.method].Config())
         hp = ",".join(f"{k}={v}" for k, v in sorted(self.hyperparameters.items()) if defaults.get(k) != v)
+        hp = hp or ("defaults" if defaults else "")
         return f"{self.method}({hp}) {self.dataset.name} seed {self.seed}"
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from .config import RunConfig
 from .progress import GridProgress
-from .runner import execute
+from .runner import RunResult, execute
 from .store import ResultStore
 
 
@@ -35,7 +35,7 @@ def pending_runs(runs: list[RunConfig], store: ResultStore, force: bool) -> list
     return list(runs) if force else [r for r in runs if store.status(r.run_id) != "ok"]
 
 
-def _execute_in_worker(config: RunConfig, options: RunOptions) -> dict[str, Any]:
+def _execute_in_worker(config: RunConfig, options: RunOptions) -> RunResult:
     """Entry point of a worker process: share the CPU cores fairly, then run."""
     import torch
 
@@ -45,7 +45,7 @@ def _execute_in_worker(config: RunConfig, options: RunOptions) -> dict[str, Any]
                    log=lambda line: print(line, flush=True))
 
 
-def _records(todo: list[RunConfig], options: RunOptions, log: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+def _results(todo: list[RunConfig], options: RunOptions, log: Callable[[str], None]) -> Iterator[RunResult]:
     if options.workers <= 1:
         for config in todo:
             yield execute(config, device=options.device, data_root=options.data_root,
@@ -64,9 +64,9 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
     progress = progress or GridProgress(len(todo))
     summary = GridSummary(total=len(runs), skipped=len(runs) - len(todo))
     try:
-        for record in _records(todo, options, progress.log):
+        for record, images in _results(todo, options, progress.log):
             record["grid"] = grid_name
-            store.write(record)
+            store.write(record, images)
             store.write_table()
             progress.finished(record)
     finally:

@@ -199,3 +199,182 @@ def kl_quantiles(kl: Tensor, quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.
     summary = {f"q{100 * q:02g}": float(v) for q, v in zip(quantiles, torch.quantile(kl, levels))}
     summary.update({f"frac_below_{t}": float((kl < t).double().mean()) for t in thresholds})
     return summary
+
+
+def kl_per_class(kl: Tensor, labels: Tensor) -> dict[int, float]:
+    """Mean per-example KL (nats) within each class: ``{label: mean}`` for every label in
+    ``labels`` [N] (integers); ``kl`` [N] as from :func:`kl_to_prior`. Complements
+    :func:`active_units_per_class`."""
+    kl = kl.detach().double().flatten()
+    labels = labels.flatten()
+    if kl.shape != labels.shape:
+        raise ValueError(f"kl and labels need the same length, got {kl.shape[0]} and {labels.shape[0]}")
+    return {int(c): float(kl[labels == c].mean()) for c in torch.unique(labels).tolist()}
+
+
+Decode = Callable[[Tensor], Tensor]
+"""``decode(z [B, d]) -> output [B, *shape]``: a decoder's parameters or its mean."""
+
+
+def _grad_or_zeros(output: Tensor, inputs: Tensor, grad_outputs: Tensor, **kwargs) -> Tensor:
+    """``autograd.grad`` for one input, with zeros where the output does not depend on it."""
+    if not output.requires_grad:
+        return torch.zeros_like(inputs)
+    (grad,) = torch.autograd.grad(output, inputs, grad_outputs, allow_unused=True, **kwargs)
+    return torch.zeros_like(inputs) if grad is None else grad
+
+
+def _decoder_jacobian(decode: Decode, z: Tensor) -> Tensor:
+    """Per-point Jacobians [B, D, d] of the flattened output of ``decode`` at ``z`` [B, d].
+
+    Examples must be independent in ``decode`` (no batch statistics), so the derivative of
+    the batch sum over one output coordinate gives that row for every point at once.
+    Reverse mode when D <= d (D backward passes); otherwise the double-backward trick,
+    J v = d/du [(J^T u) . v], one backward with ``create_graph`` and then d backward passes
+    (works through decoders that call ``torch.autograd.grad`` themselves, such as
+    :class:`benchmark.icnn.LIDDecoder`, where ``torch.func`` transforms may not).
+    ``autograd.grad`` never accumulates into parameters' ``.grad``.
+    """
+    with torch.enable_grad():
+        leaf = z.detach().clone().requires_grad_(True)
+        out = decode(leaf)
+        out = out.reshape(out.shape[0], -1)
+        big_d, d = out.shape[1], leaf.shape[1]
+        if big_d <= d:
+            rows = []
+            for k in range(big_d):
+                onehot = torch.zeros_like(out)
+                onehot[:, k] = 1
+                rows.append(_grad_or_zeros(out, leaf, onehot, retain_graph=True))
+            return torch.stack(rows, dim=1).detach()
+        dummy = torch.zeros_like(out, requires_grad=True)
+        vjp = _grad_or_zeros(out, leaf, dummy, create_graph=True)  # J^T u, linear in u
+        cols = []
+        for j in range(d):
+            onehot = torch.zeros_like(vjp)
+            onehot[:, j] = 1
+            cols.append(_grad_or_zeros(vjp, dummy, onehot, retain_graph=j < d - 1))
+        return torch.stack(cols, dim=2).detach()
+
+
+def decoder_jacobian_singular_values(decode: Decode, z: Tensor, batch_size: int = 16) -> Tensor:
+    """Singular values of the decoder Jacobian at each point, descending.
+
+    ``z`` [M, d]; ``decode`` maps [B, d] -> [B, *shape] and treats examples independently;
+    J(z) is the D x d Jacobian of the flattened output (D = prod(shape)). Points are taken
+    ``batch_size`` at a time. Gradients are enabled internally (so the caller may be inside
+    ``torch.no_grad()``, not ``torch.inference_mode()``); parameters' ``.grad`` is left
+    untouched. Returns [M, min(D, d)] float64, in output units per latent unit.
+    """
+    if z.dim() != 2:
+        raise ValueError(f"z must have shape [M, d], got {tuple(z.shape)}")
+    return torch.cat([torch.linalg.svdvals(_decoder_jacobian(decode, chunk).double())
+                      for chunk in z.split(batch_size)])
+
+
+def _quantile_key(q: float) -> str:
+    return f"q{100 * q:02g}"
+
+
+def decoder_geometry(decode: Decode, z: Tensor, generator: torch.Generator | None = None,
+                     pair_scale: float = 0.1, quantiles: tuple[float, float] = (0.05, 0.95),
+                     pairs_per_point: int = 1, batch_size: int = 16) -> dict:
+    """Local bi-Lipschitz picture of a decoder at sample points ``z`` [M, d] (posterior means).
+
+    Jacobian part: per point the largest and smallest of the min(D, d) singular values of
+    J(z) (:func:`decoder_jacobian_singular_values`); keys ``sv_max_median``,
+    ``sv_max_<qhi>``, ``sv_min_median``, ``sv_min_<qlo>`` (``<q>`` formatted like
+    :func:`kl_quantiles`: ``q05``, ``q95`` by default) and
+    ``jacobian_bilipschitz = max(1 / sv_min_<qlo>, sv_max_<qhi>)``.
+
+    Pair part (the LR-VAE code's estimate, METRICS.md): ``pairs_per_point`` pairs per point,
+    a = z, b = a + pair_scale * u with u uniform on the unit sphere (from ``generator``);
+    ratios ||D(a) - D(b)||_2 / ||a - b||_2 over the flattened outputs; keys ``ratio_<qlo>``,
+    ``ratio_median``, ``ratio_<qhi>`` and ``bilipschitz = max(1 / ratio_<qlo>, ratio_<qhi>)``.
+    Also ``pair_scale``, ``points`` (M), ``pairs`` and ``quantiles``. Quantiles use linear
+    interpolation. A zero lower quantile gives an infinite bi-Lipschitz value (the store
+    writes non-finite floats as null). Ratios are computed under ``torch.no_grad()``.
+    """
+    q_lo, q_hi = quantiles
+    if not 0 <= q_lo <= q_hi <= 1:
+        raise ValueError(f"quantiles must be (low, high) with 0 <= low <= high <= 1, got {quantiles}")
+    lo, hi = _quantile_key(q_lo), _quantile_key(q_hi)
+    levels = torch.tensor([q_lo, 0.5, q_hi], dtype=torch.float64)
+
+    sv = decoder_jacobian_singular_values(decode, z, batch_size)
+    sv_max, sv_min = sv[:, 0], sv[:, -1]
+    max_lo, max_med, max_hi = torch.quantile(sv_max, levels).tolist()
+    min_lo, min_med, min_hi = torch.quantile(sv_min, levels).tolist()
+
+    a = z.detach().repeat(pairs_per_point, 1)
+    u = torch.randn(a.shape, generator=generator, dtype=a.dtype, device=a.device)
+    b = a + pair_scale * u / u.norm(dim=1, keepdim=True)
+    ratios = []
+    with torch.no_grad():
+        for a_chunk, b_chunk in zip(a.split(batch_size), b.split(batch_size)):
+            gap = (decode(a_chunk) - decode(b_chunk)).flatten(1).double().norm(dim=1)
+            ratios.append(gap / (a_chunk - b_chunk).double().norm(dim=1))
+    r_lo, r_med, r_hi = torch.quantile(torch.cat(ratios), levels).tolist()
+
+    def bilipschitz(low: float, high: float) -> float:
+        return max(1 / low if low > 0 else math.inf, high)
+
+    return {
+        f"sv_max_{lo}": max_lo, "sv_max_median": max_med, f"sv_max_{hi}": max_hi,
+        f"sv_min_{lo}": min_lo, "sv_min_median": min_med, f"sv_min_{hi}": min_hi,
+        "jacobian_bilipschitz": bilipschitz(min_lo, max_hi),
+        f"ratio_{lo}": r_lo, "ratio_median": r_med, f"ratio_{hi}": r_hi,
+        "bilipschitz": bilipschitz(r_lo, r_hi),
+        "pair_scale": float(pair_scale), "points": z.shape[0], "pairs": a.shape[0],
+        "quantiles": [float(q_lo), float(q_hi)],
+    }
+
+
+def noise_sensitivity(decode_mean: Decode, mu: Tensor,
+                      variances: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                      draws: int = 8, generator: torch.Generator | None = None,
+                      batch_size: int = 256) -> dict:
+    """How much the decoder mean moves when its input is perturbed (METRICS.md).
+
+    ``mu`` [M, d]: evaluation posterior means. One noise tensor eps [draws, M, d] ~ N(0, I)
+    is drawn from ``generator`` and shared by all variances (common random numbers), and
+    ``decode_mean(mu + s * eps)`` with s = sqrt(variance) is compared with the noiseless
+    ``decode_mean(mu)`` (s = 0 reuses it, so its distance and diversity are exactly 0):
+
+    - ``distance``: ||x_s - x_0||_2 over the flattened output, averaged over points and draws;
+    - ``diversity``: ||x_s^i - x_s^j||_2 averaged over the pairs i < j of draws of one point,
+      then over points.
+
+    Both are in the decoder mean's units (L2 over all data dimensions), one float per variance.
+    Points are decoded ``batch_size`` at a time (times ``draws``) under ``torch.no_grad()``.
+    Returns ``{"variances", "distance", "diversity": lists, "draws": int, "points": M}``.
+    """
+    if draws < 2:
+        raise ValueError(f"noise_sensitivity needs draws >= 2 for the diversity, got {draws}")
+    if mu.dim() != 2:
+        raise ValueError(f"mu must have shape [M, d], got {tuple(mu.shape)}")
+    if any(v < 0 for v in variances):
+        raise ValueError(f"variances must be >= 0, got {list(variances)}")
+    mu = mu.detach()
+    m, d = mu.shape
+    eps = torch.randn((draws, m, d), generator=generator, dtype=mu.dtype, device=mu.device)
+    pairs = torch.triu_indices(draws, draws, offset=1)
+    distance = torch.zeros(len(variances), dtype=torch.float64)
+    diversity = torch.zeros(len(variances), dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, m, batch_size):
+            mu_b, eps_b = mu[start:start + batch_size], eps[:, start:start + batch_size]
+            b = mu_b.shape[0]
+            x0 = decode_mean(mu_b).reshape(b, -1).double()
+            for i, variance in enumerate(variances):
+                if variance == 0:
+                    continue
+                z = (mu_b + math.sqrt(variance) * eps_b).reshape(draws * b, d)
+                x = decode_mean(z).reshape(draws, b, -1).double()
+                distance[i] += (x - x0).norm(dim=-1).sum()
+                gaps = torch.cdist(x.transpose(0, 1), x.transpose(0, 1),
+                                   compute_mode="donot_use_mm_for_euclid_dist")  # [b, draws, draws]
+                diversity[i] += gaps[:, pairs[0], pairs[1]].mean(-1).sum()
+    return {"variances": [float(v) for v in variances],
+            "distance": (distance / (m * draws)).tolist(), "diversity": (diversity / m).tolist(),
+            "draws": draws, "points": m}

@@ -8,22 +8,24 @@ from __future__ import annotations
 import datetime as dt
 import time
 import traceback
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-from . import metrics
+from . import images, metrics
 from .config import EvalConfig, RunConfig
-from .data import load_dataset
+from .data import DataSplit, load_dataset
 from .errors import DivergedError
 from .method import Method, build_method
+from .models import VAE
 from .provenance import environment
 from .store import RECORD_VERSION
 from .train import train
 
 EVAL_BATCH = 1000
-STREAMS = ("data", "init", "order", "train", "eval")
+STREAMS = ("data", "init", "order", "train", "curves", "eval")
 Log = Callable[[str], None]
 
 
@@ -51,53 +53,130 @@ def encode_all(method: Method, x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def latent_summary(mu: Tensor, logvar: Tensor, config: EvalConfig) -> dict[str, float]:
-    """AU fraction and count, and mean KL, of a set of posteriors (used for curves)."""
+def latent_summary(mu: Tensor, logvar: Tensor, config: EvalConfig, mi_generator: torch.Generator | None = None
+                   ) -> dict[str, float]:
+    """AU fraction and count and mean KL of a set of posteriors, and MI when a generator is given
+    (the points of the training curves)."""
     au = metrics.active_units(mu, config.au_threshold)
-    return {"au": au["fraction"], "au_count": au["count"], "kl": float(metrics.kl_to_prior(mu, logvar).mean())}
+    summary = {"au": au["fraction"], "au_count": au["count"], "kl": float(metrics.kl_to_prior(mu, logvar).mean())}
+    if mi_generator is not None:
+        summary["mi"] = metrics.mutual_information(mu, logvar, mixture=config.mi_mixture,
+                                                   batch_size=config.mi_batch_size, generator=mi_generator)["mi"]
+    return summary
 
 
-@torch.no_grad()
-def evaluate(method: Method, x: Tensor, config: EvalConfig, generator: torch.Generator) -> dict[str, Any]:
-    """End-of-run metrics on the evaluation split ``x`` [N, *shape] (see METRICS.md).
+@dataclass
+class Evaluation:
+    """End-of-run results: record fields (JSON-ready) and image grids [N, C, H, W] to store."""
 
-    Returns ``{"metrics": scalars, "vectors": per-dimension arrays, "estimators": settings}``.
-    """
-    method.eval()
-    model = method.model
-    mu, logvar = encode_all(method, x)
+    fields: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalConfig,
+                       generator: torch.Generator, out: Evaluation) -> None:
     au = metrics.active_units(mu, config.au_threshold)
     kl = metrics.kl_to_prior(mu, logvar)
     mi = metrics.mutual_information(mu, logvar, mixture=config.mi_mixture,
                                     batch_size=config.mi_batch_size, generator=generator)
+    out.fields["metrics"].update({"au": au["fraction"], "au_count": au["count"], "kl": float(kl.mean()),
+                                  "mi": mi["mi"], **{f"kl_{k}": v for k, v in metrics.kl_quantiles(kl).items()}})
+    out.fields["vectors"] = {"au_variances": au["variances"].tolist(),
+                             "kl_per_dim": metrics.kl_per_dimension(mu, logvar).tolist()}
+    out.fields["per_class"] = {
+        "au": {str(c): v["fraction"] for c, v in metrics.active_units_per_class(mu, labels, config.au_threshold).items()},
+        "kl": {str(c): v for c, v in metrics.kl_per_class(kl, labels).items()}}
+    out.fields["estimators"].update({"au_threshold": config.au_threshold, "mi_estimator": mi["estimator"],
+                                     "mi_cap": mi["cap"], "mi_mixture_size": mi["mixture_size"]})
+
+
+def _reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
+                            out: Evaluation) -> None:
+    """rec (likelihood units), neg_elbo (beta = 1, full constants) and per-pixel mse, one posterior
+    sample per example."""
     rec_sum = log_lik_sum = mse_sum = 0.0
     for i in range(0, x.shape[0], EVAL_BATCH):
         xb, mb, lb = x[i:i + EVAL_BATCH], mu[i:i + EVAL_BATCH], logvar[i:i + EVAL_BATCH]
-        eps = torch.randn(mb.shape, generator=generator, device="cpu").to(mb.device)
+        eps = torch.randn(mb.shape, generator=generator, device=mb.device, dtype=mb.dtype)
         params = model.decode(mb + torch.exp(0.5 * lb) * eps)
         rec_sum += float(model.likelihood.rec(params, xb).sum())
         log_lik_sum += float(model.likelihood.log_prob(params, xb).sum())
         mse_sum += float(((model.likelihood.mean(params) - xb) ** 2).flatten(1).mean(1).sum())
     n = x.shape[0]
-    kl_mean = float(kl.mean())
-    return {
-        "metrics": {"au": au["fraction"], "au_count": au["count"], "kl": kl_mean, "mi": mi["mi"],
-                    "rec": rec_sum / n, "neg_elbo": kl_mean - log_lik_sum / n, "mse": mse_sum / n},
-        "vectors": {"au_variances": au["variances"].tolist(),
-                    "kl_per_dim": metrics.kl_per_dimension(mu, logvar).tolist()},
-        "estimators": {"split": "test", "examples": n, "au_threshold": config.au_threshold,
-                       "mi_estimator": mi["estimator"], "mi_cap": mi["cap"], "mi_mixture_size": mi["mixture_size"],
-                       "rec_samples": 1, "neg_elbo": "beta = 1, one posterior sample, full likelihood constants",
-                       "likelihood": model.likelihood.name},
-    }
+    kl = out.fields["metrics"]["kl"]
+    out.fields["metrics"].update({"rec": rec_sum / n, "neg_elbo": kl - log_lik_sum / n, "mse": mse_sum / n})
+    out.fields["estimators"].update({"rec_samples": 1, "likelihood": model.likelihood.name,
+                                     "neg_elbo": "beta = 1, one posterior sample, full likelihood constants"})
+
+
+def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+    x = x[:config.nll_examples]
+    shape = x.shape[1:]
+
+    def log_likelihood(xb: Tensor, z: Tensor) -> Tensor:  # z [S, B, d] -> [S, B]
+        return model.likelihood.log_prob(model.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2]).reshape(*z.shape[:2], *shape), xb)
+
+    log_px = metrics.importance_weighted_log_likelihood(x, model.encode, log_likelihood,
+                                                         num_samples=config.nll_samples, generator=generator)
+    out.fields["metrics"]["nll"] = -float(log_px.mean())
+    out.fields["estimators"].update({"nll_samples": config.nll_samples, "nll_examples": x.shape[0]})
+
+
+def _decoder_metrics(model: VAE, mu: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+    if config.geometry_points:
+        geo = metrics.decoder_geometry(model.decode_mean, mu[:config.geometry_points], generator=generator,
+                                       pair_scale=config.pair_scale, batch_size=64)
+        settings = {"pair_scale", "points", "pairs", "quantiles"}
+        out.fields["metrics"].update({f"geo_{k}": v for k, v in geo.items() if k not in settings})
+        out.fields["estimators"]["geometry"] = {k: geo[k] for k in settings}
+    if config.noise_points:
+        points = mu[:config.noise_points]
+        out.fields["noise"] = metrics.noise_sensitivity(model.decode_mean, points, draws=config.noise_draws,
+                                                        generator=generator)
+        grid = images.noise_grid(model.decode_mean, points[:8], out.fields["noise"]["variances"], generator=generator)
+        if grid is not None:
+            out.images["noise"] = grid
+
+
+def _image_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
+    """Reconstructions (first 8 test images over their decoded means) and 16 prior samples."""
+    if not images.is_image_shape(x.shape[1:]):
+        return
+    out.images["reconstructions"] = torch.cat([x[:8], model.decode_mean(mu[:8])])
+    z = torch.randn((16, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
+    out.images["samples"] = model.decode_mean(z)
+
+
+@torch.no_grad()
+def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: torch.Generator) -> Evaluation:
+    """End-of-run metrics on the evaluation split (see METRICS.md): ``metrics`` (scalars),
+    ``vectors`` (per latent dimension), ``per_class``, ``noise``, ``estimators`` (every setting)."""
+    method.eval()
+    model, x = method.model, split.x
+    out = Evaluation({"metrics": {}, "estimators": {"split": "test", "examples": x.shape[0]}})
+    mu, logvar = encode_all(method, x)
+    _posterior_metrics(mu, logvar, split.y, config, generator, out)
+    _reconstruction_metrics(model, x, mu, logvar, generator, out)
+    if config.nll_samples:
+        _iw_nll(model, x, config, generator, out)
+    _decoder_metrics(model, mu, config, generator, out)
+    _image_samples(model, x, mu, generator, out)
+    return out
 
 
 def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+class RunResult(NamedTuple):
+    """A run's JSON-ready ``record`` and the image grids [N, C, H, W] in [0, 1] to store beside it."""
+
+    record: dict[str, Any]
+    images: dict[str, Tensor]
+
+
 def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = None,
-            download: bool = False, log: Log = print) -> dict[str, Any]:
+            download: bool = False, log: Log = print) -> RunResult:
     """Train and evaluate one run; never raises for a failing run (status ``failed`` or
     ``diverged`` in the record), except KeyboardInterrupt, which leaves no record."""
     started, t0 = _utc_now(), time.perf_counter()
@@ -107,6 +186,7 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         "metrics": {}, "vectors": {}, "estimators": {}, "curves": [], "method_extras": {},
         "seeds": {s: config.stream_seed(s) for s in STREAMS}, "started_at": started,
     }
+    evaluation = Evaluation()
     try:
         torch_device = resolve_device(device)
         record["device"] = describe_device(torch_device)
@@ -116,22 +196,29 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         torch.manual_seed(record["seeds"]["init"])
         method = build_method(config.method, config.hyperparameters, config.model, data.shape).to(torch_device)
         order = torch.Generator().manual_seed(record["seeds"]["order"])
-        eval_gen = torch.Generator().manual_seed(record["seeds"]["eval"])
+        curve_gen = torch.Generator(torch_device).manual_seed(record["seeds"]["curves"])
+        eval_gen = torch.Generator(torch_device).manual_seed(record["seeds"]["eval"])
+        every, mi_every, last = config.eval.curve_every, config.eval.mi_curve_every, config.train.epochs
 
         def on_epoch(epoch: int, parts: dict[str, float]) -> None:
             point: dict[str, Any] = {"epoch": epoch + 1, **parts}
-            if (epoch + 1) % config.eval.curve_every == 0 or epoch + 1 == config.train.epochs:
+            with_mi = bool(mi_every) and (epoch + 1) % mi_every == 0
+            if (epoch + 1) % every == 0 or epoch + 1 == last or with_mi:
                 method.eval()
-                point.update({f"test_{k}": v for k, v in latent_summary(*encode_all(method, data.test.x), config.eval).items()})
+                mu, logvar = encode_all(method, data.test.x)
+                summary = latent_summary(mu, logvar, config.eval, curve_gen if with_mi else None)
+                point.update({f"test_{k}": v for k, v in summary.items()})
             record["curves"].append(point)
-            log(f"  {config.run_id} epoch {epoch + 1}/{config.train.epochs} "
+            log(f"  {config.run_id} epoch {epoch + 1}/{last} "
                 + " ".join(f"{k}={v:.4g}" for k, v in point.items() if k != "epoch"))
 
         torch.manual_seed(record["seeds"]["train"])
+        t_train = time.perf_counter()
         train(method, data.train.x, config.train, order, on_epoch)
-        record["train_time_s"] = time.perf_counter() - t0
+        record["train_time_s"] = time.perf_counter() - t_train
         t_eval = time.perf_counter()
-        record.update(evaluate(method, data.test.x, config.eval, eval_gen))
+        evaluation = evaluate(method, data.test, config.eval, eval_gen)
+        record.update(evaluation.fields)
         record["eval_time_s"] = time.perf_counter() - t_eval
         record["method_extras"] = method.record_extras()
         record["status"] = "ok"
@@ -145,4 +232,4 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
     record["finished_at"] = _utc_now()
     record.setdefault("device", device)
     record["environment"] = environment()
-    return record
+    return RunResult(record, evaluation.images if record["status"] == "ok" else {})

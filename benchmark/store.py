@@ -11,9 +11,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 RECORD_VERSION = 1
 ID_COLUMNS = ["run_id", "status", "method", "dataset", "seed"]
@@ -57,7 +60,19 @@ class ResultStore:
     def record_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
 
-    def write(self, record: dict[str, Any]) -> Path:
+    def write(self, record: dict[str, Any], images: dict[str, Tensor] | None = None) -> Path:
+        """Write the image grids (``<run_id>.<name>.png``, listed in ``record["artifacts"]``),
+        then the record: a record on disk always has its images."""
+        from .images import save_image_grid
+
+        record["artifacts"] = {}
+        for name, batch in sorted((images or {}).items()):
+            filename = f"{record['run_id']}.{name}.png"
+            tmp = self.runs_dir / f".{filename}.tmp.png"
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            save_image_grid(batch.detach().cpu(), tmp, nrow=8)
+            os.replace(tmp, self.runs_dir / filename)
+            record["artifacts"][name] = filename
         path = self.record_path(record["run_id"])
         atomic_write_text(path, json.dumps(_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
         return path
@@ -144,17 +159,28 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
-    """Markdown: data set, method, the settings that differ between rows, metrics as mean ± std (n)."""
+    """Markdown: data set, method, the hyperparameters swept for that method, the other settings
+    that differ between rows, and AU / KL / MI / rec as mean ± std over seeds (n)."""
     if summary.empty or "au_mean" not in summary:
         return ""
-    varying = [c for c in summary.columns if c.startswith(SETTING_PREFIXES) and summary[c].nunique(dropna=False) > 1]
-    lines = ["| " + " | ".join(["dataset", "method", *varying, "AU", "KL", "MI", "rec", "n"]) + " |"]
-    lines.append("|" + "---|" * (len(varying) + 7))
+    varying = [c for c in summary.columns if c.startswith(SETTING_PREFIXES[1:]) and summary[c].nunique(dropna=False) > 1]
+    hp_columns = [c for c in summary.columns if c.startswith("hp.")]
+    swept = {key: [c for c in hp_columns if group[c].nunique(dropna=True) > 1]
+             for key, group in summary.groupby(["dataset", "method"])}
+    lines = ["| " + " | ".join(["dataset", "method", "setting", *varying, "AU", "KL", "MI", "rec", "n"]) + " |"]
+    lines.append("|" + "---|" * (len(varying) + 8))
     for _, row in summary.iterrows():
-        cells = [row["dataset"], row["method"], *("" if pd.isna(row[c]) else row[c] for c in varying)]
+        setting = ", ".join(f"{c[3:]}={_cell_text(row[c])}" for c in swept[(row["dataset"], row["method"])])
+        cells = [row["dataset"], row["method"], setting, *(_cell_text(row[c]) for c in varying)]
         cells += [_mean_std(row, m) for m in ("au", "kl", "mi", "rec")] + [int(row["n"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _cell_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _mean_std(row: pd.Series, metric: str) -> str:

@@ -43,7 +43,13 @@ def test_smoke_grid_end_to_end(tmp_path, fake_fashion_root, capsys):
                 "device", "environment", "seeds", "grid"):
         assert key in record
     assert record["environment"]["packages"]["torch"] and "commit" in record["environment"]["git"]
-    assert set(record["metrics"]) >= {"au", "au_count", "kl", "mi", "rec", "neg_elbo", "mse"}
+    assert set(record["metrics"]) >= {"au", "au_count", "kl", "mi", "rec", "neg_elbo", "mse", "nll", "kl_q50",
+                                      "geo_bilipschitz", "geo_sv_min_median"}
+    assert record["estimators"]["nll_samples"] == 20 and set(record["per_class"]) == {"au", "kl"}
+    images = [r for r in recs.values() if r["config"]["dataset"]["name"] == "fashion-mnist"]
+    assert all(set(r["artifacts"]) == {"noise", "reconstructions", "samples"} for r in images)
+    assert all((results / "smoke" / "runs" / name).stat().st_size > 0 for r in images for name in r["artifacts"].values())
+    assert all(r["artifacts"] == {} for r in recs.values() if r["config"]["dataset"]["name"] == "pinwheel")
     assert len(record["curves"]) == record["config"]["train"]["epochs"]
     assert {"loss", "rec", "kl", "test_au", "test_kl"} <= set(record["curves"][0])
     assert record["estimators"]["mi_cap"] == pytest.approx(record["estimators"]["mi_mixture_size"] and
@@ -75,7 +81,7 @@ def test_smoke_grid_end_to_end(tmp_path, fake_fashion_root, capsys):
 
     code, _, err = run(smoke(results, fake_fashion_root, "--force"), capsys)
     assert code == 0 and f"0 already done (skipped), {expected} to run" in err
-    assert not list((results / "smoke" / "runs").glob(".*tmp"))
+    assert not list((results / "smoke" / "runs").glob(".*"))  # no temporary files left
 
 
 def test_same_seed_same_metrics(tmp_path, fake_fashion_root, capsys):
@@ -163,7 +169,7 @@ def test_ctrl_c_leaves_no_partial_record(tmp_path, fake_fashion_root, plugin_dir
     assert code == 130 and "rerun the same command to continue" in err
     recs = records(tmp_path)
     assert recs and all(r["config"]["method"] == "vae" and r["status"] == "ok" for r in recs.values())
-    assert not [p for p in (tmp_path / "smoke" / "runs").iterdir() if p.suffix != ".json"]
+    assert not list((tmp_path / "smoke" / "runs").glob(".*"))
     assert sorted(pd.read_csv(tmp_path / "smoke" / "runs.csv")["run_id"]) == sorted(recs)
 
 

@@ -9,16 +9,21 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
+from benchmark.icnn import LIDDecoder
 from benchmark.metrics import (
     active_units,
     active_units_per_class,
+    decoder_geometry,
+    decoder_jacobian_singular_values,
     elbo,
     gaussian_log_density,
     importance_weighted_log_likelihood,
+    kl_per_class,
     kl_per_dimension,
     kl_quantiles,
     kl_to_prior,
     mutual_information,
+    noise_sensitivity,
 )
 
 F64 = torch.float64
@@ -275,3 +280,167 @@ def test_iw_is_reproducible_and_leaves_no_graph(model):
     again = importance_weighted_log_likelihood(model.x, encoder, model.log_likelihood,
                                                num_samples=30, generator=gen(4))
     torch.testing.assert_close(first, again, rtol=0, atol=0)
+
+
+# --- local collapse: KL per class -------------------------------------------------------
+
+def test_kl_per_class():
+    labels = torch.tensor([3, 0, 3, 1, 0, 3])
+    kl = torch.tensor([1.0, 2.0, 3.0, 10.0, 4.0, 5.0])
+    result = kl_per_class(kl, labels)
+    assert result == {0: pytest.approx(3.0), 1: pytest.approx(10.0), 3: pytest.approx(3.0)}
+    assert all(type(k) is int and type(v) is float for k, v in result.items())
+    with pytest.raises(ValueError, match="same length"):
+        kl_per_class(kl[:5], labels)
+
+
+# --- decoder Jacobian singular values ---------------------------------------------------
+
+def linear_decoder(W: torch.Tensor, shape: tuple[int, ...] | None = None):
+    """x = W z (reshaped to ``shape``): Jacobian W everywhere."""
+    def decode(z):
+        x = z @ W.T
+        return x if shape is None else x.reshape(-1, *shape)
+    return decode
+
+
+def matrix_with_singular_values(rows: int, values: list[float], seed: int) -> torch.Tensor:
+    u, _ = torch.linalg.qr(torch.randn(rows, len(values), generator=gen(seed), dtype=F64))
+    v, _ = torch.linalg.qr(torch.randn(len(values), len(values), generator=gen(seed + 1), dtype=F64))
+    return u @ torch.diag(torch.tensor(values, dtype=F64)) @ v.T
+
+
+@pytest.mark.parametrize("rows, cols", [(6, 3), (2, 4)])  # D > d (double backward), D <= d (reverse)
+def test_jacobian_singular_values_of_linear_decoder(rows, cols):
+    W = torch.randn(rows, cols, generator=gen(20), dtype=F64)
+    z = 5 * torch.randn(7, cols, generator=gen(21), dtype=F64)
+    decode = linear_decoder(W, (rows // 2, 2))
+    sv = decoder_jacobian_singular_values(decode, z, batch_size=3)
+    assert sv.shape == (7, min(rows, cols)) and sv.dtype == F64
+    torch.testing.assert_close(sv, torch.linalg.svdvals(W).expand(7, -1))
+
+
+def test_jacobian_singular_values_match_per_point_jacobians_of_an_mlp():
+    torch.manual_seed(22)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5)).double()
+    z = torch.randn(7, 3, generator=gen(23), dtype=F64)
+    sv = decoder_jacobian_singular_values(net, z, batch_size=3)
+    expected = torch.stack([torch.linalg.svdvals(torch.autograd.functional.jacobian(net, point))
+                            for point in z])
+    torch.testing.assert_close(sv, expected)
+    assert (sv[:, 0] >= sv[:, 1]).all() and (sv[:, 1] >= sv[:, 2]).all()
+    assert sv[:, 0].std() > 1e-3  # the points differ, so a mix-up across the batch would show
+
+
+def test_jacobian_singular_values_of_lid_decoder_respect_inverse_lipschitz_bound():
+    torch.manual_seed(24)
+    L = 0.5
+    dec = LIDDecoder(latent_dim=2, shape=(3,), hidden_latent=8, hidden_data=8,
+                     lam1=math.sqrt(L), lam2=math.sqrt(L)).double()
+    with torch.no_grad():  # random, not only initial, parameters
+        for p in dec.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    z = 3 * torch.randn(32, 2, generator=gen(25), dtype=F64)
+    with torch.no_grad():
+        sv = decoder_jacobian_singular_values(dec, z, batch_size=10)
+    assert sv.shape == (32, 2) and not sv.requires_grad
+    assert dec.inverse_lipschitz == pytest.approx(L)
+    assert sv[:, -1].min() >= L - 1e-9
+    assert all(p.grad is None for p in dec.parameters())
+    # the values are the Jacobian's: central differences at a few points
+    h = 1e-6
+    with torch.no_grad():
+        columns = [(dec(z[:4] + h * e) - dec(z[:4] - h * e)) / (2 * h) for e in torch.eye(2, dtype=F64)]
+    torch.testing.assert_close(sv[:4], torch.linalg.svdvals(torch.stack(columns, dim=2)),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_jacobian_of_a_decoder_that_ignores_z_is_zero():
+    sv = decoder_jacobian_singular_values(lambda z: torch.ones(z.shape[0], 4), torch.randn(3, 2))
+    assert torch.equal(sv, torch.zeros(3, 2, dtype=F64))
+
+
+# --- decoder geometry -------------------------------------------------------------------
+
+def test_decoder_geometry_of_isometric_and_scaled_linear_decoders():
+    W = matrix_with_singular_values(5, [1.0, 1.0, 1.0], seed=26)  # orthonormal columns
+    z = torch.randn(40, 3, generator=gen(27), dtype=F64)
+    for scale in (1.0, 2.0):
+        geo = decoder_geometry(linear_decoder(scale * W), z, generator=gen(28), pair_scale=0.3)
+        for key in ("ratio_q05", "ratio_median", "ratio_q95", "sv_min_q05", "sv_max_q95",
+                    "sv_min_median", "sv_max_median", "bilipschitz", "jacobian_bilipschitz"):
+            assert geo[key] == pytest.approx(scale, abs=1e-9), key
+    assert geo["pair_scale"] == 0.3 and geo["points"] == 40 and geo["pairs"] == 40
+    assert geo["quantiles"] == [0.05, 0.95]
+
+
+def test_decoder_geometry_quantiles_lie_within_singular_values():
+    W = matrix_with_singular_values(5, [3.0, 0.5], seed=29)
+    z = torch.randn(50, 2, generator=gen(30), dtype=F64)
+    geo = decoder_geometry(linear_decoder(W), z, generator=gen(31), pairs_per_point=4)
+    assert geo["pairs"] == 200 and geo["points"] == 50
+    assert 0.5 - 1e-9 <= geo["ratio_q05"] < geo["ratio_median"] < geo["ratio_q95"] <= 3 + 1e-9
+    assert geo["ratio_q05"] < 1.0 and geo["ratio_q95"] > 2.0  # random directions reach both ends
+    assert geo["bilipschitz"] == max(1 / geo["ratio_q05"], geo["ratio_q95"])
+    assert geo["sv_max_q95"] == pytest.approx(3.0) and geo["sv_min_q05"] == pytest.approx(0.5)
+    assert geo["jacobian_bilipschitz"] == pytest.approx(3.0)
+    again = decoder_geometry(linear_decoder(W), z, generator=gen(31), pairs_per_point=4)
+    assert again == geo
+    other = decoder_geometry(linear_decoder(W), z, generator=gen(32), quantiles=(0.1, 0.9))
+    assert {"ratio_q10", "ratio_q90", "sv_min_q10", "sv_max_q90"} <= set(other)
+
+
+def test_decoder_geometry_measures_pairs_at_pair_scale():
+    # D(z) = ||z||^2: at a = 0, |D(a) - D(b)| / ||a - b|| = ||b||, exactly the pair scale.
+    geo = decoder_geometry(lambda z: (z * z).sum(-1, keepdim=True), torch.zeros(10, 3, dtype=F64),
+                           generator=gen(33), pair_scale=0.25)
+    assert geo["ratio_q05"] == pytest.approx(0.25) and geo["ratio_q95"] == pytest.approx(0.25)
+    assert geo["sv_max_median"] == 0.0 and geo["jacobian_bilipschitz"] == math.inf
+    assert geo["bilipschitz"] == pytest.approx(4.0)
+
+
+# --- noise sensitivity ------------------------------------------------------------------
+
+def chi_mean(k: int) -> float:
+    """E||eps|| for eps ~ N(0, I_k)."""
+    return math.sqrt(2) * math.exp(math.lgamma((k + 1) / 2) - math.lgamma(k / 2))
+
+
+def test_noise_sensitivity_of_isometric_linear_decoder():
+    d = 4
+    W = matrix_with_singular_values(10, [1.0] * d, seed=34)
+    mu = torch.randn(500, d, generator=gen(35), dtype=F64)
+    result = noise_sensitivity(linear_decoder(W, (2, 5)), mu, draws=8, generator=gen(36))
+    assert result["variances"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert result["draws"] == 8 and result["points"] == 500
+    assert result["distance"][0] == 0.0 and result["diversity"][0] == 0.0
+    scales = [math.sqrt(v) for v in result["variances"][1:]]
+    per_scale = [dist / s for dist, s in zip(result["distance"][1:], scales)]
+    assert per_scale == pytest.approx([per_scale[0]] * 5, rel=1e-9)  # one eps for every variance
+    assert per_scale[0] == pytest.approx(chi_mean(d), rel=0.03)
+    for div, s in zip(result["diversity"][1:], scales):
+        # eps_i - eps_j ~ N(0, 2 I): mean pairwise distance sqrt(2) E||eps||
+        assert div / s == pytest.approx(math.sqrt(2) * chi_mean(d), rel=0.03)
+
+
+def test_noise_sensitivity_of_collapsed_decoder_is_zero():
+    def constant(z):
+        return torch.full((z.shape[0], 1, 3, 3), 0.7, dtype=z.dtype)
+
+    result = noise_sensitivity(constant, torch.randn(20, 3), variances=(0.0, 0.5, 1.0), draws=3,
+                               generator=gen(37), batch_size=7)
+    assert result["distance"] == [0.0, 0.0, 0.0] and result["diversity"] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="draws"):
+        noise_sensitivity(constant, torch.randn(20, 3), draws=1)
+
+
+def test_noise_sensitivity_batches_and_seeds():
+    torch.manual_seed(38)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 6)).double()
+    mu = torch.randn(30, 3, generator=gen(39), dtype=F64)
+    small, large = (noise_sensitivity(net, mu, draws=4, generator=gen(40), batch_size=b)
+                    for b in (7, 1000))
+    assert small["distance"] == pytest.approx(large["distance"], rel=1e-9)
+    assert small["diversity"] == pytest.approx(large["diversity"], rel=1e-9)
+    assert small["distance"][-1] > small["distance"][1] > 0
+    assert all(p.grad is None for p in net.parameters())
