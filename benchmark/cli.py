@@ -61,7 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                      help="training device (default: auto = cuda when available)")
     run.add_argument("--workers", type=_positive, default=1, metavar="N",
-                     help="runs in parallel on local worker processes (default: 1)")
+                     help="runs in parallel: local worker processes sharing the CPU cores, or Ray CPU "
+                          "slots (default: 1; on GPUs: GPUs x --runs-per-gpu)")
+    run.add_argument("--runs-per-gpu", type=_positive, default=1, metavar="K",
+                     help="pack K runs on each GPU (default: 1)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local processes (default) or Ray tasks (needs `pip install ray`)")
+    run.add_argument("--address", metavar="ADDR",
+                     help="Ray cluster address (e.g. ray://head:10001); default: start a local Ray instance")
+    run.add_argument("--retries", type=int, default=1, metavar="N",
+                     help="extra attempts for a failed run (default: 1; diverged runs are not retried)")
+    run.add_argument("--checkpoint-every", type=int, default=5, metavar="E",
+                     help="save a resumable checkpoint every E epochs (default: 5; 0: never); "
+                          "an interrupted run resumes from it")
+    run.add_argument("--keep-model", action="store_true",
+                     help="keep each run's trained model in RESULTS/GRID/models/RUN_ID.pt")
     run.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     run.add_argument("--data-root", metavar="DIR",
                      help="folder holding the data sets (also $BENCHMARK_DATA)")
@@ -69,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let torchvision download missing data sets (needs internet)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and what is done; train nothing")
     run.add_argument("--force", action="store_true", help="rerun runs that already have an ok record")
+
+    from . import report
+
+    rep = sub.add_parser("report", help="tables, statistics and figures from results/ (never retrains)",
+                         description="Regenerate the paper-style tables, comparisons with the plain VAE and figures "
+                                     "under OUT (default reports/) from the run records in RESULTS; byte-for-byte "
+                                     "identical for the same records.")
+    report.add_arguments(rep)
 
     lst = sub.add_parser("list", help="show registered methods, data sets, grids, architectures",
                          description="Show what is registered, with one-line descriptions.")
@@ -83,13 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
     try:
-        return {"run": cmd_run, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "report": _report}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
         return 130
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import report
+
+    return report.main(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -113,10 +141,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolve_device(args.device)
     for name in sorted({r.dataset.name for r in todo}):
         check_available(name, data_root=args.data_root, download=args.download)
-    options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers)
+    if args.address and args.executor != "ray":
+        raise BenchmarkError("--address is for --executor ray")
+    options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
+                         executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
+                         retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model)
     summary = run_grid(grid.name, runs, store, options, force=args.force)
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
-    print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok)\n"
+    elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""
+    print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok){elsewhere}\n"
           f"records: {store.runs_dir}/\ntables:  {store.dir / 'runs.csv'}, {store.dir / 'summary.csv'}", file=sys.stderr)
     summary_text = store.summary_markdown()
     if summary_text:

@@ -1,16 +1,28 @@
-"""Run a list of configs and store each record as it finishes: in this process or on local
-worker processes (joblib/loky). Finished ``ok`` runs are skipped unless forced."""
+"""Run a list of configs and store each record as it arrives.
+
+Backends: in this process (one worker, one device), local worker processes (joblib's loky;
+each pinned to a GPU slot or given its share of the CPU threads) or Ray tasks (local instance
+or a cluster; the driver writes every record itself, so workers need no shared filesystem).
+Every run is claimed with a lock first, so concurrent ``run`` commands never run it twice;
+finished ``ok`` runs are skipped unless forced; failed runs are retried.
+"""
 
 from __future__ import annotations
 
 import os
+import traceback
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, Literal
 
 from .config import RunConfig
+from .errors import BenchmarkError
 from .progress import GridProgress
-from .runner import RunResult, execute
-from .store import ResultStore
+from .provenance import PROJECT_ROOT
+from .runner import RunResult, execute, failed_result, resolve_device
+from .store import ResultStore, RunLock
 
 
 @dataclass(frozen=True)
@@ -20,14 +32,29 @@ class RunOptions:
     device: str = "auto"
     data_root: str | None = None
     download: bool = False
-    workers: int = 1
+    workers: int = 1  # parallel runs (on GPUs: default GPUs x runs_per_gpu)
+    executor: Literal["local", "ray"] = "local"
+    address: str | None = None  # Ray cluster address; None starts a local instance
+    runs_per_gpu: int = 1
+    retries: int = 1  # extra attempts for a failed run (diverged runs are not retried)
+    checkpoint_every: int = 5  # epochs between checkpoints (0: none)
+    keep_model: bool = False
 
 
 @dataclass
 class GridSummary:
     total: int
     skipped: int
+    locked: int = 0  # runs another process was running
     counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one run executes: a device and the CPU threads it may use."""
+
+    device: str
+    threads: int
 
 
 def pending_runs(runs: list[RunConfig], store: ResultStore, force: bool) -> list[RunConfig]:
@@ -35,41 +62,176 @@ def pending_runs(runs: list[RunConfig], store: ResultStore, force: bool) -> list
     return list(runs) if force else [r for r in runs if store.status(r.run_id) != "ok"]
 
 
-def _execute_in_worker(config: RunConfig, options: RunOptions) -> RunResult:
-    """Entry point of a worker process: share the CPU cores fairly, then run."""
+def local_slots(options: RunOptions) -> list[Slot]:
+    """One slot per parallel run: GPU slots (``runs_per_gpu`` per visible GPU) or CPU slots
+    sharing the cores."""
+    device = resolve_device(options.device)
+    if device.type == "cuda":
+        import torch
+
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if device.index is None else [str(device)]
+        slots = [Slot(gpu, 1) for _ in range(options.runs_per_gpu) for gpu in gpus]
+        return slots[:options.workers] if options.workers > 1 else slots
+    cores = os.cpu_count() or 1
+    return [Slot("cpu", max(1, cores // options.workers))] * options.workers
+
+
+def _run_in_worker(config: RunConfig, options: RunOptions, slot: Slot, checkpoint: str | None) -> RunResult:
+    """Entry point of a worker process (loky or Ray): pin the device and threads, then run."""
     import torch
 
-    if options.device != "cuda":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
-    return execute(config, device=options.device, data_root=options.data_root, download=options.download,
-                   log=lambda line: print(line, flush=True))
+    torch.set_num_threads(slot.threads)
+    if slot.device.startswith("cuda:"):
+        torch.cuda.set_device(slot.device)
+    return execute(config, device=slot.device, data_root=options.data_root, download=options.download,
+                   log=lambda line: print(line, flush=True), checkpoint=Path(checkpoint) if checkpoint else None,
+                   checkpoint_every=options.checkpoint_every, keep_model=options.keep_model)
 
 
-def _results(todo: list[RunConfig], options: RunOptions, log: Callable[[str], None]) -> Iterator[RunResult]:
-    if options.workers <= 1:
-        for config in todo:
-            yield execute(config, device=options.device, data_root=options.data_root,
-                          download=options.download, log=log)
-        return
-    from joblib import Parallel, delayed
+class InProcessBackend:
+    """Runs each submission at once, in this process (Ctrl-C interrupts it directly)."""
 
-    parallel = Parallel(n_jobs=options.workers, backend="loky", return_as="generator_unordered")
-    yield from parallel(delayed(_execute_in_worker)(config, options) for config in todo)
+    def __init__(self, options: RunOptions, log: Callable[[str], None]):
+        self.options, self.log = options, log
+        self.slots = [Slot(options.device, 0)]
+
+    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+        future: Future = Future()
+        future.set_result(execute(config, device=slot.device, data_root=self.options.data_root,
+                                  download=self.options.download, log=self.log,
+                                  checkpoint=Path(checkpoint) if checkpoint else None,
+                                  checkpoint_every=self.options.checkpoint_every, keep_model=self.options.keep_model))
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+class LokyBackend:
+    """Local worker processes; a worker that dies fails only its own run."""
+
+    def __init__(self, options: RunOptions):
+        self.options, self.slots = options, local_slots(options)
+
+    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+        from joblib.externals.loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=len(self.slots))  # a fresh one if a worker died
+        return executor.submit(_run_in_worker, config, self.options, slot, checkpoint)
+
+    def close(self) -> None:
+        pass
+
+
+class RayBackend:
+    """Each run is a Ray task with its resource request; results come back to the driver."""
+
+    def __init__(self, options: RunOptions):
+        try:
+            import ray
+        except ImportError:
+            raise BenchmarkError("--executor ray needs Ray: .venv/bin/pip install ray==2.60.0 "
+                                 "(on every machine of the cluster)") from None
+        self.ray, self.options = ray, options
+        plugins = os.environ.get("BENCHMARK_PLUGINS", "")
+        runtime_env = {"working_dir": str(PROJECT_ROOT),
+                       "excludes": [".venv/", "results/", "reports/", ".git/", "data/", "*.pt"],
+                       "env_vars": {"BENCHMARK_PLUGINS": plugins} if plugins else {}}
+        init = dict(address=options.address, runtime_env=runtime_env, ignore_reinit_error=True,
+                    log_to_driver=True, include_dashboard=False)
+        if options.address is None:
+            init["num_cpus"] = options.workers
+        ray.init(**init)
+        gpu = options.device == "cuda" or (options.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+        resources = {"num_gpus": 1 / options.runs_per_gpu, "num_cpus": 1} if gpu else {"num_cpus": 1}
+        self.device = "cuda" if gpu else "cpu"
+        self.task = ray.remote(max_retries=0, **resources)(_run_in_worker)
+        slots = int(ray.cluster_resources().get("GPU", 0) * options.runs_per_gpu) if gpu else options.workers
+        self.slots = [Slot(self.device, 1)] * max(1, slots)
+
+    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+        return self.task.remote(config, self.options, slot, checkpoint).future()
+
+    def close(self) -> None:
+        if self.options.address is None:
+            self.ray.shutdown()
+
+
+def _backend(options: RunOptions, log: Callable[[str], None]):
+    if options.executor == "ray":
+        return RayBackend(options)
+    if options.workers <= 1 and not (options.runs_per_gpu > 1 and resolve_device(options.device).type == "cuda"):
+        return InProcessBackend(options, log)
+    return LokyBackend(options)
 
 
 def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options: RunOptions,
              force: bool = False, progress: GridProgress | None = None) -> GridSummary:
-    """Execute the pending ``runs`` and write each record (and the table) as it arrives."""
+    """Execute the pending ``runs`` and write each record (and the tables) as it arrives."""
     todo = pending_runs(runs, store, force)
     progress = progress or GridProgress(len(todo))
     summary = GridSummary(total=len(runs), skipped=len(runs) - len(todo))
+    backend = _backend(options, progress.log)
+    queue, free = deque(todo), list(backend.slots)
+    running: dict[Future, tuple[RunConfig, Slot, RunLock]] = {}
+    attempts: dict[str, int] = {}
     try:
-        for record, images in _results(todo, options, progress.log):
-            record["grid"] = grid_name
-            store.write(record, images)
-            store.write_table()
-            progress.finished(record)
+        while queue or running:
+            while queue and free:
+                config = queue.popleft()
+                lock = store.try_lock(config.run_id)
+                if lock is None:
+                    summary.locked += 1
+                    progress.log(f"{config.run_id} is being run by another process: skipped")
+                    progress.skip()
+                    continue
+                if not force and attempts.get(config.run_id) is None and store.status(config.run_id) == "ok":
+                    lock.release()  # finished by another process since we looked
+                    progress.skip()
+                    continue
+                slot = free.pop()
+                attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
+                progress.started()
+                future = backend.submit(config, slot, str(store.checkpoint_path(config.run_id)))
+                running[future] = (config, slot, lock)
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                config, slot, lock = running.pop(future)
+                free.append(slot)
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker died or could not run the task
+                    result = failed_result(config, type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())
+                record = result.record
+                record["attempt"] = attempts[config.run_id]
+                if record["status"] == "failed" and attempts[config.run_id] <= options.retries:
+                    progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), retrying: "
+                                 f"{record['error']['message'][:200]}")
+                    progress.retrying()
+                    lock.release()
+                    queue.append(config)
+                    continue
+                record["grid"] = grid_name
+                if result.model_state is not None:
+                    _save_model(store.model_path(config.run_id), result.model_state)
+                store.write(record, result.images)
+                store.checkpoint_path(config.run_id).unlink(missing_ok=True)
+                lock.release()
+                store.write_table()
+                progress.finished(record)
     finally:
+        for _, _, lock in running.values():
+            lock.release()
+        backend.close()
         progress.close()
         summary.counts = dict(progress.counts)
     return summary
+
+
+def _save_model(path: Path, state: dict) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

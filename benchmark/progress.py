@@ -25,9 +25,37 @@ class GridProgress:
         use_bar = self.stream.isatty() if bar is None else bar
         self.bar = tqdm(total=total, file=self.stream, unit="run", dynamic_ncols=True) if use_bar and total else None
 
+    running = 0  # runs started and not finished
+    retries = 0
+
     @property
     def done(self) -> int:
         return sum(self.counts.values())
+
+    def started(self) -> None:
+        self.running += 1
+        self._refresh()
+
+    def retrying(self) -> None:
+        self.running -= 1
+        self.retries += 1
+        self._refresh()
+
+    def skip(self) -> None:
+        """A run that another process finished or is running: no longer ours to count."""
+        self.total -= 1
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def _status(self) -> dict[str, int]:
+        status = {k: v for k, v in self.counts.items() if v}
+        status.update({k: v for k, v in (("running", self.running), ("retries", self.retries)) if v})
+        return status
+
+    def _refresh(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(self._status(), refresh=True)
 
     def log(self, line: str) -> None:
         """Print a line without breaking the bar."""
@@ -39,17 +67,19 @@ class GridProgress:
     def finished(self, record: dict[str, Any]) -> None:
         status = record["status"]
         self.counts[status] = self.counts.get(status, 0) + 1
+        self.running = max(0, self.running - 1)
         elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
+        eta = elapsed / self.done * max(0, self.total - self.done)
         detail = f" ({record['error']['message'][:200]})" if record.get("error") else ""
         line = (f"[{self.done}/{self.total}] {status} {record['run_id']} {record['label']} "
                 f"in {record['wall_time_s']:.1f}s{detail}")
         if self.bar is not None:
-            self.bar.set_postfix({k: v for k, v in self.counts.items() if v}, refresh=False)
+            self.bar.set_postfix(self._status(), refresh=False)
             self.bar.update(1)
             self.log(line)
         else:
-            self.log(f"{line} | elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
+            counts = ", ".join(f"{v} {k}" for k, v in self._status().items())
+            self.log(f"{line} | {counts} | elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -6,8 +6,10 @@ Knows nothing about grids or files: the executor decides what to run and the sto
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import traceback
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -22,7 +24,7 @@ from .method import Method, build_method
 from .models import VAE
 from .provenance import environment
 from .store import RECORD_VERSION
-from .train import train
+from .train import Trainer
 
 EVAL_BATCH = 1000
 STREAMS = ("data", "init", "order", "train", "curves", "eval")
@@ -164,29 +166,95 @@ def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: to
     return out
 
 
+def _rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    states = {name: g.get_state() for name, g in generators.items()}
+    states["torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def save_checkpoint(path: Path, run_id: str, trainer: Trainer, generators: dict[str, torch.Generator],
+                    record: dict[str, Any], train_time: float) -> None:
+    """Atomically save everything needed to resume the run after ``trainer.epoch`` epochs."""
+    state = {"run_id": run_id, "trainer": trainer.state_dict(), "rng": _rng_states(generators),
+             "curves": record["curves"], "train_time_s": train_time}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, run_id: str, trainer: Trainer, generators: dict[str, torch.Generator],
+                    record: dict[str, Any]) -> float:
+    """Restore a checkpoint of run ``run_id`` into ``trainer``, the generators and the record's
+    curves; returns the training time spent before it."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("run_id") != run_id:
+        raise RuntimeError(f"checkpoint {path} belongs to run {state.get('run_id')}, not {run_id}: delete it")
+    trainer.load_state_dict(state["trainer"])
+    rng = state["rng"]
+    for name, generator in generators.items():
+        generator.set_state(rng[name])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    record["curves"] = list(state["curves"])
+    return float(state["train_time_s"])
+
+
 def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class RunResult(NamedTuple):
-    """A run's JSON-ready ``record`` and the image grids [N, C, H, W] in [0, 1] to store beside it."""
+    """A run's JSON-ready ``record``, the image grids [N, C, H, W] in [0, 1] to store beside it
+    and, when asked for, the trained model's state dict (on the CPU)."""
 
     record: dict[str, Any]
     images: dict[str, Tensor]
+    model_state: dict[str, Any] | None = None
 
 
-def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = None,
-            download: bool = False, log: Log = print) -> RunResult:
-    """Train and evaluate one run; never raises for a failing run (status ``failed`` or
-    ``diverged`` in the record), except KeyboardInterrupt, which leaves no record."""
-    started, t0 = _utc_now(), time.perf_counter()
-    record: dict[str, Any] = {
+def new_record(config: RunConfig) -> dict[str, Any]:
+    """The skeleton every record starts from (status ``running``)."""
+    return {
         "record_version": RECORD_VERSION, "run_id": config.run_id, "label": config.label(),
         "config": config.to_dict(), "status": "running", "error": None, "diverged_epoch": None,
         "metrics": {}, "vectors": {}, "estimators": {}, "curves": [], "method_extras": {},
-        "seeds": {s: config.stream_seed(s) for s in STREAMS}, "started_at": started,
+        "seeds": {s: config.stream_seed(s) for s in STREAMS}, "started_at": _utc_now(),
     }
-    evaluation = Evaluation()
+
+
+def _finish(record: dict[str, Any], started: float, device: str) -> dict[str, Any]:
+    record["wall_time_s"] = time.perf_counter() - started
+    record["finished_at"] = _utc_now()
+    record.setdefault("device", device)
+    record["environment"] = environment()
+    return record
+
+
+def failed_result(config: RunConfig, error_type: str, message: str, trace: str | None = None) -> RunResult:
+    """The result of a run that died outside :func:`execute` (e.g. its worker process was killed)."""
+    record = new_record(config)
+    record.update(status="failed", error={"type": error_type, "message": message, "traceback": trace})
+    return RunResult(_finish(record, time.perf_counter(), "unknown"), {})
+
+
+def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = None,
+            download: bool = False, log: Log = print, checkpoint: Path | None = None,
+            checkpoint_every: int = 0, keep_model: bool = False) -> RunResult:
+    """Train and evaluate one run; never raises for a failing run (status ``failed`` or
+    ``diverged`` in the record), except KeyboardInterrupt, which leaves no record.
+
+    With ``checkpoint`` and ``checkpoint_every``, the training state is saved there every
+    ``checkpoint_every`` epochs, and a run finding a checkpoint of its own resumes from it
+    (same numbers as an uninterrupted run on CPU). Deleting the file is the caller's job.
+    ``keep_model`` returns the trained state dict with the result.
+    """
+    t0 = time.perf_counter()
+    record = new_record(config)
+    evaluation, model_state = Evaluation(), None
     try:
         torch_device = resolve_device(device)
         record["device"] = describe_device(torch_device)
@@ -200,36 +268,46 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         eval_gen = torch.Generator(torch_device).manual_seed(record["seeds"]["eval"])
         every, mi_every, last = config.eval.curve_every, config.eval.mi_curve_every, config.train.epochs
 
-        def on_epoch(epoch: int, parts: dict[str, float]) -> None:
-            point: dict[str, Any] = {"epoch": epoch + 1, **parts}
-            with_mi = bool(mi_every) and (epoch + 1) % mi_every == 0
-            if (epoch + 1) % every == 0 or epoch + 1 == last or with_mi:
+        def curve_point(epoch: int, parts: dict[str, float]) -> None:
+            point: dict[str, Any] = {"epoch": epoch, **parts}
+            with_mi = bool(mi_every) and epoch % mi_every == 0
+            if epoch % every == 0 or epoch == last or with_mi:
                 method.eval()
                 mu, logvar = encode_all(method, data.test.x)
                 summary = latent_summary(mu, logvar, config.eval, curve_gen if with_mi else None)
                 point.update({f"test_{k}": v for k, v in summary.items()})
             record["curves"].append(point)
-            log(f"  {config.run_id} epoch {epoch + 1}/{last} "
+            log(f"  {config.run_id} epoch {epoch}/{last} "
                 + " ".join(f"{k}={v:.4g}" for k, v in point.items() if k != "epoch"))
 
         torch.manual_seed(record["seeds"]["train"])
-        t_train = time.perf_counter()
-        train(method, data.train.x, config.train, order, on_epoch)
-        record["train_time_s"] = time.perf_counter() - t_train
+        trainer = Trainer(method, data.train.x, config.train, order)
+        generators = {"curves": curve_gen}
+        train_time = 0.0
+        if checkpoint is not None and checkpoint.exists():
+            train_time = load_checkpoint(checkpoint, config.run_id, trainer, generators, record)
+            log(f"  {config.run_id} resumed from {checkpoint} after epoch {trainer.epoch}")
+        while not trainer.done:
+            t_epoch = time.perf_counter()
+            parts = trainer.run_epoch()
+            train_time += time.perf_counter() - t_epoch
+            curve_point(trainer.epoch, parts)
+            if checkpoint is not None and checkpoint_every and trainer.epoch % checkpoint_every == 0 and not trainer.done:
+                save_checkpoint(checkpoint, config.run_id, trainer, generators, record, train_time)
+        record["train_time_s"] = train_time
         t_eval = time.perf_counter()
         evaluation = evaluate(method, data.test, config.eval, eval_gen)
         record.update(evaluation.fields)
         record["eval_time_s"] = time.perf_counter() - t_eval
         record["method_extras"] = method.record_extras()
         record["status"] = "ok"
+        if keep_model:
+            model_state = {k: v.detach().cpu() for k, v in method.state_dict().items()}
     except DivergedError as exc:
         record.update(status="diverged", diverged_epoch=exc.epoch + 1,
                       error={"type": "DivergedError", "message": str(exc), "traceback": None})
     except Exception as exc:  # a failing run is recorded; the grid goes on
         record.update(status="failed", error={"type": type(exc).__name__, "message": str(exc),
                                               "traceback": traceback.format_exc()})
-    record["wall_time_s"] = time.perf_counter() - t0
-    record["finished_at"] = _utc_now()
-    record.setdefault("device", device)
-    record["environment"] = environment()
-    return RunResult(record, evaluation.images if record["status"] == "ok" else {})
+    ok = record["status"] == "ok"
+    return RunResult(_finish(record, t0, device), evaluation.images if ok else {}, model_state)

@@ -6,6 +6,7 @@ always rebuilt from the records, so the two can never disagree.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 RECORD_VERSION = 1
 ID_COLUMNS = ["run_id", "status", "method", "dataset", "seed"]
-SUMMARY_METRICS = ["au", "au_count", "kl", "mi", "rec", "neg_elbo", "mse", "wall_time_s"]
+SUMMARY_METRICS = ["au", "au_count", "kl", "mi", "nll", "rec", "neg_elbo", "mse", "wall_time_s"]
 SETTING_PREFIXES = ("hp.", "model.", "train.", "dataset.", "eval.")
 
 
@@ -77,6 +78,17 @@ class ResultStore:
         atomic_write_text(path, json.dumps(_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
         return path
 
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.dir / "checkpoints" / f"{run_id}.pt"
+
+    def model_path(self, run_id: str) -> Path:
+        return self.dir / "models" / f"{run_id}.pt"
+
+    def try_lock(self, run_id: str) -> "RunLock | None":
+        """Claim ``run_id`` for this process, or None when another process holds it. The OS
+        releases the claim when the process dies, however it dies."""
+        return RunLock.acquire(self.dir / "locks" / f"{run_id}.lock")
+
     def read(self, run_id: str) -> dict[str, Any] | None:
         path = self.record_path(run_id)
         try:
@@ -96,16 +108,42 @@ class ResultStore:
 
     def write_table(self) -> Path:
         """Rebuild ``runs.csv`` (one row per run) and ``summary.csv`` (mean, std and count over
-        seeds per setting) from every record."""
-        table = records_table(self.records())
-        atomic_write_text(self.dir / "summary.csv", summary_table(table).to_csv(index=False, float_format="%.6g"))
-        path = self.dir / "runs.csv"
-        atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+        seeds per setting) from every record, under a lock shared by concurrent ``run`` commands."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".table.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table = records_table(self.records())
+            atomic_write_text(self.dir / "summary.csv", summary_table(table).to_csv(index=False, float_format="%.6g"))
+            path = self.dir / "runs.csv"
+            atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
         return path
 
     def summary_markdown(self) -> str:
         """The summary as a Markdown table of the settings that vary (empty without ok runs)."""
         return summary_markdown(summary_table(records_table(self.records())))
+
+
+class RunLock:
+    """An exclusive ``flock`` on a lock file, held until :meth:`release` or process exit."""
+
+    def __init__(self, handle: Any):
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, path: Path) -> "RunLock | None":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return cls(handle)
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
 
 
 def records_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

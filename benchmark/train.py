@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -38,42 +38,77 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def train(method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
-          on_epoch: EpochCallback | None = None) -> None:
-    """Train ``method`` on ``x`` [N, *shape] (already on the training device).
+class Trainer:
+    """Trains ``method`` one epoch at a time; its whole state (model, method buffers, optimiser,
+    learning-rate schedule, position) round-trips through :meth:`state_dict` for checkpoints.
 
-    ``order`` (a CPU generator) draws the batch order. After each epoch ``on_epoch(epoch,
-    means)`` receives the example-weighted mean of every loss part. Raises
-    :class:`DivergedError` when an epoch's loss is not finite.
+    ``x`` [N, *shape] stays on the training device; each epoch draws a permutation from
+    ``order`` (a CPU generator) and slices batches from it.
     """
-    n = x.shape[0]
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    optimizer = make_optimizer(method.parameters(), config)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-                 if config.lr_schedule == "cosine" else None)
-    step = 0
-    for epoch in range(config.epochs):
+
+    def __init__(self, method: Method, x: Tensor, config: TrainConfig, order: torch.Generator):
+        self.method, self.x, self.config, self.order = method, x, config, order
+        self.steps_per_epoch = math.ceil(x.shape[0] / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.optimizer = make_optimizer(method.parameters(), config)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)
+                          if config.lr_schedule == "cosine" else None)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimiser steps taken
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def run_epoch(self) -> dict[str, float]:
+        """One pass over the data; returns the example-weighted mean of every loss part.
+        Raises :class:`DivergedError` when the epoch's loss is not finite."""
+        method, x, config = self.method, self.x, self.config
+        n = x.shape[0]
         method.train()
-        perm = torch.randperm(n, generator=order).to(x.device)
+        perm = torch.randperm(n, generator=self.order).to(x.device)
         sums: dict[str, Tensor] = {}
         for start in range(0, n, config.batch_size):
             batch = x[perm[start:start + config.batch_size]]
-            parts = method.loss(batch, TrainingProgress(epoch, step, total))
-            optimizer.zero_grad(set_to_none=True)
+            parts = method.loss(batch, TrainingProgress(self.epoch, self.step, self.total_steps))
+            self.optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.step += 1
             weight = batch.shape[0]
             for key, value in parts.items():
                 value = torch.as_tensor(value).detach() * weight
                 sums[key] = sums[key] + value if key in sums else value
         means = {key: float(value) / n for key, value in sums.items()}
+        self.epoch += 1
         if not all(math.isfinite(v) for v in means.values()):
-            raise DivergedError(epoch, step, means)
+            raise DivergedError(self.epoch - 1, self.step, means)
+        return means
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "order": self.order.get_state(), "epoch": self.epoch, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.order.set_state(state["order"])
+        self.epoch, self.step = state["epoch"], state["step"]
+
+
+def train(method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
+          on_epoch: EpochCallback | None = None) -> None:
+    """Train ``method`` on ``x`` [N, *shape] for ``config.epochs`` epochs (see :class:`Trainer`);
+    ``on_epoch(epoch, means)`` is called after each epoch (0-based)."""
+    trainer = Trainer(method, x, config, order)
+    while not trainer.done:
+        means = trainer.run_epoch()
         if on_epoch is not None:
-            on_epoch(epoch, means)
+            on_epoch(trainer.epoch - 1, means)

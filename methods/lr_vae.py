@@ -107,13 +107,13 @@ class LRVAE(Method):
     def __init__(self, config: LRVAEConfig, model: VAE):
         super().__init__(config, model)
         self.alpha_schedule = make_schedule(config.alpha_schedule, config.alpha_T, **config.alpha_schedule_options)
-        self._last_kl: Tensor | None = None
+        self.register_buffer("last_kl", torch.zeros(()))  # previous step's batch KL (kl-adaptive); in checkpoints
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
         out = self.model(x)
         rec, kl = out.rec.mean(), out.kl.mean()
-        alpha = self.alpha_schedule(progress, self._last_kl)
-        self._last_kl = kl.detach()
+        alpha = self.alpha_schedule(progress, self.last_kl)
+        self.last_kl.copy_(kl.detach())
         lr = latent_reconstruction(self.model, out, self.config)
         loss = rec + self.config.beta * kl + alpha * lr
         return {"loss": loss, "rec": rec, "kl": kl, "lr": lr, "alpha": alpha}

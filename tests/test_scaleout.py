@@ -1,0 +1,228 @@
+"""Scale-out and faults: parallel executors agree with the sequential one, runs resume from
+checkpoints, failures are recorded and retried, and a SIGKILLed grid completes on restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.config import RunConfig
+from benchmark.grid import load_grid
+from benchmark.runner import execute
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALARS = ("au", "au_count", "kl", "mi", "rec", "neg_elbo", "mse", "nll")
+
+TINY = '''
+seeds = [0, 1]
+[train]
+epochs = {epochs}
+batch_size = 64
+[model]
+hidden = [32]
+latent_dim = 2
+[eval]
+nll_samples = 10
+nll_examples = 32
+geometry_points = 4
+noise_points = 4
+mi_curve_every = 0
+[[datasets]]
+name = "pinwheel"
+train_size = {train_size}
+test_size = 128
+[[methods]]
+name = "vae"
+[[methods]]
+name = "beta-vae"
+beta = 0.5
+'''
+
+
+def tiny_grid(tmp_path: Path, epochs: int = 2, train_size: int = 256, name: str = "tiny") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(epochs=epochs, train_size=train_size))
+    return path
+
+
+def records(results: Path, grid: str = "tiny") -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((results / grid / "runs").glob("*.json"))}
+
+
+def assert_same_metrics(a: dict[str, dict], b: dict[str, dict]) -> None:
+    assert a.keys() == b.keys() and a
+    for run_id in a:
+        assert a[run_id]["status"] == b[run_id]["status"] == "ok"
+        for key in SCALARS:
+            assert a[run_id]["metrics"][key] == pytest.approx(b[run_id]["metrics"][key], rel=1e-5, abs=1e-6), key
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_local_workers_match_sequential(tmp_path, capsys):
+    grid = str(tiny_grid(tmp_path))
+    assert run_cli(["run", "--grid", grid, "--results", str(tmp_path / "seq"), "--device", "cpu"], capsys)[0] == 0
+    code, err = run_cli(["run", "--grid", grid, "--results", str(tmp_path / "par"), "--device", "cpu", "--workers", "2"], capsys)
+    assert code == 0, err
+    par = records(tmp_path / "par")
+    assert all(r["device"] == "cpu (1 threads)" for r in par.values())  # 2 cores shared by 2 workers
+    assert_same_metrics(records(tmp_path / "seq"), par)
+
+
+def test_ray_executor_matches_sequential(tmp_path, capsys):
+    pytest.importorskip("ray")
+    grid = str(tiny_grid(tmp_path))
+    assert run_cli(["run", "--grid", grid, "--results", str(tmp_path / "seq"), "--device", "cpu"], capsys)[0] == 0
+    code, err = run_cli(["run", "--grid", grid, "--results", str(tmp_path / "ray"), "--device", "cpu",
+                         "--executor", "ray", "--workers", "2"], capsys)
+    assert code == 0, err
+    assert_same_metrics(records(tmp_path / "seq"), records(tmp_path / "ray"))
+
+
+def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypatch):
+    from benchmark import runner
+
+    config: RunConfig = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[0])[0]
+    plain = execute(config, device="cpu", log=lambda _: None).record
+
+    checkpoint = tmp_path / "ckpt.pt"
+    real_run_epoch, calls = runner.Trainer.run_epoch, []
+
+    def dies_in_third_epoch(self):
+        calls.append(self.epoch)
+        if self.epoch == 2:
+            raise KeyboardInterrupt  # stands in for a kill: no record, the checkpoint stays
+        return real_run_epoch(self)
+
+    monkeypatch.setattr(runner.Trainer, "run_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)
+    assert checkpoint.exists() and calls == [0, 1, 2]
+    monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
+
+    lines: list[str] = []
+    resumed = execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record
+    assert any("resumed from" in line and "after epoch 2" in line for line in lines)
+    assert resumed["metrics"] == plain["metrics"]
+    assert resumed["curves"] == plain["curves"] and len(resumed["curves"]) == 4
+
+    other = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[1])[0]
+    failed = execute(other, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record
+    assert failed["status"] == "failed" and "belongs to run" in failed["error"]["message"]
+
+
+FLAKY = '''
+from pathlib import Path
+from benchmark.method import Method, register_method
+
+MARKER = Path({marker!r})
+
+@register_method
+class Flaky(Method):
+    """Fails its first attempt (a marker file remembers), then trains like the VAE."""
+    name = "flaky"
+    def loss(self, x, progress):
+        if not MARKER.exists():
+            MARKER.write_text("failed once")
+            raise RuntimeError("transient failure")
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        return {{"loss": rec + kl, "rec": rec, "kl": kl}}
+
+@register_method
+class Dying(Method):
+    """Kills its own worker process."""
+    name = "dying"
+    def loss(self, x, progress):
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_failed_run_is_retried(tmp_path, plugin_dir, capsys):
+    plugin_dir({"flaky.py": FLAKY.format(marker=str(tmp_path / "marker"))})
+    code, err = run_cli(["run", "--grid", "smoke", "--datasets", "pinwheel", "--methods", "flaky",
+                         "--results", str(tmp_path / "r"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    (record,) = records(tmp_path / "r", "smoke").values()
+    assert record["status"] == "ok" and record["attempt"] == 2 and "retrying" in err
+
+    (tmp_path / "marker").unlink()
+    code, err = run_cli(["run", "--grid", "smoke", "--datasets", "pinwheel", "--methods", "flaky", "--force",
+                         "--retries", "0", "--results", str(tmp_path / "r"), "--device", "cpu"], capsys)
+    (record,) = records(tmp_path / "r", "smoke").values()
+    assert code == 1 and record["status"] == "failed" and record["attempt"] == 1
+
+
+def test_dead_worker_fails_only_its_run(tmp_path, plugin_dir, capsys):
+    plugin_dir({"flaky.py": FLAKY.format(marker=str(tmp_path / "marker"))})
+    code, err = run_cli(["run", "--grid", "smoke", "--datasets", "pinwheel", "--methods", "dying,vae,beta-vae",
+                         "--results", str(tmp_path / "r"), "--device", "cpu", "--workers", "2"], capsys)
+    assert code == 1
+    by_method = {r["config"]["method"]: r for r in records(tmp_path / "r", "smoke").values()}
+    assert by_method["dying"]["status"] == "failed" and "worker lost" in by_method["dying"]["error"]["message"]
+    assert by_method["dying"]["attempt"] == 2  # retried once
+    assert by_method["vae"]["status"] == by_method["beta-vae"]["status"] == "ok"
+
+
+def _start(grid: Path, results: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--grid", str(grid), "--results", str(results),
+                             "--device", "cpu", "--checkpoint-every", "1", *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_sigkill_and_restart_completes_without_recomputing(tmp_path):
+    grid = tiny_grid(tmp_path, epochs=40, train_size=2000)
+    results = tmp_path / "results"
+    runs_dir, checkpoints = results / "tiny" / "runs", results / "tiny" / "checkpoints"
+    process = _start(grid, results)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # kill once one run is done and the next has a checkpoint
+        if list(runs_dir.glob("*.json")) and checkpoints.exists() and list(checkpoints.glob("*.pt")):
+            break
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    else:
+        pytest.fail("the grid made no progress")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    before = {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*.json")}
+    for path in runs_dir.glob("*.json"):
+        assert json.loads(path.read_text())["status"] == "ok"  # no truncated record
+    assert len(pd.read_csv(results / "tiny" / "runs.csv")) == len(before)
+
+    restart = _start(grid, results)
+    out, _ = restart.communicate(timeout=600)
+    assert restart.returncode == 0, out
+    assert f"{len(before)} already done (skipped)" in out and "resumed from" in out
+    recs = records(results)
+    assert len(recs) == 4 and all(r["status"] == "ok" and len(r["curves"]) == 40 for r in recs.values())
+    assert {p: t for p, t in before.items()} == {p.name: p.stat().st_mtime_ns for p in runs_dir.glob("*.json") if p.name in before}
+    assert sorted(pd.read_csv(results / "tiny" / "runs.csv")["run_id"]) == sorted(recs)
+    assert not list(checkpoints.glob("*")) and not list(runs_dir.glob(".*"))
+
+
+def test_two_commands_at_once_never_run_the_same_run_twice(tmp_path):
+    grid = tiny_grid(tmp_path, epochs=10, train_size=1000)
+    results = tmp_path / "results"
+    first, second = _start(grid, results), _start(grid, results)
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    finished = [line.split()[2] for out in outputs for line in out.splitlines() if line.startswith("[") and " ok " in line]
+    recs = records(results)
+    assert len(recs) == 4 and sorted(finished) == sorted(recs)  # each run done exactly once
+    assert sorted(pd.read_csv(results / "tiny" / "runs.csv")["run_id"]) == sorted(recs)
