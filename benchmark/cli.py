@@ -166,7 +166,9 @@ def _print_plan(runs, pending: set[str]) -> None:
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_origin(tp) is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return str(tp).replace("typing.", "") if typing.get_args(tp) else getattr(tp, "__name__", str(tp))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -181,10 +183,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("methods:")
         for name, cls in METHODS.items():
             print(f"  {name:<14} {cls.description()}")
-            hints = typing.get_type_hints(cls.Config)
+            hints, docs = typing.get_type_hints(cls.Config), cls.hyperparameter_docs()
             for f in dataclasses.fields(cls.Config):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                print(f"  {'':<14}   {f.name}: {_type_name(hints[f.name])} = {default!r}")
+                doc = f"  # {docs[f.name]}" if f.name in docs else ""
+                print(f"  {'':<14}   {f.name}: {_type_name(hints[f.name])} = {default!r}{doc}")
     if what in (None, "datasets"):
         print("datasets:")
         for name, spec in DATASETS.items():

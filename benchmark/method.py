@@ -86,6 +86,18 @@ class Method(nn.Module):
     def hyperparameters(cls) -> list[dataclasses.Field]:
         return list(dataclasses.fields(cls.Config))
 
+    @classmethod
+    def hyperparameter_docs(cls) -> dict[str, str]:
+        """``name: text`` lines of the Config docstrings (own and inherited), by field name."""
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.Config.__mro__):
+            for line in (klass.__doc__ or "").splitlines():
+                key, sep, text = line.strip().partition(":")
+                if sep and key in names:
+                    docs[key] = text.strip()
+        return docs
+
 
 def _discover() -> None:
     for directory in plugin_dirs():

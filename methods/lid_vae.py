@@ -61,13 +61,7 @@ class LIDVAE(Method):
 
 @dataclass
 class ILLIDVAEConfig(LIDVAEConfig):
-    """beta: weight of the KL term.
-    hidden_latent: width of the latent-space ICNN F1.
-    hidden_data: width of the data-space ICNN F2 (it has D x width input weights per layer).
-    num_layers: hidden layers of each ICNN.
-    trainable_lift: learn the lift Bmat (singular values clamped to [lift_s_min, lift_s_max]) instead of the fixed zero padding [I; 0].
-    lift_s_min: lower clamp of a trainable lift's singular values (its guaranteed sigma_min).
-    lift_s_max: upper clamp of a trainable lift's singular values.
+    """The fields of LIDVAEConfig, and:
     L: inverse-Lipschitz constant (the schedule's final value); 0 gives LID-VAE.
     il_split: sqrt (lam1 = lam2 = sqrt(L / sigma_min), so the decoder is L-inverse-Lipschitz) or per-map (lam1 = lam2 = L as in the reference code: overall L^2 sigma_min).
     L_schedule: constant (default) or any schedule of benchmark.schedules, e.g. decay.
