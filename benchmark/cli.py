@@ -81,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder holding the data sets (also $BENCHMARK_DATA)")
     run.add_argument("--download", action="store_true",
                      help="let torchvision download missing data sets (needs internet)")
-    run.add_argument("--dry-run", action="store_true", help="list the runs and what is done; train nothing")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the runs, what is done and an estimate of the compute left (timed on this "
+                          "device); train nothing")
+    run.add_argument("--no-estimate", action="store_true",
+                     help="with --dry-run: skip timing a few training steps of each kind of run")
     run.add_argument("--force", action="store_true", help="rerun runs that already have an ok record")
 
     from . import report
@@ -137,6 +141,14 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"(skipped), {len(todo)} to run -> {store.dir}", file=sys.stderr)
     if args.dry_run:
         _print_plan(runs, {r.run_id for r in todo})
+        if todo and not args.no_estimate:
+            import torch
+
+            from .estimate import estimate_compute, format_estimate
+
+            device = resolve_device(args.device)
+            gpus = torch.cuda.device_count() if device.type == "cuda" else None
+            print(format_estimate(estimate_compute(todo, device, data_root=args.data_root), gpus=gpus))
         return 0
     resolve_device(args.device)
     for name in sorted({r.dataset.name for r in todo}):
@@ -201,7 +213,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("architectures (model.arch):")
         for name, cls in ARCHS.items():
             options = ", ".join(f"{f.name}" for f in dataclasses.fields(cls))
-            print(f"  {name:<8} {(inspect.getdoc(cls) or '').splitlines()[0]} (options: {options})")
+            print(f"  {name:<12} {(inspect.getdoc(cls) or '').splitlines()[0]} (options: {options})")
     if what in (None, "likelihoods"):
         print("likelihoods (model.likelihood):")
         for name, lik in LIKELIHOODS.items():

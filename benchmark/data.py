@@ -1,8 +1,11 @@
-"""Data sets: a registry of loaders that return whole splits as in-memory float32 tensors.
+"""Data sets: a registry of loaders that return whole splits as in-memory tensors.
 
-Image sets are read from IDX files on disk (never downloaded unless asked); 2-D toy sets are
-generated from the seed. :func:`load_dataset` caches the full splits per process and hands out
-deterministic random subsets on the requested device.
+Image sets are read from files on disk (never downloaded unless asked): MNIST and
+Fashion-MNIST from IDX files, Omniglot, CelebA and FFHQ from image folders (preprocessed once
+into a uint8 tensor file cached next to the data); 2-D toy sets are generated from the seed.
+:func:`load_dataset` caches the full splits per process (images as uint8, 1 byte per pixel)
+and hands out deterministic random subsets as float32 in [0, 1] on the requested device.
+See docs/datasets.md for where each set comes from and how it is preprocessed.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import json
 import math
 import os
+import sys
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +39,11 @@ TOY_TRAIN_SIZE, TOY_TEST_SIZE = 10_000, 2_000
 
 @dataclass(frozen=True)
 class DataSplit:
-    """``x``: [N, *shape] float32; ``y``: [N] int64 labels (class / mixture component / arm)."""
+    """``x``: [N, *shape] float32; ``y``: [N] int64 labels (class / mixture component / arm).
+
+    Inside the per-process cache, image splits keep ``x`` as uint8 pixel values 0..255 (a
+    quarter of the memory); :func:`load_dataset` always hands out float32 (:meth:`as_float`).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -56,6 +66,25 @@ class DataSplit:
             raise ValueError(f"subset size must be >= 0, got {n}")
         idx = torch.randperm(len(self), generator=generator)[:n].to(self.x.device)
         return DataSplit(self.x[idx], self.y[idx])
+
+    def as_float(self) -> DataSplit:
+        """``x`` as float32 in [0, 1]: uint8 pixels v become v / 255 (other dtypes unchanged).
+
+        The conversion looks v / 255 up in a table computed on the CPU, so it gives the same
+        bits on every device, and works in chunks, so its peak memory is the float result.
+        """
+        if self.x.dtype != torch.uint8:
+            return self
+        table = _BYTE_TO_UNIT.to(self.x.device)
+        out = torch.empty(self.x.shape, dtype=torch.float32, device=self.x.device)
+        rows = max(1, _CONVERT_CHUNK // max(1, math.prod(self.x.shape[1:])))
+        for start in range(0, len(self), rows):
+            out[start:start + rows] = table[self.x[start:start + rows].long()]
+        return DataSplit(out, self.y)
+
+
+_BYTE_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255
+_CONVERT_CHUNK = 1 << 24  # elements converted at a time by DataSplit.as_float
 
 
 @dataclass(frozen=True)
@@ -88,7 +117,10 @@ class DatasetSpec:
     name: str
     description: str  # one line, shown by `python -m benchmark list datasets`
     kind: str  # "image" or "toy"
-    load: Callable[[LoadRequest], Dataset]  # full splits, on CPU
+    load: Callable[[LoadRequest], Dataset]  # full splits, on CPU (x float32, or uint8 pixels)
+    shape: tuple[int, ...] | None = None  # per-example shape of x, e.g. (1, 28, 28)
+    train_size: int | None = None  # examples in the published training split (None: unknown)
+    test_size: int | None = None  # examples in the published test split (None: unknown)
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "toy"):
@@ -118,27 +150,41 @@ def load_dataset(
     The full splits are loaded once per process; the subsets depend only on ``seed``. The
     returned tensors may be shared with the cache: do not modify them in place.
     """
-    spec = DATASETS[name]
     for label, size in (("train_size", train_size), ("test_size", test_size)):
         if size is not None and size < 1:
             raise DataError(f"{label} must be a positive number of examples, got {size}")
+    full = _load_full(name, data_root, seed, download)
+    # Subsets are drawn in the stored dtype, moved, and only then converted to float32: the
+    # cache stays uint8 and a GPU run copies a quarter of the bytes.
+    train = full.train.subset(train_size, _generator(seed, "train-subset")).to(device).as_float()
+    test = full.test.subset(test_size, _generator(seed, "test-subset")).to(device).as_float()
+    return dataclasses.replace(full, train=train, test=test)
+
+
+def _load_full(name: str, data_root: str | Path | None, seed: int, download: bool) -> Dataset:
+    """The full splits of ``name`` in their stored dtype, from this process's cache if there."""
+    spec = DATASETS[name]
     root = Path(data_root).expanduser().resolve() if data_root is not None else None
     # Toy data depend on the seed only; image files on where they are looked for.
     key = (name, seed) if spec.kind == "toy" else (name, root, os.environ.get(DATA_ENV))
     if key not in _CACHE:
         _CACHE[key] = spec.load(LoadRequest(root, seed, download))
-    full = _CACHE[key]
-    train = full.train.subset(train_size, _generator(seed, "train-subset"))
-    test = full.test.subset(test_size, _generator(seed, "test-subset"))
-    return dataclasses.replace(full, train=train, test=test).to(device)
+    return _CACHE[key]
 
 
 def check_available(name: str, *, data_root: str | Path | None = None, download: bool = False) -> None:
     """Raise :class:`DataError` (or UnknownNameError) now if data set ``name`` cannot be loaded.
 
-    Loads it into this process's cache, so a following :func:`load_dataset` is free.
+    Loads it into this process's cache (as stored, without the float copy), so a following
+    :func:`load_dataset` does not read the files again.
     """
-    load_dataset(name, data_root=data_root, download=download)
+    _load_full(name, data_root, 0, download)
+
+
+def published_sizes(name: str) -> tuple[int | None, int | None]:
+    """(train, test) examples of the published splits of data set ``name`` (None: unknown)."""
+    spec = DATASETS[name]
+    return spec.train_size, spec.test_size
 
 
 def _generator(seed: int, stream: str) -> torch.Generator:
@@ -222,16 +268,22 @@ def _idx_file(directory: Path, stem: str) -> Path | None:
 
 
 def _search_dirs(data_root: Path | None, torchvision_name: str, folder: str) -> list[Path]:
-    """Where to look, in order: data root, $BENCHMARK_DATA, system roots, cache."""
+    """Where to look for IDX files, in order: data root, $BENCHMARK_DATA, system roots, cache."""
+    return _candidate_dirs(data_root, ["", f"{torchvision_name}/raw", folder], [folder])
 
-    def layouts(root: Path) -> list[Path]:
-        return [root, root / torchvision_name / "raw", root / folder]
+
+def _candidate_dirs(data_root: Path | None, layouts: list[str], system_layouts: list[str]) -> list[Path]:
+    """``ROOT/<layout>`` for each layout ("" is ROOT itself) under the data root, then
+    $BENCHMARK_DATA, then ``SYSTEM/<system layout>`` under each system root, then the cache."""
+
+    def under(root: Path, subpaths: list[str]) -> list[Path]:
+        return [root / sub if sub else root for sub in subpaths]
 
     env = os.environ.get(DATA_ENV)
-    dirs = layouts(data_root) if data_root else []
-    dirs += layouts(Path(env).expanduser()) if env else []
-    dirs += [root / folder for root in SYSTEM_DATA_ROOTS]
-    dirs += layouts(CACHE_ROOT)
+    dirs = under(data_root, layouts) if data_root else []
+    dirs += under(Path(env).expanduser(), layouts) if env else []
+    dirs += [d for root in SYSTEM_DATA_ROOTS for d in under(root, system_layouts)]
+    dirs += under(CACHE_ROOT, layouts)
     return list(dict.fromkeys(dirs))
 
 
@@ -295,7 +347,7 @@ def load_idx_dataset(
         labels = labels.long()
         if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
             raise DataError(f"{label_path}: labels must lie in 0..{num_classes - 1}")
-        splits[split] = DataSplit(images.unsqueeze(1).float() / 255, labels)
+        splits[split] = DataSplit(images.unsqueeze(1).contiguous(), labels)  # uint8; float on load
     return Dataset(name, splits["train"], splits["test"], num_classes)
 
 
@@ -312,8 +364,531 @@ register_dataset(
             num_classes=10,
             apt_package="dataset-fashion-mnist",
         ),
+        shape=(1, 28, 28),
+        train_size=60_000,
+        test_size=10_000,
     )
 )
+
+register_dataset(
+    DatasetSpec(
+        "mnist",
+        "MNIST: 28x28 grey handwritten digits, 10 classes, 60000 train / 10000 test",
+        "image",
+        lambda request: load_idx_dataset(
+            request, name="mnist", torchvision_name="MNIST", folder="mnist", num_classes=10, apt_package=None
+        ),
+        shape=(1, 28, 28),
+        train_size=60_000,
+        test_size=10_000,
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders (Omniglot, CelebA, FFHQ): decoded once with Pillow into a uint8 tensor file
+# cached next to the data (or under CACHE_ROOT/preprocessed when that folder is read-only).
+
+PREPROCESS_VERSION = 1  # bump when a preprocessing protocol changes: old cache files are rebuilt
+CACHE_FORMAT = "benchmark-preprocessed-images"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SIDE = 64  # CelebA and FFHQ are resized to IMAGE_SIDE x IMAGE_SIDE RGB
+CELEBA_CROP = 148  # side of the central square cut from the 178x218 aligned CelebA images
+OMNIGLOT_SIDE = 28
+_DECODE_CHUNK = 256  # images per task of the decoding thread pool
+_PARALLEL_MIN = 256  # fewer images than this are decoded on the calling thread
+_ANNOUNCE_MIN = 5_000  # preprocessing at least this many images says so on stderr
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise DataError(f"reading image folders needs Pillow ({e}); install it: pip install pillow") from e
+    return Image
+
+
+def _bilinear() -> int:
+    image = _pil()
+    return getattr(image, "Resampling", image).BILINEAR
+
+
+def _open_image(path: Path, mode: str, expected: str):
+    """The image at ``path`` fully decoded and converted to ``mode`` ("L" or "RGB")."""
+    image = _pil()
+    try:
+        with image.open(path) as img:
+            img.load()  # decode everything now: truncated and corrupt files fail here
+            return img.convert(mode)
+    except (OSError, ValueError, SyntaxError, image.DecompressionBombError) as e:
+        raise DataError(f"{path}: corrupt or unreadable image ({type(e).__name__}: {e}); expected {expected}") from e
+
+
+def _omniglot_pixels(path: Path) -> np.ndarray:
+    """[28, 28] uint8, ink = 255 on a 0 background (Omniglot's PNGs are black on white)."""
+    img = _open_image(path, "L", "a PNG of an Omniglot character (105x105, black strokes on white)")
+    small = img.resize((OMNIGLOT_SIDE, OMNIGLOT_SIDE), _bilinear())
+    return 255 - np.asarray(small, dtype=np.uint8)
+
+
+def _celeba_pixels(path: Path) -> np.ndarray:
+    """[3, 64, 64] uint8: the central 148x148 square of an aligned image, resized bilinearly
+    (with Pillow's antialiasing, as torchvision's CenterCrop(148) + Resize(64) on PIL images)."""
+    img = _open_image(path, "RGB", "an aligned CelebA JPEG (178x218)")
+    w, h = img.size
+    if w < CELEBA_CROP or h < CELEBA_CROP:
+        raise DataError(f"{path}: image is {w}x{h}; expected an aligned CelebA image (178x218), "
+                        f"at least {CELEBA_CROP}x{CELEBA_CROP} for the center crop")
+    left, top = int(round((w - CELEBA_CROP) / 2)), int(round((h - CELEBA_CROP) / 2))
+    img = img.crop((left, top, left + CELEBA_CROP, top + CELEBA_CROP)).resize((IMAGE_SIDE, IMAGE_SIDE), _bilinear())
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _ffhq_pixels(path: Path) -> np.ndarray:
+    """[3, 64, 64] uint8: the image (its central square if it is not square) resized bilinearly."""
+    img = _open_image(path, "RGB", "a face image (PNG or JPEG)")
+    w, h = img.size
+    side = min(w, h)
+    if w != h:
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    img = img.resize((IMAGE_SIDE, IMAGE_SIDE), _bilinear())
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _decode_all(paths: Sequence[Path], pixels: Callable[[Path], np.ndarray], shape: tuple[int, ...]) -> torch.Tensor:
+    """``pixels(path)`` of every path stacked into one uint8 tensor [N, *shape].
+
+    Pillow releases the GIL while decoding and resizing, so a thread pool uses the cores
+    without copying anything between processes.
+    """
+    out = np.empty((len(paths), *shape), dtype=np.uint8)
+
+    def work(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            out[i] = pixels(paths[i])
+
+    spans = [(lo, min(lo + _DECODE_CHUNK, len(paths))) for lo in range(0, len(paths), _DECODE_CHUNK)]
+    workers = min(8, os.cpu_count() or 1)
+    if len(paths) < _PARALLEL_MIN or workers == 1:
+        for span in spans:
+            work(*span)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(work, *span) for span in spans]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return torch.from_numpy(out)
+
+
+def _listing(root: Path, paths: Sequence[Path]) -> list[tuple[str, int]]:
+    """(path relative to ``root``, size in bytes) of each file: what a cache file depends on."""
+    return [(p.relative_to(root).as_posix(), p.stat().st_size) for p in paths]
+
+
+def _fingerprint(protocol: dict, files: list[tuple[str, int]], annotations: Sequence[Path] = ()) -> str:
+    """SHA-256 over the preprocessing protocol, the image files (names and sizes) and the
+    contents of the annotation files: a cache file is reused only while all of them match."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"format": CACHE_FORMAT, "version": PREPROCESS_VERSION, "protocol": protocol},
+                             sort_keys=True).encode())
+    for name, size in files:
+        digest.update(f"{name}\0{size}\n".encode())
+    for path in annotations:
+        digest.update(f"{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def preprocessed_cache_files(source: Path, tag: str) -> list[Path]:
+    """Where the preprocessed tensors of the images under ``source`` are kept, in order of
+    preference: next to the data, else (read-only data) under the user's cache folder. Data
+    under a system root (a package's folder) is never written to: only the cache folder."""
+    source = Path(source).resolve()
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    fallback = CACHE_ROOT / "preprocessed" / f"{tag}-{digest}.pt"
+    if any(source.is_relative_to(Path(root).resolve()) for root in SYSTEM_DATA_ROOTS):
+        return [fallback]
+    return [source / f"benchmark-{tag}.pt", fallback]
+
+
+def _read_cache(path: Path, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:  # memory-mapped: worker processes of one machine share the pages
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an unreadable or cut cache file is rebuilt
+        return None
+    if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT or blob.get("fingerprint") != fingerprint:
+        return None
+    return blob
+
+
+def _write_cache(blob: dict, path: Path) -> bool:
+    """Save atomically (temporary file, then rename); False if the folder is not writable."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return False
+
+
+def _cached_images(name: str, source: Path, tag: str, fingerprint: str,
+                   build: Callable[[], dict]) -> dict:
+    """The preprocessed splits of ``name``: from a cache file with this ``fingerprint``, else
+    ``build()`` (a dict of train_x, train_y, test_x, test_y, num_classes) saved for next time."""
+    candidates = preprocessed_cache_files(source, tag)
+    for path in candidates:
+        blob = _read_cache(path, fingerprint)
+        if blob is not None:
+            return blob
+    blob = {"format": CACHE_FORMAT, "version": PREPROCESS_VERSION, "fingerprint": fingerprint,
+            "source": str(source), **build()}
+    saved = next((path for path in candidates if _write_cache(blob, path)), None)
+    if len(blob["train_x"]) + len(blob["test_x"]) >= _ANNOUNCE_MIN:
+        where = f"cached in {saved}" if saved else "could not write a cache file in " + ", ".join(map(str, candidates))
+        print(f"{name}: preprocessed; {where}", file=sys.stderr, flush=True)
+    return blob
+
+
+def _announce(name: str, count: int, source: Path) -> None:
+    if count >= _ANNOUNCE_MIN:
+        print(f"{name}: preprocessing {count} images from {source} (once: later loads read the cached "
+              "tensors; minutes for a full data set)", file=sys.stderr, flush=True)
+
+
+def _dataset_from_blob(name: str, blob: dict) -> Dataset:
+    return Dataset(name, DataSplit(blob["train_x"], blob["train_y"]), DataSplit(blob["test_x"], blob["test_y"]),
+                   int(blob["num_classes"]))
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")  # skips hidden files such as macOS "._00000.png" forks
+
+
+def _torchvision_fetch(request: LoadRequest, name: str, fetch: Callable[[object, str], None], hint: str = "") -> Path:
+    """Run ``fetch(torchvision.datasets, root)``; returns the root it downloaded into."""
+    root = request.data_root or CACHE_ROOT
+    try:
+        import torchvision.datasets
+    except ImportError as e:
+        raise DataError(f"--download needs torchvision ({e}); install it or get the {name} files yourself") from e
+    try:
+        fetch(torchvision.datasets, str(root))
+    except Exception as e:  # network, quota and archive errors come in many types
+        raise DataError(f"downloading {name} with torchvision into {root} failed: {type(e).__name__}: {e}{hint}") from e
+    return root
+
+
+def _get_it(name: str, layout: str, download: str) -> str:
+    return (f"To get it:\n"
+            f"  - pass --data-root DIR or set {DATA_ENV}=DIR, with {layout}\n"
+            f"  - {download}\n"
+            f"  - see docs/datasets.md")
+
+
+# --- Omniglot --------------------------------------------------------------------------------
+
+OMNIGLOT_SETS = {"train": "images_background", "test": "images_evaluation"}
+
+
+def _describe_omniglot(directory: Path) -> str:
+    if not directory.is_dir():
+        return "no such directory"
+    missing = [f"{s}/" + (f" ({s}.zip is there: unzip it)" if (directory / f"{s}.zip").is_file() else "")
+               for s in OMNIGLOT_SETS.values() if not (directory / s).is_dir()]
+    return "missing " + ", ".join(missing)
+
+
+def _find_omniglot(request: LoadRequest) -> Path:
+    dirs = _candidate_dirs(request.data_root, ["", "omniglot-py", "omniglot"], ["omniglot", "omniglot/omniglot-py"])
+    found = next((d for d in dirs if all((d / s).is_dir() for s in OMNIGLOT_SETS.values())), None)
+    if found is None and request.download:
+        root = _torchvision_fetch(request, "omniglot", lambda tvd, root: [
+            tvd.Omniglot(root, background=background, download=True) for background in (True, False)])
+        found = root / "omniglot-py"
+    if found is None:
+        looked = "\n".join(f"  {d} ({_describe_omniglot(d)})" for d in dirs)
+        raise DataError(
+            f"omniglot data not found; looked for the folders {' and '.join(OMNIGLOT_SETS.values())} "
+            f"(torchvision's layout: <set>/<alphabet>/<character>/*.png) in:\n{looked}\n"
+            + _get_it("omniglot", "DIR/omniglot-py/ (or DIR/omniglot/) holding both folders, unzipped",
+                      f"pass --download to let torchvision fetch them into DIR/omniglot-py (default DIR {CACHE_ROOT})"))
+    return found.resolve()
+
+
+def _omniglot_characters(folder: Path) -> list[list[Path]]:
+    """The PNGs of each character of one Omniglot set, characters sorted by (alphabet, character)."""
+    characters = []
+    for alphabet in sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p.name)):
+        for character in sorted(p for p in alphabet.iterdir() if p.is_dir() and _visible(p.name)):
+            pngs = sorted(p for p in character.iterdir() if p.suffix.lower() == ".png" and _visible(p.name))
+            if pngs:
+                characters.append(pngs)
+    if not characters:
+        raise DataError(f"{folder}: empty image folder: no character images found; expected "
+                        f"{folder}/<alphabet>/<character>/*.png (torchvision's Omniglot layout)")
+    return characters
+
+
+def _load_omniglot(request: LoadRequest, name: str, binary: bool) -> Dataset:
+    """Omniglot at 28x28; y = character index over both sets (background first, 1623 in all)."""
+    found = _find_omniglot(request)
+    sets = {split: _omniglot_characters(found / folder) for split, folder in OMNIGLOT_SETS.items()}
+    paths = {split: [p for character in chars for p in character] for split, chars in sets.items()}
+    protocol = {"side": OMNIGLOT_SIDE, "resample": "bilinear", "ink": 255, "label": "character over both sets"}
+    fingerprint = _fingerprint(protocol, _listing(found, paths["train"] + paths["test"]))
+
+    def build() -> dict:
+        _announce("omniglot", len(paths["train"]) + len(paths["test"]), found)
+        x = _decode_all(paths["train"] + paths["test"], _omniglot_pixels, (OMNIGLOT_SIDE, OMNIGLOT_SIDE))
+        labels = [c for c, character in enumerate(sets["train"] + sets["test"]) for _ in character]
+        y = torch.tensor(labels, dtype=torch.int64)
+        n = len(paths["train"])
+        return {"train_x": x[:n].unsqueeze(1).clone(), "train_y": y[:n].clone(),
+                "test_x": x[n:].unsqueeze(1).clone(), "test_y": y[n:].clone(),
+                "num_classes": len(sets["train"]) + len(sets["test"])}
+
+    data = _dataset_from_blob(name, _cached_images("omniglot", found, "omniglot-28x28-v1", fingerprint, build))
+    if binary:
+        data = dataclasses.replace(data, train=_binarise(data.train), test=_binarise(data.test))
+    return data
+
+
+def _binarise(split: DataSplit) -> DataSplit:
+    """A fixed threshold at 0.5 (pixel value >= 128 -> 255, else 0): the same bits in every run."""
+    return DataSplit((split.x >= 128).to(torch.uint8) * 255, split.y)
+
+
+# --- CelebA ----------------------------------------------------------------------------------
+
+CELEBA_PARTITIONS = {"train": 0, "test": 2}  # 1 (validation, 19867 images) is not used
+CELEBA_LABEL = "Male"
+
+
+def _celeba_file(directory: Path, stem: str) -> Path | None:
+    """``directory/stem.txt`` (torchvision's layout) or ``directory/stem.csv`` (Kaggle's)."""
+    return next((p for p in (directory / f"{stem}.txt", directory / f"{stem}.csv") if p.is_file()), None)
+
+
+def _celeba_images(directory: Path) -> Path | None:
+    folder = directory / "img_align_celeba"
+    nested = folder / "img_align_celeba"  # the Kaggle archive nests the folder in itself
+    return nested if nested.is_dir() else folder if folder.is_dir() else None
+
+
+def _describe_celeba(directory: Path) -> str:
+    if not directory.is_dir():
+        return "no such directory"
+    missing = [f"{stem}.txt" for stem in ("list_eval_partition", "list_attr_celeba") if not _celeba_file(directory, stem)]
+    if _celeba_images(directory) is None:
+        zipped = (directory / "img_align_celeba.zip").is_file()
+        missing.append("img_align_celeba/" + (" (img_align_celeba.zip is there: unzip it)" if zipped else ""))
+    return "missing " + ", ".join(missing)
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, line) of the non-blank lines of a text file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read text file: {e}") from e
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _celeba_partition(path: Path) -> list[tuple[str, int]]:
+    """(image file, partition) per line of list_eval_partition.txt (``name p``) or .csv."""
+    csv = path.suffix == ".csv"
+    rows = []
+    for n, line in _read_lines(path):
+        if csv and n == 1 and line.startswith("image_id"):
+            continue
+        parts = line.split(",") if csv else line.split()
+        if len(parts) != 2 or parts[1].strip() not in ("0", "1", "2"):
+            raise DataError(f"{path}: line {n}: expected '<image file> <partition 0|1|2>', found {line[:80]!r}")
+        rows.append((parts[0].strip(), int(parts[1])))
+    if not rows:
+        raise DataError(f"{path}: empty partition file; expected one line '<image file> <0|1|2>' per image")
+    return rows
+
+
+def _celeba_attribute(path: Path, attribute: str) -> dict[str, int]:
+    """image file -> 1 if ``attribute`` is +1 else 0, from list_attr_celeba.txt (a count line,
+    a line of the 40 attribute names, then ``name v1 .. v40`` with v = 1 or -1) or its .csv."""
+    lines = _read_lines(path)
+    if path.suffix == ".csv":
+        names, rows, sep = (lines[0][1].split(",")[1:] if lines else []), lines[1:], ","
+    else:
+        if len(lines) < 2 or not lines[0][1].isdigit():
+            raise DataError(f"{path}: expected the number of images on line 1 and the 40 attribute names "
+                            "on line 2 (CelebA's list_attr_celeba.txt)")
+        names, rows, sep = lines[1][1].split(), lines[2:], None
+    names = [name.strip() for name in names]
+    if attribute not in names:
+        raise DataError(f"{path}: no attribute column {attribute!r}; expected CelebA's 40 attribute names, "
+                        f"found {names[:6]}{' ...' if len(names) > 6 else ''}")
+    column = names.index(attribute) + 1
+    values = {}
+    for n, line in rows:
+        parts = line.split(sep)
+        if len(parts) != len(names) + 1 or parts[column].strip() not in ("1", "-1"):
+            raise DataError(f"{path}: line {n}: expected an image file and {len(names)} values of 1 or -1, "
+                            f"found {line[:80]!r}")
+        values[parts[0].strip()] = int(parts[column].strip() == "1")
+    return values
+
+
+def _find_celeba(request: LoadRequest) -> Path:
+    dirs = _candidate_dirs(request.data_root, ["", "celeba"], ["celeba"])
+    found = next((d for d in dirs if _celeba_file(d, "list_eval_partition")), None)
+    if found is None and request.download:
+        hint = ("\ntorchvision fetches CelebA from Google Drive (it needs the gdown package and often hits "
+                "Drive's daily quota); see docs/datasets.md for getting the files by hand")
+        root = _torchvision_fetch(request, "celeba", lambda tvd, root: tvd.CelebA(
+            root, split="all", target_type="attr", download=True), hint)
+        found = root / "celeba"
+    if found is None:
+        looked = "\n".join(f"  {d} ({_describe_celeba(d)})" for d in dirs)
+        raise DataError(
+            "celeba data not found; looked for list_eval_partition.txt (or .csv) beside img_align_celeba/ in:\n"
+            f"{looked}\n"
+            + _get_it("celeba", "DIR/celeba/ holding img_align_celeba/*.jpg, list_eval_partition.txt and "
+                      "list_attr_celeba.txt (torchvision's layout; Kaggle's .csv files also work)",
+                      f"pass --download to let torchvision fetch them into DIR/celeba (default DIR {CACHE_ROOT})"))
+    return found.resolve()
+
+
+def _load_celeba(request: LoadRequest) -> Dataset:
+    """CelebA aligned faces: center crop 148, 64x64 RGB; train = partition 0, test = partition 2;
+    y = the Male attribute (1 male, 0 female)."""
+    found = _find_celeba(request)
+    partition = _celeba_file(found, "list_eval_partition")
+    attributes = _celeba_file(found, "list_attr_celeba")
+    images = _celeba_images(found)
+    if attributes is None or images is None:
+        raise DataError(f"celeba data in {found} is incomplete: {_describe_celeba(found)}; expected "
+                        "img_align_celeba/*.jpg, list_eval_partition.txt and list_attr_celeba.txt (the labels "
+                        f"are its {CELEBA_LABEL} attribute)")
+    with os.scandir(images) as entries:
+        sizes = {e.name: e.stat().st_size for e in entries if e.is_file() and _visible(e.name)}
+    if not sizes:
+        raise DataError(f"{images}: empty image folder; expected the aligned CelebA JPEGs (000001.jpg ...)")
+    protocol = {"crop": CELEBA_CROP, "side": IMAGE_SIDE, "resample": "bilinear", "partitions": CELEBA_PARTITIONS,
+                "label": CELEBA_LABEL}
+    fingerprint = _fingerprint(protocol, sorted(sizes.items()), [partition, attributes])
+
+    def build() -> dict:
+        rows = _celeba_partition(partition)
+        labels = _celeba_attribute(attributes, CELEBA_LABEL)
+        blob: dict = {"num_classes": 2}
+        for split, part in CELEBA_PARTITIONS.items():
+            names = [name for name, p in rows if p == part]
+            if not names:
+                raise DataError(f"{partition}: no image in partition {part} ({split}); expected CelebA's "
+                                "partition 0 (train) and 2 (test)")
+            missing = [name for name in names if name not in sizes]
+            if missing:
+                raise DataError(f"{images}: {len(missing)} image(s) listed in {partition.name} are missing, "
+                                f"e.g. {', '.join(missing[:3])}")
+            unlabelled = [name for name in names if name not in labels]
+            if unlabelled:
+                raise DataError(f"{attributes}: no row for {len(unlabelled)} image(s) listed in {partition.name}, "
+                                f"e.g. {', '.join(unlabelled[:3])}")
+            blob[f"{split}_names"] = names
+            blob[f"{split}_y"] = torch.tensor([labels[name] for name in names], dtype=torch.int64)
+        names = blob.pop("train_names") + blob.pop("test_names")
+        _announce("celeba", len(names), images)
+        x = _decode_all([images / name for name in names], _celeba_pixels, (3, IMAGE_SIDE, IMAGE_SIDE))
+        n = len(blob["train_y"])
+        blob.update(train_x=x[:n].clone(), test_x=x[n:].clone())
+        return blob
+
+    return _dataset_from_blob("celeba", _cached_images("celeba", found, "celeba-64x64-v1", fingerprint, build))
+
+
+# --- FFHQ ------------------------------------------------------------------------------------
+
+FFHQ_RELEASES = ("thumbnails128x128", "images1024x1024")  # preferred sub-folders, in this order
+FFHQ_TRAIN_FRACTION = (6, 7)  # the first 6/7 of the sorted files train (60000 of 70000), the rest test
+
+FFHQ_HOW_TO = (
+    "torchvision cannot download FFHQ: get it yourself and put the images (PNG or JPEG, at any depth) in "
+    "DIR/ffhq/, then pass --data-root DIR or set {env}=DIR. The official release's 128x128 thumbnails "
+    "(NVlabs/ffhq-dataset on GitHub: `python download_ffhq.py --thumbs`, 70000 PNGs, about 2 GB) are "
+    "enough; images1024x1024 or a resized mirror (e.g. 256x256 or 64x64) also work: everything is resized "
+    "to 64x64. See docs/datasets.md."
+)
+
+
+def _find_ffhq(request: LoadRequest) -> Path:
+    dirs = _candidate_dirs(request.data_root, ["ffhq", "FFHQ"], ["ffhq"])
+    found = next((d for d in dirs if d.is_dir()), None)
+    if found is None:
+        looked = "\n".join(f"  {d} (no such directory)" for d in dirs)
+        prefix = "--download cannot fetch ffhq. " if request.download else ""
+        raise DataError(f"ffhq data not found; looked for a folder of face images in:\n{looked}\n"
+                        f"{prefix}{FFHQ_HOW_TO.format(env=DATA_ENV)}")
+    found = found.resolve()
+    return next((found / r for r in FFHQ_RELEASES if (found / r).is_dir()), found)
+
+
+def _load_ffhq(request: LoadRequest) -> Dataset:
+    """FFHQ faces at 64x64 RGB; files sorted by path, the first 6/7 train, the rest test; y = 0."""
+    found = _find_ffhq(request)
+    paths = []
+    for folder, subdirs, files in os.walk(found):
+        subdirs[:] = [d for d in subdirs if _visible(d)]
+        paths += [Path(folder) / f for f in files if _visible(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    paths.sort(key=lambda p: p.relative_to(found).as_posix())
+    if len(paths) < 2:
+        what = "empty image folder: no" if not paths else "only one"
+        raise DataError(f"{found}: {what} *.png / *.jpg face images found (at any depth); expected the FFHQ "
+                        f"images. {FFHQ_HOW_TO.format(env=DATA_ENV)}")
+    n_train = len(paths) * FFHQ_TRAIN_FRACTION[0] // FFHQ_TRAIN_FRACTION[1]
+    protocol = {"side": IMAGE_SIDE, "resample": "bilinear", "crop": "central square", "split": "sorted, first 6/7 train"}
+    fingerprint = _fingerprint(protocol, _listing(found, paths))
+
+    def build() -> dict:
+        _announce("ffhq", len(paths), found)
+        x = _decode_all(paths, _ffhq_pixels, (3, IMAGE_SIDE, IMAGE_SIDE))
+        return {"train_x": x[:n_train].clone(), "train_y": torch.zeros(n_train, dtype=torch.int64),
+                "test_x": x[n_train:].clone(), "test_y": torch.zeros(len(paths) - n_train, dtype=torch.int64),
+                "num_classes": 1}
+
+    return _dataset_from_blob("ffhq", _cached_images("ffhq", found, "ffhq-64x64-v1", fingerprint, build))
+
+
+register_dataset(DatasetSpec(
+    "omniglot",
+    "Omniglot: 105x105 characters resized to 28x28 grey (ink 1), background set 19280 train / evaluation "
+    "set 13180 test; y = character (1623)",
+    "image", lambda request: _load_omniglot(request, "omniglot", binary=False),
+    shape=(1, 28, 28), train_size=19_280, test_size=13_180))
+register_dataset(DatasetSpec(
+    "omniglot-binary",
+    "Omniglot as `omniglot`, binarised with a fixed threshold at 0.5",
+    "image", lambda request: _load_omniglot(request, "omniglot-binary", binary=True),
+    shape=(1, 28, 28), train_size=19_280, test_size=13_180))
+register_dataset(DatasetSpec(
+    "celeba",
+    "CelebA aligned faces, center crop 148, 64x64 RGB; partition 0 train (162770) / 2 test (19962); y = Male",
+    "image", _load_celeba, shape=(3, 64, 64), train_size=162_770, test_size=19_962))
+register_dataset(DatasetSpec(
+    "ffhq",
+    "FFHQ faces (any release, e.g. the 128x128 thumbnails) resized to 64x64 RGB; sorted files, first 60000 "
+    "train / last 10000 test; y = 0",
+    "image", _load_ffhq, shape=(3, 64, 64), train_size=60_000, test_size=10_000))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +939,8 @@ def _register_toy(name: str, description: str, sample: Sampler, num_classes: int
         )
         return Dataset(name, train, test, num_classes)
 
-    register_dataset(DatasetSpec(name, description, "toy", load))
+    register_dataset(DatasetSpec(name, description, "toy", load, shape=(2,), train_size=TOY_TRAIN_SIZE,
+                                 test_size=TOY_TEST_SIZE))
 
 
 _register_toy("pinwheel", "2-D pinwheel with 5 spiralling arms (Johnson et al. 2016); y = arm", _pinwheel, 5)

@@ -112,9 +112,72 @@ class ConvArch:
         return GaussianHead(nn.Sequential(*enc)), nn.Sequential(*dec)
 
 
+def _check_positive(arch: str, **values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{arch}: {name} must be >= 1, got {value}")
+
+
+@dataclass
+class MLPShallowArch:
+    """One hidden layer of ``width`` units in the encoder and in the decoder (any data shape).
+
+    The "shallow" networks of the paper's capacity comparison; latent 32 for 28x28 data by the
+    grid's convention.
+    """
+
+    width: int = 512
+    activation: str = "relu"
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        _check_positive("mlp-shallow", width=self.width)
+        return MLPArch([self.width], self.activation).build(shape, latent_dim)
+
+
+@dataclass
+class MLPDeepArch:
+    """``depth`` hidden layers of ``width`` units in the encoder and in the decoder (any shape).
+
+    The deeper counterpart of ``mlp-shallow`` (default 4 x 512); ``depth = 1`` is ``mlp-shallow``.
+    """
+
+    width: int = 512
+    depth: int = 4
+    activation: str = "relu"
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        _check_positive("mlp-deep", width=self.width, depth=self.depth)
+        return MLPArch([self.width] * self.depth, self.activation).build(shape, latent_dim)
+
+
+@dataclass
+class Conv28Arch(ConvArch):
+    """``conv`` with the 28x28 defaults spelled out: channels [32, 64] (28 -> 14 -> 7), FC 256.
+
+    Any square image whose side is divisible by 4 works; the channel list may be changed.
+    """
+
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+
+
+@dataclass
+class Conv64Arch(ConvArch):
+    """``conv`` with the 64x64 defaults spelled out: channels [32, 32, 64, 64] (64 -> 4), FC 256.
+
+    The beta-VAE image architecture (Higgins et al. 2017; Burgess et al. 2018) for 64x64 RGB
+    faces; any square image whose side is divisible by 16 works.
+    """
+
+    channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
+
+
 ARCHS: Registry[type] = Registry("architecture")
 ARCHS.add("mlp", MLPArch)
 ARCHS.add("conv", ConvArch)
+ARCHS.add("mlp-shallow", MLPShallowArch)
+ARCHS.add("mlp-deep", MLPDeepArch)
+ARCHS.add("conv28", Conv28Arch)
+ARCHS.add("conv64", Conv64Arch)
 
 
 @dataclass

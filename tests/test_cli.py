@@ -98,9 +98,12 @@ def test_same_seed_same_metrics(tmp_path, fake_fashion_root, capsys):
 
 
 def test_dry_run_trains_nothing(tmp_path, fake_fashion_root, capsys):
-    code, out, err = run(smoke(tmp_path, fake_fashion_root, "--dry-run", "--seeds", "0-2"), capsys)
+    code, out, err = run(smoke(tmp_path, fake_fashion_root, "--dry-run", "--seeds", "0-2", "--no-estimate"), capsys)
     assert code == 0 and not (tmp_path / "smoke").exists()
     assert re.search(r"pinwheel\s+vae\s+3 runs", out) and out.count("todo ") == 6 * len(METHODS.names())
+    code, out, err = run(smoke(tmp_path, fake_fashion_root, "--dry-run", "--methods", "vae,lr-vae"), capsys)
+    assert code == 0 and not (tmp_path / "smoke").exists()
+    assert "estimate" in out.lower() and "lr-vae" in out
 
 
 def test_readme_plugin_example_runs_through_smoke(tmp_path, fake_fashion_root, plugin_dir, capsys):
@@ -189,7 +192,7 @@ def test_plugin_breaking_the_contract_is_named(tmp_path, plugin_dir, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--grid", "nope"], "unknown grid 'nope'; valid grids: "),
     (["--methods", "nope"], "unknown method 'nope'; valid methods: beta-vae"),
-    (["--datasets", "nope"], "unknown dataset 'nope'; valid datasets: chessboard"),
+    (["--datasets", "nope"], "unknown dataset 'nope'; valid datasets: celeba, chessboard"),
 ])
 def test_unknown_names_exit_2_and_list_valid_names(tmp_path, capsys, args, message):
     code, _, err = run(["run", "--results", str(tmp_path), *args], capsys)

@@ -1,0 +1,143 @@
+"""The compute estimate of a grid: kinds, arithmetic, real timing on a tiny grid, printout."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchmark.estimate as estimate
+from benchmark.estimate import cost_key, estimate_compute, format_estimate
+from benchmark.grid import load_grid
+
+TINY = """
+seeds = [0, 1]
+[train]
+epochs = 2
+batch_size = 32
+[model]
+arch = "mlp-shallow"
+width = 16
+latent_dim = 2
+[eval]
+nll_samples = 0
+[[datasets]]
+name = "pinwheel"
+train_size = 100
+test_size = 50
+[[datasets]]
+name = "fashion-mnist"
+train = {batch_size = 500}
+[[methods]]
+name = "vae"
+[[methods]]
+name = "beta-vae"
+beta = [0.1, 0.2]
+[[methods]]
+name = "lr-vae"
+alpha_schedule = ["linear", "constant"]
+[[methods]]
+name = "il-lid-vae"
+hidden_latent = 8
+hidden_data = 8
+L = [0.0, 1.0]
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.toml"
+    text = TINY
+    try:  # the nll_* evaluation settings exist once the richer evaluation lands
+        from benchmark.config import EvalConfig
+
+        EvalConfig(nll_samples=0)
+    except TypeError:
+        text = text.replace("[eval]\nnll_samples = 0\n", "")
+    path.write_text(text)
+    return load_grid(path).expand()
+
+
+def test_cost_key_ignores_float_weights(tiny):
+    keys = {(r.dataset.name, r.method): set() for r in tiny}
+    for run in tiny:
+        keys[(run.dataset.name, run.method)].add(cost_key(run, (2,) if run.dataset.name == "pinwheel" else (1, 28, 28)))
+    assert len(keys[("pinwheel", "beta-vae")]) == 1  # beta 0.1 and 0.2 cost the same
+    assert len(keys[("pinwheel", "il-lid-vae")]) == 1  # so do L = 0 and L = 1
+    assert len(keys[("pinwheel", "lr-vae")]) == 2  # the schedule is not a float: timed separately
+
+
+def test_arithmetic_with_fixed_timings(tiny, monkeypatch):
+    calls = []
+
+    def fake_time(run, shape, device, steps, warmup):
+        calls.append((run.method, shape))
+        return 0.5, 0.01, 0.02  # s per step, per encode, per encode + decode
+
+    monkeypatch.setattr(estimate, "time_kind", fake_time)
+    result = estimate_compute(tiny, "cpu", steps=2)
+    # 2 data sets x (vae, beta-vae, 2 lr-vae schedules, il-lid-vae) kinds
+    assert len(calls) == len(result.kinds) == 10
+    assert result.runs == len(tiny) == 2 * (1 + 2 + 2 + 2) * 2
+    rows = {(r.dataset, r.method): r for r in result.rows}
+    assert [(r.dataset, r.method) for r in result.rows] == sorted(rows)
+    pin = rows[("pinwheel", "beta-vae")]
+    steps_per_run = 2 * math.ceil(100 / 32)
+    assert pin.runs == 4 and pin.steps == 4 * steps_per_run
+    assert pin.train_hours == pytest.approx(4 * steps_per_run * 0.5 / 3600)
+    # eval: 2 curve points + 1 final encode over 50 test examples (2 batches), 1 final decode pass
+    assert pin.eval_hours == pytest.approx(4 * (3 * 2 * 0.01 + 2 * 0.02) / 3600)
+    fashion = rows[("fashion-mnist", "vae")]  # whole published split: 60000 / 500 = 120 steps per epoch
+    assert fashion.steps == 2 * 2 * 120
+    assert result.hours == pytest.approx(sum(r.train_hours + r.eval_hours for r in result.rows))
+
+
+def test_real_timing_on_a_tiny_grid(tiny):
+    runs = [r for r in tiny if r.dataset.name == "pinwheel" and r.method in ("vae", "il-lid-vae")]
+    state = torch.random.get_rng_state()
+    result = estimate_compute(runs, "cpu", steps=1, warmup=1)
+    assert torch.equal(torch.random.get_rng_state(), state)  # timing leaves the global RNG alone
+    assert len(result.kinds) == 2 and all(k.step_s > 0 and k.forward_s > 0 for k in result.kinds)
+    assert result.device.startswith("cpu") and result.hours > 0
+    text = format_estimate(result, gpus=4, kinds=True)
+    assert "pinwheel" in text and "il-lid-vae" in text and "total" in text
+    assert "spread over 4 such devices" in text and "s per training step" in text
+
+
+def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
+    """Every data set of the paper grid has a declared shape and split sizes: no files read."""
+    import benchmark.data as data
+
+    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path])
+    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002))
+    result = estimate_compute(load_grid("full").expand(), "cpu")
+    assert result.runs == 600 and len(result.rows) == 25
+    assert {r.dataset for r in result.rows} == {"mnist", "fashion-mnist", "omniglot", "celeba", "ffhq"}
+    text = format_estimate(result)
+    assert text.count("\n") == 25 + 3
+    celeba = next(r for r in result.rows if (r.dataset, r.method) == ("celeba", "vae"))
+    assert celeba.steps == 5 * 20 * math.ceil(162_770 / 128)
+
+
+def test_bad_steps():
+    with pytest.raises(ValueError):
+        estimate_compute([], "cpu", steps=0)
+    assert estimate_compute([], "cpu").runs == 0
+
+
+def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: Path):
+    import dataclasses
+
+    import benchmark.data as data
+
+    spec = data.DATASETS["fashion-mnist"]
+    monkeypatch.setitem(data.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
+    monkeypatch.setattr(data, "_CACHE", {})
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (1.0, 0.0, 0.0))
+    run = next(r for r in load_grid("smoke").expand() if r.dataset.name == "fashion-mnist")
+    run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, train_size=None))
+    result = estimate_compute([run], "cpu", data_root=fake_fashion_root)
+    assert result.rows[0].steps == run.train.epochs * math.ceil(300 / run.train.batch_size)
