@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive, default=1, metavar="N",
                      help="runs in parallel: local worker processes sharing the CPU cores, or Ray CPU "
                           "slots (default: 1; on GPUs: GPUs x --runs-per-gpu)")
+    run.add_argument("--threads", type=_positive, metavar="T",
+                     help="CPU threads per run (default: the cores shared between the workers); use 1 on a "
+                          "machine other jobs are using: oversubscribed torch threads are many times slower")
     run.add_argument("--runs-per-gpu", type=_positive, default=1, metavar="K",
                      help="pack K runs on each GPU (default: 1)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -96,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "identical for the same records.")
     report.add_arguments(rep)
 
+    bench = sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
+                           description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
+                                       "and method, and pythae's trainer; `bench --help` for its options.")
+
     lst = sub.add_parser("list", help="show registered methods, data sets, grids, architectures",
                          description="Show what is registered, with one-line descriptions.")
     lst.add_argument("what", nargs="?", choices=["methods", "datasets", "grids", "archs", "likelihoods"],
@@ -104,18 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.rest = rest  # bench parses its own options (its module imports torch)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.plugins:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": _report}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "report": _report, "bench": _bench}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
         return 130
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench  # imports torch: only when asked for
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark bench", description=bench.__doc__.split("\n")[0])
+    bench.add_arguments(parser)
+    return bench.main(parser.parse_args(args.rest))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -157,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BenchmarkError("--address is for --executor ray")
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
-                         retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model)
+                         retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model,
+                         threads=args.threads or 0)
     summary = run_grid(grid.name, runs, store, options, force=args.force)
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
     elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""

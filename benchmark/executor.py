@@ -39,6 +39,7 @@ class RunOptions:
     retries: int = 1  # extra attempts for a failed run (diverged runs are not retried)
     checkpoint_every: int = 5  # epochs between checkpoints (0: none)
     keep_model: bool = False
+    threads: int = 0  # CPU threads per run (0: the cores shared between the workers)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def local_slots(options: RunOptions) -> list[Slot]:
         slots = [Slot(gpu, 1) for _ in range(options.runs_per_gpu) for gpu in gpus]
         return slots[:options.workers] if options.workers > 1 else slots
     cores = os.cpu_count() or 1
-    return [Slot("cpu", max(1, cores // options.workers))] * options.workers
+    return [Slot("cpu", options.threads or max(1, cores // options.workers))] * options.workers
 
 
 def _run_in_worker(config: RunConfig, options: RunOptions, slot: Slot, checkpoint: str | None) -> RunResult:
@@ -93,7 +94,11 @@ class InProcessBackend:
 
     def __init__(self, options: RunOptions, log: Callable[[str], None]):
         self.options, self.log = options, log
-        self.slots = [Slot(options.device, 0)]
+        self.slots = [Slot(options.device, options.threads)]
+        if options.threads:
+            import torch
+
+            torch.set_num_threads(options.threads)
 
     def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
         future: Future = Future()

@@ -270,7 +270,7 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
 
         def curve_point(epoch: int, parts: dict[str, float]) -> None:
             point: dict[str, Any] = {"epoch": epoch, **parts}
-            with_mi = bool(mi_every) and epoch % mi_every == 0
+            with_mi = bool(mi_every) and epoch % mi_every == 0 and epoch != last  # last: from the final evaluation
             if epoch % every == 0 or epoch == last or with_mi:
                 method.eval()
                 mu, logvar = encode_all(method, data.test.x)
@@ -298,6 +298,8 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         t_eval = time.perf_counter()
         evaluation = evaluate(method, data.test, config.eval, eval_gen)
         record.update(evaluation.fields)
+        if mi_every and last % mi_every == 0:
+            record["curves"][-1]["test_mi"] = record["metrics"]["mi"]
         record["eval_time_s"] = time.perf_counter() - t_eval
         record["method_extras"] = method.record_extras()
         record["status"] = "ok"

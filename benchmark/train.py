@@ -34,8 +34,12 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam / AdamW, fused where every parameter allows it (about 1.3x faster steps on CPU,
+    docs/performance.md)."""
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+    params = list(params)
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 class Trainer:
