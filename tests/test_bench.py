@@ -1,0 +1,161 @@
+"""The performance bench: runs in quick mode, writes a well-formed JSON with positive, finite
+ratios, and compares like with like. No wall-clock assertions: timings depend on the machine."""
+
+import argparse
+import json
+import math
+import sys
+
+import pytest
+import torch
+
+from benchmark import bench
+from benchmark.method import METHODS, TrainingProgress
+
+
+def _numbers(obj):
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    threads = torch.get_num_threads()
+    code = bench.main(parser.parse_args(["--quick", "--device", "cpu", "--out", str(out)]))
+    assert torch.get_num_threads() == threads  # --quick's single thread does not leak
+    return code, json.loads(out.read_text())
+
+
+def test_quick_bench_writes_the_documented_json(quick_result):
+    code, result = quick_result
+    assert code == 0, result["errors"]
+    assert result["bench_version"] == bench.BENCH_VERSION
+    machine = result["machine"]
+    for key in ("cpu", "cpu_count", "torch_threads", "torch", "load_avg", "date", "device"):
+        assert key in machine
+    assert machine["torch"] == torch.__version__
+    assert result["settings"]["quick"] is True
+    assert isinstance(result["load_avg_after"], list)
+    assert set(result["sections"]) == {"threads", "throughput", "metrics", "methods", "pythae", "seed_batching"}
+    assert not result["errors"]
+    for value in _numbers(result["sections"]):
+        assert math.isfinite(value)
+
+
+def test_quick_bench_throughput_ratios(quick_result):
+    _, result = quick_result
+    section = result["sections"]["throughput"]
+    assert set(section["presets"]) == {p.name for p in bench.QUICK_PRESETS}
+    for entry in section["presets"].values():
+        for arm in ("harness", "minimal"):
+            assert _positive(entry["examples_per_s"][arm])
+            assert len(entry["times_s"][arm]) == section["epochs_timed"] + 1 == 4 * result["settings"]["repeats"] + 1
+        assert _positive(entry["harness_vs_minimal"]["ratio"])
+        assert _positive(entry["harness_vs_minimal"]["ratio_of_medians"])
+        assert isinstance(entry["meets_target"], bool)
+        if section["fused_adam_supported"]:
+            assert _positive(entry["fused_adam_vs_minimal"]["ratio"])
+
+
+def test_quick_bench_metric_and_method_costs(quick_result):
+    _, result = quick_result
+    metrics = result["sections"]["metrics"]
+    for name in ("encode_test_split", "active_units", "kl", "mutual_information", "curve_point", "evaluate"):
+        assert _positive(metrics["metrics"][name]["seconds"]), name
+        assert _positive(metrics["metrics"][name]["per_epoch"]), name
+    grid = metrics["quick_grid"]
+    if grid["available"]:
+        assert _positive(grid["evaluate_share"]) and _positive(grid["evaluate_and_curves_share"])
+        assert grid["method_ratios_used"] is True
+    methods = result["sections"]["methods"]
+    assert not methods["failed"]
+    assert set(methods["methods"]) == set(METHODS.names())
+    assert methods["methods"]["vae"]["step_cost_vs_vae"] == pytest.approx(1.0)
+    for entry in methods["methods"].values():
+        for key in ("step_ms", "evaluate_s", "step_cost_vs_vae", "evaluate_cost_vs_vae"):
+            assert _positive(entry[key]), key
+
+
+def test_quick_bench_optional_sections(quick_result):
+    _, result = quick_result
+    pythae = result["sections"]["pythae"]
+    if pythae["available"]:
+        assert _positive(pythae["pythae_vs_harness"]["ratio"])
+        assert _positive(pythae["examples_per_s"]["pythae"])
+    else:
+        assert "pythae" in pythae["reason"]
+    seeds = result["sections"]["seed_batching"]
+    assert seeds["seeds"] == 2 and _positive(seeds["speedup"]["ratio"])
+    threads = result["sections"]["threads"]
+    assert "skipped" in threads or _positive(threads["threads_vs_one"]["ratio"])
+
+
+def test_table_names_every_section(quick_result):
+    _, result = quick_result
+    table = bench.format_table(result)
+    for text in ("harness/minimal", "evaluation cost", "cost per method", "pythae", "seed batching"):
+        assert text in table
+
+
+def test_pythae_missing_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pythae", None)  # import pythae raises ImportError
+    settings = bench.Settings.quick_mode()
+    x = torch.rand(8, 1, 28, 28)
+    section = bench.bench_pythae(settings, x, torch.device("cpu"), bench.Clock(torch.device("cpu")))
+    assert section["available"] is False and "requirements-bench.txt" in section["reason"]
+
+
+def test_minimal_loop_has_the_vae_plugins_math():
+    preset = bench.QUICK_PRESETS[0]
+    method = bench._harness_method(preset, (1, 28, 28), torch.device("cpu"))
+    minimal = bench.MinimalVAE.like(method.model, preset, 784)
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        harness_loss = method.loss(x, TrainingProgress(0, 0, 1))["loss"]
+        torch.manual_seed(0)
+        assert float(minimal(x)) == pytest.approx(float(harness_loss), rel=1e-5)
+
+
+def test_batched_seeds_compute_each_seeds_loss():
+    """The vmapped model of the seed_batching section is S copies of the minimal model."""
+    preset = bench.QUICK_PRESETS[1]
+    torch.manual_seed(0)
+    models = [bench.MinimalVAE(784, preset.hidden, preset.latent_dim) for _ in range(2)]
+    params, _ = torch.func.stack_module_state(models)
+    x = torch.rand(2, 4, 1, 28, 28)
+    loss_fn = bench._batched_step_fn(models[0], randomness="same")  # same noise, to compare
+    torch.manual_seed(1)
+    batched = loss_fn(params, x).detach()
+    for s, model in enumerate(models):
+        torch.manual_seed(1)
+        assert float(batched[s]) == pytest.approx(float(model(x[s]).detach()), rel=1e-5)
+
+
+def test_compare_and_cost_drop_the_warm_up():
+    # arm A twice as fast as B after a slow warm-up
+    ratio = bench.compare([10.0, 1.0, 1.0], [10.0, 2.0, 2.0])
+    assert ratio["ratio"] == pytest.approx(2.0) and ratio["ratio_of_medians"] == pytest.approx(2.0)
+    assert bench.cost([10.0, 1.0, 3.0], [1.0, 1.0, 1.0]) == pytest.approx(2.0)
+    assert bench.cost([1.0, 3.0], [1.0, 1.0], warmup=False) == pytest.approx(2.0)
+
+
+def test_eval_set_parses_eval_config_fields():
+    assert bench._eval_set("nll_samples=0, mi_mixture=batch") == {"nll_samples": 0, "mi_mixture": "batch"}
+    with pytest.raises(SystemExit, match="no_such_field"):
+        bench._eval_set("no_such_field=1")
