@@ -464,7 +464,7 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
     on), computed the way the runner computes it, plus the runner's curve points and its whole
     ``evaluate()``. ``encode_test_split`` must run first: the posterior metrics use its output."""
     from . import metrics
-    from .runner import EVAL_BATCH, encode_all, latent_summary
+    from .runner import Evaluation, _reconstruction_metrics, encode_all, latent_summary
 
     model, x = method.model, split.x
     gen = torch.Generator(device).manual_seed(3)
@@ -486,16 +486,9 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
         metrics.kl_per_class(metrics.kl_to_prior(state["mu"], state["logvar"]), split.y)
 
     def reconstruction():  # rec, neg_elbo and mse: one posterior sample per example
-        mu, logvar = state["mu"], state["logvar"]
-        total = 0.0
-        for i in range(0, x.shape[0], EVAL_BATCH):
-            xb, mb, lb = x[i:i + EVAL_BATCH], mu[i:i + EVAL_BATCH], logvar[i:i + EVAL_BATCH]
-            eps = torch.randn(mb.shape, generator=gen, device=mb.device, dtype=mb.dtype)
-            params = model.decode(mb + torch.exp(0.5 * lb) * eps)
-            total += float(model.likelihood.rec(params, xb).sum())
-            total += float(model.likelihood.log_prob(params, xb).sum())
-            total += float(((model.likelihood.mean(params) - xb) ** 2).flatten(1).mean(1).sum())
-        return total
+        out = Evaluation({"metrics": {"kl": 0.0}, "estimators": {}})
+        _reconstruction_metrics(model, x, state["mu"], state["logvar"], gen, out)
+        return out.fields["metrics"]["rec"]
 
     def iw_nll():
         xs = x[:config.nll_examples]

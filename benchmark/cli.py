@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "identical for the same records.")
     report.add_arguments(rep)
 
-    bench = sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
+    sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
                            description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
                                        "and method, and pythae's trainer; `bench --help` for its options.")
 

@@ -17,13 +17,8 @@ from fakes import idx_bytes, write_fake_fashion, write_idx
 TOYS = ["pinwheel", "chessboard", "gaussian-mixture"]
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """Fresh cache; no system, cache or $BENCHMARK_DATA folders unless a test sets them."""
-    monkeypatch.setattr(data, "_CACHE", {})
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
-    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path / "cache")
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
+# Fresh cache; no system, cache or $BENCHMARK_DATA folders unless a test sets them.
+pytestmark = pytest.mark.usefixtures("no_system_data")
 
 
 # --- IDX -------------------------------------------------------------------------------------
