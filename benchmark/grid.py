@@ -43,6 +43,7 @@ from .errors import GridError, UnknownNameError
 from .method import METHODS
 from .models import ARCHS, ModelConfig
 from .likelihoods import LIKELIHOODS
+from .registry import Registry
 from .train import TrainConfig
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
@@ -69,11 +70,12 @@ class Grid:
         for name in datasets or []:
             DATASETS[name]
         runs: dict[str, RunConfig] = {}
+        method_entries = self._method_entries()
         for ds_index, ds_entry in enumerate(self.data.get("datasets", [])):
             dataset = self._dataset(ds_entry, ds_index)
             if datasets and dataset.name not in datasets:
                 continue
-            for m_index, m_entry, name in self._method_entries():
+            for m_index, m_entry, name in method_entries:
                 where = f"methods[{m_index}]"
                 if methods and name not in methods:
                     continue
@@ -100,12 +102,7 @@ class Grid:
 
     def _dataset(self, entry: Any, index: int) -> DatasetConfig:
         where = f"datasets[{index}]"
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise self.error(where, "expected a table with at least `name = \"...\"`")
-        try:
-            DATASETS[entry["name"]]
-        except UnknownNameError as exc:
-            raise self.error(f"{where}.name", str(exc)) from None
+        self._registered_name(entry, where, DATASETS)
         fields = {k: v for k, v in entry.items() if k not in OVERRIDE_KEYS}
         return self._build(DatasetConfig, fields, where)
 
@@ -120,16 +117,15 @@ class Grid:
                     raise self.error(f"methods[{index}]", f'`name = "*"` takes no hyperparameters, got {sorted(extra)}')
                 entries += [(index, entry, name) for name in METHODS.names()]
             else:
-                entries.append((index, entry, self._method_name(entry, f"methods[{index}]")))
+                entries.append((index, entry, self._registered_name(entry, f"methods[{index}]", METHODS)))
         return entries
 
-    def _method_name(self, entry: Any, where: str) -> str:
+    def _registered_name(self, entry: Any, where: str, registry: Registry) -> str:
+        """The ``name`` of a ``[[datasets]]`` / ``[[methods]]`` table, checked against ``registry``."""
         if not isinstance(entry, dict) or "name" not in entry:
             raise self.error(where, "expected a table with at least `name = \"...\"`")
-        try:
-            METHODS[entry["name"]]
-        except UnknownNameError as exc:
-            raise self.error(f"{where}.name", str(exc)) from None
+        if entry["name"] not in registry:
+            raise self.error(f"{where}.name", str(UnknownNameError(registry.kind, entry["name"], registry.names())))
         return entry["name"]
 
     def _sweep(self, name: str, entry: dict, where: str) -> list[dict[str, Any]]:
