@@ -22,7 +22,7 @@ from .errors import BenchmarkError
 from .progress import GridProgress
 from .provenance import PROJECT_ROOT
 from .runner import RunResult, execute, failed_result, resolve_device
-from .store import ResultStore, RunLock
+from .store import ResultStore, RunLock, atomic_torch_save
 
 
 @dataclass(frozen=True)
@@ -178,11 +178,18 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
     summary = GridSummary(total=len(runs), skipped=len(runs) - len(todo))
     backend = _backend(options, progress.log)
     queue, free = deque(todo), list(backend.slots)
-    running: dict[Future, tuple[RunConfig, Slot, RunLock]] = {}
+    running: dict[Future, tuple[RunConfig, Slot, RunLock, bool]] = {}  # ..., runs alone
     attempts: dict[str, int] = {}
+    # A dying worker process takes every run in flight on the pool down with it. Runs lost
+    # beside others are not charged an attempt: they become suspects and run one at a time,
+    # so only the run that kills its worker on its own is charged.
+    suspects: set[str] = set()
     try:
         while queue or running:
-            while queue and free:
+            while queue and free and not any(alone for *_, alone in running.values()):
+                alone = queue[0].run_id in suspects
+                if alone and running:
+                    break
                 config = queue.popleft()
                 lock = store.try_lock(config.run_id)
                 if lock is None:
@@ -198,14 +205,24 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
                 attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
                 progress.started()
                 future = backend.submit(config, slot, str(store.checkpoint_path(config.run_id)))
-                running[future] = (config, slot, lock)
+                running[future] = (config, slot, lock, alone)
+                if alone:
+                    break
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                config, slot, lock = running.pop(future)
+                config, slot, lock, alone = running.pop(future)
                 free.append(slot)
                 try:
                     result = future.result()
                 except Exception as exc:  # the worker died or could not run the task
+                    if not alone:
+                        attempts[config.run_id] -= 1
+                        suspects.add(config.run_id)
+                        progress.log(f"{config.run_id}: a worker process died while it ran; rerunning it alone")
+                        progress.retrying()
+                        lock.release()
+                        queue.appendleft(config)
+                        continue
                     result = failed_result(config, type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())
                 record = result.record
                 record["attempt"] = attempts[config.run_id]
@@ -218,25 +235,17 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
                     continue
                 record["grid"] = grid_name
                 if result.model_state is not None:
-                    _save_model(store.model_path(config.run_id), result.model_state)
+                    atomic_torch_save(result.model_state, store.model_path(config.run_id))
                 store.write(record, result.images)
-                store.checkpoint_path(config.run_id).unlink(missing_ok=True)
+                store.remove_checkpoint(config.run_id)
                 lock.release()
                 store.write_table()
                 progress.finished(record)
     finally:
-        for _, _, lock in running.values():
+        for _, _, lock, _ in running.values():
             lock.release()
         backend.close()
         progress.close()
         summary.counts = dict(progress.counts)
     return summary
 
-
-def _save_model(path: Path, state: dict) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)

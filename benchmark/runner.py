@@ -6,7 +6,6 @@ Knows nothing about grids or files: the executor decides what to run and the sto
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 import traceback
 from pathlib import Path
@@ -23,7 +22,7 @@ from .errors import DivergedError
 from .method import Method, build_method
 from .models import VAE
 from .provenance import environment
-from .store import RECORD_VERSION
+from .store import RECORD_VERSION, atomic_torch_save
 from .train import Trainer
 
 EVAL_BATCH = 1000
@@ -179,10 +178,7 @@ def save_checkpoint(path: Path, run_id: str, trainer: Trainer, generators: dict[
     """Atomically save everything needed to resume the run after ``trainer.epoch`` epochs."""
     state = {"run_id": run_id, "trainer": trainer.state_dict(), "rng": _rng_states(generators),
              "curves": record["curves"], "train_time_s": train_time}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: Path, run_id: str, trainer: Trainer, generators: dict[str, torch.Generator],

@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pandas as pd
 
@@ -25,19 +25,37 @@ SUMMARY_METRICS = ["au", "au_count", "kl", "mi", "nll", "rec", "neg_elbo", "mse"
 SETTING_PREFIXES = ("hp.", "model.", "train.", "dataset.", "eval.")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Create ``path`` whole or not at all: ``write`` fills a temporary file in the same folder
+    (a hidden name), which is then renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, flushed to disk."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    atomic_write(path, write)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, kept models)."""
+    import torch  # not at module level: the report reads records without torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _jsonable(value: Any) -> Any:
@@ -69,10 +87,7 @@ class ResultStore:
         record["artifacts"] = {}
         for name, batch in sorted((images or {}).items()):
             filename = f"{record['run_id']}.{name}.png"
-            tmp = self.runs_dir / f".{filename}.tmp.png"
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            save_image_grid(batch.detach().cpu(), tmp, nrow=8)
-            os.replace(tmp, self.runs_dir / filename)
+            atomic_write(self.runs_dir / filename, lambda tmp: save_image_grid(batch.detach().cpu(), tmp, nrow=8))
             record["artifacts"][name] = filename
         path = self.record_path(record["run_id"])
         atomic_write_text(path, json.dumps(_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
@@ -80,6 +95,13 @@ class ResultStore:
 
     def checkpoint_path(self, run_id: str) -> Path:
         return self.dir / "checkpoints" / f"{run_id}.pt"
+
+    def remove_checkpoint(self, run_id: str) -> None:
+        """Delete a run's checkpoint and any temporary file a killed writer left beside it."""
+        path = self.checkpoint_path(run_id)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
     def model_path(self, run_id: str) -> Path:
         return self.dir / "models" / f"{run_id}.pt"
