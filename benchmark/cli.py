@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             device = resolve_device(args.device)
             gpus = torch.cuda.device_count() if device.type == "cuda" else None
-            print(format_estimate(estimate_compute(todo, device, data_root=args.data_root), gpus=gpus))
+            print(format_estimate(estimate_compute(todo, device, data_root=args.data_root), gpus=gpus, kinds=True))
         return 0
     resolve_device(args.device)
     for name in sorted({r.dataset.name for r in todo}):

@@ -35,6 +35,7 @@ from . import data as data_module
 from .config import RunConfig
 from .data import DATASETS
 from .method import METHODS, Method, TrainingProgress, build_method
+from .runner import describe_device
 from .train import make_optimizer
 
 
@@ -89,12 +90,6 @@ def _resolve(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -231,7 +226,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             row.steps += run_steps
             row.train_hours += step_s * run_steps / 3600
             row.eval_hours += eval_s / 3600
-    return ComputeEstimate(_describe(torch_device), [rows[k] for k in sorted(rows)], described, steps,
+    return ComputeEstimate(describe_device(torch_device), [rows[k] for k in sorted(rows)], described, steps,
                            time.perf_counter() - started)
 
 

@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
-# The prepared GPU check of the performance bench (docs/performance.md). One call, about 8 minutes
-# at most on an H100 (each step has its own timeout; a step that fails is logged and the rest go on).
+# The prepared GPU check (docs/datasets.md, docs/performance.md): one call, at most $BUDGET
+# seconds (default 360) of steps, each with its own timeout; a step that fails is logged and the
+# rest go on, steps that no longer fit the budget are skipped.
 #
 #   bash benchmark/gpu_check.sh --prepare   here, once, on a machine with the data and PyPI:
 #                                           stages Fashion-MNIST and pythae's wheels (CPython 3.12,
 #                                           the device image's Python) under device-data/ (ignored)
 #   bash benchmark/gpu_check.sh             on the GPU machine (device tool: carry ["device-data"],
-#                                           timeout_s 600); results in $OUT (results/bench/gpu if unset)
+#                                           timeout_s 420); results in $OUT (results/bench/gpu if unset)
 #
-# What it measures (files in $OUT, at most 8, as the device tool returns):
-#   env.txt          nvidia-smi, python, torch, CUDA, whether --runs-per-gpu exists
-#   bench-cuda.json  python -m benchmark.bench --device cuda --seed-batch 8 --compile default,reduce-overhead
-#   bench-cuda.txt   its table
-#   grid.json        wall time of the quick grid (seed 0, 2 epochs) with one run on the GPU at a time,
-#                    and with several packed on it (--runs-per-gpu N) when the CLI has that option
-#   log.txt          everything the steps printed
+# Steps, in order of priority, and their files in $OUT (8 at most, as the device tool returns):
+#   env.txt                nvidia-smi, python, torch, CUDA
+#   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
+#                          estimate of the paper grid, timed on this GPU
+#   dry-run-subgrids.txt   the same for full-warmup and full-capacity
+#   check-estimate.json    python -m benchmark.check_estimate: one run of each kind of `full` on
+#                          Fashion-MNIST (real data) and a synthetic FFHQ folder (7000 random
+#                          64x64 PNGs: the cost does not depend on the pixels), shortened, estimated
+#                          and then run for real, one at a time and 4 packed on the GPU
+#   pytest.txt             the whole test suite (the cuda cases of the device-dependent tests run)
+#   check-full-size.json   the same check for `full`'s Fashion-MNIST VAE runs at their real size
+#   bench-cuda.json        python -m benchmark.bench --device cuda (3 repeats; $BENCH_ARGS added)
+#   log.txt                everything the steps printed
 #
-# Dry run of the whole flow on a CPU machine (seconds): BENCH_DEVICE=cpu BENCH_ARGS=--quick \
-#   GRID=smoke OUT=/tmp/gpu-check bash benchmark/gpu_check.sh
+# Dry run of the whole flow on a CPU machine (a few minutes): BENCH_DEVICE=cpu CHECK_GRID=smoke \
+#   BENCH_ARGS=--quick OUT=/tmp/gpu-check bash benchmark/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-
 STAGE=device-data
 PYTHAE_WHEELS=(pythae==0.1.2 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
                typing-extensions==4.16.0)  # pydantic needs typing-extensions >= 4.16
@@ -50,17 +56,23 @@ fi
 
 OUT=${OUT:-results/bench/gpu}
 DEVICE=${BENCH_DEVICE:-cuda}
-GRID=${GRID:-quick}
-read -r -a EXTRA <<<"${BENCH_ARGS:-}"
+CHECK_GRID=${CHECK_GRID:-full}
+BUDGET=${BUDGET:-360}
+read -r -a BENCH_ARGS <<<"${BENCH_ARGS:-}"
+T0=$(date +%s)
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 : >"$LOG"
 export PYTHONUNBUFFERED=1
 say() { echo "[$(date +%T)] $*" | tee -a "$LOG"; }
-step() {  # step NAME TIMEOUT_S COMMAND...: run, log, never abort the script
-  local name=$1 limit=$2; shift 2
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+step() {  # step NAME TIMEOUT_S OUTFILE COMMAND...: run within the budget, log, never abort the script
+  local name=$1 limit=$2 outfile=$3; shift 3
+  local remaining; remaining=$(left)
+  if [ "$remaining" -lt 30 ]; then say "step $name: skipped, ${remaining}s of the budget left"; return 99; fi
+  [ "$limit" -gt "$remaining" ] && limit=$remaining
   say "step $name (timeout ${limit}s): $*"
-  timeout "$limit" "$@" >>"$LOG" 2>&1
+  if [ "$outfile" = - ]; then timeout "$limit" "$@" >>"$LOG" 2>&1; else timeout "$limit" "$@" >"$outfile" 2>>"$LOG"; fi
   local rc=$?
   say "step $name: exit $rc"
   return $rc
@@ -78,64 +90,53 @@ done
 if [ -z "$PY" ]; then
   say "no Python with torch${DEVICE:+ for $DEVICE} found; nothing measured"; exit 1
 fi
-# Optional pythae, carried as wheels (no network on the device machine).
-if ls "$STAGE"/wheels/*.whl >/dev/null 2>&1 && ! "$PY" -c "import pythae" 2>/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bench-site \
-    "$STAGE"/wheels/*.whl >>"$LOG" 2>&1 && export PYTHONPATH=/tmp/bench-site${PYTHONPATH:+:$PYTHONPATH}
-fi
-[ -d "$STAGE/fashion-mnist" ] && export BENCHMARK_DATA="$PWD/$STAGE/fashion-mnist"
-
-RUNS_PER_GPU=""
-if "$PY" -m benchmark run --help 2>/dev/null | grep -q -- "--runs-per-gpu"; then RUNS_PER_GPU=4; fi
 {
   date; nvidia-smi 2>&1 | head -20
   "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO GPU')"
-  "$PY" -c "import pythae; print('pythae importable')" 2>&1 | tail -1
-  echo "BENCHMARK_DATA=${BENCHMARK_DATA:-unset}"
-  echo "runs-per-gpu option: ${RUNS_PER_GPU:-absent (scale-out issue not landed): packed grid step skipped}"
+  nproc
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt" >>"$LOG"
 
-# 1. The bench table on the GPU, with torch.compile (about 3-4 minutes on an H100).
-COMPILE=default,reduce-overhead
-[ "$DEVICE" = cpu ] && COMPILE=default
-step bench 270 "$PY" -m benchmark.bench --device "$DEVICE" --seed-batch 8 --compile "$COMPILE" \
-  --out "$OUT/bench-$DEVICE.json" "${EXTRA[@]}"
-[ -e "$OUT/bench-$DEVICE.json" ] && "$PY" -c "
-import json, sys; from benchmark.bench import format_table
-print(format_table(json.load(open(sys.argv[1]))))" "$OUT/bench-$DEVICE.json" >"$OUT/bench-$DEVICE.txt" 2>>"$LOG"
+# Data: the staged Fashion-MNIST and a synthetic FFHQ folder under one data root.
+DATA=/tmp/gpu-check-data
+rm -rf "$DATA"; mkdir -p "$DATA"
+[ -d "$STAGE/fashion-mnist" ] && ln -s "$PWD/$STAGE/fashion-mnist" "$DATA/fashion-mnist"
+step fake-ffhq 60 - "$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fakes import write_fake_ffhq
+write_fake_ffhq(Path('$DATA/ffhq'), n=7000, side=64, per_folder=1000)
+from benchmark.data import load_dataset; load_dataset('ffhq', data_root='$DATA', seed=0)  # builds the cached tensors"
 
-# 2. Grid throughput: the quick grid cut to seed 0 and 2 epochs (13 runs), one run at a time and,
-#    when the scale-out issue has landed, several runs packed on the one GPU.
-ROWS=/tmp/bench-grid-rows.txt
-: >"$ROWS"
-grid_run() {  # grid_run LABEL EXTRA_ARGS...: appends "LABEL seconds exit records" to $ROWS
-  local label=$1; shift
-  local dir=/tmp/bench-grid-$label t0 t1 rc records
-  rm -rf "$dir"
-  t0=$(date +%s.%N)
-  step "grid-$label" 100 "$PY" -m benchmark run --grid "$GRID" --seeds 0 --epochs 2 --device "$DEVICE" --results "$dir" "$@"
-  rc=$?
-  t1=$(date +%s.%N)
-  records=$(ls "$dir"/"$GRID"/runs/*.json 2>/dev/null | wc -l)
-  echo "$label $(awk "BEGIN {print $t1 - $t0}") $rc $records" >>"$ROWS"
-}
-grid_run one
-[ -n "$RUNS_PER_GPU" ] && grid_run "packed$RUNS_PER_GPU" --runs-per-gpu "$RUNS_PER_GPU"
-"$PY" - "$OUT/grid.json" "$ROWS" <<EOF >>"$LOG" 2>&1
-import json, sys
-rows = open(sys.argv[2]).read().strip().splitlines()
-out = {"grid": "$GRID --seeds 0 --epochs 2", "device": "$DEVICE", "runs_per_gpu_option": bool("$RUNS_PER_GPU"), "arms": {}}
-for row in rows:
-    label, seconds, rc, records = row.split()
-    seconds, records = float(seconds), int(records)
-    out["arms"][label] = {"wall_s": seconds, "exit": int(rc), "records": records,
-                          "runs_per_hour": 3600 * records / seconds if seconds > 0 else None}
-if "one" in out["arms"] and len(out["arms"]) > 1:
-    base = out["arms"]["one"]["runs_per_hour"]
-    for label, arm in out["arms"].items():
-        arm["speedup_vs_one"] = arm["runs_per_hour"] / base if base and arm["runs_per_hour"] else None
-json.dump(out, open(sys.argv[1], "w"), indent=1)
-print(json.dumps(out, indent=1))
-EOF
-say "done; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+# 1. The compute estimate of the paper grid and its sub-grids on this device.
+step dry-run-full 90 "$OUT/dry-run-full.txt" "$PY" -m benchmark run --grid full --dry-run --device "$DEVICE" \
+  --results /tmp/gpu-check-results
+: >"$OUT/dry-run-subgrids.txt"
+for grid in full-warmup full-capacity; do
+  step "dry-run-$grid" 60 - bash -c "'$PY' -m benchmark run --grid $grid --dry-run --device $DEVICE \
+    --results /tmp/gpu-check-results | grep -v '^todo ' >>'$OUT/dry-run-subgrids.txt'"
+done
+
+# 2. The estimate against real runs (shortened, one of each kind), then 4 packed on the GPU.
+CHECK=("$PY" -m benchmark.check_estimate --grid "$CHECK_GRID" --device "$DEVICE" --data-root "$DATA")
+if [ "$CHECK_GRID" = full ]; then
+  step check-estimate 200 - "${CHECK[@]}" --datasets fashion-mnist,ffhq --methods vae,lr-vae,il-lid-vae \
+    --epochs 3 --train-size 6000 --test-size 1000 --parallel 4 --out "$OUT/check-estimate.json"
+else
+  step check-estimate 200 - "${CHECK[@]}" --parallel 2 --out "$OUT/check-estimate.json"
+fi
+
+# 3. The test suite on this machine's torch, the cuda cases included.
+if "$PY" -c "import xdist" 2>/dev/null; then XDIST=(-n 8); else XDIST=(); fi
+step pytest 150 "$OUT/pytest.txt" "$PY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" -rs
+
+# 4. The real size: full's two Fashion-MNIST VAE runs (shallow and deep MLP, 50 epochs, 60000).
+if [ "$CHECK_GRID" = full ]; then
+  step check-full-size 150 - "${CHECK[@]}" --datasets fashion-mnist --methods vae --out "$OUT/check-full-size.json"
+fi
+
+# 5. The bench table (optional pythae, carried as wheels: no network on the device machine).
+if ls "$STAGE"/wheels/*.whl >/dev/null 2>&1 && ! "$PY" -c "import pythae" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bench-site \
+    "$STAGE"/wheels/*.whl >>"$LOG" 2>&1
+fi
+step bench 180 - env PYTHONPATH=/tmp/bench-site "$PY" -m benchmark.bench --device "$DEVICE" --repeats 3 --eval-repeats 1 \
+  --seed-batch 8 --data-root "$DATA" --out "$OUT/bench-$DEVICE.json" "${BENCH_ARGS[@]}"
+say "done in $(( $(date +%s) - T0 ))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -8,6 +8,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fakes import write_fake_fashion  # noqa: E402
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# Devices the device-dependent tests run on: the CPU, and the GPU where torch sees one (on the
+# CPU-only CI the cuda cases are reported as skipped; benchmark/gpu_check.sh runs them).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _has_cuda(), reason="no CUDA device"))]
+
+
 @pytest.fixture(scope="session")
 def fake_fashion_root(tmp_path_factory) -> Path:
     """A tiny Fashion-MNIST look-alike (300 train / 150 test) in the original IDX format."""

@@ -13,6 +13,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.method import METHODS
+from conftest import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,21 +24,23 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def smoke(results: Path, data_root: Path, *extra: str) -> list[str]:
-    return ["run", "--grid", "smoke", "--results", str(results), "--data-root", str(data_root), "--device", "cpu", *extra]
+def smoke(results: Path, data_root: Path, *extra: str, device: str = "cpu") -> list[str]:
+    return ["run", "--grid", "smoke", "--results", str(results), "--data-root", str(data_root), "--device", device, *extra]
 
 
 def records(results: Path, grid: str = "smoke") -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((results / grid / "runs").glob("*.json"))}
 
 
-def test_smoke_grid_end_to_end(tmp_path, fake_fashion_root, capsys):
+@pytest.mark.parametrize("device", DEVICES)
+def test_smoke_grid_end_to_end(tmp_path, fake_fashion_root, capsys, device):
     results = tmp_path / "results"
-    code, out, err = run(smoke(results, fake_fashion_root), capsys)
+    code, out, err = run(smoke(results, fake_fashion_root, device=device), capsys)
     assert code == 0, err
     recs = records(results)
     expected = 2 * len(METHODS.names())  # fashion-mnist and pinwheel x every method
-    assert len(recs) == expected and all(r["status"] == "ok" for r in recs.values())
+    assert len(recs) == expected and all(r["status"] == "ok" for r in recs.values()), err
+    assert all(r["device"].startswith(device) for r in recs.values())
     record = next(iter(recs.values()))
     for key in ("config", "run_id", "status", "metrics", "vectors", "estimators", "curves", "wall_time_s",
                 "device", "environment", "seeds", "grid"):

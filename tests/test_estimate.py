@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -141,3 +142,26 @@ def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: 
     run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, train_size=None))
     result = estimate_compute([run], "cpu", data_root=fake_fashion_root)
     assert result.rows[0].steps == run.train.epochs * math.ceil(300 / run.train.batch_size)
+
+
+def test_check_estimate_against_real_runs(tiny, tmp_path):
+    from benchmark.check_estimate import check, cut, format_check, representatives
+
+    pinwheel = [r for r in tiny if r.dataset.name == "pinwheel"]
+    picked = representatives(pinwheel)
+    # one run per kind: vae, beta-vae (beta 0.1 and 0.2 cost the same), 2 lr-vae schedules, il-lid-vae
+    assert [(r.method, r.seed) for r in picked] == [("vae", 0), ("beta-vae", 0), ("lr-vae", 0), ("lr-vae", 0),
+                                                    ("il-lid-vae", 0)]
+    assert cut(picked[0], 60, None).dataset.train_size == 60 and cut(picked[0], 500, 20).dataset.test_size == 20
+    runs = [cut(r, None, 30) for r in picked if r.method in ("vae", "lr-vae")]
+    result = check(runs, "cpu", None, tmp_path)
+    records = [json.loads(p.read_text()) for p in (tmp_path / "one-at-a-time" / "check-estimate" / "runs").glob("*.json")]
+    assert sorted(r["run_id"] for r in records) == sorted(r.run_id for r in runs)
+    rows = {(r["dataset"], r["method"]): r for r in result["rows"]}
+    assert set(rows) == {("pinwheel", "vae"), ("pinwheel", "lr-vae")} and rows[("pinwheel", "lr-vae")]["runs"] == 2
+    lr_records = [r for r in records if r["config"]["method"] == "lr-vae"]
+    assert rows[("pinwheel", "lr-vae")]["train_time_s"] == pytest.approx(sum(r["train_time_s"] for r in lr_records))
+    assert rows[("pinwheel", "lr-vae")]["steps"] == 2 * 2 * math.ceil(100 / 32)
+    assert result["totals"]["wall_ratio"] == pytest.approx(
+        sum(r["wall_time_s"] for r in records) / sum(r["estimated_s"] for r in result["rows"]))
+    assert "pinwheel" in format_check(result) and "parallel" not in result
