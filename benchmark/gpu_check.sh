@@ -9,7 +9,7 @@
 #   bash benchmark/gpu_check.sh             on the GPU machine (device tool: carry ["device-data"],
 #                                           timeout_s 420); results in $OUT (results/bench/gpu if unset)
 #
-# Steps, in order of priority, and their files in $OUT (8 at most, as the device tool returns):
+# Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT (8 at most, as the device tool returns):
 #   env.txt                nvidia-smi, python, torch, CUDA
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
 #                          estimate of the paper grid, timed on this GPU
@@ -58,6 +58,7 @@ OUT=${OUT:-results/bench/gpu}
 DEVICE=${BENCH_DEVICE:-cuda}
 CHECK_GRID=${CHECK_GRID:-full}
 BUDGET=${BUDGET:-360}
+STEPS=${STEPS:-.}  # a regular expression: only the steps whose names match it
 read -r -a BENCH_ARGS <<<"${BENCH_ARGS:-}"
 T0=$(date +%s)
 mkdir -p "$OUT"
@@ -69,6 +70,7 @@ left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 step() {  # step NAME TIMEOUT_S OUTFILE COMMAND...: run within the budget, log, never abort the script
   local name=$1 limit=$2 outfile=$3; shift 3
   local remaining; remaining=$(left)
+  if ! [[ $name =~ $STEPS ]]; then say "step $name: not in STEPS=$STEPS"; return 98; fi
   if [ "$remaining" -lt 30 ]; then say "step $name: skipped, ${remaining}s of the budget left"; return 99; fi
   [ "$limit" -gt "$remaining" ] && limit=$remaining
   say "step $name (timeout ${limit}s): $*"
@@ -125,7 +127,10 @@ fi
 
 # 3. The test suite on this machine's torch, the cuda cases included.
 if "$PY" -c "import xdist" 2>/dev/null; then XDIST=(-n 8); else XDIST=(); fi
-step pytest 150 "$OUT/pytest.txt" "$PY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" -rs
+if "$PY" -c "import pytest_timeout" 2>/dev/null; then XDIST+=(--timeout 90); fi
+# 2 threads per test process: 8 processes of one torch thread per core each would oversubscribe the cores.
+step pytest 150 "$OUT/pytest.txt" env OMP_NUM_THREADS=2 "$PY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" -rs \
+  --durations 10
 
 # 4. The real size: full's two Fashion-MNIST VAE runs (shallow and deep MLP, 50 epochs, 60000).
 if [ "$CHECK_GRID" = full ]; then

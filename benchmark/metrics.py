@@ -299,10 +299,9 @@ def decoder_geometry(decode: Decode, z: Tensor, generator: torch.Generator | Non
     if not 0 <= q_lo <= q_hi <= 1:
         raise ValueError(f"quantiles must be (low, high) with 0 <= low <= high <= 1, got {quantiles}")
     lo, hi = _quantile_key(q_lo), _quantile_key(q_hi)
-    levels = torch.tensor([q_lo, 0.5, q_hi], dtype=torch.float64)
-
     sv = decoder_jacobian_singular_values(decode, z, batch_size)
     sv_max, sv_min = sv[:, 0], sv[:, -1]
+    levels = torch.tensor([q_lo, 0.5, q_hi], dtype=torch.float64, device=sv.device)
     max_lo, max_med, max_hi = torch.quantile(sv_max, levels).tolist()
     min_lo, min_med, min_hi = torch.quantile(sv_min, levels).tolist()
 
@@ -358,9 +357,9 @@ def noise_sensitivity(decode_mean: Decode, mu: Tensor,
     mu = mu.detach()
     m, d = mu.shape
     eps = torch.randn((draws, m, d), generator=generator, dtype=mu.dtype, device=mu.device)
-    pairs = torch.triu_indices(draws, draws, offset=1)
-    distance = torch.zeros(len(variances), dtype=torch.float64)
-    diversity = torch.zeros(len(variances), dtype=torch.float64)
+    pairs = torch.triu_indices(draws, draws, offset=1, device=mu.device)
+    distance = torch.zeros(len(variances), dtype=torch.float64, device=mu.device)
+    diversity = torch.zeros(len(variances), dtype=torch.float64, device=mu.device)
     with torch.no_grad():
         for start in range(0, m, batch_size):
             mu_b, eps_b = mu[start:start + batch_size], eps[:, start:start + batch_size]
