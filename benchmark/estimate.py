@@ -5,17 +5,22 @@ method's hyperparameters other than floats (floats such as beta, alpha_T or L we
 they change the numbers, not the work), the model config and the batch size / optimiser. One
 model of each kind is built with :func:`benchmark.method.build_method` and trained for a few
 Adam steps on synthetic data of the right shape (uniform in [0, 1]; no data set is read) on
-the given device. A run's time is then
+the given device, and its evaluation passes are timed at the sizes the runner uses. A run's
+time is then
 
     train: seconds per step x epochs x ceil(train examples / batch size)
-    eval:  encoder passes over the test split for each curve point, and at the end one
-           encoder + decoder pass over it plus nll_samples decoder passes over nll_examples
-           (timed no-grad passes of one batch, scaled by the number of batches)
+    eval:  no-grad encoder passes over the test split (EVAL_BATCH examples each) for each
+           curve point and at the end, one encoder + decoder pass over it, and the decoder
+           passes of the importance-weighted NLL (nll_samples x nll_examples latent codes,
+           IW_CHUNK x IW_BATCH at a time; timed through the runner's own IW-NLL)
 
-with the published split sizes when a run uses the whole split. Not counted: the MI
+with the published split sizes when a run uses the whole split. An IW-NLL pass is timed at its
+real size on a GPU, where a large pass costs little more than a small one; on a CPU, where the
+cost grows in proportion to the codes, at CPU_IW_CODES codes and scaled. Not counted: the MI
 estimate (quadratic in the test size; small on a GPU), decoder-geometry Jacobians, start-up
 and data loading (preprocessing CelebA / FFHQ once takes minutes on its own). The estimate
-is for running the runs one after the other on the timed device.
+is for running the runs one after the other on the timed device;
+``python -m benchmark.check_estimate`` compares it with real runs.
 """
 
 from __future__ import annotations
@@ -35,20 +40,21 @@ from . import data as data_module
 from .config import RunConfig
 from .data import DATASETS
 from .method import METHODS, Method, TrainingProgress, build_method
-from .runner import describe_device
+from .metrics import IW_BATCH, IW_CHUNK
+from .runner import EVAL_BATCH, describe_device, iw_log_px
 from .train import make_optimizer
 
 
 @dataclass(frozen=True)
 class KindTiming:
-    """Measured cost of one kind of run: seconds per training step (forward, backward, Adam)
-    at its batch size, and per no-grad encoder and encoder + decoder pass of one batch."""
+    """Measured cost of one kind of run, in seconds."""
 
     description: str
     runs: int
-    step_s: float
-    encode_s: float
-    forward_s: float
+    step_s: float  # one training step (forward, backward, optimiser) at the run's batch size
+    encode_s: float  # one no-grad encoder pass of EVAL_BATCH examples
+    forward_s: float  # one no-grad encoder + decoder pass of EVAL_BATCH examples
+    iw_code_s: float  # one latent code of an IW-NLL pass (decoding it, its likelihood and weight)
 
 
 @dataclass
@@ -122,6 +128,9 @@ def cost_key(run: RunConfig, shape: tuple[int, ...]) -> str:
                        run.train.optimizer, run.train.grad_clip > 0], sort_keys=True)
 
 
+CPU_IW_CODES = 1024  # codes of the timed IW-NLL pass on a CPU (see the module docstring)
+
+
 def _passes(seconds: float, examples: int, batch: int) -> float:
     return seconds * math.ceil(examples / batch) if examples > 0 else 0.0
 
@@ -140,16 +149,15 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
 
 
 def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, steps: int = 5,
-              warmup: int = 2) -> tuple[float, float, float]:
-    """(seconds per training step, per no-grad encode, per no-grad encode + decode) of one
-    batch of ``run``'s kind on ``device``: medians over ``steps`` timed repetitions after
-    ``warmup`` untimed steps. The global RNG state is restored afterwards."""
-    batch = run.train.batch_size
+              warmup: int = 2) -> tuple[float, float, float, float]:
+    """:class:`KindTiming`'s (step_s, encode_s, forward_s, iw_code_s) of ``run``'s kind on
+    ``device``: medians over ``steps`` timed training steps after ``warmup`` untimed ones, and
+    over 3 timed evaluation passes after one untimed. The global RNG state is restored."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         method: Method = build_method(run.method, run.hyperparameters, run.model, shape).to(device)
         optimizer = make_optimizer(method.parameters(), run.train)
-        x = torch.rand((batch, *shape), device=device)
+        x = torch.rand((run.train.batch_size, *shape), device=device)
         total = warmup + steps
 
         def step(i: int) -> None:
@@ -164,13 +172,17 @@ def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, step
         for i in range(warmup):
             step(i)
         step_s = _timed(lambda i: step(warmup + i), device, steps)
+        del x, optimizer
         method.eval()
         with torch.no_grad():
             model = method.model
-            model.decode(model.encode(x)[0])  # warm-up of the evaluation path
-            encode_s = _timed(lambda i: model.encode(x), device, steps)
-            forward_s = _timed(lambda i: model.decode(model.encode(x)[0]), device, steps)
-    return step_s, encode_s, forward_s
+            x = torch.rand((EVAL_BATCH, *shape), device=device)
+            x_iw = x[:IW_BATCH if device.type == "cuda" else max(1, CPU_IW_CODES // IW_CHUNK)]
+            model.decode(model.encode(x)[0]), iw_log_px(model, x_iw, IW_CHUNK, None)  # warm-up
+            encode_s = _timed(lambda i: model.encode(x), device, 3)
+            forward_s = _timed(lambda i: model.decode(model.encode(x)[0]), device, 3)
+            iw_code_s = _timed(lambda i: iw_log_px(model, x_iw, IW_CHUNK, None), device, 3) / (IW_CHUNK * len(x_iw))
+    return step_s, encode_s, forward_s, iw_code_s
 
 
 def _curve_points(run: RunConfig) -> int:
@@ -211,16 +223,15 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             f"batch {first.train.batch_size}", len(members), *timings[key]))
     rows: dict[tuple[str, str], EstimateRow] = {}
     for key, members in kinds.items():
-        step_s, encode_s, forward_s = timings[key]
+        step_s, encode_s, forward_s, iw_code_s = timings[key]
         for run in members:
             _, train_full, test_full = shapes(run.dataset.name)
             n_train = min(run.dataset.train_size or train_full, train_full)
             n_test = min(run.dataset.test_size or test_full, test_full)
-            batch = run.train.batch_size
-            run_steps = run.train.epochs * math.ceil(n_train / batch)
-            nll = getattr(run.eval, "nll_samples", 0) * min(getattr(run.eval, "nll_examples", 0), n_test)
-            eval_s = (_curve_points(run) * _passes(encode_s, n_test, batch) + _passes(encode_s, n_test, batch)
-                      + _passes(forward_s, n_test, batch) + _passes(forward_s, nll, batch))
+            run_steps = run.train.epochs * math.ceil(n_train / run.train.batch_size)
+            nll_codes = run.eval.nll_samples * min(run.eval.nll_examples, n_test)
+            eval_s = ((_curve_points(run) + 1) * _passes(encode_s, n_test, EVAL_BATCH)
+                      + _passes(forward_s, n_test, EVAL_BATCH) + iw_code_s * nll_codes)
             row = rows.setdefault((run.dataset.name, run.method), EstimateRow(run.dataset.name, run.method))
             row.runs += 1
             row.steps += run_steps
@@ -253,7 +264,8 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
         per_device += f"; about {_hours(estimate.hours / gpus)} h spread over {gpus} such devices"
     lines.append(f"= {per_device} (training steps and evaluation passes only; see benchmark/estimate.py)")
     if kinds:
-        lines.append("timed kinds (s per training step | no-grad encode | encode + decode, one batch):")
-        lines += [f"  {k.step_s:9.4f} {k.encode_s:9.4f} {k.forward_s:9.4f}  x{k.runs:<4} {k.description}"
-                  for k in estimate.kinds]
+        lines.append(f"timed kinds (s per training step | per no-grad encode, encode + decode of {EVAL_BATCH} "
+                     f"examples | us per code decoded in the IW-NLL):")
+        lines += [f"  {k.step_s:9.4f} {k.encode_s:9.4f} {k.forward_s:9.4f} {1e6 * k.iw_code_s:9.2f}  x{k.runs:<4} "
+                  f"{k.description}" for k in estimate.kinds]
     return "\n".join(lines)

@@ -137,9 +137,12 @@ def _sample_posterior(mu: Tensor, logvar: Tensor, num_samples: int,
     return mu + torch.exp(0.5 * logvar) * eps, eps.double()
 
 
+IW_CHUNK, IW_BATCH = 100, 256  # IW-NLL: importance samples and examples decoded together
+
+
 def importance_weighted_log_likelihood(x: Tensor, encode: Encode, log_likelihood: LogLikelihood,
-                                       num_samples: int = 500, chunk_size: int = 100,
-                                       batch_size: int = 256,
+                                       num_samples: int = 500, chunk_size: int = IW_CHUNK,
+                                       batch_size: int = IW_BATCH,
                                        generator: torch.Generator | None = None) -> Tensor:
     """Importance-weighted estimate of ``log p(x)`` per example (Burda et al. 2016).
 

@@ -112,15 +112,20 @@ def _reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, g
                                      "neg_elbo": "beta = 1, one posterior sample, full likelihood constants"})
 
 
-def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
-    x = x[:config.nll_examples]
+def iw_log_px(model: VAE, x: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+    """Importance-weighted ``log p(x)`` [N] (nats, float64) of ``x`` [N, *shape] under ``model``."""
     shape = x.shape[1:]
 
     def log_likelihood(xb: Tensor, z: Tensor) -> Tensor:  # z [S, B, d] -> [S, B]
         return model.likelihood.log_prob(model.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2]).reshape(*z.shape[:2], *shape), xb)
 
-    log_px = metrics.importance_weighted_log_likelihood(x, model.encode, log_likelihood,
-                                                         num_samples=config.nll_samples, generator=generator)
+    return metrics.importance_weighted_log_likelihood(x, model.encode, log_likelihood, num_samples=num_samples,
+                                                      generator=generator)
+
+
+def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+    x = x[:config.nll_examples]
+    log_px = iw_log_px(model, x, config.nll_samples, generator)
     out.fields["metrics"]["nll"] = -float(log_px.mean())
     out.fields["estimators"].update({"nll_samples": config.nll_samples, "nll_examples": x.shape[0]})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_arithmetic_with_fixed_timings(tiny, monkeypatch):
 
     def fake_time(run, shape, device, steps, warmup):
         calls.append((run.method, shape))
-        return 0.5, 0.01, 0.02  # s per step, per encode, per encode + decode
+        return 0.5, 0.01, 0.02, 1e-4  # s per step, per encode, per encode + decode, per IW code
 
     monkeypatch.setattr(estimate, "time_kind", fake_time)
     result = estimate_compute(tiny, "cpu", steps=2)
@@ -88,8 +89,12 @@ def test_arithmetic_with_fixed_timings(tiny, monkeypatch):
     steps_per_run = 2 * math.ceil(100 / 32)
     assert pin.runs == 4 and pin.steps == 4 * steps_per_run
     assert pin.train_hours == pytest.approx(4 * steps_per_run * 0.5 / 3600)
-    # eval: 2 curve points + 1 final encode over 50 test examples (2 batches), 1 final decode pass
-    assert pin.eval_hours == pytest.approx(4 * (3 * 2 * 0.01 + 2 * 0.02) / 3600)
+    # eval: 2 curve points + 1 final encode over 50 test examples (one pass of up to EVAL_BATCH),
+    # 1 final encode + decode pass, no IW-NLL (nll_samples = 0)
+    assert pin.eval_hours == pytest.approx(4 * (3 * 0.01 + 0.02) / 3600)
+    with_nll = dataclasses.replace(tiny[0], eval=dataclasses.replace(tiny[0].eval, nll_samples=10, nll_examples=20))
+    one = estimate_compute([with_nll], "cpu", steps=2).rows[0]
+    assert one.eval_hours == pytest.approx((3 * 0.01 + 0.02 + 10 * 20 * 1e-4) / 3600)
     fashion = rows[("fashion-mnist", "vae")]  # whole published split: 60000 / 500 = 120 steps per epoch
     assert fashion.steps == 2 * 2 * 120
     assert result.hours == pytest.approx(sum(r.train_hours + r.eval_hours for r in result.rows))
@@ -100,7 +105,7 @@ def test_real_timing_on_a_tiny_grid(tiny):
     state = torch.random.get_rng_state()
     result = estimate_compute(runs, "cpu", steps=1, warmup=1)
     assert torch.equal(torch.random.get_rng_state(), state)  # timing leaves the global RNG alone
-    assert len(result.kinds) == 2 and all(k.step_s > 0 and k.forward_s > 0 for k in result.kinds)
+    assert len(result.kinds) == 2 and all(k.step_s > 0 and k.forward_s > 0 and k.iw_code_s > 0 for k in result.kinds)
     assert result.device.startswith("cpu") and result.hours > 0
     text = format_estimate(result, gpus=4, kinds=True)
     assert "pinwheel" in text and "il-lid-vae" in text and "total" in text
@@ -113,7 +118,7 @@ def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
 
     monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path])
     monkeypatch.setattr(data, "CACHE_ROOT", tmp_path)
-    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002))
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002, 1e-6))
     result = estimate_compute(load_grid("full").expand(), "cpu")
     assert result.runs == 600 and len(result.rows) == 25
     assert {r.dataset for r in result.rows} == {"mnist", "fashion-mnist", "omniglot", "celeba", "ffhq"}
@@ -130,14 +135,13 @@ def test_bad_steps():
 
 
 def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: Path):
-    import dataclasses
 
     import benchmark.data as data
 
     spec = data.DATASETS["fashion-mnist"]
     monkeypatch.setitem(data.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
     monkeypatch.setattr(data, "_CACHE", {})
-    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (1.0, 0.0, 0.0))
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (1.0, 0.0, 0.0, 0.0))
     run = next(r for r in load_grid("smoke").expand() if r.dataset.name == "fashion-mnist")
     run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, train_size=None))
     result = estimate_compute([run], "cpu", data_root=fake_fashion_root)
