@@ -75,15 +75,26 @@ class DataSplit:
         """
         if self.x.dtype != torch.uint8:
             return self
-        table = _BYTE_TO_UNIT.to(self.x.device)
         out = torch.empty(self.x.shape, dtype=torch.float32, device=self.x.device)
         rows = max(1, _CONVERT_CHUNK // max(1, math.prod(self.x.shape[1:])))
         for start in range(0, len(self), rows):
-            out[start:start + rows] = table[self.x[start:start + rows].long()]
+            out[start:start + rows] = to_unit(self.x[start:start + rows])
         return DataSplit(out, self.y)
 
 
 _BYTE_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255
+_BYTE_TO_UNIT_ON: dict[torch.device, torch.Tensor] = {}
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels v -> float32 v / 255 on ``x``'s device, the same bits on every device (a
+    table computed on the CPU); any other dtype is returned unchanged."""
+    if x.dtype != torch.uint8:
+        return x
+    table = _BYTE_TO_UNIT_ON.get(x.device)
+    if table is None:
+        table = _BYTE_TO_UNIT_ON[x.device] = _BYTE_TO_UNIT.to(x.device)
+    return table[x.long()]
 _CONVERT_CHUNK = 1 << 24  # elements converted at a time by DataSplit.as_float
 
 
@@ -144,11 +155,15 @@ def load_dataset(
     test_size: int | None = None,
     device: str | torch.device = "cpu",
     download: bool = False,
+    float_train: bool = True,
 ) -> Dataset:
     """Data set ``name`` with random subsets of ``train_size`` / ``test_size`` examples (None: all).
 
     The full splits are loaded once per process; the subsets depend only on ``seed``. The
-    returned tensors may be shared with the cache: do not modify them in place.
+    returned tensors may be shared with the cache: do not modify them in place. ``x`` is
+    float32, except the training split of an image set with ``float_train=False``: uint8
+    pixels, a quarter of the memory, for a training loop that converts each batch with
+    :func:`to_unit` (the same values as the float split).
     """
     for label, size in (("train_size", train_size), ("test_size", test_size)):
         if size is not None and size < 1:
@@ -156,7 +171,8 @@ def load_dataset(
     full = _load_full(name, data_root, seed, download)
     # Subsets are drawn in the stored dtype, moved, and only then converted to float32: the
     # cache stays uint8 and a GPU run copies a quarter of the bytes.
-    train = full.train.subset(train_size, _generator(seed, "train-subset")).to(device).as_float()
+    train = full.train.subset(train_size, _generator(seed, "train-subset")).to(device)
+    train = train.as_float() if float_train else train
     test = full.test.subset(test_size, _generator(seed, "test-subset")).to(device).as_float()
     return dataclasses.replace(full, train=train, test=test)
 

@@ -263,7 +263,7 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         record["device"] = describe_device(torch_device)
         data = load_dataset(config.dataset.name, data_root=data_root, seed=record["seeds"]["data"],
                             train_size=config.dataset.train_size, test_size=config.dataset.test_size,
-                            device=torch_device, download=download)
+                            device=torch_device, download=download, float_train=False)
         torch.manual_seed(record["seeds"]["init"])
         method = build_method(config.method, config.hyperparameters, config.model, data.shape).to(torch_device)
         order = torch.Generator().manual_seed(record["seeds"]["order"])

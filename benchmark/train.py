@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
+from .data import to_unit
 from .errors import DivergedError
 from .method import Method, TrainingProgress
 
@@ -46,7 +47,8 @@ class Trainer:
     """Trains ``method`` one epoch at a time; its whole state (model, method buffers, optimiser,
     learning-rate schedule, position) round-trips through :meth:`state_dict` for checkpoints.
 
-    ``x`` [N, *shape] stays on the training device; each epoch draws a permutation from
+    ``x`` [N, *shape] stays on the training device, float32 or uint8 pixels (each batch is
+    then converted with :func:`benchmark.data.to_unit`); each epoch draws a permutation from
     ``order`` (a CPU generator) and slices batches from it.
     """
 
@@ -73,7 +75,7 @@ class Trainer:
         perm = torch.randperm(n, generator=self.order).to(x.device)
         sums: dict[str, Tensor] = {}
         for start in range(0, n, config.batch_size):
-            batch = x[perm[start:start + config.batch_size]]
+            batch = to_unit(x[perm[start:start + config.batch_size]])
             parts = method.loss(batch, TrainingProgress(self.epoch, self.step, self.total_steps))
             self.optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()

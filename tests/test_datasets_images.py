@@ -62,6 +62,28 @@ def test_cache_keeps_uint8(tmp_path):
     assert load_dataset("fashion-mnist", data_root=tmp_path).train.x.dtype == torch.float32
 
 
+def test_training_on_uint8_pixels_matches_float(tmp_path):
+    """The runner keeps an image training split as uint8 (a quarter of the device memory) and the
+    trainer converts each batch: the same training, bit for bit, as on the float split."""
+    from benchmark.method import build_method
+    from benchmark.models import ModelConfig
+    from benchmark.train import TrainConfig, Trainer
+
+    write_fake_fashion(tmp_path, gz=False, n_train=100)
+    pixels = load_dataset("fashion-mnist", data_root=tmp_path, float_train=False)
+    floats = load_dataset("fashion-mnist", data_root=tmp_path)
+    assert pixels.train.x.dtype == torch.uint8 and pixels.test.x.dtype == torch.float32
+    assert torch.equal(data.to_unit(pixels.train.x), floats.train.x)
+    assert load_dataset("pinwheel", train_size=10, float_train=False).train.x.dtype == torch.float32
+    means = []
+    for ds in (pixels, floats):
+        torch.manual_seed(0)
+        method = build_method("vae", {}, ModelConfig(arch="mlp-shallow", latent_dim=2, options={"width": 8}), ds.shape)
+        trainer = Trainer(method, ds.train.x, TrainConfig(epochs=2, batch_size=32), torch.Generator().manual_seed(1))
+        means.append([trainer.run_epoch() for _ in range(2)])
+    assert means[0] == means[1]
+
+
 # --- MNIST -----------------------------------------------------------------------------------
 
 
