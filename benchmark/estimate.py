@@ -4,7 +4,8 @@ Runs are grouped into *kinds* that cost the same per step: the data shape, the m
 method's hyperparameters other than floats (floats such as beta, alpha_T or L weight terms:
 they change the numbers, not the work), the model config and the batch size / optimiser. One
 model of each kind is built with :func:`benchmark.method.build_method` and trained for a few
-Adam steps on synthetic data of the right shape (uniform in [0, 1]; no data set is read) on
+Adam steps on synthetic data of the right shape (random uint8 pixels for image sets, as the
+trainer gets them, uniform in [0, 1] otherwise; no data set is read) on
 the given device, and its evaluation passes are timed at the sizes the runner uses. A run's
 time is then
 
@@ -38,7 +39,7 @@ import torch
 
 from . import data as data_module
 from .config import RunConfig
-from .data import DATASETS
+from .data import DATASETS, to_unit
 from .method import METHODS, Method, TrainingProgress, build_method
 from .metrics import IW_BATCH, IW_CHUNK
 from .runner import EVAL_BATCH, describe_device, iw_log_px
@@ -157,11 +158,14 @@ def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, step
         torch.manual_seed(0)
         method: Method = build_method(run.method, run.hyperparameters, run.model, shape).to(device)
         optimizer = make_optimizer(method.parameters(), run.train)
-        x = torch.rand((run.train.batch_size, *shape), device=device)
+        batch = (run.train.batch_size, *shape)
+        # As the trainer sees it: image sets as uint8 pixels, converted each step.
+        x = (torch.randint(0, 256, batch, dtype=torch.uint8, device=device) if DATASETS[run.dataset.name].kind == "image"
+             else torch.rand(batch, device=device))
         total = warmup + steps
 
         def step(i: int) -> None:
-            parts = method.loss(x, TrainingProgress(0, i, total))
+            parts = method.loss(to_unit(x), TrainingProgress(0, i, total))
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             if run.train.grad_clip > 0:
