@@ -8,9 +8,9 @@ per data set: the shallow and the deep MLP of one data set are two kinds), optio
 (``--epochs``) and cut to random subsets (``--train-size`` / ``--test-size``), estimates it with
 :func:`benchmark.estimate.estimate_compute` and then trains and evaluates it for real through the
 grid runner, in a scratch results folder. It prints, per data set and method, the estimated and
-measured seconds: training (``train_time_s`` of the records), final evaluation (``eval_time_s``)
-and the whole run (``wall_time_s``: also loading, the per-epoch curves and the metrics the
-estimate leaves out), and writes them as JSON with ``--out``.
+measured seconds of training (``train_time_s`` of the records) and of the whole run
+(``wall_time_s``: also loading, the per-epoch curves, the final evaluation and the metrics the
+estimate leaves out), and writes them, ``eval_time_s`` too, as JSON with ``--out``.
 
 ``--parallel K`` runs the same runs again K at a time (K per GPU on a GPU, K worker processes
 sharing the cores on a CPU) and reports the throughput against one at a time.
@@ -28,7 +28,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .cli import _names, _positive
 from .config import RunConfig
+from .data import check_available
+from .errors import BenchmarkError
 from .estimate import _Shapes, cost_key, estimate_compute
 from .executor import RunOptions, run_grid
 from .grid import load_grid
@@ -67,7 +70,7 @@ def _timed_grid(runs: list[RunConfig], results: Path, options: RunOptions) -> tu
     failed = [r for r in records if r is None or r["status"] != "ok"]
     if failed:
         details = "; ".join(f"{r['label']}: {r['status']} {r.get('error')}" if r else "no record" for r in failed)
-        raise RuntimeError(f"{len(failed)} of the runs did not finish ok: {details}")
+        raise BenchmarkError(f"{len(failed)} of the runs did not finish ok, so there is nothing to compare: {details}")
     return elapsed, records  # type: ignore[return-value]
 
 
@@ -128,26 +131,30 @@ def format_check(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.check_estimate", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", default="full", help="grid name or TOML file (default: full)")
-    parser.add_argument("--datasets", help="only these data sets (comma-separated)")
-    parser.add_argument("--methods", help="only these methods (comma-separated)")
-    parser.add_argument("--epochs", type=int, help="override the number of epochs")
-    parser.add_argument("--train-size", type=int, help="at most this many training examples per run")
-    parser.add_argument("--test-size", type=int, help="at most this many test examples per run")
+    parser.add_argument("--datasets", type=_names, help="only these data sets (comma-separated)")
+    parser.add_argument("--methods", type=_names, help="only these methods (comma-separated)")
+    parser.add_argument("--epochs", type=_positive, help="override the number of epochs")
+    parser.add_argument("--train-size", type=_positive, help="at most this many training examples per run")
+    parser.add_argument("--test-size", type=_positive, help="at most this many test examples per run")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--data-root", help="folder holding the data sets (also $BENCHMARK_DATA)")
-    parser.add_argument("--parallel", type=int, default=1, metavar="K", help="also run them K at a time")
+    parser.add_argument("--parallel", type=_positive, default=1, metavar="K", help="also run them K at a time")
     parser.add_argument("--results", help="keep the scratch records here (default: a temporary folder)")
     parser.add_argument("--out", help="write the comparison as JSON here")
     args = parser.parse_args(argv)
 
-    names = lambda text: [n.strip() for n in text.split(",") if n.strip()] if text else None  # noqa: E731
-    runs = load_grid(args.grid).expand(methods=names(args.methods), datasets=names(args.datasets), seeds=[0],
-                                       epochs=args.epochs)
-    runs = [cut(r, args.train_size, args.test_size) for r in representatives(runs, args.data_root)]
-    if not runs:
-        parser.error("no runs selected")
-    with tempfile.TemporaryDirectory(prefix="check-estimate-") as scratch:
-        result = check(runs, args.device, args.data_root, Path(args.results or scratch), args.parallel)
+    try:
+        runs = load_grid(args.grid).expand(methods=args.methods, datasets=args.datasets, seeds=[0], epochs=args.epochs)
+        runs = [cut(r, args.train_size, args.test_size) for r in representatives(runs, args.data_root)]
+        if not runs:
+            raise BenchmarkError(f"grid {args.grid!r} has no runs left after the --methods/--datasets filters")
+        for name in sorted({r.dataset.name for r in runs}):
+            check_available(name, data_root=args.data_root)  # a missing data set is named now, not per run
+        with tempfile.TemporaryDirectory(prefix="check-estimate-") as scratch:
+            result = check(runs, args.device, args.data_root, Path(args.results or scratch), args.parallel)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(format_check(result))

@@ -169,3 +169,12 @@ def test_check_estimate_against_real_runs(tiny, tmp_path):
     assert result["totals"]["wall_ratio"] == pytest.approx(
         sum(r["wall_time_s"] for r in records) / sum(r["estimated_s"] for r in result["rows"]))
     assert "pinwheel" in format_check(result) and "parallel" not in result
+
+
+def test_check_estimate_bad_input_is_a_clear_error(capsys, no_system_data):
+    from benchmark.check_estimate import main
+
+    assert main(["--methods", "nope", "--device", "cpu"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["--grid", "smoke", "--datasets", "fashion-mnist", "--device", "cpu"]) == 2  # no data anywhere
+    assert "fashion-mnist" in capsys.readouterr().err
