@@ -83,7 +83,8 @@ class DataSplit:
 
 
 _BYTE_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255
-_BYTE_TO_UNIT_ON: dict[torch.device, torch.Tensor] = {}
+_BYTE_TO_UNIT_ON: dict[torch.device, torch.Tensor] = {}  # the table on each device it was used on
+_CONVERT_CHUNK = 1 << 24  # elements converted at a time by DataSplit.as_float
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +96,6 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     if table is None:
         table = _BYTE_TO_UNIT_ON[x.device] = _BYTE_TO_UNIT.to(x.device)
     return table[x.long()]
-_CONVERT_CHUNK = 1 << 24  # elements converted at a time by DataSplit.as_float
 
 
 @dataclass(frozen=True)

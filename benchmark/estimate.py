@@ -5,9 +5,8 @@ method's hyperparameters other than floats (floats such as beta, alpha_T or L we
 they change the numbers, not the work), the model config and the batch size / optimiser. One
 model of each kind is built with :func:`benchmark.method.build_method` and trained for a few
 Adam steps on synthetic data of the right shape (random uint8 pixels for image sets, as the
-trainer gets them, uniform in [0, 1] otherwise; no data set is read) on
-the given device, and its evaluation passes are timed at the sizes the runner uses. A run's
-time is then
+trainer gets them, uniform in [0, 1] otherwise; no data set is read) on the given device, and
+its evaluation passes are timed at the sizes the runner uses. A run's time is then
 
     train: seconds per step x epochs x ceil(train examples / batch size)
     eval:  no-grad encoder passes over the test split (EVAL_BATCH examples each) for each
@@ -42,7 +41,7 @@ from .config import RunConfig
 from .data import DATASETS, to_unit
 from .method import METHODS, Method, TrainingProgress, build_method
 from .metrics import IW_BATCH, IW_CHUNK
-from .runner import EVAL_BATCH, describe_device, iw_log_px
+from .runner import EVAL_BATCH, describe_device, iw_log_px, resolve_device
 from .train import make_optimizer
 
 
@@ -91,12 +90,6 @@ class ComputeEstimate:
     @property
     def hours(self) -> float:
         return sum(r.hours for r in self.rows)
-
-
-def _resolve(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -207,7 +200,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    torch_device = _resolve(device)
+    torch_device = resolve_device(str(device))
     shapes = _Shapes(data_root)
     kinds: dict[str, list[RunConfig]] = defaultdict(list)
     for run in runs:
