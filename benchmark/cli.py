@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-estimate", action="store_true",
                      help="with --dry-run: skip timing a few training steps of each kind of run")
     run.add_argument("--force", action="store_true", help="rerun runs that already have an ok record")
+    run.add_argument("--keep-stale", action="store_true",
+                     help="count ok records made by other code (another version of the method's plugin file or of "
+                          "the core's numerics) as done instead of rerunning them")
 
     from . import report
 
@@ -146,7 +149,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import check_available
-    from .executor import RunOptions, pending_runs, run_grid
+    from .executor import RunOptions, run_grid, run_states
     from .grid import load_grid
     from .runner import resolve_device
     from .store import ResultStore
@@ -156,11 +159,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not runs:
         raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters")
     store = ResultStore(args.results, grid.name)
-    todo = pending_runs(runs, store, args.force)
+    states = run_states(runs, store, args.keep_stale)
+    if args.force:
+        states = {run_id: "todo" if state == "done" else state for run_id, state in states.items()}
+    todo = [r for r in runs if states[r.run_id] != "done"]
+    stale = sum(state == "stale" for state in states.values())
+    stale_text = (f" ({stale} stale: ok records made by other code, rerun and kept in {store.superseded_dir()}/; "
+                  f"--keep-stale accepts them)" if stale else "")
     print(f"grid {grid.name} ({grid.path}): {len(runs)} runs, {len(runs) - len(todo)} already done "
-          f"(skipped), {len(todo)} to run -> {store.dir}", file=sys.stderr)
+          f"(skipped), {len(todo)} to run{stale_text} -> {store.dir}", file=sys.stderr)
     if args.dry_run:
-        _print_plan(runs, {r.run_id for r in todo})
+        _print_plan(runs, states)
         if todo and not args.no_estimate:
             import torch
 
@@ -179,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                          retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model,
                          threads=args.threads or 0)
-    summary = run_grid(grid.name, runs, store, options, force=args.force)
+    summary = run_grid(grid.name, runs, store, options, force=args.force, keep_stale=args.keep_stale)
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
     elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""
     print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok){elsewhere}\n"
@@ -190,12 +199,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.counts.get("failed") else 0
 
 
-def _print_plan(runs, pending: set[str]) -> None:
+def _print_plan(runs, states: dict[str, str]) -> None:
+    """Runs per data set and method, then one line per run: done, todo or stale (rerun)."""
     per_pair = collections.Counter((r.dataset.name, r.method) for r in runs)
     for (dataset, method), count in sorted(per_pair.items()):
         print(f"{dataset:>18} {method:<14} {count} runs")
     for run in runs:
-        print(f"{'todo' if run.run_id in pending else 'done'}  {run.run_id}  {run.label()}")
+        print(f"{states[run.run_id]:<5} {run.run_id}  {run.label()}")
 
 
 def _type_name(tp) -> str:

@@ -19,6 +19,7 @@ from typing import Callable, Literal
 
 from .config import RunConfig
 from .errors import BenchmarkError
+from .method import method_code
 from .progress import GridProgress
 from .provenance import PROJECT_ROOT
 from .runner import RunResult, execute, failed_result, resolve_device
@@ -58,9 +59,32 @@ class Slot:
     threads: int
 
 
-def pending_runs(runs: list[RunConfig], store: ResultStore, force: bool) -> list[RunConfig]:
-    """Runs without an ``ok`` record (all runs when ``force``)."""
-    return list(runs) if force else [r for r in runs if store.status(r.run_id) != "ok"]
+RunState = Literal["done", "stale", "todo"]
+
+
+def run_state(record: dict | None, code_key: str, keep_stale: bool = False) -> RunState:
+    """``done``: an ``ok`` record made by the current code (``code_key``, see
+    :func:`benchmark.method.method_code`); ``stale``: an ``ok`` record made by other code (done
+    too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
+    if record is None or record.get("status") != "ok":
+        return "todo"
+    if (record.get("code") or {}).get("key") == code_key or keep_stale:
+        return "done"
+    return "stale"
+
+
+def run_states(runs: list[RunConfig], store: ResultStore, keep_stale: bool = False) -> dict[str, RunState]:
+    """:func:`run_state` of every run, by run id."""
+    keys = {name: method_code(name)["key"] for name in {r.method for r in runs}}
+    return {r.run_id: run_state(store.read(r.run_id), keys[r.method], keep_stale) for r in runs}
+
+
+def pending_runs(runs: list[RunConfig], store: ResultStore, force: bool, keep_stale: bool = False) -> list[RunConfig]:
+    """Runs that are not done: no ``ok`` record, or a stale one (all runs when ``force``)."""
+    if force:
+        return list(runs)
+    states = run_states(runs, store, keep_stale)
+    return [r for r in runs if states[r.run_id] != "done"]
 
 
 def local_slots(options: RunOptions) -> list[Slot]:
@@ -171,9 +195,12 @@ def _backend(options: RunOptions, log: Callable[[str], None]):
 
 
 def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options: RunOptions,
-             force: bool = False, progress: GridProgress | None = None) -> GridSummary:
-    """Execute the pending ``runs`` and write each record (and the tables) as it arrives."""
-    todo = pending_runs(runs, store, force)
+             force: bool = False, progress: GridProgress | None = None, keep_stale: bool = False) -> GridSummary:
+    """Execute the pending ``runs`` and write each record (and the tables) as it arrives. A
+    stale record (``ok``, made by other code) is moved to ``superseded/`` when its run's new
+    record is written; ``keep_stale`` counts stale records as done."""
+    todo = pending_runs(runs, store, force, keep_stale)
+    code_keys = {name: method_code(name)["key"] for name in {r.method for r in runs}}
     progress = progress or GridProgress(len(todo))
     summary = GridSummary(total=len(runs), skipped=len(runs) - len(todo))
     backend = _backend(options, progress.log)
@@ -197,7 +224,8 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
                     progress.log(f"{config.run_id} is being run by another process: skipped")
                     progress.skip()
                     continue
-                if not force and attempts.get(config.run_id) is None and store.status(config.run_id) == "ok":
+                if not force and attempts.get(config.run_id) is None and run_state(
+                        store.read(config.run_id), code_keys[config.method], keep_stale) == "done":
                     lock.release()  # finished by another process since we looked
                     progress.skip()
                     continue
@@ -236,6 +264,9 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
                 record["grid"] = grid_name
                 if result.model_state is not None:
                     atomic_torch_save(result.model_state, store.model_path(config.run_id))
+                if run_state(store.read(config.run_id), code_keys[config.method]) == "stale":
+                    progress.log(f"{config.run_id}: record made by other code moved to "
+                                 f"{store.supersede(config.run_id)}")
                 store.write(record, result.images)
                 store.remove_checkpoint(config.run_id)
                 lock.release()

@@ -13,12 +13,44 @@ internally: they work inside ``torch.no_grad()`` (returning detached values), bu
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 NEGATIVE_SLOPE = 0.2
+ICNNInit = Literal["fan-in", "reference", "inverse-width"]
+INIT_LOG_STD = 0.1  # spread of log W around its mean at initialisation
+
+
+def initial_log_weight(init: ICNNInit, in_dim: int, hidden: int, num_layers: int, gain: float = 1.0) -> float:
+    """Mean of log W for the non-negative weights of an ICNN at initialisation.
+
+    The gradient map of an ICNN depends on its input only through the potential's curvature,
+    which scales as about ``hidden**num_layers * W**num_layers / in_dim`` with the input layer's
+    default (fan-in) scale. So the scale of W decides whether the Brenier map, and the LID
+    decoder built from two of them, depends on its input at all:
+
+    - ``fan-in``: W = (1.5 * gain * in_dim) ** (1 / num_layers) / hidden, which gives the map's
+      Jacobian a scale of about ``gain`` (0.3 to 2.5 for in_dim 2 to 12288, hidden 64 to 1024,
+      1 to 3 layers), like a plain MLP's; the decoder's Jacobian scales as gain**2.
+    - ``reference``: log W = -4 (W about 0.018), the public LIDVAE reimplementations' init;
+      the decoder's Jacobian is then about 0.1 for 28x28 data, 250 for 2-D data.
+    - ``inverse-width``: W = 1 / hidden, this benchmark's init before 2026-12: the LID decoder's
+      Jacobian is about 1e-6 at init (constant in z: collapse caused by the init, not the method).
+
+    ``gain`` multiplies W for every scheme except ``fan-in``, where it sets the Jacobian scale.
+    """
+    if gain <= 0:
+        raise ValueError(f"the ICNN init gain must be > 0, got {gain}")
+    if init == "fan-in":
+        return math.log(1.5 * gain * in_dim) / num_layers - math.log(hidden)
+    if init == "reference":
+        return -4.0 + math.log(gain)
+    if init == "inverse-width":
+        return -math.log(hidden) + math.log(gain)
+    raise ValueError(f"unknown ICNN init {init!r}; valid: fan-in, reference, inverse-width")
 
 
 class ICNN(nn.Module):
@@ -26,18 +58,20 @@ class ICNN(nn.Module):
 
     h_0 = leaky_relu(A_0 u + b_0)^2, h_{i+1} = leaky_relu(W_i h_i + A_{i+1} u + b_{i+1}) for
     i = 0..k-1 (width ``hidden``, the last one 1), F(u) = h_k; slope 0.2. W_i = exp(P_i) is
-    non-negative, A_i and b_i are free; no batch-norm (examples stay independent).
+    non-negative, A_i and b_i are free; no batch-norm (examples stay independent). P_i starts
+    at N(m, 0.1^2) with m from :func:`initial_log_weight` (``init``, ``gain``).
     """
 
-    def __init__(self, in_dim: int, hidden: int, num_layers: int = 2):
+    def __init__(self, in_dim: int, hidden: int, num_layers: int = 2, init: ICNNInit = "fan-in",
+                 gain: float = 1.0):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"an ICNN needs num_layers >= 1, got {num_layers}")
         self.splits = [hidden] * num_layers + [1]
         self.inputs = nn.Linear(in_dim, sum(self.splits))  # A_0..A_k and b_0..b_k, stacked
-        # exp(P) starts near 1 / hidden so that W h averages h and activations stay O(1).
+        mean = initial_log_weight(init, in_dim, hidden, num_layers, gain)
         self.log_weights = nn.ParameterList(
-            nn.Parameter(0.1 * torch.randn(n_out, hidden) - math.log(hidden))
+            nn.Parameter(INIT_LOG_STD * torch.randn(n_out, hidden) + mean)
             for n_out in self.splits[1:])
 
     def weights(self) -> list[Tensor]:
@@ -61,9 +95,10 @@ class BrenierMap(nn.Module):
     ``torch.no_grad()`` the output is detached.
     """
 
-    def __init__(self, dim: int, hidden: int, strong_convexity: float = 0.0, num_layers: int = 2):
+    def __init__(self, dim: int, hidden: int, strong_convexity: float = 0.0, num_layers: int = 2,
+                 init: ICNNInit = "fan-in", gain: float = 1.0):
         super().__init__()
-        self.potential = ICNN(dim, hidden, num_layers)
+        self.potential = ICNN(dim, hidden, num_layers, init, gain)
         self.register_buffer("strong_convexity", torch.tensor(float(strong_convexity)))
 
     def forward(self, u: Tensor) -> Tensor:
@@ -116,18 +151,20 @@ class LIDDecoder(nn.Module):
 
     The output is the likelihood's natural parameter, like any decoder's: logits for
     ``bernoulli``, means for ``gaussian`` and ``sigma``. ``lam1`` / ``lam2`` are the strong
-    convexities of the latent-space and data-space potentials (0 for LID-VAE).
+    convexities of the latent-space and data-space potentials (0 for LID-VAE); ``init`` and
+    ``gain`` set both ICNNs' non-negative weights at initialisation (:func:`initial_log_weight`).
     """
 
     def __init__(self, latent_dim: int, shape: tuple[int, ...], hidden_latent: int = 512,
                  hidden_data: int = 512, num_layers: int = 2, lam1: float = 0.0, lam2: float = 0.0,
-                 trainable_lift: bool = False, s_min: float = 1.0, s_max: float = 10.0):
+                 trainable_lift: bool = False, s_min: float = 1.0, s_max: float = 10.0,
+                 init: ICNNInit = "fan-in", gain: float = 1.0):
         super().__init__()
         self.shape = tuple(shape)
         size = math.prod(self.shape)
-        self.latent_map = BrenierMap(latent_dim, hidden_latent, lam1, num_layers)
+        self.latent_map = BrenierMap(latent_dim, hidden_latent, lam1, num_layers, init, gain)
         self.lift = InjectiveLift(latent_dim, size, trainable_lift, s_min, s_max)
-        self.data_map = BrenierMap(size, hidden_data, lam2, num_layers)
+        self.data_map = BrenierMap(size, hidden_data, lam2, num_layers, init, gain)
 
     def forward(self, z: Tensor) -> Tensor:
         out = self.data_map(self.lift(self.latent_map(z)))

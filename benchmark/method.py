@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .errors import PluginError
 from .models import VAE, ModelConfig
+from .provenance import PACKAGE_DIR, code_version
 from .registry import Registry
 
 BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "methods"
@@ -148,11 +149,32 @@ def register_method(cls: type[Method]) -> type[Method]:
     if cls.loss is Method.loss:
         raise PluginError(f"{where}: {cls.__name__} must implement loss(self, x, progress)")
     existing = METHODS._items.get(cls.name)
-    if existing is not None and existing.__qualname__ != cls.__qualname__:
+    if existing is not None and (existing.__qualname__, inspect.getsourcefile(existing)) != (cls.__qualname__, where):
         raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
-                          f"{inspect.getsourcefile(existing)}")
+                          f"{inspect.getsourcefile(existing)}; rename one of them")
     METHODS._items[cls.name] = cls
     return cls
+
+
+def method_files(cls: type[Method]) -> list[Path]:
+    """The plugin source files a method's numbers depend on beyond the core: the files of the
+    :class:`Method` subclasses in its MRO and of its Config's bases, outside the ``benchmark`` package."""
+    files = set()
+    classes = [k for k in cls.__mro__ if issubclass(k, Method) and k is not Method]
+    for klass in (*classes, *(k for k in cls.Config.__mro__ if k is not object)):
+        try:
+            path = Path(inspect.getsourcefile(klass) or "")
+        except TypeError:  # built-in classes (object)
+            continue
+        if path.is_file() and not path.resolve().is_relative_to(PACKAGE_DIR):
+            files.add(path.resolve())
+    return sorted(files)
+
+
+def method_code(name: str) -> dict[str, Any]:
+    """The code version of method ``name`` (see :func:`benchmark.provenance.code_version`):
+    records made with another ``key`` are stale."""
+    return code_version(method_files(METHODS[name]))
 
 
 def build_method(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig,

@@ -41,6 +41,8 @@ GRID_DIR = Path(__file__).resolve().parent / "grids"
 BASELINE = "vae"
 NOT_RECORDED = "not recorded"
 N_TOO_SMALL = "n too small"
+MI_CAP_MARGIN = 0.25  # nats: benchmark.config.MI_CAP_MARGIN (not imported: config pulls in torch)
+AT_CAP = " (at cap)"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ COLUMNS = [
     Column("au", "AU", "max", 3, "active units, fraction of latent dims (higher is better: the remedies' goal)"),
     Column("kl", "KL", None, 2, "mean KL(q(z|x) || p(z)) in nats: the rate; no best is marked "
                                 "(more is not better or worse on its own)"),
-    Column("mi", "MI", "max", 2, "I_q(x; z) in nats (higher is better; capped at log N)"),
+    Column("mi", "MI", "max", 2, "I_q(x; z) in nats (higher is better up to its cap log N, N = the size of "
+                                 "the aggregate-posterior mixture; \"(at cap)\": within the margin of the cap, "
+                                 "where every code identifies its example, never marked best)"),
     Column("nll", "IW-NLL", "min", 2, "importance-weighted negative log-likelihood in nats "
                                       "(lower is better)"),
     Column("rec", "rec", "min", 2, "reconstruction loss in the likelihood's units (lower is better)"),
@@ -137,6 +141,29 @@ class Setting:
     def likelihood(self) -> Any:
         return self.values.get("model.likelihood")
 
+    def mi_cap(self) -> tuple[float, float, int] | None:
+        """MI cap log N (nats, the mean over the ok runs with MI that record ``estimators.mi_cap``),
+        the margin within which the mean MI counts as at cap (``estimators.mi_cap_margin``, default
+        :data:`MI_CAP_MARGIN`) and the mixture size N; None when no run records a cap."""
+        caps, margins, sizes = [], [], set()
+        for run in self.ok:
+            estimators = run.record.get("estimators") or {}
+            cap, margin = estimators.get("mi_cap"), estimators.get("mi_cap_margin")
+            if run.metric("mi") is None or not _finite(cap):
+                continue
+            caps.append(float(cap))
+            margins.append(float(margin) if _finite(margin) else MI_CAP_MARGIN)
+            size = estimators.get("mi_mixture_size")
+            sizes.add(int(size) if _finite(size) else round(math.exp(cap)))
+        if not caps:
+            return None
+        return math.fsum(caps) / len(caps), math.fsum(margins) / len(margins), max(sizes)
+
+    def mi_at_cap(self) -> bool:
+        """Whether the mean MI over seeds is within the margin of the cap (False without a cap)."""
+        cap, mean = self.mi_cap(), self.mean_std("mi")[0]
+        return cap is not None and mean is not None and mean >= cap[0] - cap[1]
+
 
 @dataclass
 class GridData:
@@ -151,6 +178,11 @@ class GridData:
 
     def settings_of(self, dataset: str) -> list[Setting]:
         return [s for s in self.settings if s.dataset == dataset]
+
+
+def _finite(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _plain(value: Any) -> Any:
@@ -284,7 +316,8 @@ def _fixed(value: float, decimals: int) -> str:
 
 
 def cell_text(setting: Setting, key: str) -> tuple[str, float | None]:
-    """``mean ± std`` at the column's decimals (``mean`` alone for one seed); the rounded mean."""
+    """``mean ± std`` at the column's decimals (``mean`` alone for one seed; `` (at cap)`` after an
+    MI at its cap); the rounded mean."""
     column = COLUMN[key]
     mean, std, n = setting.mean_std(key)
     if n == 0:
@@ -292,6 +325,8 @@ def cell_text(setting: Setting, key: str) -> tuple[str, float | None]:
     text = _fixed(mean, column.decimals) + ("" if std is None else f" ± {_fixed(std, column.decimals)}")
     if n < len(setting.ok):
         text += f" (n={n})"
+    if key == "mi" and setting.mi_at_cap():
+        text += AT_CAP
     return text, round(mean, column.decimals)
 
 
@@ -308,7 +343,12 @@ def best_rows(settings: Sequence[Setting], key: str) -> tuple[set[str], str | No
     if key in SAME_LIKELIHOOD and len({json.dumps(s.likelihood) for s in settings if s.key in values}) > 1:
         return set(), f"no best {column.header} marked: rows use different likelihoods"
     target = max(values.values()) if column.best == "max" else min(values.values())
-    return {k for k, v in values.items() if v == target}, None
+    best = {k for k, v in values.items() if v == target}
+    if key == "mi":  # a saturated MI is not "more information": never ranked
+        best -= {s.key for s in settings if s.mi_at_cap()}
+        if not best:
+            return set(), f"no best {column.header} marked: the highest is at its cap"
+    return best, None
 
 
 def _marks(settings: Sequence[Setting]) -> tuple[dict[str, set[str]], list[str]]:
@@ -337,12 +377,12 @@ def _tex_escape(text: str) -> str:
 
 
 def _tex_cell(text: str, bold: bool) -> str:
-    m = re.fullmatch(r"(-?[0-9.]+)(?: ± ([0-9.]+))?( \(n=\d+\))?", text)
+    m = re.fullmatch(r"(-?[0-9.]+)(?: ± ([0-9.]+))?((?: \(n=\d+\))?(?: \(at cap\))?)", text)
     if not m:
         return _tex_escape(text)
     body = m.group(1) + (rf" \pm {m.group(2)}" if m.group(2) else "")
     body = rf"\mathbf{{{body}}}" if bold else body
-    return f"${body}$" + (_tex_escape(m.group(3)) if m.group(3) else "")
+    return f"${body}$" + _tex_escape(m.group(3))
 
 
 @dataclass
@@ -355,15 +395,20 @@ class Table:
     align: str  # one of l / r per column
     notes: list[str] = field(default_factory=list)
 
-    def markdown(self) -> str:
+    def markdown(self, notes: bool = False) -> str:
+        """The table; with ``notes``, its notes as lines below it (for the standalone file)."""
         lines = ["| " + " | ".join(_md_escape(h) for h in self.header) + " |",
                  "|" + "|".join("---:" if a == "r" else "---" for a in self.align) + "|"]
         for row, bold in zip(self.rows, self.bold):
             cells = [f"**{_md_escape(c)}**" if b else _md_escape(c) for c, b in zip(row, bold)]
             lines.append("| " + " | ".join(cells) + " |")
+        if notes and self.notes:
+            lines += [""] + [f"{_md_escape(note)}." for note in self.notes]
         return "\n".join(lines) + "\n"
 
     def latex(self, caption: str, label: str) -> str:
+        """A booktabs table; its notes follow the ``caption``."""
+        caption = " ".join([caption, *(f"{note}." for note in self.notes)])
         lines = [r"% generated by python -m benchmark report; needs \usepackage{booktabs}",
                  r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{self.align}}}", r"\toprule",
                  " & ".join(_tex_escape(h) for h in self.header) + r" \\", r"\midrule"]
@@ -413,7 +458,22 @@ def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
         bold.append(flags)
     align = ("l" * (3 if with_dataset else 2) + "r" * (len(COLUMNS) + 1) + ("l" if show_not_ok else "")
              + "r" * len(extra or {}))
-    return Table(header, rows, bold, align, notes)
+    mi_note = mi_cap_note(settings)
+    return Table(header, rows, bold, align, notes + ([mi_note] if mi_note else []))
+
+
+def mi_cap_note(settings: Sequence[Setting]) -> str | None:
+    """The note under a table with an MI column: the cap log N and what "(at cap)" means; None
+    when no setting has MI."""
+    if not any(s.values_of("mi") for s in settings):
+        return None
+    caps = [c for c in (s.mi_cap() for s in settings) if c is not None]
+    here = ", ".join(f"log {n} = {cap:.2f} nats" for n, cap in sorted({(c[2], round(c[0], 2)) for c in caps}))
+    margin = " or ".join(f"{m:g}" for m in sorted({round(c[1], 6) for c in caps} or {MI_CAP_MARGIN}))
+    return ("MI is at most its cap log N, N = the size of the aggregate-posterior mixture (the entropy of N "
+            "equally likely examples): " + (here if caps else "not recorded, so nothing is flagged")
+            + f"; a value marked (at cap) has its mean over seeds within {margin} nats of the cap: every code "
+            "identifies its example, which is not more information, so it is never marked best")
 
 
 def settings_csv(settings: Sequence[Setting]) -> str:
@@ -433,6 +493,9 @@ def settings_csv(settings: Sequence[Setting]) -> str:
         for key in metric_keys:
             mean, std, n = s.mean_std(key)
             row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_n"] = mean, std, n
+        if "mi" in metric_keys:
+            cap = s.mi_cap()
+            row["mi_cap"], row["mi_at_cap"] = (cap[0] if cap else None), s.mi_at_cap()
         row["best"] = " ".join(c.key for c in COLUMNS if s.key in marks[c.key])
         rows.append(row)
     return _csv(pd.DataFrame(rows))
@@ -916,6 +979,31 @@ def _curve(run: Run, key: str) -> dict[int, float]:
     return points
 
 
+def _curve_mi_cap(run: Run) -> float | None:
+    """Cap log M (nats) of the test-split MI of a run's training curves: the recorded
+    ``estimators.mi_cap`` when the final MI used the whole test split too, else log M from the test
+    split's size (M = min(mi_batch_size, size) for the batch mixture); None without a recorded cap."""
+    estimators = run.record.get("estimators") or {}
+    cap, size = estimators.get("mi_cap"), estimators.get("examples")
+    if not _finite(cap):
+        return None
+    if estimators.get("mi_split", "test") == "test" and estimators.get("mi_examples", size) == size:
+        return float(cap)
+    if not _finite(size) or size < 1:
+        return None
+    if estimators.get("mi_estimator") == "aggregate-batch":
+        size = min(int((run.record["config"].get("eval") or {}).get("mi_batch_size", 50)), size)
+    return math.log(size)
+
+
+def _draw_mi_caps(ax, caps: Iterable[float]) -> None:
+    """The MI caps (nats) as labelled dashed horizontal lines."""
+    for cap in sorted({round(c, 6) for c in caps}):
+        ax.axhline(cap, color="0.3", ls="--", lw=1)
+        ax.text(0.99, cap, f"cap log {round(math.exp(cap))} = {cap:.2f}", transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom", fontsize=6, color="0.3")
+
+
 def figure_curves(dataset: str, chosen: Sequence[Setting], colours: dict[str, Any]) -> Figure:
     from matplotlib.ticker import MaxNLocator
 
@@ -923,7 +1011,8 @@ def figure_curves(dataset: str, chosen: Sequence[Setting], colours: dict[str, An
     if any(_curve(r, "test_mi") for s in chosen for r in s.ok):
         panels.append(("test_mi", "test MI (nats)"))
     fig_ = Figure("curves", dataset, f"Training curves on {dataset} of each method's headline setting: "
-                  "test-split " + ", ".join(p[0][5:].upper() for p in panels) + " per epoch, mean ± std over seeds.")
+                  "test-split " + ", ".join(p[0][5:].upper() for p in panels) + " per epoch, mean ± std over seeds"
+                  + ("; dashed: the MI cap log N (N = mixture size)" if len(panels) > 2 else "") + ".")
     if not any(_curve(r, key) for s in chosen for r in s.ok for key, _ in panels):
         fig_.skipped = "no curves with test KL / AU recorded"
         return fig_
@@ -948,6 +1037,9 @@ def figure_curves(dataset: str, chosen: Sequence[Setting], colours: dict[str, An
         ax.set_title(title)
         if key == "test_au":
             ax.set_ylim(-0.03, 1.03)
+        if key == "test_mi":
+            _draw_mi_caps(ax, [c for c in (_curve_mi_cap(r) for s in chosen for r in s.ok if _curve(r, key))
+                               if c is not None])
     axes[0].legend(loc="best", frameon=True)
     fig_.png, fig_.pdf = _render(fig)
     return fig_
@@ -1161,7 +1253,7 @@ def report_grid(data: GridData, writer: Writer, figure_no: list[int]) -> list[st
                                     (_stat_cells(p_au.get(s.key), 3)[1] if p_au.get(s.key) else "no baseline"))
                                    for s in chosen]}
         headline = settings_table(chosen, with_dataset=True, extra=extra)
-        writer.add(f"{folder}/tables/headline.md", headline.markdown())
+        writer.add(f"{folder}/tables/headline.md", headline.markdown(notes=True))
         writer.add(f"{folder}/tables/headline.tex", headline.latex(
             f"Best setting per method (grid {data.name}): mean ± std over seeds; bold: best per column.",
             f"tab:{folder}-headline"))
@@ -1169,9 +1261,9 @@ def report_grid(data: GridData, writer: Writer, figure_no: list[int]) -> list[st
         lines += [headline.markdown(),
                   "Best setting of a method = highest mean AU; ties broken by the lower mean IW-NLL "
                   "(−ELBO where IW-NLL is not recorded). Chosen on the evaluation (test) split itself, so "
-                  "slightly optimistic. **Bold**: best per column — higher AU and MI, lower IW-NLL, rec and "
-                  "time; KL is not marked (a higher rate is neither better nor worse on its own); rec and "
-                  "IW-NLL only between rows with the same likelihood. "
+                  "slightly optimistic. **Bold**: best per column — higher AU and MI (MI only below its cap), "
+                  "lower IW-NLL, rec and time; KL is not marked (a higher rate is neither better nor worse on "
+                  "its own); rec and IW-NLL only between rows with the same likelihood. "
                   "p: Welch's t-test of AU against `vae` on the same data set and architecture.",
                   *[f"{note}." for note in headline.notes], "",
                   "Tables: " + _md_table_links(folder, "headline"), ""]
@@ -1241,7 +1333,7 @@ def report_grid(data: GridData, writer: Writer, figure_no: list[int]) -> list[st
         settings = data.settings_of(dataset)
         table = settings_table(settings)
         stem = _slug(dataset)
-        writer.add(f"{folder}/tables/{stem}.md", table.markdown())
+        writer.add(f"{folder}/tables/{stem}.md", table.markdown(notes=True))
         writer.add(f"{folder}/tables/{stem}.tex", table.latex(
             f"{dataset} (grid {data.name}): every method and setting, mean ± std over seeds (n); "
             "bold: best per column.", f"tab:{folder}-{stem}"))

@@ -17,9 +17,9 @@ from torch import Tensor
 
 from . import images, metrics
 from .config import EvalConfig, RunConfig
-from .data import DataSplit, load_dataset
+from .data import DataSplit, load_dataset, to_unit
 from .errors import DivergedError
-from .method import Method, build_method
+from .method import Method, build_method, method_code
 from .models import VAE
 from .provenance import environment
 from .store import RECORD_VERSION, atomic_torch_save
@@ -76,21 +76,47 @@ class Evaluation:
     images: dict[str, Tensor] = field(default_factory=dict)
 
 
+@torch.no_grad()
+def _mi_posteriors(method: Method, mu: Tensor, logvar: Tensor, mi_x: Tensor | None,
+                   config: EvalConfig) -> tuple[Tensor, Tensor]:
+    """Posteriors mu, logvar [M, d] the MI is estimated on: the first ``config.mi_examples`` (None:
+    all) of the evaluation split's ``mu``, ``logvar`` [N, d] (``mi_split = "test"``) or of
+    ``mi_x`` [N', *shape] (``"train"``: float32 or uint8 pixels, encoded per batch via ``to_unit``)."""
+    if config.mi_split not in ("test", "train"):
+        raise ValueError(f"eval.mi_split must be 'test' or 'train', got {config.mi_split!r}")
+    if config.mi_examples is not None and config.mi_examples < 2:
+        raise ValueError(f"eval.mi_examples must be >= 2 or None, got {config.mi_examples}")
+    if config.mi_split == "test":
+        return mu[:config.mi_examples], logvar[:config.mi_examples]
+    if mi_x is None:
+        raise ValueError('eval.mi_split = "train" needs the training split (evaluate(..., mi_x=...))')
+    x = mi_x[:config.mi_examples]
+    parts = [method.model.encode(to_unit(x[i:i + EVAL_BATCH])) for i in range(0, x.shape[0], EVAL_BATCH)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
 def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalConfig,
-                       generator: torch.Generator, out: Evaluation) -> None:
+                       generator: torch.Generator, out: Evaluation,
+                       mi_posteriors: tuple[Tensor, Tensor] | None = None) -> None:
+    """AU, KL and their vectors on ``mu``, ``logvar`` [N, d]; MI (nats) on ``mi_posteriors``
+    [M, d] each (default: the same), flagged ``mi_at_cap`` within ``config.mi_cap_margin`` of log M."""
     au = metrics.active_units(mu, config.au_threshold)
     kl = metrics.kl_to_prior(mu, logvar)
-    mi = metrics.mutual_information(mu, logvar, mixture=config.mi_mixture,
+    mi_mu, mi_logvar = mi_posteriors if mi_posteriors is not None else (mu, logvar)
+    mi = metrics.mutual_information(mi_mu, mi_logvar, mixture=config.mi_mixture,
                                     batch_size=config.mi_batch_size, generator=generator)
     out.fields["metrics"].update({"au": au["fraction"], "au_count": au["count"], "kl": float(kl.mean()),
-                                  "mi": mi["mi"], **{f"kl_{k}": v for k, v in metrics.kl_quantiles(kl).items()}})
+                                  "mi": mi["mi"], "mi_at_cap": mi["mi"] >= mi["cap"] - config.mi_cap_margin,
+                                  **{f"kl_{k}": v for k, v in metrics.kl_quantiles(kl).items()}})
     out.fields["vectors"] = {"au_variances": au["variances"].tolist(),
                              "kl_per_dim": metrics.kl_per_dimension(mu, logvar).tolist()}
     out.fields["per_class"] = {
         "au": {str(c): v["fraction"] for c, v in metrics.active_units_per_class(mu, labels, config.au_threshold).items()},
         "kl": {str(c): v for c, v in metrics.kl_per_class(kl, labels).items()}}
     out.fields["estimators"].update({"au_threshold": config.au_threshold, "mi_estimator": mi["estimator"],
-                                     "mi_cap": mi["cap"], "mi_mixture_size": mi["mixture_size"]})
+                                     "mi_split": config.mi_split, "mi_examples": mi_mu.shape[0],
+                                     "mi_cap": mi["cap"], "mi_cap_margin": config.mi_cap_margin,
+                                     "mi_mixture_size": mi["mixture_size"]})
 
 
 def _reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
@@ -156,14 +182,17 @@ def _image_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator
 
 
 @torch.no_grad()
-def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: torch.Generator) -> Evaluation:
+def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: torch.Generator,
+             mi_x: Tensor | None = None) -> Evaluation:
     """End-of-run metrics on the evaluation split (see METRICS.md): ``metrics`` (scalars),
-    ``vectors`` (per latent dimension), ``per_class``, ``noise``, ``estimators`` (every setting)."""
+    ``vectors`` (per latent dimension), ``per_class``, ``noise``, ``estimators`` (every setting).
+    MI uses ``config.mi_split``: with ``"train"``, ``mi_x`` [N', *shape] is the training split."""
     method.eval()
     model, x = method.model, split.x
     out = Evaluation({"metrics": {}, "estimators": {"split": "test", "examples": x.shape[0]}})
     mu, logvar = encode_all(method, x)
-    _posterior_metrics(mu, logvar, split.y, config, generator, out)
+    _posterior_metrics(mu, logvar, split.y, config, generator, out,
+                       _mi_posteriors(method, mu, logvar, mi_x, config))
     _reconstruction_metrics(model, x, mu, logvar, generator, out)
     if config.nll_samples:
         _iw_nll(model, x, config, generator, out)
@@ -183,18 +212,21 @@ def _rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
 def save_checkpoint(path: Path, run_id: str, trainer: Trainer, generators: dict[str, torch.Generator],
                     record: dict[str, Any], train_time: float) -> None:
     """Atomically save everything needed to resume the run after ``trainer.epoch`` epochs."""
-    state = {"run_id": run_id, "trainer": trainer.state_dict(), "rng": _rng_states(generators),
-             "curves": record["curves"], "train_time_s": train_time}
+    state = {"run_id": run_id, "code": record["code"]["key"], "trainer": trainer.state_dict(),
+             "rng": _rng_states(generators), "curves": record["curves"], "train_time_s": train_time}
     atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: Path, run_id: str, trainer: Trainer, generators: dict[str, torch.Generator],
-                    record: dict[str, Any]) -> float:
+                    record: dict[str, Any]) -> float | None:
     """Restore a checkpoint of run ``run_id`` into ``trainer``, the generators and the record's
-    curves; returns the training time spent before it."""
+    curves; returns the training time spent before it, or None (nothing restored) when the
+    checkpoint was made by other code (another ``record["code"]["key"]``)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("run_id") != run_id:
         raise RuntimeError(f"checkpoint {path} belongs to run {state.get('run_id')}, not {run_id}: delete it")
+    if state.get("code") != record["code"]["key"]:
+        return None
     trainer.load_state_dict(state["trainer"])
     rng = state["rng"]
     for name, generator in generators.items():
@@ -225,7 +257,8 @@ def new_record(config: RunConfig) -> dict[str, Any]:
         "record_version": RECORD_VERSION, "run_id": config.run_id, "label": config.label(),
         "config": config.to_dict(), "status": "running", "error": None, "diverged_epoch": None,
         "metrics": {}, "vectors": {}, "estimators": {}, "curves": [], "method_extras": {},
-        "seeds": {s: config.stream_seed(s) for s in STREAMS}, "started_at": _utc_now(),
+        "seeds": {s: config.stream_seed(s) for s in STREAMS}, "code": method_code(config.method),
+        "started_at": _utc_now(),
     }
 
 
@@ -270,10 +303,12 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         curve_gen = torch.Generator(torch_device).manual_seed(record["seeds"]["curves"])
         eval_gen = torch.Generator(torch_device).manual_seed(record["seeds"]["eval"])
         every, mi_every, last = config.eval.curve_every, config.eval.mi_curve_every, config.train.epochs
+        final_mi_is_curve_mi = config.eval.mi_split == "test" and config.eval.mi_examples is None
 
         def curve_point(epoch: int, parts: dict[str, float]) -> None:
             point: dict[str, Any] = {"epoch": epoch, **parts}
-            with_mi = bool(mi_every) and epoch % mi_every == 0 and epoch != last  # last: from the final evaluation
+            # The last point's MI comes from the final evaluation when that uses the curves' estimator.
+            with_mi = bool(mi_every) and epoch % mi_every == 0 and (epoch != last or not final_mi_is_curve_mi)
             if epoch % every == 0 or epoch == last or with_mi:
                 method.eval()
                 mu, logvar = encode_all(method, data.test.x)
@@ -288,8 +323,12 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         generators = {"curves": curve_gen}
         train_time = 0.0
         if checkpoint is not None and checkpoint.exists():
-            train_time = load_checkpoint(checkpoint, config.run_id, trainer, generators, record)
-            log(f"  {config.run_id} resumed from {checkpoint} after epoch {trainer.epoch}")
+            restored = load_checkpoint(checkpoint, config.run_id, trainer, generators, record)
+            if restored is None:
+                log(f"  {config.run_id}: checkpoint {checkpoint} was made by other code: starting afresh")
+            else:
+                train_time = restored
+                log(f"  {config.run_id} resumed from {checkpoint} after epoch {trainer.epoch}")
         while not trainer.done:
             t_epoch = time.perf_counter()
             parts = trainer.run_epoch()
@@ -299,9 +338,10 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
                 save_checkpoint(checkpoint, config.run_id, trainer, generators, record, train_time)
         record["train_time_s"] = train_time
         t_eval = time.perf_counter()
-        evaluation = evaluate(method, data.test, config.eval, eval_gen)
+        evaluation = evaluate(method, data.test, config.eval, eval_gen,
+                              mi_x=data.train.x if config.eval.mi_split == "train" else None)
         record.update(evaluation.fields)
-        if mi_every and last % mi_every == 0:
+        if mi_every and last % mi_every == 0 and final_mi_is_curve_mi:
             record["curves"][-1]["test_mi"] = record["metrics"]["mi"]
         record["eval_time_s"] = time.perf_counter() - t_eval
         record["method_extras"] = method.record_extras()

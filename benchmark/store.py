@@ -19,7 +19,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from torch import Tensor
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: `code` (the code version behind the numbers), host CPU in `environment`
 ID_COLUMNS = ["run_id", "status", "method", "dataset", "seed"]
 SUMMARY_METRICS = ["au", "au_count", "kl", "mi", "nll", "rec", "neg_elbo", "mse", "wall_time_s"]
 SETTING_PREFIXES = ("hp.", "model.", "train.", "dataset.", "eval.")
@@ -123,6 +123,31 @@ class ResultStore:
     def status(self, run_id: str) -> str | None:
         record = self.read(run_id)
         return None if record is None else record.get("status")
+
+    def superseded_dir(self) -> Path:
+        return self.dir / "superseded"
+
+    def supersede(self, run_id: str) -> Path | None:
+        """Move run ``run_id``'s record and its images out of ``runs/`` into ``superseded/``, named
+        by the code version that made them (``<run_id>.<code key>.json``); never deletes. Returns
+        the moved record's path (None when there is no record)."""
+        record = self.read(run_id)
+        if record is None:
+            return None
+        key = (record.get("code") or {}).get("key") or "unversioned"
+        folder = self.superseded_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        artifacts = {}
+        for name, filename in sorted((record.get("artifacts") or {}).items()):
+            source = self.runs_dir / filename
+            if source.exists():
+                artifacts[name] = f"{run_id}.{key}.{name}{source.suffix}"
+                os.replace(source, folder / artifacts[name])
+        record["artifacts"] = artifacts
+        path = folder / f"{run_id}.{key}.json"
+        atomic_write_text(path, json.dumps(_jsonable(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
+        self.record_path(run_id).unlink()
+        return path
 
     def records(self) -> list[dict[str, Any]]:
         found = (self.read(p.stem) for p in sorted(self.runs_dir.glob("*.json")))

@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from torch import Tensor
 
+from benchmark.config import added_field
 from benchmark.errors import GridError
-from benchmark.icnn import LIDDecoder
+from benchmark.icnn import ICNNInit, LIDDecoder
 from benchmark.method import Method, TrainingProgress, register_method
 from benchmark.models import VAE, ModelConfig
 from benchmark.schedules import make_schedule
@@ -25,6 +26,8 @@ class LIDVAEConfig:
     trainable_lift: learn the lift Bmat (singular values clamped to [lift_s_min, lift_s_max]) instead of the fixed zero padding [I; 0].
     lift_s_min: lower clamp of a trainable lift's singular values (its guaranteed sigma_min).
     lift_s_max: upper clamp of a trainable lift's singular values.
+    icnn_init: the ICNNs' non-negative weights at init: fan-in (W from the input size and width, so each Brenier map's Jacobian starts at scale ~icnn_init_gain, like an MLP's), reference (log W = -4, the public reimplementations), inverse-width (W = 1/width: a decoder constant in z at init, kept to reproduce old numbers).
+    icnn_init_gain: fan-in: Jacobian scale of each map at init (the decoder's scales as its square); other schemes: a factor on W.
     """
 
     beta: float = 1.0
@@ -34,6 +37,14 @@ class LIDVAEConfig:
     trainable_lift: bool = False
     lift_s_min: float = 1.0
     lift_s_max: float = 10.0
+    icnn_init: ICNNInit = added_field("fan-in", "ICNN init as a hyperparameter")
+    icnn_init_gain: float = added_field(1.0, "ICNN init as a hyperparameter")
+
+    def __post_init__(self) -> None:
+        if self.icnn_init not in ("fan-in", "reference", "inverse-width"):
+            raise GridError(f"icnn_init = {self.icnn_init!r}; valid: fan-in, reference, inverse-width")
+        if not self.icnn_init_gain > 0:
+            raise GridError(f"icnn_init_gain must be > 0, got {self.icnn_init_gain}")
 
 
 @register_method
@@ -47,7 +58,8 @@ class LIDVAE(Method):
     def build_decoder(cls, config: LIDVAEConfig, shape: tuple[int, ...], model_config: ModelConfig) -> LIDDecoder:
         return LIDDecoder(model_config.latent_dim, shape, config.hidden_latent, config.hidden_data,
                           config.num_layers, trainable_lift=config.trainable_lift,
-                          s_min=config.lift_s_min, s_max=config.lift_s_max)
+                          s_min=config.lift_s_min, s_max=config.lift_s_max, init=config.icnn_init,
+                          gain=config.icnn_init_gain)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
         out = self.model(x)
@@ -74,6 +86,7 @@ class ILLIDVAEConfig(LIDVAEConfig):
     L_schedule_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.il_split not in ("sqrt", "per-map"):
             raise GridError(f"il-lid-vae: il_split = {self.il_split!r}; valid: sqrt, per-map")
         if self.L < 0 or self.L_schedule_options.get("start", 0.0) < 0:

@@ -1,0 +1,196 @@
+"""MI at its cap log N: flagged in the records (runner) and never ranked in the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark import config as config_module, report
+from benchmark.config import DatasetConfig, EvalConfig, RunConfig
+from benchmark.data import DataSplit
+from benchmark.models import ModelConfig
+from benchmark.runner import evaluate, execute
+from benchmark.train import TrainConfig
+from test_metrics import gen
+from test_remedies import build
+from test_report import GRID, record
+
+QUICK_EVAL = {"nll_samples": 0, "geometry_points": 0, "noise_points": 0}  # only what MI needs
+
+
+# --- records: the runner's evaluation path ---------------------------------------------------
+
+def toy_split(n: int, dtype: torch.dtype = torch.float32) -> DataSplit:
+    """``n`` distinct 2-D points (i mod 250, i div 250) and labels i mod 3."""
+    i = torch.arange(n)
+    return DataSplit(torch.stack([i % 250, i // 250], 1).to(dtype), i % 3)
+
+
+def vae_encoding(encode):
+    """The toy vae of test_remedies with its encoder replaced by ``encode(x) -> (mu, logvar)``."""
+    method = build("vae", "toy")
+    method.model.encode = encode
+    return method
+
+
+def distinct_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic, far-apart codes: means 10 x apart (>= 10 units), variance e^-20."""
+    assert x.dtype == torch.float32  # uint8 pixels are converted before encoding
+    return 10.0 * x, torch.full_like(x, -20.0)
+
+
+def prior_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros_like(x), torch.zeros_like(x)
+
+
+def test_distinct_deterministic_codes_are_at_cap():
+    split = toy_split(300)
+    out = evaluate(vae_encoding(distinct_codes), split, EvalConfig(**QUICK_EVAL), gen()).fields
+    assert out["metrics"]["mi"] == pytest.approx(math.log(300), abs=0.01)
+    assert out["metrics"]["mi_at_cap"] is True
+    est = out["estimators"]
+    assert est["mi_split"] == "test" and est["mi_examples"] == 300 and est["mi_mixture_size"] == 300
+    assert est["mi_cap"] == pytest.approx(math.log(300)) and est["mi_cap_margin"] == config_module.MI_CAP_MARGIN
+    assert est["mi_estimator"] == "aggregate-all"
+
+
+def test_prior_posteriors_are_not_at_cap():
+    out = evaluate(vae_encoding(prior_codes), toy_split(300), EvalConfig(**QUICK_EVAL), gen()).fields
+    assert abs(out["metrics"]["mi"]) < 1e-6 and out["metrics"]["mi_at_cap"] is False
+
+
+def test_margin_and_subset_of_the_test_split():
+    method, split = vae_encoding(distinct_codes), toy_split(300)
+    out = evaluate(method, split, EvalConfig(mi_examples=100, **QUICK_EVAL), gen()).fields
+    assert out["estimators"]["mi_examples"] == 100 and out["estimators"]["mi_cap"] == pytest.approx(math.log(100))
+    assert out["metrics"]["mi"] == pytest.approx(math.log(100), abs=0.01)
+    assert out["estimators"]["examples"] == 300  # the other metrics keep the whole test split
+    # a negative margin puts the cap out of reach: the flag follows mi >= cap - margin
+    strict = evaluate(method, split, EvalConfig(mi_cap_margin=-0.5, **QUICK_EVAL), gen()).fields
+    assert strict["metrics"]["mi_at_cap"] is False and strict["estimators"]["mi_cap_margin"] == -0.5
+
+
+def test_mi_on_a_subset_of_the_training_split():
+    test, train = toy_split(300), toy_split(500, torch.uint8)  # uint8 pixels, as image sets keep them
+    config = EvalConfig(mi_split="train", mi_examples=400, **QUICK_EVAL)
+    out = evaluate(vae_encoding(distinct_codes), test, config, gen(), mi_x=train.x).fields
+    est = out["estimators"]
+    assert est["mi_split"] == "train" and est["mi_examples"] == 400 and est["mi_mixture_size"] == 400
+    assert est["mi_cap"] == pytest.approx(math.log(400)) and est["examples"] == 300
+    assert out["metrics"]["mi"] == pytest.approx(math.log(400), abs=0.01) and out["metrics"]["mi_at_cap"] is True
+    with pytest.raises(ValueError, match="training split"):
+        evaluate(vae_encoding(distinct_codes), test, config, gen())
+
+
+def toy_run(**eval_settings) -> RunConfig:
+    return RunConfig(DatasetConfig("pinwheel", train_size=200, test_size=100), "vae", {},
+                     ModelConfig(latent_dim=2, options={"hidden": [8]}), TrainConfig(epochs=2, batch_size=50),
+                     EvalConfig(mi_curve_every=1, **QUICK_EVAL, **eval_settings))
+
+
+def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split():
+    train = execute(toy_run(mi_split="train", mi_examples=150), device="cpu", log=lambda _: None).record
+    assert train["status"] == "ok", train["error"]
+    assert train["estimators"]["mi_split"] == "train" and train["estimators"]["mi_examples"] == 150
+    assert train["estimators"]["mi_cap"] == pytest.approx(math.log(150))
+    assert isinstance(train["metrics"]["mi_at_cap"], bool)
+    # the curves stay on the whole test split, the last point included (no estimator mixing)
+    assert "test_mi" in train["curves"][0] and train["curves"][-1]["test_mi"] != train["metrics"]["mi"]
+    assert train["curves"][-1]["test_mi"] <= math.log(100) + 1e-9
+    test = execute(toy_run(), device="cpu", log=lambda _: None).record
+    assert test["status"] == "ok", test["error"]
+    assert test["curves"][-1]["test_mi"] == test["metrics"]["mi"]
+    assert test["estimators"]["mi_examples"] == 100 and test["estimators"]["mi_cap"] == pytest.approx(math.log(100))
+
+
+# --- report ---------------------------------------------------------------------------------
+
+CAP = math.log(500)  # test_report's records hold 500 test examples
+SETTINGS = {"vae": ("vae", ()), "beta=0.1": ("beta-vae", (("beta", 0.1),)), "beta=4": ("beta-vae", (("beta", 4.0),))}
+
+
+def write_mi_results(root: Path, mi: dict[str, list[float]], estimators: dict | None) -> Path:
+    """test_report's records, two seeds per setting, with the given MI per seed and MI estimators."""
+    runs = root / GRID / "runs"
+    runs.mkdir(parents=True)
+    for name, values in mi.items():
+        method, hp = SETTINGS[name]
+        for seed, value in enumerate(values):
+            r = record(method, hp, seed)
+            r["metrics"]["mi"] = value
+            r["estimators"].update(estimators or {})
+            (runs / f"{r['run_id']}.json").write_text(json.dumps(r, indent=1, sort_keys=True))
+    return root
+
+
+def build_report(tmp_path: Path, monkeypatch, mi: dict[str, list[float]], estimators: dict | None) -> Path:
+    results = write_mi_results(tmp_path / "results", mi, estimators)
+    monkeypatch.setattr(report, "GRID_DIR", tmp_path / "no-grids")
+    code, message = report.build_report(results, tmp_path / "reports")
+    assert code == 0, message
+    return tmp_path / "reports"
+
+
+def mi_cells(markdown: str) -> dict[str, str]:
+    """``method setting`` -> MI cell of a full table in Markdown."""
+    lines = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
+    column = lines[0].index("MI")
+    return {f"{cells[0][2:]} {cells[1]}": cells[column] for cells in lines[1:]}
+
+
+def test_report_marks_mi_at_cap_and_bolds_none(tmp_path, monkeypatch):
+    # vae and beta=0.1 have their means within 0.25 of log 500 = 6.21; beta=4 has one seed at cap
+    # (6.10) but its mean (3.10) is not
+    mi = {"vae": [6.20, 6.10], "beta=0.1": [6.21, 6.00], "beta=4": [6.10, 0.10]}
+    out = build_report(tmp_path, monkeypatch, mi, {"mi_cap": CAP, "mi_cap_margin": 0.25, "mi_mixture_size": 500})
+    tables = out / GRID / "tables"
+    cells = mi_cells((tables / "fashion-mnist.md").read_text())
+    assert cells == {"vae —": "6.15 ± 0.07 (at cap)", "beta-vae beta=0.1": "6.11 ± 0.15 (at cap)",
+                     "beta-vae beta=4": "3.10 ± 4.24"}
+    full = pd.read_csv(tables / "fashion-mnist.csv")
+    assert list(full["mi_at_cap"]) == [True, True, False]
+    assert full["mi_cap"].tolist() == pytest.approx([CAP] * 3)
+    assert not any("mi" in str(best).split() for best in full["best"])
+    headline = (tables / "headline.md").read_text()
+    assert "(at cap)" in headline and "**6." not in headline
+    tex = (tables / "fashion-mnist.tex").read_text()
+    assert r"$6.15 \pm 0.07$ (at cap)" in tex and r"\mathbf{6." not in tex
+    readme = (out / "README.md").read_text()
+    assert "no best MI marked: the highest is at its cap." in readme
+    assert "MI is at most its cap log N" in readme and "log 500 = 6.21 nats" in readme
+    assert "within 0.25 nats of the cap" in readme
+    assert "MI is at most its cap log N" in (tables / "headline.md").read_text()  # the standalone table too
+    assert "dashed: the MI cap log N" in readme  # the curves figure draws it
+
+    again = tmp_path / "again"  # deterministic: the same records give the same bytes
+    assert report.build_report(tmp_path / "results", again)[0] == 0
+    first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    second = {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()}
+    assert first == second
+
+
+def test_report_bolds_the_highest_mi_below_cap(tmp_path, monkeypatch):
+    # old records: a cap without a margin (the default 0.25 applies), no mixture size
+    mi = {"vae": [3.0, 3.2], "beta=0.1": [5.8, 6.0], "beta=4": [1.0, 1.2]}  # 5.90 < 6.21 - 0.25
+    out = build_report(tmp_path, monkeypatch, mi, {"mi_cap": CAP})
+    cells = mi_cells((out / GRID / "tables" / "fashion-mnist.md").read_text())
+    assert cells == {"vae —": "3.10 ± 0.14", "beta-vae beta=0.1": "**5.90 ± 0.14**",
+                     "beta-vae beta=4": "1.10 ± 0.14"}
+    assert "within 0.25 nats of the cap" in (out / "README.md").read_text()
+
+
+def test_report_without_a_cap_flags_nothing(tmp_path, monkeypatch):
+    mi = {"vae": [9.0, 9.0], "beta=0.1": [5.0, 5.0]}  # above log 500, but no cap is recorded
+    out = build_report(tmp_path, monkeypatch, mi, None)
+    cells = mi_cells((out / GRID / "tables" / "fashion-mnist.md").read_text())
+    assert cells == {"vae —": "**9.00 ± 0.00**", "beta-vae —": "5.00 ± 0.00"}
+    assert "not recorded, so nothing is flagged" in (out / "README.md").read_text()
+
+
+def test_report_default_margin_is_the_config_default():
+    assert report.MI_CAP_MARGIN == config_module.MI_CAP_MARGIN
