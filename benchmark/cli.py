@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench  # imports torch: only when asked for
+    from .tools import bench  # imports torch: only when asked for
 
     parser = argparse.ArgumentParser(prog="python -m benchmark bench", description=bench.__doc__.split("\n")[0])
     bench.add_arguments(parser)
@@ -149,10 +149,10 @@ def _report(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import check_available
-    from .executor import RunOptions, run_grid, run_states
+    from .device import resolve_device
     from .grid import load_grid
-    from .runner import resolve_device
-    from .store import ResultStore
+    from .run.executor import RunOptions, run_grid, run_states
+    from .run.store import ResultStore
 
     grid = load_grid(args.grid)
     runs = grid.expand(methods=args.methods, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs)
@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if todo and not args.no_estimate:
             import torch
 
-            from .estimate import estimate_compute, format_estimate
+            from .tools.estimate import estimate_compute, format_estimate
 
             device = resolve_device(args.device)
             gpus = torch.cuda.device_count() if device.type == "cuda" else None
@@ -216,10 +216,10 @@ def _type_name(tp) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .data import DATASETS
+    from .discovery import METHODS
     from .grid import grid_names, load_grid
-    from .likelihoods import LIKELIHOODS
-    from .method import METHODS
-    from .models import ARCHS
+    from .ml.likelihoods import LIKELIHOODS
+    from .ml.models import ARCHS
 
     what = args.what
     if what in (None, "methods"):

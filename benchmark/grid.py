@@ -37,14 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DatasetConfig, EvalConfig, RunConfig
+from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from .data import DATASETS
+from .discovery import METHODS
 from .errors import GridError, UnknownNameError
-from .method import METHODS
-from .models import ARCHS, ModelConfig
-from .likelihoods import LIKELIHOODS
+from .ml.likelihoods import LIKELIHOODS
+from .ml.models import ARCHS
 from .registry import Registry
-from .train import TrainConfig
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods"}

@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from .store import records_table, setting_columns
+from .run.store import records_table, setting_columns
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 BASELINE = "vae"

@@ -33,13 +33,13 @@ def plugin_dir(tmp_path, monkeypatch):
 
     Call the fixture's value with ``{file name: source}`` to write plugin files.
     """
-    from benchmark import method
+    from benchmark import discovery
 
     folder = tmp_path / "plugins"
     folder.mkdir()
-    monkeypatch.setenv(method.PLUGIN_PATH_ENV, str(folder))
-    monkeypatch.setattr(method.METHODS, "_items", dict(method.METHODS._items))
-    monkeypatch.setattr(method, "_imported", set(method._imported))
+    monkeypatch.setenv(discovery.PLUGIN_PATH_ENV, str(folder))
+    monkeypatch.setattr(discovery.METHODS, "_items", dict(discovery.METHODS._items))
+    monkeypatch.setattr(discovery, "_imported", set(discovery._imported))
 
     def write(files: dict[str, str]) -> Path:
         for name, source in files.items():

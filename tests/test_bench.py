@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from benchmark import bench
-from benchmark.method import METHODS, TrainingProgress
+from benchmark.discovery import METHODS
+from benchmark.ml.method import TrainingProgress
+from benchmark.tools import bench
 
 
 def _numbers(obj):

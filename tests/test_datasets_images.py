@@ -65,9 +65,9 @@ def test_cache_keeps_uint8(tmp_path):
 def test_training_on_uint8_pixels_matches_float(tmp_path):
     """The runner keeps an image training split as uint8 (a quarter of the device memory) and the
     trainer converts each batch: the same training, bit for bit, as on the float split."""
-    from benchmark.method import build_method
-    from benchmark.models import ModelConfig
-    from benchmark.train import TrainConfig, Trainer
+    from benchmark.config import ModelConfig, TrainConfig
+    from benchmark.ml.method import build_method
+    from benchmark.ml.train import Trainer
 
     write_fake_fashion(tmp_path, gz=False, n_train=100)
     pixels = load_dataset("fashion-mnist", data_root=tmp_path, float_train=False)

@@ -12,12 +12,12 @@ import dataclasses
 import pytest
 import torch
 
-from benchmark.config import DatasetConfig, EvalConfig, RunConfig
+from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.data import load_dataset
-from benchmark.method import METHODS, build_method
-from benchmark.models import ModelConfig, MLPArch
-from benchmark.runner import execute
-from benchmark.train import TrainConfig
+from benchmark.discovery import METHODS
+from benchmark.ml.method import build_method
+from benchmark.ml.models import MLPArch
+from benchmark.run.runner import execute
 
 SHAPE, LATENT = (1, 28, 28), 32
 QUICK_MODEL = ModelConfig(arch="mlp", latent_dim=LATENT, options=dataclasses.asdict(MLPArch([512, 512])))

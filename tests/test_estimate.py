@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import benchmark.estimate as estimate
-from benchmark.estimate import cost_key, estimate_compute, format_estimate
+import benchmark.tools.estimate as estimate
+from benchmark.tools.estimate import cost_key, estimate_compute, format_estimate
 from benchmark.grid import load_grid
 
 TINY = """
@@ -149,7 +149,7 @@ def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: 
 
 
 def test_check_estimate_against_real_runs(tiny, tmp_path):
-    from benchmark.check_estimate import check, cut, format_check, representatives
+    from benchmark.tools.check_estimate import check, cut, format_check, representatives
 
     pinwheel = [r for r in tiny if r.dataset.name == "pinwheel"]
     picked = representatives(pinwheel)
@@ -172,7 +172,7 @@ def test_check_estimate_against_real_runs(tiny, tmp_path):
 
 
 def test_check_estimate_bad_input_is_a_clear_error(capsys, no_system_data):
-    from benchmark.check_estimate import main
+    from benchmark.tools.check_estimate import main
 
     assert main(["--methods", "nope", "--device", "cpu"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err

@@ -11,11 +11,9 @@ import pytest
 import torch
 
 from benchmark import config as config_module, report
-from benchmark.config import DatasetConfig, EvalConfig, RunConfig
+from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.data import DataSplit
-from benchmark.models import ModelConfig
-from benchmark.runner import evaluate, execute
-from benchmark.train import TrainConfig
+from benchmark.run.runner import evaluate, execute
 from test_metrics import gen
 from test_remedies import build
 from test_report import GRID, record

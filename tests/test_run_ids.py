@@ -2,7 +2,7 @@
 
 ``run_ids.json`` holds, for every named grid in ``benchmark/grids/``, the run id and label of each
 run of its expansion (in order), and the code key of every built-in method (the digest of its
-plugin files and the core's ``NUMERICS_VERSION``, see ``benchmark/provenance.py``). A changed
+plugin files and the core's ``NUMERICS_VERSION``, see ``benchmark/run/provenance.py``). A changed
 run id would orphan every record made before; a changed code key would mark them stale.
 
 Rewrite the pins only after a deliberate change of identities:
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmark.grid import grid_names, load_grid  # noqa: E402
-from benchmark.method import method_code  # noqa: E402
+from benchmark.run.provenance import method_code  # noqa: E402
 
 PINS = Path(__file__).resolve().parent / "run_ids.json"
 BUILTIN_METHODS = ["beta-vae", "il-lid-vae", "lid-vae", "lr-vae", "vae"]

@@ -17,7 +17,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.config import RunConfig
 from benchmark.grid import load_grid
-from benchmark.runner import execute
+from benchmark.run.runner import execute
 from conftest import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_ray_executor_matches_sequential(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypatch, device):
-    from benchmark import runner
+    from benchmark.run import runner
 
     config: RunConfig = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[0])[0]
     plain = execute(config, device=device, log=lambda _: None).record
@@ -137,7 +137,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
 
 FLAKY = '''
 from pathlib import Path
-from benchmark.method import Method, register_method
+from benchmark.plugin import Method, register_method
 
 MARKER = Path({marker!r})
 

@@ -3,10 +3,10 @@
 # seconds (default 360) of steps, each with its own timeout; a step that fails is logged and the
 # rest go on, steps that no longer fit the budget are skipped.
 #
-#   bash benchmark/gpu_check.sh --prepare   here, once, on a machine with the data and PyPI:
+#   bash benchmark/tools/gpu_check.sh --prepare   here, once, on a machine with the data and PyPI:
 #                                           stages Fashion-MNIST and pythae's wheels (CPython 3.12,
 #                                           the device image's Python) under device-data/ (ignored)
-#   bash benchmark/gpu_check.sh             on the GPU machine (device tool: carry ["device-data"],
+#   bash benchmark/tools/gpu_check.sh             on the GPU machine (device tool: carry ["device-data"],
 #                                           timeout_s 420); results in $OUT (results/bench/gpu if unset)
 #
 # Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT (8 at most, as the device tool returns):
@@ -14,19 +14,19 @@
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
 #                          estimate of the paper grid, timed on this GPU
 #   dry-run-subgrids.txt   the same for full-warmup and full-capacity
-#   check-estimate.json    python -m benchmark.check_estimate: one run of each kind of `full` on
+#   check-estimate.json    python -m benchmark.tools.check_estimate: one run of each kind of `full` on
 #                          Fashion-MNIST (real data) and a synthetic FFHQ folder (7000 random
 #                          64x64 PNGs: the cost does not depend on the pixels), shortened, estimated
 #                          and then run for real, one at a time and 4 packed on the GPU
 #   pytest.txt             the whole test suite (the cuda cases of the device-dependent tests run)
 #   check-full-size.json   the same check for `full`'s Fashion-MNIST VAE runs at their real size
-#   bench-cuda.json        python -m benchmark.bench --device cuda (3 repeats; $BENCH_ARGS added)
+#   bench-cuda.json        python -m benchmark bench --device cuda (3 repeats; $BENCH_ARGS added)
 #   log.txt                everything the steps printed
 #
 # Dry run of the whole flow on a CPU machine (a few minutes): BENCH_DEVICE=cpu CHECK_GRID=smoke \
-#   BENCH_ARGS=--quick OUT=/tmp/gpu-check bash benchmark/gpu_check.sh
+#   BENCH_ARGS=--quick OUT=/tmp/gpu-check bash benchmark/tools/gpu_check.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 STAGE=device-data
 PYTHAE_WHEELS=(pythae==0.1.2 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
                typing-extensions==4.16.0)  # pydantic needs typing-extensions >= 4.16
@@ -50,7 +50,7 @@ if [ "${1:-}" = "--prepare" ]; then
     -d "$STAGE/wheels" "${PYTHAE_WHEELS[@]}" \
     || echo "gpu_check: pythae wheels not downloaded; the bench will skip pythae" >&2
   du -sh "$STAGE"
-  echo "gpu_check: staged under $STAGE/ (git-ignored); run: bash benchmark/gpu_check.sh with carry [\"$STAGE\"]"
+  echo "gpu_check: staged under $STAGE/ (git-ignored); run: bash benchmark/tools/gpu_check.sh with carry [\"$STAGE\"]"
   exit 0
 fi
 
@@ -117,7 +117,7 @@ for grid in full-warmup full-capacity; do
 done
 
 # 2. The estimate against real runs (shortened, one of each kind), then 4 packed on the GPU.
-CHECK=("$PY" -m benchmark.check_estimate --grid "$CHECK_GRID" --device "$DEVICE" --data-root "$DATA")
+CHECK=("$PY" -m benchmark.tools.check_estimate --grid "$CHECK_GRID" --device "$DEVICE" --data-root "$DATA")
 if [ "$CHECK_GRID" = full ]; then
   step check-estimate 200 - "${CHECK[@]}" --datasets fashion-mnist,ffhq --methods vae,lr-vae,il-lid-vae \
     --epochs 3 --train-size 6000 --test-size 1000 --parallel 4 --out "$OUT/check-estimate.json"
@@ -142,6 +142,6 @@ if ls "$STAGE"/wheels/*.whl >/dev/null 2>&1 && ! "$PY" -c "import pythae" 2>/dev
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bench-site \
     "$STAGE"/wheels/*.whl >>"$LOG" 2>&1
 fi
-step bench 180 - env PYTHONPATH=/tmp/bench-site "$PY" -m benchmark.bench --device "$DEVICE" --repeats 3 --eval-repeats 1 \
+step bench 180 - env PYTHONPATH=/tmp/bench-site "$PY" -m benchmark bench --device "$DEVICE" --repeats 3 --eval-repeats 1 \
   --seed-batch 8 --data-root "$DATA" --out "$OUT/bench-$DEVICE.json" "${BENCH_ARGS[@]}"
 say "done in $(( $(date +%s) - T0 ))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"

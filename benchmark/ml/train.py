@@ -7,28 +7,15 @@ batches from it (no DataLoader, no per-batch Python objects beyond the loss dict
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from .data import to_unit
-from .errors import DivergedError
+from ..config import TrainConfig
+from ..data import to_unit
+from ..errors import DivergedError
 from .method import Method, TrainingProgress
-
-
-@dataclass
-class TrainConfig:
-    """Resolved training settings of a run (the ``[train]`` table of a grid)."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = 0.0
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
 
 
 EpochCallback = Callable[[int, dict[str, float]], None]

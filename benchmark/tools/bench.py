@@ -72,7 +72,7 @@ class Preset:
     latent_dim: int
 
     def model_config(self):
-        from .models import ModelConfig
+        from ..config import ModelConfig
         return ModelConfig(arch="mlp", latent_dim=self.latent_dim, likelihood="gaussian",
                            posterior_variance="logvar",
                            options={"hidden": list(self.hidden), "activation": "relu"})
@@ -120,7 +120,7 @@ class Settings:
 
     def eval_config(self):
         """The default :class:`benchmark.config.EvalConfig` (with ``eval_overrides`` it has)."""
-        from .config import EvalConfig
+        from ..config import EvalConfig
 
         names = {f.name for f in dataclasses.fields(EvalConfig)}
         return EvalConfig(**{k: v for k, v in self.eval_overrides.items() if k in names})
@@ -135,7 +135,7 @@ class Settings:
         return dataclasses.replace(runs[0].eval, **{k: v for k, v in self.eval_overrides.items() if k in names})
 
     def hyperparameters(self, method: str) -> dict[str, Any]:
-        from .method import METHODS
+        from ..discovery import METHODS
 
         names = {f.name for f in dataclasses.fields(METHODS[method].Config)}
         return {k: v for k, v in self.method_overrides.items() if k in names}
@@ -235,7 +235,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     try:
-        from .provenance import git_commit
+        from ..run.provenance import git_commit
         info["git"] = git_commit()
     except Exception:  # provenance is informative only
         info["git"] = None
@@ -246,12 +246,12 @@ def load_data(settings: Settings, device: torch.device):
     """Train subset x [N, *shape] and the test split (a :class:`benchmark.data.DataSplit`, labels
     included) on ``device``; synthetic tensors of the same shape when the data set is missing or
     ``settings.data == "synthetic"``. Returns (train x, test split, description)."""
-    from .data import DataSplit
+    from ..data import DataSplit
 
     test_size = settings.test_size
     if settings.data != "synthetic":
-        from .data import load_dataset
-        from .errors import BenchmarkError
+        from ..data import load_dataset
+        from ..errors import BenchmarkError
         try:
             data = load_dataset(settings.data, data_root=settings.data_root, seed=0,
                                 train_size=settings.train_size, test_size=test_size, device=device)
@@ -272,7 +272,7 @@ def call_evaluate(method, split, config, generator):
     takes the test :class:`DataSplit` (labels for the per-class metrics)."""
     import inspect
 
-    from .runner import evaluate
+    from ..run.runner import evaluate
 
     params = list(inspect.signature(evaluate).parameters)
     return evaluate(method, split if len(params) > 1 and params[1] == "split" else split.x, config, generator)
@@ -350,7 +350,7 @@ def minimal_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor,
 
 def _harness_method(preset: Preset, shape: tuple[int, ...], device: torch.device, name: str = "vae",
                     seed: int = 0, hyperparameters: dict[str, Any] | None = None):
-    from .method import build_method
+    from ..ml.method import build_method
     torch.manual_seed(seed)
     return build_method(name, hyperparameters or {}, preset.model_config(), shape).to(device)
 
@@ -358,21 +358,16 @@ def _harness_method(preset: Preset, shape: tuple[int, ...], device: torch.device
 def harness_epochs(method, x: Tensor, batch_size: int, order: torch.Generator, fused_adam: bool = False
                    ) -> Callable[[], Any]:
     """A callable running one more epoch of the harness's loop on ``method`` with one persistent
-    optimiser: :class:`benchmark.train.Trainer` where it exists (``fused_adam``: its optimiser
-    replaced by Adam's fused kernel, the proposed ``make_optimizer`` change), else a fresh
-    ``train(epochs=1)`` per call (a new optimiser each time, which costs more: see the docs)."""
-    from . import train as train_module
+    optimiser (:class:`benchmark.ml.train.Trainer`; ``fused_adam``: its optimiser replaced by
+    Adam's fused kernel)."""
+    from ..config import TrainConfig
+    from ..ml.train import Trainer
 
-    config = train_module.TrainConfig(epochs=10**9, batch_size=batch_size)
-    if hasattr(train_module, "Trainer"):
-        trainer = train_module.Trainer(method, x, config, order)
-        if fused_adam:
-            trainer.optimizer = torch.optim.Adam(method.parameters(), lr=config.lr, fused=True)
-        return trainer.run_epoch
+    config = TrainConfig(epochs=10**9, batch_size=batch_size)
+    trainer = Trainer(method, x, config, order)
     if fused_adam:
-        raise RuntimeError("needs benchmark.train.Trainer")
-    one = train_module.TrainConfig(epochs=1, batch_size=batch_size)
-    return lambda: train_module.train(method, x, one, order)
+        trainer.optimizer = torch.optim.Adam(method.parameters(), lr=config.lr, fused=True)
+    return trainer.run_epoch
 
 
 def _interleaved_with_harness(method, x: Tensor, batch_size: int, repeats: int, clock: Clock,
@@ -382,7 +377,8 @@ def _interleaved_with_harness(method, x: Tensor, batch_size: int, repeats: int, 
 
     The harness's epoch time is measured from the callback's exit to its next entry, so it is
     one real ``train()`` call (one optimiser, the loss-part sums, the divergence check)."""
-    from .train import TrainConfig, train
+    from ..config import TrainConfig
+    from ..ml.train import train
 
     times: dict[str, list[float]] = {"harness": [], **{k: [] for k in arms}}
     mark = [clock()]
@@ -408,8 +404,6 @@ def bench_throughput(settings: Settings, x: Tensor, device: torch.device, clock:
     """Harness vs minimal loop (and both with fused Adam), per preset: ``4 * repeats``
     short epochs of ``throughput_examples`` each, interleaved, so that every comparison is made
     within a second or so and a changing machine load hits both arms alike."""
-    from . import train as train_module
-
     x = x[: settings.throughput_examples]
     shape, n, bs = tuple(x.shape[1:]), x.shape[0], settings.batch_size
     repeats = 4 * settings.repeats
@@ -424,7 +418,7 @@ def bench_throughput(settings: Settings, x: Tensor, device: torch.device, clock:
         gen = torch.Generator().manual_seed(2)
         arms: dict[str, Callable[[int], Any]] = {
             "minimal": lambda _r, m=minimal, o=opt, g=gen: minimal_epoch(m, o, x, bs, g)}
-        if fused and hasattr(train_module, "Trainer"):
+        if fused:
             method_f = _harness_method(preset, shape, device)
             epoch_f = harness_epochs(method_f, x, bs, torch.Generator().manual_seed(1), fused_adam=True)
             arms["harness_fused_adam"] = lambda _r, f=epoch_f: f()
@@ -453,7 +447,7 @@ def bench_throughput(settings: Settings, x: Tensor, device: torch.device, clock:
 
 def _quick_grid_runs():
     try:
-        from .grid import load_grid
+        from ..grid import load_grid
         return load_grid("quick").expand()
     except Exception:  # the estimate is optional
         return []
@@ -463,8 +457,8 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
     """One callable per default end-of-run metric (those the current :class:`EvalConfig` switches
     on), computed the way the runner computes it, plus the runner's curve points and its whole
     ``evaluate()``. ``encode_test_split`` must run first: the posterior metrics use its output."""
-    from . import metrics
-    from .runner import Evaluation, _reconstruction_metrics, encode_all, latent_summary
+    from ..ml import metrics
+    from ..run.runner import Evaluation, _reconstruction_metrics, encode_all, latent_summary
 
     model, x = method.model, split.x
     gen = torch.Generator(device).manual_seed(3)
@@ -617,8 +611,7 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
     a warm-up) and ``evaluate()`` with the quick grid's evaluation settings (the first
     ``eval_repeats`` rounds, all kept: it takes seconds), interleaved round-robin; costs relative
     to ``vae``, default hyperparameters, the first preset's model."""
-    from . import train as train_module
-    from .method import METHODS
+    from ..discovery import METHODS
 
     preset = settings.presets[0]
     shape, bs = tuple(x.shape[1:]), settings.batch_size
@@ -648,7 +641,7 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
                 eval_t[name].append(clock() - t0)
     base = "vae" if "vae" in built else next(iter(built), None)
     out: dict[str, Any] = {"model": preset.name, "steps": steps, "batch_size": bs, "baseline": base,
-                           "persistent_optimizer": hasattr(train_module, "Trainer"),
+                           "persistent_optimizer": True,
                            "eval_settings": asdict(config),
                            "test_examples": len(split), "methods": {}, "failed": failed,
                            "times_s": {"train": train_t, "evaluate": eval_t}}
@@ -911,7 +904,7 @@ def _command_line() -> str:
 
 
 def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
-    from .runner import resolve_device
+    from ..device import resolve_device
 
     device = resolve_device(settings.device)
     clock = Clock(device)
@@ -1077,7 +1070,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _eval_set(text: str) -> dict[str, Any]:
     """``nll_samples=0,mi_mixture=batch`` -> {"nll_samples": 0, "mi_mixture": "batch"}, checked
     against :class:`benchmark.config.EvalConfig`."""
-    from .config import EvalConfig
+    from ..config import EvalConfig
 
     names = {f.name for f in dataclasses.fields(EvalConfig)}
     values: dict[str, Any] = {}

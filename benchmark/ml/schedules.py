@@ -21,9 +21,9 @@ from typing import Protocol
 
 from torch import Tensor
 
-from .errors import GridError
+from ..errors import GridError
 from .method import TrainingProgress
-from .registry import Registry
+from ..registry import Registry
 
 
 class Schedule(Protocol):

@@ -15,38 +15,19 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from . import images, metrics
-from .config import EvalConfig, RunConfig
-from .data import DataSplit, load_dataset, to_unit
-from .errors import DivergedError
-from .method import Method, build_method, method_code
-from .models import VAE
-from .provenance import environment
+from ..config import STREAMS, EvalConfig, RunConfig
+from ..data import DataSplit, load_dataset, to_unit
+from ..device import describe_device, resolve_device
+from ..errors import DivergedError
+from ..ml import images, metrics
+from ..ml.method import Method, build_method
+from ..ml.models import VAE
+from ..ml.train import Trainer
+from .provenance import environment, method_code
 from .store import RECORD_VERSION, atomic_torch_save
-from .train import Trainer
 
 EVAL_BATCH = 1000
-STREAMS = ("data", "init", "order", "train", "curves", "eval")
 Log = Callable[[str], None]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        from .errors import BenchmarkError
-        raise BenchmarkError("--device cuda was asked for but torch sees no GPU; use --device cpu or auto")
-    return resolved
-
-
-def describe_device(device: torch.device) -> str:
-    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (2 threads)``."""
-    if device.type == "cuda":
-        index = torch.cuda.current_device() if device.index is None else device.index
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 @torch.no_grad()

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import ModelConfig, PosteriorVariance
+from ..registry import Registry
 from .likelihoods import Likelihood
-from .registry import Registry
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU,
     "tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus,
 }
-PosteriorVariance = Literal["logvar", "softplus-logvar"]
 
 
 def mlp(sizes: list[int], activation: str, final_activation: bool = False) -> nn.Sequential:
@@ -178,17 +178,6 @@ ARCHS.add("mlp-shallow", MLPShallowArch)
 ARCHS.add("mlp-deep", MLPDeepArch)
 ARCHS.add("conv28", Conv28Arch)
 ARCHS.add("conv64", Conv64Arch)
-
-
-@dataclass
-class ModelConfig:
-    """Resolved model settings of a run (the ``[model]`` table of a grid)."""
-
-    arch: str = "mlp"
-    latent_dim: int = 32
-    likelihood: str = "gaussian"
-    posterior_variance: PosteriorVariance = "logvar"
-    options: dict = field(default_factory=dict)  # the architecture's own options, resolved
 
 
 class VAEOutput(NamedTuple):

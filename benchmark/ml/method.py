@@ -1,30 +1,25 @@
-"""The method plugin contract, the method registry and plugin discovery.
+"""The method plugin contract: :class:`Method`, :func:`register_method` and :func:`build_method`.
 
-A method is one file in ``methods/`` (or in a directory named by ``--plugins`` /
+A method is one file in ``methods/`` (or in a folder named by ``--plugins`` /
 ``$BENCHMARK_PLUGINS``) defining a :class:`Method` subclass decorated with
-:func:`register_method`. Files are imported on first lookup of the registry.
+:func:`register_method`; :mod:`benchmark.discovery` imports the files on the first lookup of
+the registry, and :mod:`benchmark.plugin` is the import surface plugins use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from .errors import PluginError
-from .models import VAE, ModelConfig
-from .provenance import PACKAGE_DIR, code_version
-from .registry import Registry
-
-BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "methods"
-PLUGIN_PATH_ENV = "BENCHMARK_PLUGINS"
+from ..config import ModelConfig
+from ..discovery import METHODS
+from ..errors import PluginError
+from .likelihoods import LIKELIHOODS
+from .models import VAE, build_arch
 
 
 @dataclass(frozen=True)
@@ -100,89 +95,27 @@ class Method(nn.Module):
         return docs
 
 
-def _discover() -> None:
-    for directory in plugin_dirs():
-        for path in sorted(directory.glob("*.py")):
-            if not path.name.startswith("_"):
-                _import_plugin(path)
-
-
-METHODS: Registry[type[Method]] = Registry("method", on_lookup=_discover)
-_imported: set[Path] = set()
-
-
-def plugin_dirs() -> list[Path]:
-    """The built-in ``methods/`` folder, then each folder in ``$BENCHMARK_PLUGINS``."""
-    extra = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
-    for directory in extra:
-        if not directory.is_dir():
-            raise PluginError(f"plugin folder {directory} (from ${PLUGIN_PATH_ENV} or --plugins) does not exist")
-    return [BUILTIN_PLUGIN_DIR, *extra]
-
-
-def _import_plugin(path: Path) -> None:
-    path = path.resolve()
-    if path in _imported:
-        return
-    _imported.add(path)
-    module_name = f"benchmark_plugin_{path.stem}_{abs(hash(str(path))):x}"
-    try:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"method plugin {path} failed to import: {type(exc).__name__}: {exc}") from exc
-
-
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator: check the plugin contract and register ``cls`` under ``cls.name``."""
     where = inspect.getsourcefile(cls) or cls.__module__
     if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise PluginError(f"{where}: @register_method needs a subclass of benchmark.method.Method")
+        raise PluginError(f"{where}: @register_method needs a subclass of benchmark.plugin.Method")
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
         raise PluginError(f"{where}: {cls.__name__} must set a class attribute `name` (e.g. name = \"my-vae\")")
     if not dataclasses.is_dataclass(cls.Config):
         raise PluginError(f"{where}: {cls.__name__}.Config must be a dataclass of hyperparameters")
     if cls.loss is Method.loss:
         raise PluginError(f"{where}: {cls.__name__} must implement loss(self, x, progress)")
-    existing = METHODS._items.get(cls.name)
+    existing = METHODS.peek(cls.name)
     if existing is not None and (existing.__qualname__, inspect.getsourcefile(existing)) != (cls.__qualname__, where):
         raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
                           f"{inspect.getsourcefile(existing)}; rename one of them")
-    METHODS._items[cls.name] = cls
-    return cls
-
-
-def method_files(cls: type[Method]) -> list[Path]:
-    """The plugin source files a method's numbers depend on beyond the core: the files of the
-    :class:`Method` subclasses in its MRO and of its Config's bases, outside the ``benchmark`` package."""
-    files = set()
-    classes = [k for k in cls.__mro__ if issubclass(k, Method) and k is not Method]
-    for klass in (*classes, *(k for k in cls.Config.__mro__ if k is not object)):
-        try:
-            path = Path(inspect.getsourcefile(klass) or "")
-        except TypeError:  # built-in classes (object)
-            continue
-        if path.is_file() and not path.resolve().is_relative_to(PACKAGE_DIR):
-            files.add(path.resolve())
-    return sorted(files)
-
-
-def method_code(name: str) -> dict[str, Any]:
-    """The code version of method ``name`` (see :func:`benchmark.provenance.code_version`):
-    records made with another ``key`` are stale."""
-    return code_version(method_files(METHODS[name]))
+    return METHODS.replace(cls.name, cls)
 
 
 def build_method(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig,
                  shape: tuple[int, ...]) -> Method:
     """Instantiate method ``name`` with its model for data of ``shape`` (uses the global RNG)."""
-    from .likelihoods import LIKELIHOODS
-    from .models import build_arch
-
     cls = METHODS[name]
     config = cls.Config(**hyperparameters)
     encoder, decoder = build_arch(model_config, shape)

@@ -7,14 +7,18 @@ import ast
 import functools
 import hashlib
 import importlib.metadata
+import inspect
 import platform
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = Path(__file__).resolve().parent
+from ..discovery import METHODS
+from ..ml.method import Method
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # benchmark/
+PROJECT_ROOT = PACKAGE_DIR.parent
 PACKAGES = ["torch", "torchvision", "numpy", "pandas", "scipy", "joblib", "tqdm"]
 # The version of the numbers the core (everything under benchmark/) makes. Bump it with any
 # change to benchmark/ that changes what a run computes (training, data, metrics); a refactor
@@ -70,6 +74,27 @@ def code_version(files: list[Path]) -> dict[str, Any]:
 def _display(path: Path) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def method_files(cls: type[Method]) -> list[Path]:
+    """The plugin source files a method's numbers depend on beyond the core: the files of the
+    :class:`Method` subclasses in its MRO and of its Config's bases, outside the ``benchmark`` package."""
+    files = set()
+    classes = [k for k in cls.__mro__ if issubclass(k, Method) and k is not Method]
+    for klass in (*classes, *(k for k in cls.Config.__mro__ if k is not object)):
+        try:
+            path = Path(inspect.getsourcefile(klass) or "")
+        except TypeError:  # built-in classes (object)
+            continue
+        if path.is_file() and not path.resolve().is_relative_to(PACKAGE_DIR):
+            files.add(path.resolve())
+    return sorted(files)
+
+
+def method_code(name: str) -> dict[str, Any]:
+    """The code version of method ``name`` (see :func:`code_version`):
+    records made with another ``key`` are stale."""
+    return code_version(method_files(METHODS[name]))
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import Registry
+from ..registry import Registry
 
 
 def _sum_data_dims(values: Tensor, x: Tensor) -> Tensor:

@@ -28,14 +28,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .cli import _names, _positive
-from .config import RunConfig
-from .data import check_available
-from .errors import BenchmarkError
+from ..cli import _names, _positive
+from ..config import RunConfig
+from ..data import check_available
+from ..errors import BenchmarkError
+from ..grid import load_grid
+from ..run.executor import RunOptions, run_grid
+from ..run.store import ResultStore
 from .estimate import _Shapes, cost_key, estimate_compute
-from .executor import RunOptions, run_grid
-from .grid import load_grid
-from .store import ResultStore
 
 MEASURED = ("train_time_s", "eval_time_s", "wall_time_s")
 

@@ -82,7 +82,7 @@ class ResultStore:
     def write(self, record: dict[str, Any], images: dict[str, Tensor] | None = None) -> Path:
         """Write the image grids (``<run_id>.<name>.png``, listed in ``record["artifacts"]``),
         then the record: a record on disk always has its images."""
-        from .images import save_image_grid
+        from ..ml.images import save_image_grid
 
         record["artifacts"] = {}
         for name, batch in sorted((images or {}).items()):

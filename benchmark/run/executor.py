@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from .config import RunConfig
-from .errors import BenchmarkError
-from .method import method_code
+from ..config import RunConfig
+from ..device import resolve_device
+from ..errors import BenchmarkError
 from .progress import GridProgress
-from .provenance import PROJECT_ROOT
-from .runner import RunResult, execute, failed_result, resolve_device
+from .provenance import PROJECT_ROOT, method_code
+from .runner import RunResult, execute, failed_result
 from .store import ResultStore, RunLock, atomic_torch_save
 
 
@@ -64,7 +64,7 @@ RunState = Literal["done", "stale", "todo"]
 
 def run_state(record: dict | None, code_key: str, keep_stale: bool = False) -> RunState:
     """``done``: an ``ok`` record made by the current code (``code_key``, see
-    :func:`benchmark.method.method_code`); ``stale``: an ``ok`` record made by other code (done
+    :func:`benchmark.run.provenance.method_code`); ``stale``: an ``ok`` record made by other code (done
     too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
     if record is None or record.get("status") != "ok":
         return "todo"

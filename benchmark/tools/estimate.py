@@ -36,13 +36,15 @@ from pathlib import Path
 
 import torch
 
-from . import data as data_module
-from .config import RunConfig
-from .data import DATASETS, to_unit
-from .method import METHODS, Method, TrainingProgress, build_method
-from .metrics import IW_BATCH, IW_CHUNK
-from .runner import EVAL_BATCH, describe_device, iw_log_px, resolve_device
-from .train import make_optimizer
+from .. import data as data_module
+from ..config import RunConfig
+from ..data import DATASETS, to_unit
+from ..device import describe_device, resolve_device
+from ..discovery import METHODS
+from ..ml.method import Method, TrainingProgress, build_method
+from ..ml.metrics import IW_BATCH, IW_CHUNK
+from ..ml.train import make_optimizer
+from ..run.runner import EVAL_BATCH, iw_log_px
 
 
 @dataclass(frozen=True)
