@@ -148,7 +148,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .data import check_available
+    from .data.catalog import check_available
     from .device import resolve_device
     from .grid import load_grid
     from .run.executor import RunOptions, run_grid, run_states
@@ -215,7 +215,7 @@ def _type_name(tp) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .data import DATASETS
+    from .data.catalog import DATASETS
     from .discovery import METHODS
     from .grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from .data import DATASETS
+from .data.catalog import DATASETS
 from .discovery import METHODS
 from .errors import GridError, UnknownNameError
 from .ml.likelihoods import LIKELIHOODS

@@ -52,9 +52,9 @@ def plugin_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def no_system_data(tmp_path, monkeypatch):
     """No Fashion-MNIST anywhere: empty system and cache roots, no $BENCHMARK_DATA, cold cache."""
-    from benchmark import data
+    from benchmark.data import catalog, roots
 
-    monkeypatch.setattr(data, "_CACHE", {})
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
-    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path / "cache")
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    monkeypatch.setattr(catalog, "_CACHE", {})
+    monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
+    monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.delenv(roots.DATA_ENV, raising=False)

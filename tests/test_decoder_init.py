@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from benchmark.data import load_dataset
+from benchmark.data.catalog import load_dataset
 from benchmark.discovery import METHODS
 from benchmark.ml.method import build_method
 from benchmark.ml.models import MLPArch

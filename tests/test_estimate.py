@@ -114,10 +114,10 @@ def test_real_timing_on_a_tiny_grid(tiny):
 
 def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
     """Every data set of the paper grid has a declared shape and split sizes: no files read."""
-    import benchmark.data as data
+    from benchmark.data import catalog, roots
 
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path])
-    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path])
+    monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path)
     monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002, 1e-6))
     result = estimate_compute(load_grid("full").expand(), "cpu")
     assert result.runs == 600 and len(result.rows) == 25
@@ -136,11 +136,11 @@ def test_bad_steps():
 
 def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: Path):
 
-    import benchmark.data as data
+    from benchmark.data import catalog, roots
 
-    spec = data.DATASETS["fashion-mnist"]
-    monkeypatch.setitem(data.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
-    monkeypatch.setattr(data, "_CACHE", {})
+    spec = catalog.DATASETS["fashion-mnist"]
+    monkeypatch.setitem(catalog.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
+    monkeypatch.setattr(catalog, "_CACHE", {})
     monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (1.0, 0.0, 0.0, 0.0))
     run = next(r for r in load_grid("smoke").expand() if r.dataset.name == "fashion-mnist")
     run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, train_size=None))

@@ -12,7 +12,7 @@ import torch
 
 from benchmark import config as config_module, report
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from benchmark.data import DataSplit
+from benchmark.data.splits import DataSplit
 from benchmark.run.runner import evaluate, execute
 from test_metrics import gen
 from test_remedies import build

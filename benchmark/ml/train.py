@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
-from ..data import to_unit
+from ..data.splits import to_unit
 from ..errors import DivergedError
 from .method import Method, TrainingProgress
 
@@ -35,7 +35,7 @@ class Trainer:
     learning-rate schedule, position) round-trips through :meth:`state_dict` for checkpoints.
 
     ``x`` [N, *shape] stays on the training device, float32 or uint8 pixels (each batch is
-    then converted with :func:`benchmark.data.to_unit`); each epoch draws a permutation from
+    then converted with :func:`benchmark.data.splits.to_unit`); each epoch draws a permutation from
     ``order`` (a CPU generator) and slices batches from it.
     """
 

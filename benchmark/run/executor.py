@@ -164,7 +164,7 @@ class RayBackend:
         self.ray, self.options = ray, options
         plugins = os.environ.get("BENCHMARK_PLUGINS", "")
         runtime_env = {"working_dir": str(PROJECT_ROOT),
-                       "excludes": [".venv/", "results/", "reports/", ".git/", "data/", "*.pt"],
+                       "excludes": ["/.venv/", "/results/", "/reports/", "/.git/", "/data/", "/device-data/", "*.pt"],
                        "env_vars": {"BENCHMARK_PLUGINS": plugins} if plugins else {}}
         init = dict(address=options.address, runtime_env=runtime_env, ignore_reinit_error=True,
                     log_to_driver=True, include_dashboard=False)

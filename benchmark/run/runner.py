@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..config import STREAMS, EvalConfig, RunConfig
-from ..data import DataSplit, load_dataset, to_unit
+from ..data.catalog import load_dataset
+from ..data.splits import DataSplit, to_unit
 from ..device import describe_device, resolve_device
 from ..errors import DivergedError
 from ..ml import images, metrics

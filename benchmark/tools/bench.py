@@ -246,11 +246,11 @@ def load_data(settings: Settings, device: torch.device):
     """Train subset x [N, *shape] and the test split (a :class:`benchmark.data.DataSplit`, labels
     included) on ``device``; synthetic tensors of the same shape when the data set is missing or
     ``settings.data == "synthetic"``. Returns (train x, test split, description)."""
-    from ..data import DataSplit
+    from ..data.splits import DataSplit
 
     test_size = settings.test_size
     if settings.data != "synthetic":
-        from ..data import load_dataset
+        from ..data.catalog import load_dataset
         from ..errors import BenchmarkError
         try:
             data = load_dataset(settings.data, data_root=settings.data_root, seed=0,

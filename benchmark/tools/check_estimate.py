@@ -30,7 +30,7 @@ from typing import Any
 
 from ..cli import _names, _positive
 from ..config import RunConfig
-from ..data import check_available
+from ..data.catalog import check_available
 from ..errors import BenchmarkError
 from ..grid import load_grid
 from ..run.executor import RunOptions, run_grid

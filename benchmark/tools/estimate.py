@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
-from .. import data as data_module
 from ..config import RunConfig
-from ..data import DATASETS, to_unit
+from ..data.catalog import DATASETS, full_splits
+from ..data.splits import to_unit
 from ..device import describe_device, resolve_device
 from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
@@ -112,7 +112,7 @@ class _Shapes:
         if spec.shape is not None and spec.train_size and spec.test_size:
             return tuple(spec.shape), spec.train_size, spec.test_size
         if name not in self.loaded:
-            full = data_module._load_full(name, self.data_root, 0, False)
+            full = full_splits(name, self.data_root)
             self.loaded[name] = (full.shape, len(full.train), len(full.test))
         return self.loaded[name]
 

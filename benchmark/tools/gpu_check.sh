@@ -105,7 +105,7 @@ rm -rf "$DATA"; mkdir -p "$DATA"
 [ -d "$STAGE/fashion-mnist" ] && ln -s "$PWD/$STAGE/fashion-mnist" "$DATA/fashion-mnist"
 step fake-ffhq 60 - "$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fakes import write_fake_ffhq
 write_fake_ffhq(Path('$DATA/ffhq'), n=7000, side=64, per_folder=1000)
-from benchmark.data import load_dataset; load_dataset('ffhq', data_root='$DATA', seed=0)  # builds the cached tensors"
+from benchmark.data.catalog import load_dataset; load_dataset('ffhq', data_root='$DATA', seed=0)  # builds the cached tensors"
 
 # 1. The compute estimate of the paper grid and its sub-grids on this device.
 step dry-run-full 90 "$OUT/dry-run-full.txt" "$PY" -m benchmark run --grid full --dry-run --device "$DEVICE" \
