@@ -35,7 +35,8 @@ from typing import Any
 
 import pandas as pd
 
-from .run.store import records_table, setting_columns
+from .run.store import ResultStore
+from .run.table import records_table, setting_columns
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 BASELINE = "vae"
@@ -212,25 +213,13 @@ def _method_order(method: str) -> tuple:
 
 
 def load_grid_records(grid_dir: Path) -> GridData:
-    runs_dir = grid_dir / "runs"
-    good: list[dict[str, Any]] = []
-    unreadable: list[tuple[str, str]] = []
-    for path in sorted(runs_dir.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            records_table([record])  # the schema the tables need
-            if record.get("run_id") != path.stem:
-                raise ValueError(f"run_id {record.get('run_id')!r} does not match the file name")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            unreadable.append((path.name, f"{type(exc).__name__}: {exc}"))
-            continue
-        good.append(record)
+    store = ResultStore(grid_dir.parent, grid_dir.name)
+    runs_dir = store.runs_dir
+    good, unreadable = store.scan()
     runs: list[Run] = []
     if good:
         table = records_table(good)
-        by_id = {r["run_id"]: r for r in good}
+        by_id = {r.run_id: r.to_dict() for r in good}
         columns = setting_columns(table)
         for _, row in table.iterrows():
             setting = {c: _plain(row[c]) for c in columns}

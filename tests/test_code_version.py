@@ -208,7 +208,7 @@ def test_checkpoint_of_other_code_is_not_resumed(tmp_path, plugin_dir):
     checkpoint = tmp_path / "run.pt"
     lines: list[str] = []
     fresh = execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)
-    assert checkpoint.exists() and fresh.record["status"] == "ok"
+    assert checkpoint.exists() and fresh.record.status == "ok"
     (folder / "scaled.py").write_text(PLUGIN.replace("1.0 * kl", "2.0 * kl"))
     lines.clear()
     execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)

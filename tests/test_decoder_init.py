@@ -74,5 +74,5 @@ def test_lid_decoder_learns_to_reconstruct_fashion_mnist(name, fraction, fashion
                        QUICK_MODEL, TrainConfig(epochs=3),
                        EvalConfig(nll_samples=0, geometry_points=0, noise_points=0, mi_curve_every=0), seed=0)
     result = execute(config, device="cpu", log=lambda line: None)
-    assert result.record["status"] == "ok", result.record["error"]
-    assert result.record["metrics"]["rec"] < fraction * constant_rec
+    assert result.record.status == "ok", result.record.error
+    assert result.record.metrics["rec"] < fraction * constant_rec

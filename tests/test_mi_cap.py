@@ -13,7 +13,8 @@ import torch
 from benchmark import config as config_module, report
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.data.splits import DataSplit
-from benchmark.run.runner import evaluate, execute
+from benchmark.run.evaluate import evaluate
+from benchmark.run.runner import execute
 from test_metrics import gen
 from test_remedies import build
 from test_report import GRID, record
@@ -92,7 +93,7 @@ def toy_run(**eval_settings) -> RunConfig:
 
 
 def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split():
-    train = execute(toy_run(mi_split="train", mi_examples=150), device="cpu", log=lambda _: None).record
+    train = execute(toy_run(mi_split="train", mi_examples=150), device="cpu", log=lambda _: None).record.to_dict()
     assert train["status"] == "ok", train["error"]
     assert train["estimators"]["mi_split"] == "train" and train["estimators"]["mi_examples"] == 150
     assert train["estimators"]["mi_cap"] == pytest.approx(math.log(150))
@@ -100,7 +101,7 @@ def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split()
     # the curves stay on the whole test split, the last point included (no estimator mixing)
     assert "test_mi" in train["curves"][0] and train["curves"][-1]["test_mi"] != train["metrics"]["mi"]
     assert train["curves"][-1]["test_mi"] <= math.log(100) + 1e-9
-    test = execute(toy_run(), device="cpu", log=lambda _: None).record
+    test = execute(toy_run(), device="cpu", log=lambda _: None).record.to_dict()
     assert test["status"] == "ok", test["error"]
     assert test["curves"][-1]["test_mi"] == test["metrics"]["mi"]
     assert test["estimators"]["mi_examples"] == 100 and test["estimators"]["mi_cap"] == pytest.approx(math.log(100))

@@ -104,7 +104,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
     from benchmark.run import runner
 
     config: RunConfig = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[0])[0]
-    plain = execute(config, device=device, log=lambda _: None).record
+    plain = execute(config, device=device, log=lambda _: None).record.to_dict()
 
     checkpoint = tmp_path / "ckpt.pt"
     real_run_epoch, calls = runner.Trainer.run_epoch, []
@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
     monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
 
     lines: list[str] = []
-    resumed = execute(config, device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record
+    resumed = execute(config, device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()
     assert any("resumed from" in line and "after epoch 2" in line for line in lines)
     assert len(resumed["curves"]) == len(plain["curves"]) == 4
     if device == "cpu":  # bit for bit
@@ -131,7 +131,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
         assert_same_metrics({"run": resumed}, {"run": plain})
 
     other = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[1])[0]
-    failed = execute(other, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record
+    failed = execute(other, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()
     assert failed["status"] == "failed" and "belongs to run" in failed["error"]["message"]
 
 

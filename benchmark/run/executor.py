@@ -1,10 +1,11 @@
-"""Run a list of configs and store each record as it arrives.
+"""Execute a prepared job's runs and store each record as it arrives.
 
 Backends: in this process (one worker, one device), local worker processes (joblib's loky;
 each pinned to a GPU slot or given its share of the CPU threads) or Ray tasks (local instance
 or a cluster; the driver writes every record itself, so workers need no shared filesystem).
-Every run is claimed with a lock first, so concurrent ``run`` commands never run it twice;
-finished ``ok`` runs are skipped unless forced; failed runs are retried.
+Every run is claimed with a lock first, so concurrent ``run`` commands never run it twice; a
+run another process finished meanwhile is skipped; failed runs are retried. What to run (and
+the device) is decided once beforehand, by :mod:`benchmark.run.prepare`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+import torch
+
 from ..config import RunConfig
-from ..device import resolve_device
 from ..errors import BenchmarkError
 from .progress import GridProgress
-from .provenance import PROJECT_ROOT, method_code
+from .provenance import PROJECT_ROOT
+from .record import run_state
 from .runner import RunResult, execute, failed_result
 from .store import ResultStore, RunLock, atomic_torch_save
 
@@ -42,6 +45,23 @@ class RunOptions:
     keep_model: bool = False
     threads: int = 0  # CPU threads per run (0: the cores shared between the workers)
 
+    def __post_init__(self) -> None:
+        if self.address and self.executor != "ray":
+            raise BenchmarkError("--address is for --executor ray")
+
+
+@dataclass
+class Job:
+    """The runs of one command on one grid's results, with what is known of them beforehand."""
+
+    name: str  # the grid, and its folder under the results
+    store: ResultStore
+    runs: list[RunConfig]  # every run of the command, in grid order
+    todo: list[RunConfig]  # the runs to execute (no ok record of the current code, or all with force)
+    code_keys: dict[str, str]  # method -> the key of its current code (run.provenance.method_code)
+    force: bool = False  # rerun runs that have an ok record
+    keep_stale: bool = False  # count ok records made by other code as done
+
 
 @dataclass
 class GridSummary:
@@ -59,41 +79,10 @@ class Slot:
     threads: int
 
 
-RunState = Literal["done", "stale", "todo"]
-
-
-def run_state(record: dict | None, code_key: str, keep_stale: bool = False) -> RunState:
-    """``done``: an ``ok`` record made by the current code (``code_key``, see
-    :func:`benchmark.run.provenance.method_code`); ``stale``: an ``ok`` record made by other code (done
-    too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
-    if record is None or record.get("status") != "ok":
-        return "todo"
-    if (record.get("code") or {}).get("key") == code_key or keep_stale:
-        return "done"
-    return "stale"
-
-
-def run_states(runs: list[RunConfig], store: ResultStore, keep_stale: bool = False) -> dict[str, RunState]:
-    """:func:`run_state` of every run, by run id."""
-    keys = {name: method_code(name)["key"] for name in {r.method for r in runs}}
-    return {r.run_id: run_state(store.read(r.run_id), keys[r.method], keep_stale) for r in runs}
-
-
-def pending_runs(runs: list[RunConfig], store: ResultStore, force: bool, keep_stale: bool = False) -> list[RunConfig]:
-    """Runs that are not done: no ``ok`` record, or a stale one (all runs when ``force``)."""
-    if force:
-        return list(runs)
-    states = run_states(runs, store, keep_stale)
-    return [r for r in runs if states[r.run_id] != "done"]
-
-
-def local_slots(options: RunOptions) -> list[Slot]:
-    """One slot per parallel run: GPU slots (``runs_per_gpu`` per visible GPU) or CPU slots
-    sharing the cores."""
-    device = resolve_device(options.device)
+def local_slots(options: RunOptions, device: torch.device) -> list[Slot]:
+    """One slot per parallel run on ``device``: GPU slots (``runs_per_gpu`` per visible GPU) or
+    CPU slots sharing the cores."""
     if device.type == "cuda":
-        import torch
-
         gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if device.index is None else [str(device)]
         slots = [Slot(gpu, 1) for _ in range(options.runs_per_gpu) for gpu in gpus]
         return slots[:options.workers] if options.workers > 1 else slots
@@ -103,8 +92,6 @@ def local_slots(options: RunOptions) -> list[Slot]:
 
 def _run_in_worker(config: RunConfig, options: RunOptions, slot: Slot, checkpoint: str | None) -> RunResult:
     """Entry point of a worker process (loky or Ray): pin the device and threads, then run."""
-    import torch
-
     torch.set_num_threads(slot.threads)
     if slot.device.startswith("cuda:"):
         torch.cuda.set_device(slot.device)
@@ -120,8 +107,6 @@ class InProcessBackend:
         self.options, self.log = options, log
         self.slots = [Slot(options.device, options.threads)]
         if options.threads:
-            import torch
-
             torch.set_num_threads(options.threads)
 
     def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
@@ -139,8 +124,8 @@ class InProcessBackend:
 class LokyBackend:
     """Local worker processes; a worker that dies fails only its own run."""
 
-    def __init__(self, options: RunOptions):
-        self.options, self.slots = options, local_slots(options)
+    def __init__(self, options: RunOptions, device: torch.device):
+        self.options, self.slots = options, local_slots(options, device)
 
     def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
         from joblib.externals.loky import get_reusable_executor
@@ -186,25 +171,23 @@ class RayBackend:
             self.ray.shutdown()
 
 
-def _backend(options: RunOptions, log: Callable[[str], None]):
+def _backend(options: RunOptions, device: torch.device, log: Callable[[str], None]):
     if options.executor == "ray":
         return RayBackend(options)
-    if options.workers <= 1 and not (options.runs_per_gpu > 1 and resolve_device(options.device).type == "cuda"):
+    if options.workers <= 1 and not (options.runs_per_gpu > 1 and device.type == "cuda"):
         return InProcessBackend(options, log)
-    return LokyBackend(options)
+    return LokyBackend(options, device)
 
 
-def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options: RunOptions,
-             force: bool = False, progress: GridProgress | None = None, keep_stale: bool = False) -> GridSummary:
-    """Execute the pending ``runs`` and write each record (and the tables) as it arrives. A
-    stale record (``ok``, made by other code) is moved to ``superseded/`` when its run's new
-    record is written; ``keep_stale`` counts stale records as done."""
-    todo = pending_runs(runs, store, force, keep_stale)
-    code_keys = {name: method_code(name)["key"] for name in {r.method for r in runs}}
-    progress = progress or GridProgress(len(todo))
-    summary = GridSummary(total=len(runs), skipped=len(runs) - len(todo))
-    backend = _backend(options, progress.log)
-    queue, free = deque(todo), list(backend.slots)
+def run_grid(job: Job, options: RunOptions, device: torch.device, progress: GridProgress | None = None) -> GridSummary:
+    """Execute ``job.todo`` on ``device`` (resolved) and write each record (and the tables) as
+    it arrives. A stale record (``ok``, made by other code) is moved to ``superseded/`` when its
+    run's new record is written."""
+    store, force, keep_stale, code_keys = job.store, job.force, job.keep_stale, job.code_keys
+    progress = progress or GridProgress(len(job.todo))
+    summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
+    backend = _backend(options, device, progress.log)
+    queue, free = deque(job.todo), list(backend.slots)
     running: dict[Future, tuple[RunConfig, Slot, RunLock, bool]] = {}  # ..., runs alone
     attempts: dict[str, int] = {}
     # A dying worker process takes every run in flight on the pool down with it. Runs lost
@@ -253,15 +236,15 @@ def run_grid(grid_name: str, runs: list[RunConfig], store: ResultStore, options:
                         continue
                     result = failed_result(config, type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())
                 record = result.record
-                record["attempt"] = attempts[config.run_id]
-                if record["status"] == "failed" and attempts[config.run_id] <= options.retries:
+                record.attempt = attempts[config.run_id]
+                if record.status == "failed" and attempts[config.run_id] <= options.retries:
                     progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), retrying: "
-                                 f"{record['error']['message'][:200]}")
+                                 f"{record.error['message'][:200]}")
                     progress.retrying()
                     lock.release()
                     queue.append(config)
                     continue
-                record["grid"] = grid_name
+                record.grid = job.name
                 if result.model_state is not None:
                     atomic_torch_save(result.model_state, store.model_path(config.run_id))
                 if run_state(store.read(config.run_id), code_keys[config.method]) == "stale":

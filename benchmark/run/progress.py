@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
+
+from .record import Record
 
 
 def _duration(seconds: float) -> str:
@@ -64,15 +66,15 @@ class GridProgress:
         else:
             print(line, file=self.stream, flush=True)
 
-    def finished(self, record: dict[str, Any]) -> None:
-        status = record["status"]
+    def finished(self, record: Record) -> None:
+        status = record.status
         self.counts[status] = self.counts.get(status, 0) + 1
         self.running = max(0, self.running - 1)
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * max(0, self.total - self.done)
-        detail = f" ({record['error']['message'][:200]})" if record.get("error") else ""
-        line = (f"[{self.done}/{self.total}] {status} {record['run_id']} {record['label']} "
-                f"in {record['wall_time_s']:.1f}s{detail}")
+        detail = f" ({record.error['message'][:200]})" if record.error else ""
+        line = (f"[{self.done}/{self.total}] {status} {record.run_id} {record.label} "
+                f"in {record.wall_time_s:.1f}s{detail}")
         if self.bar is not None:
             self.bar.set_postfix(self._status(), refresh=False)
             self.bar.update(1)

@@ -53,6 +53,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from ..run.evaluate import evaluate
+
 BENCH_VERSION = 1
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before --threads
 THROUGHPUT_TARGET = 0.95  # harness / minimal examples per second, MLP presets (issue: fast enough)
@@ -267,17 +269,6 @@ def load_data(settings: Settings, device: torch.device):
     return train.to(device), test.to(device), f"{note} [N, 1, 28, 28] uniform"
 
 
-def call_evaluate(method, split, config, generator):
-    """The runner's ``evaluate()``, whichever form it has: it took the test tensor ``x`` and now
-    takes the test :class:`DataSplit` (labels for the per-class metrics)."""
-    import inspect
-
-    from ..run.runner import evaluate
-
-    params = list(inspect.signature(evaluate).parameters)
-    return evaluate(method, split if len(params) > 1 and params[1] == "split" else split.x, config, generator)
-
-
 def fused_adam_supported(device: torch.device) -> bool:
     """Adam(fused=True) exists for CUDA since torch 2.0 and for CPU since 2.4."""
     try:
@@ -458,7 +449,7 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
     on), computed the way the runner computes it, plus the runner's curve points and its whole
     ``evaluate()``. ``encode_test_split`` must run first: the posterior metrics use its output."""
     from ..ml import metrics
-    from ..run.runner import Evaluation, _reconstruction_metrics, encode_all, latent_summary
+    from ..run.evaluate import Evaluation, encode_all, iw_log_px, latent_summary, reconstruction_metrics
 
     model, x = method.model, split.x
     gen = torch.Generator(device).manual_seed(3)
@@ -471,8 +462,7 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
     def kl():
         kl_values = metrics.kl_to_prior(state["mu"], state["logvar"])
         out = float(kl_values.mean())
-        if hasattr(metrics, "kl_quantiles"):
-            metrics.kl_quantiles(kl_values)
+        metrics.kl_quantiles(kl_values)
         return out
 
     def per_class():
@@ -480,19 +470,12 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
         metrics.kl_per_class(metrics.kl_to_prior(state["mu"], state["logvar"]), split.y)
 
     def reconstruction():  # rec, neg_elbo and mse: one posterior sample per example
-        out = Evaluation({"metrics": {"kl": 0.0}, "estimators": {}})
-        _reconstruction_metrics(model, x, state["mu"], state["logvar"], gen, out)
-        return out.fields["metrics"]["rec"]
+        out = Evaluation(metrics={"kl": 0.0})
+        reconstruction_metrics(model, x, state["mu"], state["logvar"], gen, out)
+        return out.metrics["rec"]
 
     def iw_nll():
-        xs = x[:config.nll_examples]
-        shape = xs.shape[1:]
-
-        def log_likelihood(xb, z):
-            return model.likelihood.log_prob(model.decode(z.flatten(0, 1)).reshape(*z.shape[:2], *shape), xb)
-
-        return metrics.importance_weighted_log_likelihood(xs, model.encode, log_likelihood,
-                                                          num_samples=config.nll_samples, generator=gen)
+        return iw_log_px(model, x[:config.nll_examples], config.nll_samples, gen)
 
     def curve_point(with_mi: bool):
         method.eval()
@@ -507,8 +490,7 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
             state["mu"], state["logvar"], mixture=config.mi_mixture, batch_size=config.mi_batch_size, generator=gen),
         "reconstruction": reconstruction,
     }
-    if hasattr(metrics, "active_units_per_class") and hasattr(metrics, "kl_per_class"):
-        arms["per_class"] = per_class
+    arms["per_class"] = per_class
     if getattr(config, "nll_samples", 0):
         arms["iw_nll"] = iw_nll
     if getattr(config, "geometry_points", 0):
@@ -521,9 +503,9 @@ def metric_arms(method, split, config, device: torch.device, grid_config=None) -
     arms["curve_point"] = lambda: curve_point(False)
     if getattr(config, "mi_curve_every", 0):
         arms["curve_point_with_mi"] = lambda: curve_point(True)
-    arms["evaluate"] = lambda: call_evaluate(method, split, config, gen)
+    arms["evaluate"] = lambda: evaluate(method, split, config, gen)
     if grid_config is not None and grid_config != config:
-        arms["evaluate_quick_grid"] = lambda: call_evaluate(method, split, grid_config, gen)
+        arms["evaluate_quick_grid"] = lambda: evaluate(method, split, grid_config, gen)
     return arms
 
 
@@ -637,7 +619,7 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
             train_t[name].append(clock() - t0)
             if r < eval_rounds:
                 t0 = clock()
-                call_evaluate(method, split, config, gen)
+                evaluate(method, split, config, gen)
                 eval_t[name].append(clock() - t0)
     base = "vae" if "vae" in built else next(iter(built), None)
     out: dict[str, Any] = {"model": preset.name, "steps": steps, "batch_size": bs, "baseline": base,

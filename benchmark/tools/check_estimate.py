@@ -28,21 +28,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..cli import _names, _positive
+from ..arguments import names, positive
 from ..config import RunConfig
 from ..data.catalog import check_available
 from ..errors import BenchmarkError
 from ..grid import load_grid
-from ..run.executor import RunOptions, run_grid
+from ..run.executor import RunOptions
+from ..run.prepare import launch, prepare_runs
+from ..run.record import Record
 from ..run.store import ResultStore
-from .estimate import _Shapes, cost_key, estimate_compute
+from .estimate import DataShapes, cost_key, estimate_compute
 
 MEASURED = ("train_time_s", "eval_time_s", "wall_time_s")
 
 
 def representatives(runs: list[RunConfig], data_root: str | None = None) -> list[RunConfig]:
     """The first run of each (data set, method, cost kind) of ``runs``, in grid order."""
-    shapes, seen, picked = _Shapes(data_root), set(), []
+    shapes, seen, picked = DataShapes(data_root), set(), []
     for run in runs:
         key = (run.dataset.name, run.method, cost_key(run, shapes(run.dataset.name)[0]))
         if key not in seen:
@@ -60,16 +62,16 @@ def cut(run: RunConfig, train_size: int | None, test_size: int | None) -> RunCon
     return dataclasses.replace(run, dataset=dataset)
 
 
-def _timed_grid(runs: list[RunConfig], results: Path, options: RunOptions) -> tuple[float, list[dict[str, Any]]]:
+def _timed_grid(runs: list[RunConfig], results: Path, options: RunOptions) -> tuple[float, list[Record]]:
     """Wall seconds of running ``runs`` into a fresh store under ``results``, and their records."""
     store = ResultStore(results, "check-estimate")
     start = time.perf_counter()
-    run_grid("check-estimate", runs, store, options, force=True)
+    launch(prepare_runs("check-estimate", runs, store, force=True), options)
     elapsed = time.perf_counter() - start
     records = [store.read(r.run_id) for r in runs]
-    failed = [r for r in records if r is None or r["status"] != "ok"]
+    failed = [r for r in records if r is None or r.status != "ok"]
     if failed:
-        details = "; ".join(f"{r['label']}: {r['status']} {r.get('error')}" if r else "no record" for r in failed)
+        details = "; ".join(f"{r.label}: {r.status} {r.error}" if r else "no record" for r in failed)
         raise BenchmarkError(f"{len(failed)} of the runs did not finish ok, so there is nothing to compare: {details}")
     return elapsed, records  # type: ignore[return-value]
 
@@ -82,9 +84,9 @@ def check(runs: list[RunConfig], device: str, data_root: str | None, results: Pa
     elapsed, records = _timed_grid(runs, results / "one-at-a-time", sequential)
     measured: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: dict.fromkeys(MEASURED, 0.0))
     for record in records:
-        row = measured[(record["config"]["dataset"]["name"], record["config"]["method"])]
+        row = measured[(record.config["dataset"]["name"], record.config["method"])]
         for key in MEASURED:
-            row[key] += record[key]
+            row[key] += getattr(record, key)
     rows = []
     for r in estimate.rows:
         got = measured[(r.dataset, r.method)]
@@ -92,7 +94,7 @@ def check(runs: list[RunConfig], device: str, data_root: str | None, results: Pa
                      "estimated_train_s": r.train_hours * 3600, "estimated_eval_s": r.eval_hours * 3600,
                      "estimated_s": r.hours * 3600, **got})
     out: dict[str, Any] = {
-        "device": estimate.device, "records_device": sorted({r["device"] for r in records}),
+        "device": estimate.device, "records_device": sorted({r.device for r in records}),
         "runs": [r.label() + f" [{r.model.arch}] {r.run_id}" for r in runs],
         "kinds": [dataclasses.asdict(k) for k in estimate.kinds],
         "rows": rows, "one_at_a_time_s": elapsed,
@@ -131,14 +133,14 @@ def format_check(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.check_estimate", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", default="full", help="grid name or TOML file (default: full)")
-    parser.add_argument("--datasets", type=_names, help="only these data sets (comma-separated)")
-    parser.add_argument("--methods", type=_names, help="only these methods (comma-separated)")
-    parser.add_argument("--epochs", type=_positive, help="override the number of epochs")
-    parser.add_argument("--train-size", type=_positive, help="at most this many training examples per run")
-    parser.add_argument("--test-size", type=_positive, help="at most this many test examples per run")
+    parser.add_argument("--datasets", type=names, help="only these data sets (comma-separated)")
+    parser.add_argument("--methods", type=names, help="only these methods (comma-separated)")
+    parser.add_argument("--epochs", type=positive, help="override the number of epochs")
+    parser.add_argument("--train-size", type=positive, help="at most this many training examples per run")
+    parser.add_argument("--test-size", type=positive, help="at most this many test examples per run")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--data-root", help="folder holding the data sets (also $BENCHMARK_DATA)")
-    parser.add_argument("--parallel", type=_positive, default=1, metavar="K", help="also run them K at a time")
+    parser.add_argument("--parallel", type=positive, default=1, metavar="K", help="also run them K at a time")
     parser.add_argument("--results", help="keep the scratch records here (default: a temporary folder)")
     parser.add_argument("--out", help="write the comparison as JSON here")
     args = parser.parse_args(argv)

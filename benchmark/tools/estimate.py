@@ -44,7 +44,7 @@ from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
 from ..ml.metrics import IW_BATCH, IW_CHUNK
 from ..ml.train import make_optimizer
-from ..run.runner import EVAL_BATCH, iw_log_px
+from ..run.evaluate import EVAL_BATCH, iw_log_px
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _Shapes:
+class DataShapes:
     """Per-example shape and published split sizes of each data set: from its DatasetSpec, or
     (a data set registered without them) by loading it once from ``data_root``."""
 
@@ -203,7 +203,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     torch_device = resolve_device(str(device))
-    shapes = _Shapes(data_root)
+    shapes = DataShapes(data_root)
     kinds: dict[str, list[RunConfig]] = defaultdict(list)
     for run in runs:
         kinds[cost_key(run, shapes(run.dataset.name)[0])].append(run)
@@ -268,3 +268,11 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
         lines += [f"  {k.step_s:9.4f} {k.encode_s:9.4f} {k.forward_s:9.4f} {1e6 * k.iw_code_s:9.2f}  x{k.runs:<4} "
                   f"{k.description}" for k in estimate.kinds]
     return "\n".join(lines)
+
+
+def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path | None = None) -> str:
+    """The estimate a dry run prints for ``runs`` on ``device`` ("auto", "cpu", "cuda"), with
+    the timed kinds and, on a GPU, the wall time spread over the visible GPUs."""
+    torch_device = resolve_device(device)
+    gpus = torch.cuda.device_count() if torch_device.type == "cuda" else None
+    return format_estimate(estimate_compute(runs, torch_device, data_root=data_root), gpus=gpus, kinds=True)
