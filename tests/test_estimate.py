@@ -114,7 +114,7 @@ def test_real_timing_on_a_tiny_grid(tiny):
 
 def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
     """Every data set of the paper grid has a declared shape and split sizes: no files read."""
-    from benchmark.data import catalog, roots
+    from benchmark.data import roots
 
     monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path])
     monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path)
@@ -135,8 +135,7 @@ def test_bad_steps():
 
 
 def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: Path):
-
-    from benchmark.data import catalog, roots
+    from benchmark.data import catalog
 
     spec = catalog.DATASETS["fashion-mnist"]
     monkeypatch.setitem(catalog.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
