@@ -118,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .tools import bench  # imports torch: only when asked for
+    from .tools.bench.main import add_arguments, main as bench_main
 
     parser = argparse.ArgumentParser(prog="python -m benchmark bench", description=bench.__doc__.split("\n")[0])
-    bench.add_arguments(parser)
-    return bench.main(parser.parse_args(args.rest))
+    add_arguments(parser)
+    return bench_main(parser.parse_args(args.rest))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

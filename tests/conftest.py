@@ -15,7 +15,7 @@ def _has_cuda() -> bool:
 
 
 # Devices the device-dependent tests run on: the CPU, and the GPU where torch sees one (on the
-# CPU-only CI the cuda cases are reported as skipped; benchmark/gpu_check.sh runs them).
+# CPU-only CI the cuda cases are reported as skipped; benchmark/tools/gpu_check.sh runs them).
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _has_cuda(), reason="no CUDA device"))]
 
 

@@ -1,12 +1,12 @@
 """Check the dry-run's compute estimate against real runs on this device.
 
-    python -m benchmark.check_estimate --grid full --datasets fashion-mnist,ffhq \\
+    python -m benchmark.tools.check_estimate --grid full --datasets fashion-mnist,ffhq \\
         --methods vae,lr-vae,il-lid-vae --epochs 4 --train-size 6000 --test-size 1000 --parallel 4
 
-takes one run (seed 0) of each kind of run in the selection (:func:`benchmark.estimate.cost_key`
+takes one run (seed 0) of each kind of run in the selection (:func:`benchmark.tools.estimate.cost_key`
 per data set: the shallow and the deep MLP of one data set are two kinds), optionally shortened
 (``--epochs``) and cut to random subsets (``--train-size`` / ``--test-size``), estimates it with
-:func:`benchmark.estimate.estimate_compute` and then trains and evaluates it for real through the
+:func:`benchmark.tools.estimate.estimate_compute` and then trains and evaluates it for real through the
 grid runner, in a scratch results folder. It prints, per data set and method, the estimated and
 measured seconds of training (``train_time_s`` of the records) and of the whole run
 (``wall_time_s``: also loading, the per-epoch curves, the final evaluation and the metrics the
@@ -131,7 +131,7 @@ def format_check(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.check_estimate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmark.tools.check_estimate", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", default="full", help="grid name or TOML file (default: full)")
     parser.add_argument("--datasets", type=names, help="only these data sets (comma-separated)")
     parser.add_argument("--methods", type=names, help="only these methods (comma-separated)")

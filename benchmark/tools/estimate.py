@@ -3,7 +3,7 @@
 Runs are grouped into *kinds* that cost the same per step: the data shape, the method, the
 method's hyperparameters other than floats (floats such as beta, alpha_T or L weight terms:
 they change the numbers, not the work), the model config and the batch size / optimiser. One
-model of each kind is built with :func:`benchmark.method.build_method` and trained for a few
+model of each kind is built with :func:`benchmark.ml.method.build_method` and trained for a few
 Adam steps on synthetic data of the right shape (random uint8 pixels for image sets, as the
 trainer gets them, uniform in [0, 1] otherwise; no data set is read) on the given device, and
 its evaluation passes are timed at the sizes the runner uses. A run's time is then
@@ -20,7 +20,7 @@ cost grows in proportion to the codes, at CPU_IW_CODES codes and scaled. Not cou
 estimate (quadratic in the test size; small on a GPU), decoder-geometry Jacobians, start-up
 and data loading (preprocessing CelebA / FFHQ once takes minutes on its own). The estimate
 is for running the runs one after the other on the timed device;
-``python -m benchmark.check_estimate`` compares it with real runs.
+``python -m benchmark.tools.check_estimate`` compares it with real runs.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
     per_device = f"{_hours(estimate.hours)} h one run after another on this {estimate.device.split(' ')[0]}"
     if gpus and gpus > 1:
         per_device += f"; about {_hours(estimate.hours / gpus)} h spread over {gpus} such devices"
-    lines.append(f"= {per_device} (training steps and evaluation passes only; see benchmark/estimate.py)")
+    lines.append(f"= {per_device} (training steps and evaluation passes only; see benchmark/tools/estimate.py)")
     if kinds:
         lines.append(f"timed kinds (s per training step | per no-grad encode, encode + decode of {EVAL_BATCH} "
                      f"examples | us per code decoded in the IW-NLL):")

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The prepared GPU check (docs/datasets.md, docs/performance.md): one call, at most $BUDGET
-# seconds (default 360) of steps, each with its own timeout; a step that fails is logged and the
-# rest go on, steps that no longer fit the budget are skipped.
+# The GPU check (docs/datasets.md, docs/performance.md): the compute estimate, its check against
+# real runs, the test suite and the bench on one GPU machine, in one call of at most $BUDGET
+# seconds (default 360). Each step has its own timeout; a step that fails is logged and the rest
+# go on; steps that no longer fit the budget are skipped.
 #
-#   bash benchmark/tools/gpu_check.sh --prepare   here, once, on a machine with the data and PyPI:
-#                                           stages Fashion-MNIST and pythae's wheels (CPython 3.12,
-#                                           the device image's Python) under device-data/ (ignored)
-#   bash benchmark/tools/gpu_check.sh             on the GPU machine (device tool: carry ["device-data"],
-#                                           timeout_s 420); results in $OUT (results/bench/gpu if unset)
+#   bash benchmark/tools/gpu_check.sh --prepare   once, on a machine with the data and PyPI access:
+#                                                 copies Fashion-MNIST and downloads pythae's wheels
+#                                                 (for CPython 3.12) into device-data/ (git-ignored)
+#   bash benchmark/tools/gpu_check.sh             on the GPU machine, in a copy of the repository
+#                                                 that includes device-data/ (the machine needs no
+#                                                 network); results in $OUT (results/bench/gpu if unset)
 #
-# Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT (8 at most, as the device tool returns):
+# Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT:
 #   env.txt                nvidia-smi, python, torch, CUDA
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
 #                          estimate of the paper grid, timed on this GPU
