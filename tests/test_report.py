@@ -179,6 +179,14 @@ def test_missing_section(built):
     assert "beta-vae (beta=0.1)" not in missing  # complete settings are not listed
 
 
+def test_results_without_a_plan_say_so(tmp_path):
+    results = write_results(tmp_path / "results")  # records written before `run` wrote plans
+    assert build_report(results, tmp_path / "out")[0] == 0
+    missing = (tmp_path / "out" / "README.md").read_text().split("### What is missing", 1)[1]
+    assert "no readable `plan.json` beside the records" in missing and "Not run yet" not in missing
+    assert f"`{run_id(*FAILED)}`" in missing  # what the records show is still reported
+
+
 def test_vae_comparison_matches_scipy(built):
     table = pd.read_csv(built["out"] / GRID / "tables" / "vs_vae.csv")
     row = table[(table["setting"] == "beta=0.1") & (table["metric"] == "au")].iloc[0]

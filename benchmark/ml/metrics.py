@@ -1,4 +1,4 @@
-"""Posterior-collapse metrics (definitions in METRICS.md) as pure functions on tensors.
+"""Posterior-collapse metrics (definitions in docs/metrics.md) as pure functions on tensors.
 
 Shapes: ``N`` examples, ``d`` latent dimensions. Every log density and KL is in nats.
 Posteriors are diagonal Gaussians ``q(z|x) = N(mu, diag exp(logvar))`` and the prior is
@@ -235,7 +235,7 @@ def _decoder_jacobian(decode: Decode, z: Tensor) -> Tensor:
     Reverse mode when D <= d (D backward passes); otherwise the double-backward trick,
     J v = d/du [(J^T u) . v], one backward with ``create_graph`` and then d backward passes
     (works through decoders that call ``torch.autograd.grad`` themselves, such as
-    :class:`benchmark.icnn.LIDDecoder`, where ``torch.func`` transforms may not).
+    :class:`benchmark.ml.icnn.LIDDecoder`, where ``torch.func`` transforms may not).
     ``autograd.grad`` never accumulates into parameters' ``.grad``.
     """
     with torch.enable_grad():
@@ -290,7 +290,7 @@ def decoder_geometry(decode: Decode, z: Tensor, generator: torch.Generator | Non
     :func:`kl_quantiles`: ``q05``, ``q95`` by default) and
     ``jacobian_bilipschitz = max(1 / sv_min_<qlo>, sv_max_<qhi>)``.
 
-    Pair part (the LR-VAE code's estimate, METRICS.md): ``pairs_per_point`` pairs per point,
+    Pair part (the LR-VAE code's estimate, docs/metrics.md): ``pairs_per_point`` pairs per point,
     a = z, b = a + pair_scale * u with u uniform on the unit sphere (from ``generator``);
     ratios ||D(a) - D(b)||_2 / ||a - b||_2 over the flattened outputs; keys ``ratio_<qlo>``,
     ``ratio_median``, ``ratio_<qhi>`` and ``bilipschitz = max(1 / ratio_<qlo>, ratio_<qhi>)``.
@@ -336,7 +336,7 @@ def noise_sensitivity(decode_mean: Decode, mu: Tensor,
                       variances: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                       draws: int = 8, generator: torch.Generator | None = None,
                       batch_size: int = 256) -> dict:
-    """How much the decoder mean moves when its input is perturbed (METRICS.md).
+    """How much the decoder mean moves when its input is perturbed (docs/metrics.md).
 
     ``mu`` [M, d]: evaluation posterior means. One noise tensor eps [draws, M, d] ~ N(0, I)
     is drawn from ``generator`` and shared by all variances (common random numbers), and

@@ -1,7 +1,7 @@
 """Weight schedules: warm-up, annealing and cyclical values of a loss weight over training.
 
 A schedule is a small frozen object called as ``schedule(progress, last_kl=None) -> float``
-with the run's :class:`~benchmark.method.TrainingProgress`. ``last_kl`` is the previous
+with the run's :class:`~benchmark.ml.method.TrainingProgress`. ``last_kl`` is the previous
 step's batch-mean KL (nats per example; a 0-dim tensor is accepted); only ``kl-adaptive``
 reads it. Build one by name with :func:`make_schedule`, e.g.
 ``make_schedule("linear", 1.0, duration=0.5)``.
