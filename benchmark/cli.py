@@ -136,11 +136,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .grid import load_grid
     from .run.executor import RunOptions
     from .run.prepare import launch, prepare
 
-    prepared = prepare(load_grid(args.grid), args.results, methods=args.methods, datasets=args.datasets,
+    prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
                        seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale)
     print(prepared.header(), file=sys.stderr)
     if args.dry_run:

@@ -23,7 +23,10 @@ A grid file::
     [[methods]]
     name = "*"         # every registered method (plugins included), default hyperparameters
 
-Expansion order: datasets x methods x hyperparameter combinations x seeds.
+Expansion order: datasets x methods x hyperparameter combinations x seeds. Every field is checked
+against the registries and the config dataclasses (``benchmark.config``) before anything runs;
+errors name the file and the field. The grid's runs, each with the hyperparameters its entry
+names (:meth:`Grid.runs`), are what ``run`` writes to ``plan.json`` for the report.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class GridRun:
 
 @dataclass(frozen=True)
 class Grid:
-    """A parsed grid file; :meth:`expand` gives its runs."""
+    """A parsed grid file; :meth:`expand` gives its runs (optionally narrowed), :meth:`runs` all of
+    them with the hyperparameters each entry names."""
 
     name: str
     path: Path

@@ -101,7 +101,7 @@ def test_run_writes_the_whole_plan_and_a_dry_run_writes_nothing(tmp_path, fake_f
 def test_force_and_keep_stale_are_part_of_the_job(tmp_path):
     from benchmark.run.prepare import prepare
 
-    prepared = prepare(load_grid("smoke"), str(tmp_path), methods=["vae"], force=True)
+    prepared = prepare("smoke", str(tmp_path), methods=["vae"], force=True)
     assert prepared.job.force and len(prepared.job.todo) == len(prepared.job.runs) == 2
     assert set(prepared.states.values()) == {"todo"} and "2 runs, 0 already done (skipped), 2 to run" in prepared.header()
     assert len(prepared.plan.runs) == 2 * len(METHODS.names())  # the plan holds the whole grid

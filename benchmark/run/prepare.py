@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..data.catalog import check_available
 from ..device import resolve_device
 from ..errors import BenchmarkError
-from ..grid import Grid
+from ..grid import load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
 from .progress import GridProgress
@@ -63,17 +63,20 @@ def prepare_runs(name: str, runs: list[RunConfig], store: ResultStore, *, force:
     return Prepared(Job(name, store, runs, todo, code_keys, force, keep_stale), states, source)
 
 
-def prepare(grid: Grid, results: str, *, methods: list[str] | None = None, datasets: list[str] | None = None,
+def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, datasets: list[str] | None = None,
             seeds: list[int] | None = None, epochs: int | None = None, force: bool = False,
             keep_stale: bool = False) -> Prepared:
-    """The runs of ``grid`` a command selects (with the grid's whole plan), under ``results``."""
+    """The runs a command selects from grid ``grid_name`` (a named grid or a TOML file), with the
+    grid's whole plan, against the records under ``results``."""
+    grid = load_grid(grid_name)
     runs = grid.expand(methods=methods, datasets=datasets, seeds=seeds, epochs=epochs)
+    planned = grid.runs(seeds, epochs)
     if not runs:
         raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters")
     prepared = prepare_runs(grid.name, runs, ResultStore(results, grid.name), force=force, keep_stale=keep_stale,
                             source=str(grid.path))
-    planned = tuple(PlannedRun.of(run.config, run.named) for run in grid.runs(seeds, epochs))
-    prepared.plan = Plan(grid.name, grid.description, grid.source, planned)
+    prepared.plan = Plan(grid.name, grid.description, grid.source,
+                         tuple(PlannedRun.of(run.config, run.named) for run in planned))
     return prepared
 
 

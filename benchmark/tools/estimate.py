@@ -203,6 +203,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     torch_device = resolve_device(str(device))
+    where = describe_device(torch_device)
     shapes = DataShapes(data_root)
     kinds: dict[str, list[RunConfig]] = defaultdict(list)
     for run in runs:
@@ -236,7 +237,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             row.steps += run_steps
             row.train_hours += step_s * run_steps / 3600
             row.eval_hours += eval_s / 3600
-    return ComputeEstimate(describe_device(torch_device), [rows[k] for k in sorted(rows)], described, steps,
+    return ComputeEstimate(where, [rows[k] for k in sorted(rows)], described, steps,
                            time.perf_counter() - started)
 
 
@@ -273,6 +274,6 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
 def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path | None = None) -> str:
     """The estimate a dry run prints for ``runs`` on ``device`` ("auto", "cpu", "cuda"), with
     the timed kinds and, on a GPU, the wall time spread over the visible GPUs."""
-    torch_device = resolve_device(device)
-    gpus = torch.cuda.device_count() if torch_device.type == "cuda" else None
-    return format_estimate(estimate_compute(runs, torch_device, data_root=data_root), gpus=gpus, kinds=True)
+    estimate = estimate_compute(runs, device, data_root=data_root)
+    gpus = torch.cuda.device_count() if estimate.device.startswith("cuda") else None
+    return format_estimate(estimate, gpus=gpus, kinds=True)
