@@ -1,9 +1,14 @@
-"""Command line: ``python -m benchmark {run,list} ...`` (``--help`` on each)."""
+"""Command line: ``python -m benchmark {run,report,bench,list} ...`` (``--help`` on each).
+
+It parses the arguments and makes one call per command into its stage: ``run`` prepares and
+launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
+(:mod:`benchmark.report.build`), ``bench`` runs the performance bench (:mod:`benchmark.tools.bench`),
+``list`` shows what is registered.
+"""
 
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import inspect
 import os
@@ -11,32 +16,10 @@ import sys
 import typing
 from pathlib import Path
 
+from .arguments import names, positive, seeds
 from .errors import BenchmarkError
 
 DEFAULT_GRID = "quick"
-
-
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _seeds(text: str) -> list[int]:
-    """``0,1,2`` or ``0-4`` (inclusive range) or a mix: ``0-2,7``."""
-    seeds: list[int] = []
-    try:
-        for part in _names(text):
-            lo, _, hi = part.partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4, got {text!r}") from None
-    return seeds
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,19 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "summary.csv beside them.")
     run.add_argument("--grid", default=DEFAULT_GRID, metavar="NAME|PATH",
                      help=f"named grid (see `list grids`) or a grid TOML file (default: {DEFAULT_GRID})")
-    run.add_argument("--methods", type=_names, metavar="A,B", help="only these methods")
-    run.add_argument("--datasets", type=_names, metavar="A,B", help="only these data sets")
-    run.add_argument("--seeds", type=_seeds, metavar="0,1|0-4", help="replace the grid's seeds")
-    run.add_argument("--epochs", type=_positive, metavar="N", help="override the number of epochs")
+    run.add_argument("--methods", type=names, metavar="A,B", help="only these methods")
+    run.add_argument("--datasets", type=names, metavar="A,B", help="only these data sets")
+    run.add_argument("--seeds", type=seeds, metavar="0,1|0-4", help="replace the grid's seeds")
+    run.add_argument("--epochs", type=positive, metavar="N", help="override the number of epochs")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                      help="training device (default: auto = cuda when available)")
-    run.add_argument("--workers", type=_positive, default=1, metavar="N",
+    run.add_argument("--workers", type=positive, default=1, metavar="N",
                      help="runs in parallel: local worker processes sharing the CPU cores, or Ray CPU "
                           "slots (default: 1; on GPUs: GPUs x --runs-per-gpu)")
-    run.add_argument("--threads", type=_positive, metavar="T",
+    run.add_argument("--threads", type=positive, metavar="T",
                      help="CPU threads per run (default: the cores shared between the workers); use 1 on a "
                           "machine other jobs are using: oversubscribed torch threads are many times slower")
-    run.add_argument("--runs-per-gpu", type=_positive, default=1, metavar="K",
+    run.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K",
                      help="pack K runs on each GPU (default: 1)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local processes (default) or Ray tasks (needs `pip install ray`)")
@@ -94,13 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="count ok records made by other code (another version of the method's plugin file or of "
                           "the core's numerics) as done instead of rerunning them")
 
-    from . import report
-
     rep = sub.add_parser("report", help="tables, statistics and figures from results/ (never retrains)",
                          description="Regenerate the paper-style tables, comparisons with the plain VAE and figures "
                                      "under OUT (default reports/) from the run records in RESULTS; byte-for-byte "
                                      "identical for the same records.")
-    report.add_arguments(rep)
+    rep.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
+    rep.add_argument("--out", default="reports", metavar="DIR", help="report folder (default: reports)")
+    rep.add_argument("--grid", metavar="NAME", help="only this grid (default: every grid with records)")
 
     sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
                            description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
@@ -124,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": _report, "bench": _bench}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -133,62 +116,45 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from . import bench  # imports torch: only when asked for
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .tools import bench  # imports torch: only when asked for
+    from .tools.bench.main import add_arguments, main as bench_main
 
     parser = argparse.ArgumentParser(prog="python -m benchmark bench", description=bench.__doc__.split("\n")[0])
-    bench.add_arguments(parser)
-    return bench.main(parser.parse_args(args.rest))
+    add_arguments(parser)
+    return bench_main(parser.parse_args(args.rest))
 
 
-def _report(args: argparse.Namespace) -> int:
-    from . import report
+def cmd_report(args: argparse.Namespace) -> int:
+    """Exit 0 when the report was written (also with no records at all: the README then says how to
+    produce them); 2 when --grid names a grid without records while other grids have some."""
+    from .report.build import build_report
 
-    return report.main(args)
+    code, message = build_report(Path(args.results), Path(args.out), args.grid)
+    print(message, file=sys.stderr)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .data import check_available
-    from .executor import RunOptions, run_grid, run_states
-    from .grid import load_grid
-    from .runner import resolve_device
-    from .store import ResultStore
+    from .run.executor import RunOptions
+    from .run.prepare import launch, prepare
 
-    grid = load_grid(args.grid)
-    runs = grid.expand(methods=args.methods, datasets=args.datasets, seeds=args.seeds, epochs=args.epochs)
-    if not runs:
-        raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters")
-    store = ResultStore(args.results, grid.name)
-    states = run_states(runs, store, args.keep_stale)
-    if args.force:
-        states = {run_id: "todo" if state == "done" else state for run_id, state in states.items()}
-    todo = [r for r in runs if states[r.run_id] != "done"]
-    stale = sum(state == "stale" for state in states.values())
-    stale_text = (f" ({stale} stale: ok records made by other code, rerun and kept in {store.superseded_dir()}/; "
-                  f"--keep-stale accepts them)" if stale else "")
-    print(f"grid {grid.name} ({grid.path}): {len(runs)} runs, {len(runs) - len(todo)} already done "
-          f"(skipped), {len(todo)} to run{stale_text} -> {store.dir}", file=sys.stderr)
+    prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
+                       seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale)
+    print(prepared.header(), file=sys.stderr)
     if args.dry_run:
-        _print_plan(runs, states)
-        if todo and not args.no_estimate:
-            import torch
+        print("\n".join(prepared.listing()))
+        if prepared.job.todo and not args.no_estimate:
+            from .tools.estimate import dry_run_estimate
 
-            from .estimate import estimate_compute, format_estimate
-
-            device = resolve_device(args.device)
-            gpus = torch.cuda.device_count() if device.type == "cuda" else None
-            print(format_estimate(estimate_compute(todo, device, data_root=args.data_root), gpus=gpus, kinds=True))
+            print(dry_run_estimate(prepared.job.todo, args.device, args.data_root))
         return 0
-    resolve_device(args.device)
-    for name in sorted({r.dataset.name for r in todo}):
-        check_available(name, data_root=args.data_root, download=args.download)
-    if args.address and args.executor != "ray":
-        raise BenchmarkError("--address is for --executor ray")
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                          retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model,
                          threads=args.threads or 0)
-    summary = run_grid(grid.name, runs, store, options, force=args.force, keep_stale=args.keep_stale)
+    summary = launch(prepared, options)
+    store = prepared.job.store
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
     elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""
     print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok){elsewhere}\n"
@@ -199,15 +165,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.counts.get("failed") else 0
 
 
-def _print_plan(runs, states: dict[str, str]) -> None:
-    """Runs per data set and method, then one line per run: done, todo or stale (rerun)."""
-    per_pair = collections.Counter((r.dataset.name, r.method) for r in runs)
-    for (dataset, method), count in sorted(per_pair.items()):
-        print(f"{dataset:>18} {method:<14} {count} runs")
-    for run in runs:
-        print(f"{states[run.run_id]:<5} {run.run_id}  {run.label()}")
-
-
 def _type_name(tp) -> str:
     if typing.get_origin(tp) is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
@@ -215,11 +172,11 @@ def _type_name(tp) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .data import DATASETS
+    from .data.catalog import DATASETS
+    from .discovery import METHODS
     from .grid import grid_names, load_grid
-    from .likelihoods import LIKELIHOODS
-    from .method import METHODS
-    from .models import ARCHS
+    from .ml.likelihoods import LIKELIHOODS
+    from .ml.models import ARCHS
 
     what = args.what
     if what in (None, "methods"):

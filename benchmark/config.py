@@ -1,4 +1,10 @@
-"""Fully resolved run configurations, their stable ids and the seeds derived from them."""
+"""Run configurations as plain data: what a run uses, its stable id and the seeds derived from it.
+
+No torch here: the report, the grid parser and the tools read these without building a model.
+Each section round-trips through ``to_dict`` / ``from_dict`` (the JSON of a record's ``config``).
+A run's id hashes its config; which hyperparameters were added after runs were recorded is
+looked up in the method's ``Config`` (:data:`benchmark.discovery.METHODS`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .models import ModelConfig
-from .train import TrainConfig
+from .discovery import METHODS
 
 MI_CAP_MARGIN = 0.25  # nats: an MI estimate this close to its cap log M is flagged "at cap"
+# The random streams of a run, each seeded by RunConfig.stream_seed (recorded under `seeds`).
+STREAMS = ("data", "init", "order", "train", "curves", "eval")
+PosteriorVariance = Literal["logvar", "softplus-logvar"]
 
 
 def added_field(default: Any, since: str) -> Any:
@@ -30,8 +38,19 @@ def identity(config: Any) -> dict[str, Any]:
     return values
 
 
+class Section:
+    """A flat config section: ``to_dict`` gives its fields, ``from_dict`` takes them back."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return cls(**data)
+
+
 @dataclass
-class DatasetConfig:
+class DatasetConfig(Section):
     """Which data a run uses: a registered data set and optional random subset sizes."""
 
     name: str = "fashion-mnist"
@@ -40,8 +59,33 @@ class DatasetConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Evaluation settings that change the reported numbers (recorded with every run)."""
+class ModelConfig(Section):
+    """Resolved model settings of a run (the ``[model]`` table of a grid)."""
+
+    arch: str = "mlp"
+    latent_dim: int = 32
+    likelihood: str = "gaussian"
+    posterior_variance: PosteriorVariance = "logvar"
+    options: dict = field(default_factory=dict)  # the architecture's own options, resolved
+
+
+@dataclass
+class TrainConfig(Section):
+    """Resolved training settings of a run (the ``[train]`` table of a grid)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+
+
+@dataclass
+class EvalConfig(Section):
+    """Evaluation settings that change the reported numbers (recorded with every run);
+    definitions in docs/metrics.md."""
 
     au_threshold: float = 0.01
     mi_mixture: Literal["all", "batch"] = "all"
@@ -64,7 +108,11 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
-    """Everything that determines one training run; its hash is the run id."""
+    """Everything that determines one training run; its hash is the run id.
+
+    ``hyperparameters`` holds every field of the method's ``Config`` dataclass (defaults
+    resolved) as plain values, so a config pickles and serialises without the plugin's code.
+    """
 
     dataset: DatasetConfig
     method: str
@@ -79,15 +127,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return cls(dataset=DatasetConfig(**data["dataset"]), method=data["method"],
-                   hyperparameters=dict(data["hyperparameters"]), model=ModelConfig(**data["model"]),
-                   train=TrainConfig(**data["train"]), eval=EvalConfig(**data["eval"]), seed=data["seed"])
+        return cls(dataset=DatasetConfig.from_dict(data["dataset"]), method=data["method"],
+                   hyperparameters=dict(data["hyperparameters"]), model=ModelConfig.from_dict(data["model"]),
+                   train=TrainConfig.from_dict(data["train"]), eval=EvalConfig.from_dict(data["eval"]),
+                   seed=data["seed"])
 
     def identity(self) -> dict[str, Any]:
         """What the run id hashes: :meth:`to_dict` without fields added later that are still at
         their defaults (:func:`added_field`; method hyperparameters too)."""
-        from .method import METHODS
-
         values = self.to_dict()
         values["eval"] = identity(self.eval)
         hp_fields = {f.name: f for f in dataclasses.fields(METHODS[self.method].Config)}
@@ -102,7 +149,7 @@ class RunConfig:
         return _digest(self.identity())[:16]
 
     def stream_seed(self, stream: str) -> int:
-        """Seed of one random stream ("init", "order", "train", "eval") of this run.
+        """Seed of one random stream (:data:`STREAMS`) of this run.
 
         The "data" stream (subset selection, toy-data generation) depends only on the data
         set config and the seed, so every method of a seed sees the same examples.
@@ -114,8 +161,6 @@ class RunConfig:
     def label(self) -> str:
         """Short description naming the hyperparameters that differ from the method's
         defaults, e.g. ``beta-vae(beta=0.2) fashion-mnist seed 0``."""
-        from .method import METHODS
-
         defaults = dataclasses.asdict(METHODS[self.method].Config())
         hp = ",".join(f"{k}={v}" for k, v in sorted(self.hyperparameters.items()) if defaults.get(k) != v)
         hp = hp or ("defaults" if defaults else "")

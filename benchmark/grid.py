@@ -23,7 +23,10 @@ A grid file::
     [[methods]]
     name = "*"         # every registered method (plugins included), default hyperparameters
 
-Expansion order: datasets x methods x hyperparameter combinations x seeds.
+Expansion order: datasets x methods x hyperparameter combinations x seeds. Every field is checked
+against the registries and the config dataclasses (``benchmark.config``) before anything runs;
+errors name the file and the field. The grid's runs, each with the hyperparameters its entry
+names (:meth:`Grid.runs`), are what ``run`` writes to ``plan.json`` for the report.
 """
 
 from __future__ import annotations
@@ -37,14 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DatasetConfig, EvalConfig, RunConfig
-from .data import DATASETS
+from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from .data.catalog import DATASETS
+from .discovery import METHODS
 from .errors import GridError, UnknownNameError
-from .method import METHODS
-from .models import ARCHS, ModelConfig
-from .likelihoods import LIKELIHOODS
+from .ml.likelihoods import LIKELIHOODS
+from .ml.models import ARCHS
 from .registry import Registry
-from .train import TrainConfig
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods"}
@@ -53,8 +55,18 @@ ALL_METHODS = "*"
 
 
 @dataclass(frozen=True)
+class GridRun:
+    """One run of a grid and the hyperparameters its ``[[methods]]`` entry sets (a ``"*"`` entry
+    sets none): the report names those in its setting labels."""
+
+    config: RunConfig
+    named: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Grid:
-    """A parsed grid file; :meth:`expand` gives its runs."""
+    """A parsed grid file; :meth:`expand` gives its runs (optionally narrowed), :meth:`runs` all of
+    them with the hyperparameters each entry names."""
 
     name: str
     path: Path
@@ -69,26 +81,36 @@ class Grid:
             METHODS[name]
         for name in datasets or []:
             DATASETS[name]
-        runs: dict[str, RunConfig] = {}
+        return [run.config for run in self.runs(seeds, epochs)
+                if not (methods and run.config.method not in methods)
+                and not (datasets and run.config.dataset.name not in datasets)]
+
+    def runs(self, seeds: list[int] | None = None, epochs: int | None = None) -> list[GridRun]:
+        """Every run of the grid (seeds replaced, epochs overridden), in expansion order, each
+        once (entries that resolve to the same config give one run), with the hyperparameters
+        its method entry names."""
+        runs: dict[str, GridRun] = {}
         method_entries = self._method_entries()
         for ds_index, ds_entry in enumerate(self.data.get("datasets", [])):
             dataset = self._dataset(ds_entry, ds_index)
-            if datasets and dataset.name not in datasets:
-                continue
             for m_index, m_entry, name in method_entries:
                 where = f"methods[{m_index}]"
-                if methods and name not in methods:
-                    continue
                 model = self._model([self.data.get("model", {}), ds_entry.get("model", {}), m_entry.get("model", {})], where)
                 train = self._section(TrainConfig, [self.data.get("train", {}), ds_entry.get("train", {}), m_entry.get("train", {})], "train")
                 if epochs is not None:
                     train.epochs = epochs
                 evaluation = self._section(EvalConfig, [self.data.get("eval", {})], "eval")
+                named = tuple(k for k in m_entry if k not in OVERRIDE_KEYS | {"name"})
                 for hp in self._sweep(name, m_entry, where):
                     for seed in seeds if seeds is not None else self._seeds():
                         run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
-                        runs.setdefault(run.run_id, run)
+                        runs.setdefault(run.run_id, GridRun(run, named))
         return list(runs.values())
+
+    @property
+    def source(self) -> str:
+        """The grid file: relative to the project for a named grid, else as given."""
+        return f"benchmark/grids/{self.path.name}" if self.path.parent == GRID_DIR else str(self.path)
 
     # -- pieces -----------------------------------------------------------------------
     def error(self, field: str, problem: str) -> GridError:

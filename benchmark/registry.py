@@ -27,6 +27,15 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def replace(self, name: str, item: T) -> T:
+        """Register ``item`` under ``name``, replacing what was there (a plugin file imported again)."""
+        self._items[name] = item
+        return item
+
+    def peek(self, name: str) -> T | None:
+        """What is registered under ``name`` so far, without the lookup hook (None if nothing)."""
+        return self._items.get(name)
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
         return lambda item: self.add(name, item)

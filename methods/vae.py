@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from benchmark.method import Method, TrainingProgress, register_method
+from benchmark.plugin import Method, TrainingProgress, register_method
 
 
 @register_method

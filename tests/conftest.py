@@ -15,7 +15,7 @@ def _has_cuda() -> bool:
 
 
 # Devices the device-dependent tests run on: the CPU, and the GPU where torch sees one (on the
-# CPU-only CI the cuda cases are reported as skipped; benchmark/gpu_check.sh runs them).
+# CPU-only CI the cuda cases are reported as skipped; benchmark/tools/gpu_check.sh runs them).
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _has_cuda(), reason="no CUDA device"))]
 
 
@@ -33,13 +33,13 @@ def plugin_dir(tmp_path, monkeypatch):
 
     Call the fixture's value with ``{file name: source}`` to write plugin files.
     """
-    from benchmark import method
+    from benchmark import discovery
 
     folder = tmp_path / "plugins"
     folder.mkdir()
-    monkeypatch.setenv(method.PLUGIN_PATH_ENV, str(folder))
-    monkeypatch.setattr(method.METHODS, "_items", dict(method.METHODS._items))
-    monkeypatch.setattr(method, "_imported", set(method._imported))
+    monkeypatch.setenv(discovery.PLUGIN_PATH_ENV, str(folder))
+    monkeypatch.setattr(discovery.METHODS, "_items", dict(discovery.METHODS._items))
+    monkeypatch.setattr(discovery, "_imported", set(discovery._imported))
 
     def write(files: dict[str, str]) -> Path:
         for name, source in files.items():
@@ -52,9 +52,9 @@ def plugin_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def no_system_data(tmp_path, monkeypatch):
     """No Fashion-MNIST anywhere: empty system and cache roots, no $BENCHMARK_DATA, cold cache."""
-    from benchmark import data
+    from benchmark.data import catalog, roots
 
-    monkeypatch.setattr(data, "_CACHE", {})
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
-    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path / "cache")
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    monkeypatch.setattr(catalog, "_CACHE", {})
+    monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
+    monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.delenv(roots.DATA_ENV, raising=False)

@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from benchmark import bench
-from benchmark.method import METHODS, TrainingProgress
+from benchmark.discovery import METHODS
+from benchmark.ml.method import TrainingProgress
+from benchmark.tools.bench import common, loops, main, peer, speed
 
 
 def _numbers(obj):
@@ -34,9 +35,9 @@ def _positive(value) -> bool:
 def quick_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
+    main.add_arguments(parser)
     threads = torch.get_num_threads()
-    code = bench.main(parser.parse_args(["--quick", "--device", "cpu", "--out", str(out)]))
+    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--out", str(out)]))
     assert torch.get_num_threads() == threads  # --quick's single thread does not leak
     return code, json.loads(out.read_text())
 
@@ -44,7 +45,7 @@ def quick_result(tmp_path_factory):
 def test_quick_bench_writes_the_documented_json(quick_result):
     code, result = quick_result
     assert code == 0, result["errors"]
-    assert result["bench_version"] == bench.BENCH_VERSION
+    assert result["bench_version"] == common.BENCH_VERSION
     machine = result["machine"]
     for key in ("cpu", "cpu_count", "torch_threads", "torch", "load_avg", "date", "device"):
         assert key in machine
@@ -60,7 +61,7 @@ def test_quick_bench_writes_the_documented_json(quick_result):
 def test_quick_bench_throughput_ratios(quick_result):
     _, result = quick_result
     section = result["sections"]["throughput"]
-    assert set(section["presets"]) == {p.name for p in bench.QUICK_PRESETS}
+    assert set(section["presets"]) == {p.name for p in common.QUICK_PRESETS}
     for entry in section["presets"].values():
         for arm in ("harness", "minimal"):
             assert _positive(entry["examples_per_s"][arm])
@@ -107,23 +108,23 @@ def test_quick_bench_optional_sections(quick_result):
 
 def test_table_names_every_section(quick_result):
     _, result = quick_result
-    table = bench.format_table(result)
+    table = main.format_table(result)
     for text in ("harness/minimal", "evaluation cost", "cost per method", "pythae", "seed batching"):
         assert text in table
 
 
 def test_pythae_missing_is_reported_not_fatal(monkeypatch):
     monkeypatch.setitem(sys.modules, "pythae", None)  # import pythae raises ImportError
-    settings = bench.Settings.quick_mode()
+    settings = common.Settings.quick_mode()
     x = torch.rand(8, 1, 28, 28)
-    section = bench.bench_pythae(settings, x, torch.device("cpu"), bench.Clock(torch.device("cpu")))
+    section = peer.bench_pythae(settings, x, torch.device("cpu"), common.Clock(torch.device("cpu")))
     assert section["available"] is False and "requirements-bench.txt" in section["reason"]
 
 
 def test_minimal_loop_has_the_vae_plugins_math():
-    preset = bench.QUICK_PRESETS[0]
-    method = bench._harness_method(preset, (1, 28, 28), torch.device("cpu"))
-    minimal = bench.MinimalVAE.like(method.model, preset, 784)
+    preset = common.QUICK_PRESETS[0]
+    method = loops.harness_method(preset, (1, 28, 28), torch.device("cpu"))
+    minimal = loops.MinimalVAE.like(method.model, preset, 784)
     x = torch.rand(16, 1, 28, 28)
     with torch.no_grad():
         torch.manual_seed(0)
@@ -134,12 +135,12 @@ def test_minimal_loop_has_the_vae_plugins_math():
 
 def test_batched_seeds_compute_each_seeds_loss():
     """The vmapped model of the seed_batching section is S copies of the minimal model."""
-    preset = bench.QUICK_PRESETS[1]
+    preset = common.QUICK_PRESETS[1]
     torch.manual_seed(0)
-    models = [bench.MinimalVAE(784, preset.hidden, preset.latent_dim) for _ in range(2)]
+    models = [loops.MinimalVAE(784, preset.hidden, preset.latent_dim) for _ in range(2)]
     params, _ = torch.func.stack_module_state(models)
     x = torch.rand(2, 4, 1, 28, 28)
-    loss_fn = bench._batched_step_fn(models[0], randomness="same")  # same noise, to compare
+    loss_fn = speed.batched_step_fn(models[0], randomness="same")  # same noise, to compare
     torch.manual_seed(1)
     batched = loss_fn(params, x).detach()
     for s, model in enumerate(models):
@@ -149,13 +150,13 @@ def test_batched_seeds_compute_each_seeds_loss():
 
 def test_compare_and_cost_drop_the_warm_up():
     # arm A twice as fast as B after a slow warm-up
-    ratio = bench.compare([10.0, 1.0, 1.0], [10.0, 2.0, 2.0])
+    ratio = common.compare([10.0, 1.0, 1.0], [10.0, 2.0, 2.0])
     assert ratio["ratio"] == pytest.approx(2.0) and ratio["ratio_of_medians"] == pytest.approx(2.0)
-    assert bench.cost([10.0, 1.0, 3.0], [1.0, 1.0, 1.0]) == pytest.approx(2.0)
-    assert bench.cost([1.0, 3.0], [1.0, 1.0], warmup=False) == pytest.approx(2.0)
+    assert common.cost([10.0, 1.0, 3.0], [1.0, 1.0, 1.0]) == pytest.approx(2.0)
+    assert common.cost([1.0, 3.0], [1.0, 1.0], warmup=False) == pytest.approx(2.0)
 
 
 def test_eval_set_parses_eval_config_fields():
-    assert bench._eval_set("nll_samples=0, mi_mixture=batch") == {"nll_samples": 0, "mi_mixture": "batch"}
+    assert main.parse_eval_set("nll_samples=0, mi_mixture=batch") == {"nll_samples": 0, "mi_mixture": "batch"}
     with pytest.raises(SystemExit, match="no_such_field"):
-        bench._eval_set("no_such_field=1")
+        main.parse_eval_set("no_such_field=1")

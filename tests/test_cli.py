@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.method import METHODS
+from benchmark.discovery import METHODS
 from conftest import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ def test_readme_plugin_example_runs_through_smoke(tmp_path, fake_fashion_root, p
 PLUGINS = {
     "exploding.py": '''
 import torch
-from benchmark.method import Method, register_method
+from benchmark.plugin import Method, register_method
 
 @register_method
 class Exploding(Method):
@@ -139,7 +139,7 @@ class Exploding(Method):
         return {"loss": rec + kl + poison, "rec": rec, "kl": kl}
 ''',
     "raising.py": '''
-from benchmark.method import Method, register_method
+from benchmark.plugin import Method, register_method
 
 @register_method
 class Raising(Method):
@@ -186,7 +186,7 @@ def test_broken_plugin_file_is_named(tmp_path, plugin_dir, capsys):
 
 
 def test_plugin_breaking_the_contract_is_named(tmp_path, plugin_dir, capsys):
-    folder = plugin_dir({"nameless.py": "from benchmark.method import Method, register_method\n\n"
+    folder = plugin_dir({"nameless.py": "from benchmark.plugin import Method, register_method\n\n"
                                         "@register_method\nclass Nameless(Method):\n    def loss(self, x, p):\n        pass\n"})
     code, _, err = run(["list", "methods"], capsys)
     assert code == 2 and str(folder / "nameless.py") in err and "`name`" in err

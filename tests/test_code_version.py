@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmark.cli import main  # noqa: E402
-from benchmark.provenance import NUMERICS_VERSION, code_version, source_digest  # noqa: E402
+from benchmark.run.provenance import NUMERICS_VERSION, code_version, source_digest  # noqa: E402
 
 FINGERPRINT = Path(__file__).resolve().parent / "numerics_fingerprint.json"
 # Thresholded counts flip on a last-bit difference between CPU models: not part of the fingerprint.
@@ -60,7 +60,7 @@ name = "*"
 
 
 def measure(tmp_path: Path) -> dict[str, dict[str, float]]:
-    from benchmark.method import BUILTIN_PLUGIN_DIR
+    from benchmark.discovery import BUILTIN_PLUGIN_DIR
 
     results = tmp_path / "results"
     assert main(["run", "--grid", str(fingerprint_grid(tmp_path)), "--results", str(results), "--device", "cpu",
@@ -88,13 +88,13 @@ def test_numbers_match_the_fingerprint_of_this_numerics_version(tmp_path):
                for method, numbers in measured.items() for key, value in numbers.items()
                if key in stored["methods"][method]
                and not math.isclose(value, stored["methods"][method][key], rel_tol=RTOL, abs_tol=1e-6)]
-    assert not changed, ("the core's numbers changed: bump NUMERICS_VERSION in benchmark/provenance.py (so records "
+    assert not changed, ("the core's numbers changed: bump NUMERICS_VERSION in benchmark/run/provenance.py (so records "
                          "made before are rerun) and rewrite the fingerprint; changed: " + "; ".join(changed[:8]))
 
 
 PLUGIN = '''
 """A plugin."""
-from benchmark.method import Method, register_method
+from benchmark.plugin import Method, register_method
 
 
 @register_method
@@ -115,13 +115,13 @@ def test_digest_ignores_docs_comments_formatting_and_import_paths(tmp_path):
     path.write_text(PLUGIN)
     base = source_digest(path)
     same = (PLUGIN.replace('"""rec + KL times a constant."""', '"""Reworded."""  # and a comment')
-            .replace("from benchmark.method import", "from benchmark.core.method import")
+            .replace("from benchmark.plugin import", "from benchmark.ml.method import")
             .replace("rec + 1.0 * kl", "rec + (1.0*kl)"))
     path.write_text(same)
     assert source_digest(path) == base
     path.write_text(PLUGIN.replace("rec + 1.0 * kl", "rec + 1.5 * kl"))
     assert source_digest(path) != base
-    path.write_text(PLUGIN.replace("from benchmark.method import", "from somewhere_else import"))
+    path.write_text(PLUGIN.replace("from benchmark.plugin import", "from somewhere_else import"))
     assert source_digest(path) != base  # code from outside this package is not covered by the core's version
 
 
@@ -200,7 +200,7 @@ def test_checkpoint_of_other_code_is_not_resumed(tmp_path, plugin_dir):
     import torch
 
     from benchmark.grid import load_grid
-    from benchmark.runner import execute
+    from benchmark.run.runner import execute
 
     folder = plugin_dir({"scaled.py": PLUGIN})
     config = next(r for r in load_grid(grid_file(tmp_path)).expand() if r.method == "scaled")
@@ -208,7 +208,7 @@ def test_checkpoint_of_other_code_is_not_resumed(tmp_path, plugin_dir):
     checkpoint = tmp_path / "run.pt"
     lines: list[str] = []
     fresh = execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)
-    assert checkpoint.exists() and fresh.record["status"] == "ok"
+    assert checkpoint.exists() and fresh.record.status == "ok"
     (folder / "scaled.py").write_text(PLUGIN.replace("1.0 * kl", "2.0 * kl"))
     lines.clear()
     execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.data as data
-from benchmark.data import DataSplit, load_dataset, read_idx
+from benchmark.data import catalog, idx, roots, splits, toys
+from benchmark.data.catalog import load_dataset
+from benchmark.data.idx import read_idx
+from benchmark.data.splits import DataSplit
 from benchmark.errors import DataError, UnknownNameError
 
 from fakes import idx_bytes, write_fake_fashion, write_idx
@@ -80,7 +82,7 @@ def test_idx_missing_file(tmp_path):
 # --- fashion-mnist ---------------------------------------------------------------------------
 
 
-def check_fashion(ds: data.Dataset, arrays: dict) -> None:
+def check_fashion(ds: splits.Dataset, arrays: dict) -> None:
     assert ds.name == "fashion-mnist" and ds.num_classes == 10 and ds.shape == (1, 28, 28)
     for split, prefix in ((ds.train, "train"), (ds.test, "t10k")):
         images, labels = arrays[prefix]
@@ -109,7 +111,7 @@ def test_fashion_search_order(tmp_path, monkeypatch):
     env = write_fake_fashion(tmp_path / "env", gz=True, seed=2)
     system = write_fake_fashion(tmp_path / "system" / "fashion-mnist", gz=True, seed=3)
     check_fashion(load_dataset("fashion-mnist"), system)
-    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
+    monkeypatch.setenv(roots.DATA_ENV, str(tmp_path / "env"))
     check_fashion(load_dataset("fashion-mnist"), env)
     check_fashion(load_dataset("fashion-mnist", data_root=tmp_path / "user"), first)
 
@@ -123,7 +125,7 @@ def test_fashion_subsets(tmp_path):
 
 
 def test_fashion_missing(tmp_path, monkeypatch):
-    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
+    monkeypatch.setenv(roots.DATA_ENV, str(tmp_path / "env"))
     (tmp_path / "user").mkdir()
     (tmp_path / "user" / "train-images-idx3-ubyte").write_bytes(b"")
     with pytest.raises(DataError) as err:
@@ -168,7 +170,7 @@ DEBIAN = Path("/usr/share/datasets")
 
 @pytest.mark.skipif(not (DEBIAN / "fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
 def test_fashion_debian(monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [DEBIAN])
+    monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [DEBIAN])
     ds = load_dataset("fashion-mnist")
     assert (len(ds.train), len(ds.test)) == (60000, 10000)
     assert ds.shape == (1, 28, 28) and ds.train.x.dtype == torch.float32
@@ -203,14 +205,14 @@ def test_load_dataset_sizes_and_device():
 
 
 def test_load_dataset_caches_full_splits(monkeypatch):
-    spec = data.DATASETS["chessboard"]
+    spec = catalog.DATASETS["chessboard"]
     requests = []
 
-    def counting_load(request: data.LoadRequest) -> data.Dataset:
+    def counting_load(request: splits.LoadRequest) -> splits.Dataset:
         requests.append(request)
         return spec.load(request)
 
-    monkeypatch.setitem(data.DATASETS._items, "chessboard", dataclasses.replace(spec, load=counting_load))
+    monkeypatch.setitem(catalog.DATASETS._items, "chessboard", dataclasses.replace(spec, load=counting_load))
     load_dataset("chessboard", seed=0, train_size=10)
     load_dataset("chessboard", seed=0, train_size=20, test_size=5)
     assert len(requests) == 1
@@ -221,7 +223,7 @@ def test_load_dataset_caches_full_splits(monkeypatch):
 def test_image_cache_ignores_seed(tmp_path, monkeypatch):
     write_fake_fashion(tmp_path, gz=True)
     reads = []
-    monkeypatch.setattr(data, "read_idx", lambda path: reads.append(path) or read_idx(path))
+    monkeypatch.setattr(idx, "read_idx", lambda path: reads.append(path) or read_idx(path))
     a = load_dataset("fashion-mnist", data_root=tmp_path, seed=0, train_size=10)
     b = load_dataset("fashion-mnist", data_root=str(tmp_path / "." / "."), seed=1, train_size=10)
     assert len(reads) == 4
@@ -242,13 +244,13 @@ def test_unknown_dataset():
 def test_toy_shapes_and_determinism(name, num_classes):
     ds = load_dataset(name, seed=0)
     assert ds.shape == (2,) and ds.num_classes == num_classes
-    assert (len(ds.train), len(ds.test)) == (data.TOY_TRAIN_SIZE, data.TOY_TEST_SIZE)
+    assert (len(ds.train), len(ds.test)) == (toys.TOY_TRAIN_SIZE, toys.TOY_TEST_SIZE)
     for split in (ds.train, ds.test):
         assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
         assert split.y.min() >= 0 and split.y.max() < num_classes
         assert split.x.abs().max() < 10 and 0.3 < split.x.std() < 3
-    assert not torch.equal(ds.train.x[: data.TOY_TEST_SIZE], ds.test.x)
-    data._CACHE.clear()
+    assert not torch.equal(ds.train.x[: toys.TOY_TEST_SIZE], ds.test.x)
+    catalog._CACHE.clear()
     assert torch.equal(load_dataset(name, seed=0).train.x, ds.train.x)
     assert not torch.equal(load_dataset(name, seed=1).train.x, ds.train.x)
 
@@ -256,7 +258,7 @@ def test_toy_shapes_and_determinism(name, num_classes):
 def test_chessboard_in_dark_cells():
     ds = load_dataset("chessboard", seed=3)
     for split in (ds.train, ds.test):
-        corner = torch.tensor(data.CHESSBOARD_CELLS, dtype=torch.float32)[split.y] - 2
+        corner = torch.tensor(toys.CHESSBOARD_CELLS, dtype=torch.float32)[split.y] - 2
         assert ((split.x >= corner) & (split.x <= corner + 1)).all()
         i, j = (split.x + 2).floor().clamp(0, 3).long().unbind(1)
         assert ((i + j) % 2 == 0).all()

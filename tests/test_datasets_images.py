@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.data as data
-from benchmark.data import DATASETS, DataSplit, load_dataset
+from benchmark.data import catalog, celeba, ffhq, imagefolder, splits, toys
+from benchmark.data.catalog import DATASETS, load_dataset
+from benchmark.data.splits import DataSplit
 from benchmark.errors import DataError
 
 from fakes import write_fake_celeba, write_fake_fashion, write_fake_ffhq, write_fake_omniglot
@@ -33,7 +34,7 @@ def fake_torchvision(monkeypatch, **classes) -> None:
     monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
 
 
-def check_split_types(ds: data.Dataset, shape: tuple[int, ...]) -> None:
+def check_split_types(ds: splits.Dataset, shape: tuple[int, ...]) -> None:
     assert ds.shape == shape == DATASETS[ds.name].shape
     for split in (ds.train, ds.test):
         assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
@@ -46,7 +47,7 @@ def check_split_types(ds: data.Dataset, shape: tuple[int, ...]) -> None:
 
 def test_as_float_is_exact_and_chunked(monkeypatch):
     x = torch.arange(256, dtype=torch.uint8).repeat(10).reshape(10, 1, 16, 16)
-    monkeypatch.setattr(data, "_CONVERT_CHUNK", 300)  # several chunks of one row
+    monkeypatch.setattr(splits, "_CONVERT_CHUNK", 300)  # several chunks of one row
     out = DataSplit(x, torch.zeros(10, dtype=torch.long)).as_float()
     assert out.x.dtype == torch.float32
     assert torch.equal(out.x, x.float() / 255)
@@ -56,8 +57,8 @@ def test_as_float_is_exact_and_chunked(monkeypatch):
 
 def test_cache_keeps_uint8(tmp_path):
     write_fake_fashion(tmp_path, gz=False)
-    data.check_available("fashion-mnist", data_root=tmp_path)
-    (full,) = data._CACHE.values()
+    catalog.check_available("fashion-mnist", data_root=tmp_path)
+    (full,) = catalog._CACHE.values()
     assert full.train.x.dtype == torch.uint8
     assert load_dataset("fashion-mnist", data_root=tmp_path).train.x.dtype == torch.float32
 
@@ -65,15 +66,15 @@ def test_cache_keeps_uint8(tmp_path):
 def test_training_on_uint8_pixels_matches_float(tmp_path):
     """The runner keeps an image training split as uint8 (a quarter of the device memory) and the
     trainer converts each batch: the same training, bit for bit, as on the float split."""
-    from benchmark.method import build_method
-    from benchmark.models import ModelConfig
-    from benchmark.train import TrainConfig, Trainer
+    from benchmark.config import ModelConfig, TrainConfig
+    from benchmark.ml.method import build_method
+    from benchmark.ml.train import Trainer
 
     write_fake_fashion(tmp_path, gz=False, n_train=100)
     pixels = load_dataset("fashion-mnist", data_root=tmp_path, float_train=False)
     floats = load_dataset("fashion-mnist", data_root=tmp_path)
     assert pixels.train.x.dtype == torch.uint8 and pixels.test.x.dtype == torch.float32
-    assert torch.equal(data.to_unit(pixels.train.x), floats.train.x)
+    assert torch.equal(splits.to_unit(pixels.train.x), floats.train.x)
     assert load_dataset("pinwheel", train_size=10, float_train=False).train.x.dtype == torch.float32
     means = []
     for ds in (pixels, floats):
@@ -198,7 +199,7 @@ def test_omniglot_download_uses_torchvision(tmp_path, monkeypatch):
 # --- CelebA ----------------------------------------------------------------------------------
 
 
-def check_celeba(ds: data.Dataset) -> None:
+def check_celeba(ds: splits.Dataset) -> None:
     check_split_types(ds, (3, 64, 64))
     assert (len(ds.train), len(ds.test)) == (3, 2)  # partition 1 (validation) is left out
     assert ds.num_classes == 2
@@ -220,31 +221,31 @@ def test_celeba_cache_file_is_written_and_reused(tmp_path, monkeypatch):
     first = load_dataset("celeba", data_root=tmp_path)
     cache = tmp_path / "celeba" / "benchmark-celeba-64x64-v1.pt"
     assert cache.is_file()
-    data._CACHE.clear()
+    catalog._CACHE.clear()
 
     def no_decoding(path):
         raise AssertionError(f"decoded {path} again")
 
-    monkeypatch.setattr(data, "_celeba_pixels", no_decoding)
+    monkeypatch.setattr(celeba, "_pixels", no_decoding)
     again = load_dataset("celeba", data_root=tmp_path)
     assert torch.equal(again.train.x, first.train.x) and torch.equal(again.test.y, first.test.y)
     # A changed file set invalidates the cache: the images are decoded again.
     (tmp_path / "celeba" / "img_align_celeba" / names[0]).write_bytes(b"not a jpeg")
-    data._CACHE.clear()
+    catalog._CACHE.clear()
     with pytest.raises(AssertionError, match="decoded"):
         load_dataset("celeba", data_root=tmp_path)
 
 
 def test_celeba_cache_falls_back_to_cache_root(tmp_path, monkeypatch):
     write_fake_celeba(tmp_path / "celeba")
-    write = data._write_cache
+    write = imagefolder._write_cache
     read_only = tmp_path / "celeba"
-    monkeypatch.setattr(data, "_write_cache", lambda blob, path: path.parent != read_only and write(blob, path))
+    monkeypatch.setattr(imagefolder, "_write_cache", lambda blob, path: path.parent != read_only and write(blob, path))
     load_dataset("celeba", data_root=tmp_path)
     assert not list(read_only.glob("*.pt"))
     assert len(list((tmp_path / "cache" / "preprocessed").glob("celeba-64x64-v1-*.pt"))) == 1
-    data._CACHE.clear()
-    monkeypatch.setattr(data, "_celeba_pixels", lambda path: pytest.fail("decoded again"))
+    catalog._CACHE.clear()
+    monkeypatch.setattr(celeba, "_pixels", lambda path: pytest.fail("decoded again"))
     check_celeba(load_dataset("celeba", data_root=tmp_path))
 
 
@@ -253,7 +254,7 @@ def test_celeba_corrupt_cache_file_is_rebuilt(tmp_path):
     load_dataset("celeba", data_root=tmp_path)
     cache = tmp_path / "celeba" / "benchmark-celeba-64x64-v1.pt"
     cache.write_bytes(cache.read_bytes()[:100])
-    data._CACHE.clear()
+    catalog._CACHE.clear()
     check_celeba(load_dataset("celeba", data_root=tmp_path))
     assert cache.stat().st_size > 1000
 
@@ -328,7 +329,7 @@ def test_celeba_unzipped_hint_and_empty_folder(tmp_path):
         load_dataset("celeba", data_root=tmp_path)
     folder.rmdir()
     (tmp_path / "celeba" / "img_align_celeba.zip").write_bytes(b"PK")
-    data._CACHE.clear()
+    catalog._CACHE.clear()
     with pytest.raises(DataError, match=r"img_align_celeba.zip is there: unzip it"):
         load_dataset("celeba", data_root=tmp_path)
 
@@ -391,27 +392,27 @@ def test_ffhq_empty_and_corrupt(tmp_path):
         load_dataset("ffhq", data_root=tmp_path)
     files = write_fake_ffhq(tmp_path / "ffhq", n=3)
     files[2].write_bytes(b"garbage")
-    data._CACHE.clear()
+    catalog._CACHE.clear()
     with pytest.raises(DataError, match=rf"{files[2]}: corrupt or unreadable image"):
         load_dataset("ffhq", data_root=tmp_path)
 
 
 def test_ffhq_many_images_use_the_thread_pool(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_PARALLEL_MIN", 2)
-    monkeypatch.setattr(data, "_DECODE_CHUNK", 2)
+    monkeypatch.setattr(imagefolder, "_PARALLEL_MIN", 2)
+    monkeypatch.setattr(imagefolder, "_DECODE_CHUNK", 2)
     write_fake_ffhq(tmp_path / "ffhq", n=9, side=64)
     ds = load_dataset("ffhq", data_root=tmp_path)
     assert (len(ds.train), len(ds.test)) == (7, 2)
-    reference = data._decode_all(sorted((tmp_path / "ffhq").rglob("*.png")), data._ffhq_pixels, (3, 64, 64))
+    reference = imagefolder.decode_all(sorted((tmp_path / "ffhq").rglob("*.png")), ffhq._pixels, (3, 64, 64))
     assert torch.equal(torch.cat([ds.train.x, ds.test.x]), reference.float() / 255)
 
 
 def test_published_sizes_are_declared():
     expected = {"mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000), "omniglot": (19_280, 13_180),
                 "omniglot-binary": (19_280, 13_180), "celeba": (162_770, 19_962), "ffhq": (60_000, 10_000),
-                "pinwheel": (data.TOY_TRAIN_SIZE, data.TOY_TEST_SIZE)}
+                "pinwheel": (toys.TOY_TRAIN_SIZE, toys.TOY_TEST_SIZE)}
     for name, sizes in expected.items():
-        assert data.published_sizes(name) == sizes
+        assert catalog.published_sizes(name) == sizes
         assert DATASETS[name].shape is not None
 
 

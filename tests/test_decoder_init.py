@@ -12,12 +12,12 @@ import dataclasses
 import pytest
 import torch
 
-from benchmark.config import DatasetConfig, EvalConfig, RunConfig
-from benchmark.data import load_dataset
-from benchmark.method import METHODS, build_method
-from benchmark.models import ModelConfig, MLPArch
-from benchmark.runner import execute
-from benchmark.train import TrainConfig
+from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from benchmark.data.catalog import load_dataset
+from benchmark.discovery import METHODS
+from benchmark.ml.method import build_method
+from benchmark.ml.models import MLPArch
+from benchmark.run.runner import execute
 
 SHAPE, LATENT = (1, 28, 28), 32
 QUICK_MODEL = ModelConfig(arch="mlp", latent_dim=LATENT, options=dataclasses.asdict(MLPArch([512, 512])))
@@ -74,5 +74,5 @@ def test_lid_decoder_learns_to_reconstruct_fashion_mnist(name, fraction, fashion
                        QUICK_MODEL, TrainConfig(epochs=3),
                        EvalConfig(nll_samples=0, geometry_points=0, noise_points=0, mi_curve_every=0), seed=0)
     result = execute(config, device="cpu", log=lambda line: None)
-    assert result.record["status"] == "ok", result.record["error"]
-    assert result.record["metrics"]["rec"] < fraction * constant_rec
+    assert result.record.status == "ok", result.record.error
+    assert result.record.metrics["rec"] < fraction * constant_rec

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import benchmark.estimate as estimate
-from benchmark.estimate import cost_key, estimate_compute, format_estimate
+import benchmark.tools.estimate as estimate
+from benchmark.tools.estimate import cost_key, estimate_compute, format_estimate
 from benchmark.grid import load_grid
 
 TINY = """
@@ -114,10 +114,10 @@ def test_real_timing_on_a_tiny_grid(tiny):
 
 def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
     """Every data set of the paper grid has a declared shape and split sizes: no files read."""
-    import benchmark.data as data
+    from benchmark.data import roots
 
-    monkeypatch.setattr(data, "SYSTEM_DATA_ROOTS", [tmp_path])
-    monkeypatch.setattr(data, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path])
+    monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path)
     monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002, 1e-6))
     result = estimate_compute(load_grid("full").expand(), "cpu")
     assert result.runs == 600 and len(result.rows) == 25
@@ -135,12 +135,11 @@ def test_bad_steps():
 
 
 def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: Path):
+    from benchmark.data import catalog
 
-    import benchmark.data as data
-
-    spec = data.DATASETS["fashion-mnist"]
-    monkeypatch.setitem(data.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
-    monkeypatch.setattr(data, "_CACHE", {})
+    spec = catalog.DATASETS["fashion-mnist"]
+    monkeypatch.setitem(catalog.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
+    monkeypatch.setattr(catalog, "_CACHE", {})
     monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (1.0, 0.0, 0.0, 0.0))
     run = next(r for r in load_grid("smoke").expand() if r.dataset.name == "fashion-mnist")
     run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, train_size=None))
@@ -149,7 +148,7 @@ def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: 
 
 
 def test_check_estimate_against_real_runs(tiny, tmp_path):
-    from benchmark.check_estimate import check, cut, format_check, representatives
+    from benchmark.tools.check_estimate import check, cut, format_check, representatives
 
     pinwheel = [r for r in tiny if r.dataset.name == "pinwheel"]
     picked = representatives(pinwheel)
@@ -172,7 +171,7 @@ def test_check_estimate_against_real_runs(tiny, tmp_path):
 
 
 def test_check_estimate_bad_input_is_a_clear_error(capsys, no_system_data):
-    from benchmark.check_estimate import main
+    from benchmark.tools.check_estimate import main
 
     assert main(["--methods", "nope", "--device", "cpu"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err

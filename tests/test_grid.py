@@ -9,7 +9,7 @@ import pytest
 from benchmark.config import RunConfig
 from benchmark.errors import GridError, UnknownNameError
 from benchmark.grid import check_type, grid_names, load_grid
-from benchmark.method import METHODS
+from benchmark.discovery import METHODS
 
 BASE = '''
 seeds = [0, 1]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from benchmark.icnn import ICNN, BrenierMap, InjectiveLift, LIDDecoder, initial_log_weight
+from benchmark.ml.icnn import ICNN, BrenierMap, InjectiveLift, LIDDecoder, initial_log_weight
 
 
 def midpoint_gaps(f: ICNN, dim: int, lines: int = 256) -> torch.Tensor:
@@ -172,7 +172,7 @@ def test_fan_in_init_gives_each_brenier_map_a_unit_scale_jacobian(in_dim, hidden
 def test_lid_decoder_depends_on_z_at_init_like_an_mlp_decoder(latent_dim, shape):
     """The LID decoder's Jacobian at init is within a factor 10 of the plain 2 x 512 MLP decoder's;
     the old inverse-width init (W = 1/width) made it ~1e-6 for 28x28 images: constant in z."""
-    from benchmark.models import MLPArch
+    from benchmark.ml.models import MLPArch
 
     torch.manual_seed(0)
     _, mlp_decoder = MLPArch([512, 512]).build(shape, latent_dim)

@@ -1,4 +1,4 @@
-"""Tests for benchmark.images: the PNG grid writer and the noise-sensitivity grid."""
+"""Tests for benchmark.ml.images: the PNG grid writer and the noise-sensitivity grid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.images import image_grid, noise_grid, save_image_grid
+from benchmark.ml.images import image_grid, noise_grid, save_image_grid
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -1,4 +1,4 @@
-"""Known-answer tests for benchmark.metrics."""
+"""Known-answer tests for benchmark.ml.metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from benchmark.icnn import LIDDecoder
-from benchmark.metrics import (
+from benchmark.ml.icnn import LIDDecoder
+from benchmark.ml.metrics import (
     active_units,
     active_units_per_class,
     decoder_geometry,

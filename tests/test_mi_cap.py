@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark import config as config_module, report
-from benchmark.config import DatasetConfig, EvalConfig, RunConfig
-from benchmark.data import DataSplit
-from benchmark.models import ModelConfig
-from benchmark.runner import evaluate, execute
-from benchmark.train import TrainConfig
+from benchmark import config as config_module
+from benchmark.report import load
+from benchmark.report.build import build_report as write_report
+from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from benchmark.data.splits import DataSplit
+from benchmark.run.evaluate import evaluate
+from benchmark.run.runner import execute
 from test_metrics import gen
 from test_remedies import build
 from test_report import GRID, record
@@ -94,7 +95,7 @@ def toy_run(**eval_settings) -> RunConfig:
 
 
 def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split():
-    train = execute(toy_run(mi_split="train", mi_examples=150), device="cpu", log=lambda _: None).record
+    train = execute(toy_run(mi_split="train", mi_examples=150), device="cpu", log=lambda _: None).record.to_dict()
     assert train["status"] == "ok", train["error"]
     assert train["estimators"]["mi_split"] == "train" and train["estimators"]["mi_examples"] == 150
     assert train["estimators"]["mi_cap"] == pytest.approx(math.log(150))
@@ -102,7 +103,7 @@ def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split()
     # the curves stay on the whole test split, the last point included (no estimator mixing)
     assert "test_mi" in train["curves"][0] and train["curves"][-1]["test_mi"] != train["metrics"]["mi"]
     assert train["curves"][-1]["test_mi"] <= math.log(100) + 1e-9
-    test = execute(toy_run(), device="cpu", log=lambda _: None).record
+    test = execute(toy_run(), device="cpu", log=lambda _: None).record.to_dict()
     assert test["status"] == "ok", test["error"]
     assert test["curves"][-1]["test_mi"] == test["metrics"]["mi"]
     assert test["estimators"]["mi_examples"] == 100 and test["estimators"]["mi_cap"] == pytest.approx(math.log(100))
@@ -130,8 +131,7 @@ def write_mi_results(root: Path, mi: dict[str, list[float]], estimators: dict | 
 
 def build_report(tmp_path: Path, monkeypatch, mi: dict[str, list[float]], estimators: dict | None) -> Path:
     results = write_mi_results(tmp_path / "results", mi, estimators)
-    monkeypatch.setattr(report, "GRID_DIR", tmp_path / "no-grids")
-    code, message = report.build_report(results, tmp_path / "reports")
+    code, message = write_report(results, tmp_path / "reports")
     assert code == 0, message
     return tmp_path / "reports"
 
@@ -168,7 +168,7 @@ def test_report_marks_mi_at_cap_and_bolds_none(tmp_path, monkeypatch):
     assert "dashed: the MI cap log N" in readme  # the curves figure draws it
 
     again = tmp_path / "again"  # deterministic: the same records give the same bytes
-    assert report.build_report(tmp_path / "results", again)[0] == 0
+    assert write_report(tmp_path / "results", again)[0] == 0
     first = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     second = {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()}
     assert first == second
@@ -193,4 +193,4 @@ def test_report_without_a_cap_flags_nothing(tmp_path, monkeypatch):
 
 
 def test_report_default_margin_is_the_config_default():
-    assert report.MI_CAP_MARGIN == config_module.MI_CAP_MARGIN
+    assert load.MI_CAP_MARGIN == config_module.MI_CAP_MARGIN

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from benchmark.grid import load_grid
-from benchmark.method import build_method
-from benchmark.models import ARCHS, ConvArch, MLPArch, ModelConfig, build_arch
+from benchmark.config import ModelConfig
+from benchmark.ml.method import build_method
+from benchmark.ml.models import ARCHS, ConvArch, MLPArch, build_arch
 
 MNIST, FACES = (1, 28, 28), (3, 64, 64)
 

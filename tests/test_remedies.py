@@ -7,9 +7,11 @@ import torch
 from torch import nn
 
 from benchmark.errors import GridError, UnknownNameError
-from benchmark.likelihoods import LIKELIHOODS
-from benchmark.method import METHODS, TrainingProgress, build_method
-from benchmark.models import VAE, ModelConfig, VAEOutput
+from benchmark.config import ModelConfig
+from benchmark.discovery import METHODS
+from benchmark.ml.likelihoods import LIKELIHOODS
+from benchmark.ml.method import TrainingProgress, build_method
+from benchmark.ml.models import VAE, VAEOutput
 
 SHAPES = {"toy": ((2,), 2), "image": ((1, 28, 28), 4)}  # shape, latent_dim (LID needs d <= D)
 

@@ -1,8 +1,8 @@
-"""`python -m benchmark report` on small synthetic run records written by the tests themselves."""
+"""`python -m benchmark report` on small synthetic run records (and the plan `run` writes beside
+them) written by the tests themselves."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
@@ -15,7 +15,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark import report
+from benchmark.cli import main
+from benchmark.report.build import Writer, _old_manifest, build_report
+from benchmark.report.stats import N_TOO_SMALL
+from benchmark.run.plan import Plan, PlannedRun
+from benchmark.run.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = "synth"
@@ -31,6 +35,11 @@ AU = {
 FAILED = ("lr-vae", (("alpha_T", 1.0), ("beta", 0.2)), 1)
 DIVERGED = ("lr-vae", (("alpha_T", 1.0), ("beta", 0.2)), 2)
 OLD = ("vae", (), 2)  # written before the new fields existed
+# The grid as `run` planned it: vae; beta-vae beta = [0.1, 4.0]; lr-vae alpha_T = 1.0, beta = [0.2];
+# il-lid-vae L = [0.5] (never run); seeds 0, 1, 2. Each method's entry names these hyperparameters.
+NAMED = {"vae": (), "beta-vae": ("beta",), "lr-vae": ("alpha_T", "beta"), "il-lid-vae": ("L",)}
+PLANNED = [("vae", ()), ("beta-vae", (("beta", 0.1),)), ("beta-vae", (("beta", 4.0),)),
+           ("lr-vae", (("alpha_T", 1.0), ("beta", 0.2))), ("il-lid-vae", (("L", 0.5),))]
 
 
 def run_id(method: str, hp: tuple, seed: int) -> str:
@@ -97,23 +106,21 @@ def write_results(root: Path) -> Path:
     return root
 
 
+def write_plan(root: Path) -> None:
+    runs = tuple(PlannedRun(run_id(method, hp, seed), f"{method}{dict(hp)} fashion-mnist seed {seed}", NAMED[method],
+                            record(method, hp, seed)["config"]) for method, hp in PLANNED for seed in (0, 1, 2))
+    ResultStore(root, GRID).write_plan(Plan(GRID, "synthetic", f"{GRID}.toml", runs))
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Results, a grid file for them (with a setting never run) and one report built from them."""
+    """Results, their plan (with a setting never run) and one report built from them."""
     base = tmp_path_factory.mktemp("report")
     results = write_results(base / "results")
-    grids = base / "grids"
-    grids.mkdir()
-    (grids / f"{GRID}.toml").write_text(
-        'description = "synthetic"\nseeds = [0, 1, 2]\n[[datasets]]\nname = "fashion-mnist"\n'
-        '[[methods]]\nname = "vae"\n[[methods]]\nname = "beta-vae"\nbeta = [0.1, 4.0]\n'
-        '[[methods]]\nname = "lr-vae"\nalpha_T = 1.0\nbeta = [0.2]\n[[methods]]\nname = "il-lid-vae"\nL = [0.5]\n')
-    patch = pytest.MonkeyPatch()
-    patch.setattr(report, "GRID_DIR", grids)
+    write_plan(results)
     out = base / "reports"
-    code, message = report.build_report(results, out)
-    yield {"base": base, "results": results, "out": out, "code": code, "message": message, "patch": patch}
-    patch.undo()
+    code, message = build_report(results, out)
+    return {"base": base, "results": results, "out": out, "code": code, "message": message}
 
 
 def test_files_tables_and_headline(built):
@@ -172,6 +179,14 @@ def test_missing_section(built):
     assert "beta-vae (beta=0.1)" not in missing  # complete settings are not listed
 
 
+def test_results_without_a_plan_say_so(tmp_path):
+    results = write_results(tmp_path / "results")  # records written before `run` wrote plans
+    assert build_report(results, tmp_path / "out")[0] == 0
+    missing = (tmp_path / "out" / "README.md").read_text().split("### What is missing", 1)[1]
+    assert "no readable `plan.json` beside the records" in missing and "Not run yet" not in missing
+    assert f"`{run_id(*FAILED)}`" in missing  # what the records show is still reported
+
+
 def test_vae_comparison_matches_scipy(built):
     table = pd.read_csv(built["out"] / GRID / "tables" / "vs_vae.csv")
     row = table[(table["setting"] == "beta=0.1") & (table["metric"] == "au")].iloc[0]
@@ -188,14 +203,14 @@ def test_vae_comparison_matches_scipy(built):
     nll_b = [35.0 - 5 * 0.25, 35.0 - 5 * 0.25 + 0.3]
     assert nll["p"] == pytest.approx(stats.ttest_ind(nll_a, nll_b, equal_var=False).pvalue, rel=1e-8)
     lr = table[(table["method"] == "lr-vae") & (table["metric"] == "au")].iloc[0]
-    assert pd.isna(lr["p"]) and lr["note"] == report.N_TOO_SMALL
+    assert pd.isna(lr["p"]) and lr["note"] == N_TOO_SMALL
     readme = (built["out"] / "README.md").read_text()
-    assert report.N_TOO_SMALL in readme
+    assert N_TOO_SMALL in readme
 
 
 def test_deterministic(built, tmp_path):
     again = tmp_path / "again"
-    code, _ = report.build_report(built["results"], again)
+    code, _ = build_report(built["results"], again)
     assert code == 0
     first = {p.relative_to(built["out"]): p.read_bytes() for p in sorted(built["out"].rglob("*")) if p.is_file()}
     second = {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()}
@@ -204,18 +219,14 @@ def test_deterministic(built, tmp_path):
 
 
 def test_no_results(tmp_path, capsys):
-    args = argparse.Namespace(results=str(tmp_path / "nothing"), out=str(tmp_path / "out"), grid=None)
-    assert report.main(args) == 0
+    assert main(["report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "README.md").read_text()
     assert "No run records" in text and "python -m benchmark run" in text
     assert "python -m benchmark run" in capsys.readouterr().err
 
 
 def test_unknown_grid_is_an_error(built, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    report.add_arguments(parser)
-    args = parser.parse_args(["--results", str(built["results"]), "--out", str(tmp_path / "out"), "--grid", "nope"])
-    assert report.main(args) == 2
+    assert main(["report", "--results", str(built["results"]), "--out", str(tmp_path / "out"), "--grid", "nope"]) == 2
     assert f"grids with records: {GRID}" in capsys.readouterr().err
 
 
@@ -225,13 +236,18 @@ def test_stale_files_are_removed(tmp_path):
     (out / "g" / "old.png").write_bytes(b"x")
     (out / "g" / "mine.txt").write_bytes(b"user file")
     (out / "g" / "MANIFEST").write_text("old.png\nMANIFEST\n")
-    writer = report.Writer(out)
+    writer = Writer(out)
     writer.add("g/new.md", "new\n")
     writer.add("g/MANIFEST", "new.md\nMANIFEST\n")
-    writer.write({"g": report._old_manifest(out, "g")})
+    writer.write({"g": _old_manifest(out, "g")})
     assert sorted(p.name for p in (out / "g").iterdir()) == ["MANIFEST", "mine.txt", "new.md"]
 
 
-def test_report_never_imports_torch():
-    code = "import sys, benchmark.report; assert 'torch' not in sys.modules, 'torch imported'"
+def test_report_never_imports_torch(built, tmp_path):
+    """Every module of the report package, and a whole report through the command line."""
+    code = ("import importlib, pkgutil, sys, benchmark.report, benchmark.cli\n"
+            "for module in pkgutil.iter_modules(benchmark.report.__path__):\n"
+            "    importlib.import_module(f'benchmark.report.{module.name}')\n"
+            f"assert benchmark.cli.main(['report', '--results', {str(built['results'])!r}, '--out', {str(tmp_path)!r}]) == 0\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -17,7 +17,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.config import RunConfig
 from benchmark.grid import load_grid
-from benchmark.runner import execute
+from benchmark.run.runner import execute
 from conftest import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,10 +101,10 @@ def test_ray_executor_matches_sequential(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypatch, device):
-    from benchmark import runner
+    from benchmark.run import runner
 
     config: RunConfig = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[0])[0]
-    plain = execute(config, device=device, log=lambda _: None).record
+    plain = execute(config, device=device, log=lambda _: None).record.to_dict()
 
     checkpoint = tmp_path / "ckpt.pt"
     real_run_epoch, calls = runner.Trainer.run_epoch, []
@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
     monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
 
     lines: list[str] = []
-    resumed = execute(config, device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record
+    resumed = execute(config, device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()
     assert any("resumed from" in line and "after epoch 2" in line for line in lines)
     assert len(resumed["curves"]) == len(plain["curves"]) == 4
     if device == "cpu":  # bit for bit
@@ -131,13 +131,13 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
         assert_same_metrics({"run": resumed}, {"run": plain})
 
     other = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[1])[0]
-    failed = execute(other, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record
+    failed = execute(other, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()
     assert failed["status"] == "failed" and "belongs to run" in failed["error"]["message"]
 
 
 FLAKY = '''
 from pathlib import Path
-from benchmark.method import Method, register_method
+from benchmark.plugin import Method, register_method
 
 MARKER = Path({marker!r})
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from benchmark.errors import GridError, UnknownNameError
-from benchmark.method import TrainingProgress
-from benchmark.schedules import SCHEDULES, make_schedule
+from benchmark.ml.method import TrainingProgress
+from benchmark.ml.schedules import SCHEDULES, make_schedule
 
 
 def at(step: int, total: int = 101, epoch: int = 0) -> TrainingProgress:

@@ -1,0 +1,31 @@
+"""Value types of the command lines (``python -m benchmark`` and the tools): lists of names,
+seeds and positive counts, each raising ``argparse.ArgumentTypeError`` with the accepted forms."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def names(text: str) -> list[str]:
+    """``a,b`` -> ["a", "b"] (blanks dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def seeds(text: str) -> list[int]:
+    """``0,1,2`` or ``0-4`` (inclusive range) or a mix: ``0-2,7``."""
+    found: list[int] = []
+    try:
+        for part in names(text):
+            lo, _, hi = part.partition("-")
+            found += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4, got {text!r}") from None
+    return found
+
+
+def positive(text: str) -> int:
+    """An integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

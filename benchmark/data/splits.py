@@ -1,0 +1,114 @@
+"""What a data loader takes and gives: a load request, train / test splits as tensors, and the
+seeded random streams that draw subsets and toy data.
+
+Shapes: ``x`` [N, *shape] (e.g. [N, 1, 28, 28] or [N, 2]), ``y`` [N] int64 labels. Image sets
+keep ``x`` as uint8 pixel values 0..255 (a quarter of the memory of float32); :func:`to_unit`
+turns them into float32 in [0, 1] with the same bits on every device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """``x``: [N, *shape], float32 or uint8 pixels (0..255); ``y``: [N] int64 labels (class /
+    mixture component / arm).
+
+    Loaders and the per-process cache keep image splits as uint8; :meth:`as_float` gives float32
+    in [0, 1] (see :func:`benchmark.data.catalog.load_dataset` for which splits it hands out as what).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0] or self.y.ndim != 1:
+            raise ValueError(f"x {tuple(self.x.shape)} and y {tuple(self.y.shape)} do not pair up")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: str | torch.device) -> DataSplit:
+        return DataSplit(self.x.to(device), self.y.to(device))
+
+    def subset(self, n: int | None, generator: torch.Generator) -> DataSplit:
+        """``n`` examples drawn without replacement (all of them, unchanged, if n is None or >= N)."""
+        if n is None or n >= len(self):
+            return self
+        if n < 0:
+            raise ValueError(f"subset size must be >= 0, got {n}")
+        idx = torch.randperm(len(self), generator=generator)[:n].to(self.x.device)
+        return DataSplit(self.x[idx], self.y[idx])
+
+    def as_float(self) -> DataSplit:
+        """``x`` as float32 in [0, 1]: uint8 pixels v become v / 255 (other dtypes unchanged).
+
+        The conversion looks v / 255 up in a table computed on the CPU, so it gives the same
+        bits on every device, and works in chunks, so its peak memory is the float result.
+        """
+        if self.x.dtype != torch.uint8:
+            return self
+        out = torch.empty(self.x.shape, dtype=torch.float32, device=self.x.device)
+        rows = max(1, _CONVERT_CHUNK // max(1, math.prod(self.x.shape[1:])))
+        for start in range(0, len(self), rows):
+            out[start:start + rows] = to_unit(self.x[start:start + rows])
+        return DataSplit(out, self.y)
+
+
+_BYTE_TO_UNIT = torch.arange(256, dtype=torch.float32) / 255
+_BYTE_TO_UNIT_ON: dict[torch.device, torch.Tensor] = {}  # the table on each device it was used on
+_CONVERT_CHUNK = 1 << 24  # elements converted at a time by DataSplit.as_float
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels v -> float32 v / 255 on ``x``'s device, the same bits on every device (a
+    table computed on the CPU); any other dtype is returned unchanged."""
+    if x.dtype != torch.uint8:
+        return x
+    table = _BYTE_TO_UNIT_ON.get(x.device)
+    if table is None:
+        table = _BYTE_TO_UNIT_ON[x.device] = _BYTE_TO_UNIT.to(x.device)
+    return table[x.long()]
+
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named train/test pair; labels lie in ``range(num_classes)``."""
+
+    name: str
+    train: DataSplit
+    test: DataSplit
+    num_classes: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Per-example shape, e.g. (1, 28, 28) or (2,)."""
+        return tuple(self.train.x.shape[1:])
+
+    def to(self, device: str | torch.device) -> Dataset:
+        return dataclasses.replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Where and how a loader finds its data (image sets) or generates it (toy sets)."""
+
+    data_root: Path | None  # user-supplied root (--data-root), may be None
+    seed: int  # for generated toy data
+    download: bool = False  # let torchvision fetch image data that is not found locally
+
+
+
+def stream_generator(seed: int, stream: str) -> torch.Generator:
+    """A CPU generator for one named random stream of ``seed``, independent of the other streams."""
+    digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)

@@ -1,0 +1,124 @@
+"""The method plugin contract: :class:`Method`, :func:`register_method` and :func:`build_method`.
+
+A method is one file in ``methods/`` (or in a folder named by ``--plugins`` /
+``$BENCHMARK_PLUGINS``) defining a :class:`Method` subclass decorated with
+:func:`register_method`; :mod:`benchmark.discovery` imports the files on the first lookup of
+the registry, and :mod:`benchmark.plugin` is the import surface plugins use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..discovery import METHODS
+from ..errors import PluginError
+from .likelihoods import LIKELIHOODS
+from .models import VAE, build_arch
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where training stands when a loss is computed (for warm-up and annealing schedules)."""
+
+    epoch: int  # 0-based
+    step: int  # optimiser steps taken so far, 0-based
+    total_steps: int
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of training done, in [0, 1)."""
+        return self.step / max(self.total_steps, 1)
+
+
+@dataclass
+class NoHyperparameters:
+    """This method has no hyperparameters."""
+
+
+class Method(nn.Module):
+    """A VAE model plus the objective a remedy trains it with.
+
+    Subclasses set ``name``, ``Config`` (a dataclass of hyperparameters with defaults; its
+    field docs go in the class docstring) and implement :meth:`loss`. They may override
+    :meth:`build_decoder` to replace the architecture's decoder.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = NoHyperparameters
+
+    def __init__(self, config: Any, model: VAE):
+        super().__init__()
+        self.config = config
+        self.model = model
+
+    @classmethod
+    def build_decoder(cls, config: Any, shape: tuple[int, ...], model_config: ModelConfig) -> nn.Module | None:
+        """A decoder z [B, d] -> params [B, *shape] replacing the architecture's, or None."""
+        return None
+
+    def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
+        """Scalar loss parts for the batch ``x`` [B, *shape], averaged over the batch.
+
+        Must hold ``"loss"`` (what is minimised) and ``"rec"`` and ``"kl"`` (nats per example);
+        every other entry (a method's own terms, the current value of a schedule) is logged.
+        """
+        raise NotImplementedError
+
+    def record_extras(self) -> dict[str, Any]:
+        """Method-specific facts to store in the run record (e.g. derived constants)."""
+        return {}
+
+    @classmethod
+    def description(cls) -> str:
+        return (inspect.getdoc(cls) or "").split("\n")[0]
+
+    @classmethod
+    def hyperparameters(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls.Config))
+
+    @classmethod
+    def hyperparameter_docs(cls) -> dict[str, str]:
+        """``name: text`` lines of the Config docstrings (own and inherited), by field name."""
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.Config.__mro__):
+            for line in (klass.__doc__ or "").splitlines():
+                key, sep, text = line.strip().partition(":")
+                if sep and key in names:
+                    docs[key] = text.strip()
+        return docs
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: check the plugin contract and register ``cls`` under ``cls.name``."""
+    where = inspect.getsourcefile(cls) or cls.__module__
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise PluginError(f"{where}: @register_method needs a subclass of benchmark.plugin.Method")
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise PluginError(f"{where}: {cls.__name__} must set a class attribute `name` (e.g. name = \"my-vae\")")
+    if not dataclasses.is_dataclass(cls.Config):
+        raise PluginError(f"{where}: {cls.__name__}.Config must be a dataclass of hyperparameters")
+    if cls.loss is Method.loss:
+        raise PluginError(f"{where}: {cls.__name__} must implement loss(self, x, progress)")
+    existing = METHODS.peek(cls.name)
+    if existing is not None and (existing.__qualname__, inspect.getsourcefile(existing)) != (cls.__qualname__, where):
+        raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
+                          f"{inspect.getsourcefile(existing)}; rename one of them")
+    return METHODS.replace(cls.name, cls)
+
+
+def build_method(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig,
+                 shape: tuple[int, ...]) -> Method:
+    """Instantiate method ``name`` with its model for data of ``shape`` (uses the global RNG)."""
+    cls = METHODS[name]
+    config = cls.Config(**hyperparameters)
+    encoder, decoder = build_arch(model_config, shape)
+    decoder = cls.build_decoder(config, shape, model_config) or decoder
+    model = VAE(encoder, decoder, LIKELIHOODS[model_config.likelihood], model_config.posterior_variance)
+    return cls(config, model)

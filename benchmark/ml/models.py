@@ -1,0 +1,236 @@
+"""Encoders, decoders and the VAE model that ties them to a likelihood.
+
+Shapes: data ``x`` [B, *shape] (e.g. [B, 1, 28, 28] or [B, 2]); latents [B, d].
+An encoder returns ``(mu, raw_logvar)``; a decoder returns likelihood parameters [B, *shape].
+Architectures are registered presets with a typed options dataclass, so a grid can name one
+(``arch = "mlp"``) and set its options (``hidden = [512, 512]``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig, PosteriorVariance
+from ..registry import Registry
+from .likelihoods import Likelihood
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU,
+    "tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus,
+}
+
+
+def mlp(sizes: list[int], activation: str, final_activation: bool = False) -> nn.Sequential:
+    """Fully connected layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` in between."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if final_activation or i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class GaussianHead(nn.Module):
+    """Splits a [B, 2d] output into ``(mu, raw_logvar)``, each [B, d]."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, raw_logvar = self.body(x).chunk(2, dim=-1)
+        return mu, raw_logvar
+
+
+class Reshape(nn.Module):
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(*x.shape[:-1], *self.shape)
+
+
+@dataclass
+class MLPArch:
+    """Fully connected encoder and mirrored decoder (any data shape; flattened)."""
+
+    hidden: list[int] = field(default_factory=lambda: [512, 512])
+    activation: str = "relu"
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        size = math.prod(shape)
+        encoder = GaussianHead(nn.Sequential(
+            nn.Flatten(), mlp([size, *self.hidden, 2 * latent_dim], self.activation)))
+        decoder = nn.Sequential(
+            mlp([latent_dim, *reversed(self.hidden), size], self.activation), Reshape(shape))
+        return encoder, decoder
+
+
+@dataclass
+class ConvArch:
+    """Strided-convolution encoder and transposed-convolution decoder for square images.
+
+    Each of ``channels`` halves the side (kernel 4, stride 2, padding 1), so the side must be
+    divisible by ``2 ** len(channels)``; an empty list picks [32, 64] for 28x28 and
+    [32, 32, 64, 64] for 64x64.
+    """
+
+    channels: list[int] = field(default_factory=list)
+    activation: str = "relu"
+    hidden: int = 256
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ValueError(f"conv needs square images [C, H, H], got shape {list(shape)}")
+        c, side, _ = shape
+        channels = self.channels or ([32, 64] if side <= 32 else [32, 32, 64, 64])
+        low = side // 2 ** len(channels)
+        if low * 2 ** len(channels) != side:
+            raise ValueError(f"side {side} is not divisible by 2^{len(channels)} ({len(channels)} conv layers)")
+        act = ACTIVATIONS[self.activation]
+        enc: list[nn.Module] = []
+        for n_in, n_out in zip([c, *channels[:-1]], channels):
+            enc += [nn.Conv2d(n_in, n_out, 4, 2, 1), act()]
+        flat = channels[-1] * low * low
+        enc += [nn.Flatten(), nn.Linear(flat, self.hidden), act(), nn.Linear(self.hidden, 2 * latent_dim)]
+        dec: list[nn.Module] = [nn.Linear(latent_dim, self.hidden), act(), nn.Linear(self.hidden, flat), act(),
+                                nn.Unflatten(-1, (channels[-1], low, low))]
+        rev = list(reversed(channels))
+        for i, (n_in, n_out) in enumerate(zip(rev, [*rev[1:], c])):
+            dec.append(nn.ConvTranspose2d(n_in, n_out, 4, 2, 1))
+            if i < len(rev) - 1:
+                dec.append(act())
+        return GaussianHead(nn.Sequential(*enc)), nn.Sequential(*dec)
+
+
+def _check_positive(arch: str, **values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{arch}: {name} must be >= 1, got {value}")
+
+
+@dataclass
+class MLPShallowArch:
+    """One hidden layer of ``width`` units in the encoder and in the decoder (any data shape).
+
+    The "shallow" networks of the paper's capacity comparison; latent 32 for 28x28 data by the
+    grid's convention.
+    """
+
+    width: int = 512
+    activation: str = "relu"
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        _check_positive("mlp-shallow", width=self.width)
+        return MLPArch([self.width], self.activation).build(shape, latent_dim)
+
+
+@dataclass
+class MLPDeepArch:
+    """``depth`` hidden layers of ``width`` units in the encoder and in the decoder (any shape).
+
+    The deeper counterpart of ``mlp-shallow`` (default 4 x 512); ``depth = 1`` is ``mlp-shallow``.
+    """
+
+    width: int = 512
+    depth: int = 4
+    activation: str = "relu"
+
+    def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        _check_positive("mlp-deep", width=self.width, depth=self.depth)
+        return MLPArch([self.width] * self.depth, self.activation).build(shape, latent_dim)
+
+
+@dataclass
+class Conv28Arch(ConvArch):
+    """``conv`` with the 28x28 defaults spelled out: channels [32, 64] (28 -> 14 -> 7), FC 256.
+
+    Any square image whose side is divisible by 4 works; the channel list may be changed.
+    """
+
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+
+
+@dataclass
+class Conv64Arch(ConvArch):
+    """``conv`` with the 64x64 defaults spelled out: channels [32, 32, 64, 64] (64 -> 4), FC 256.
+
+    The beta-VAE image architecture (Higgins et al. 2017; Burgess et al. 2018) for 64x64 RGB
+    faces; any square image whose side is divisible by 16 works.
+    """
+
+    channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
+
+
+ARCHS: Registry[type] = Registry("architecture")
+ARCHS.add("mlp", MLPArch)
+ARCHS.add("conv", ConvArch)
+ARCHS.add("mlp-shallow", MLPShallowArch)
+ARCHS.add("mlp-deep", MLPDeepArch)
+ARCHS.add("conv28", Conv28Arch)
+ARCHS.add("conv64", Conv64Arch)
+
+
+class VAEOutput(NamedTuple):
+    """One forward pass: posterior ``mu``/``logvar`` [B, d], sample ``z`` [B, d],
+    decoder ``params`` [B, *shape], per-example ``rec`` and ``kl`` [B] (nats)."""
+
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+    params: Tensor
+    rec: Tensor
+    kl: Tensor
+
+
+class VAE(nn.Module):
+    """Encoder q(z|x) = N(mu, diag exp(logvar)), prior N(0, I), decoder and likelihood p(x|z).
+
+    ``posterior_variance="softplus-logvar"`` reproduces the reference code's
+    logvar = softplus(raw), which forces sigma^2 >= 1 (never the default).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
+                 posterior_variance: PosteriorVariance = "logvar"):
+        super().__init__()
+        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.posterior_variance = posterior_variance
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x [B, *shape] -> (mu, logvar), each [B, d]."""
+        mu, raw = self.encoder(x)
+        return mu, (F.softplus(raw) if self.posterior_variance == "softplus-logvar" else raw)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z [B, d] -> likelihood parameters [B, *shape]."""
+        return self.decoder(z)
+
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """z [B, d] -> decoder mean in data space [B, *shape]."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @staticmethod
+    def sample(mu: Tensor, logvar: Tensor) -> Tensor:
+        """Reparameterised z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (global RNG)."""
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def forward(self, x: Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.sample(mu, logvar)
+        params = self.decode(z)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        return VAEOutput(mu, logvar, z, params, self.likelihood.rec(params, x), kl)
+
+
+def build_arch(config: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder of the registered architecture ``config.arch`` for data of ``shape``."""
+    return ARCHS[config.arch](**config.options).build(tuple(shape), config.latent_dim)

@@ -1,0 +1,242 @@
+"""Loading a grid's results for the report: its records grouped into settings, and its plan.
+
+A *setting* is one method x hyperparameters x model / train / data / eval settings of one data
+set; its runs are the seeds. Records are read through the store (:mod:`benchmark.run.store`),
+which also names the files that are no readable record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import MI_CAP_MARGIN
+from ..run.plan import Plan
+from ..run.record import Record
+from ..run.store import ResultStore
+from ..run.table import records_table, setting_columns
+
+BASELINE = "vae"
+NOT_RECORDED = "not recorded"
+
+
+@dataclass
+class Run:
+    """One readable record and its setting columns."""
+
+    record: Record
+    setting: dict[str, Any]  # setting columns (records_table's names) -> plain value or None
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def status(self) -> str:
+        return str(self.record.status)
+
+    @property
+    def seed(self) -> Any:
+        return self.record.config["seed"]
+
+    def metric(self, key: str) -> float | None:
+        value = self.record.wall_time_s if key == "wall_time_s" else (self.record.metrics or {}).get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        return float(value)
+
+
+@dataclass
+class Setting:
+    """One method x hyperparameter x model / train / data setting of one data set: its seeds."""
+
+    key: str
+    dataset: str
+    method: str
+    values: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+    label: str = ""
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (column, "name=value") behind the label
+    sort_key: tuple = ()
+
+    @property
+    def ok(self) -> list[Run]:
+        return sorted((r for r in self.runs if r.status == "ok"), key=lambda r: (order(r.seed), r.run_id))
+
+    def values_of(self, key: str) -> list[float]:
+        return [v for v in (r.metric(key) for r in self.ok) if v is not None]
+
+    def mean_std(self, key: str) -> tuple[float | None, float | None, int]:
+        values = self.values_of(key)
+        if not values:
+            return None, None, 0
+        mean = math.fsum(values) / len(values)
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+        return mean, std, len(values)
+
+    def not_ok(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for run in self.runs:
+            if run.status != "ok":
+                counts[run.status] = counts.get(run.status, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
+    def legend(self) -> str:
+        """The method and, unless it has a single setting, the setting's label."""
+        return self.method + ("" if self.label == "—" else f" ({self.label})")
+
+    @property
+    def likelihood(self) -> Any:
+        return self.values.get("model.likelihood")
+
+    def mi_cap(self) -> tuple[float, float, int] | None:
+        """MI cap log N (nats, the mean over the ok runs with MI that record ``estimators.mi_cap``),
+        the margin within which the mean MI counts as at cap (``estimators.mi_cap_margin``, default
+        :data:`MI_CAP_MARGIN`) and the mixture size N; None when no run records a cap."""
+        caps, margins, sizes = [], [], set()
+        for run in self.ok:
+            estimators = run.record.estimators or {}
+            cap, margin = estimators.get("mi_cap"), estimators.get("mi_cap_margin")
+            if run.metric("mi") is None or not finite(cap):
+                continue
+            caps.append(float(cap))
+            margins.append(float(margin) if finite(margin) else MI_CAP_MARGIN)
+            size = estimators.get("mi_mixture_size")
+            sizes.add(int(size) if finite(size) else round(math.exp(cap)))
+        if not caps:
+            return None
+        return math.fsum(caps) / len(caps), math.fsum(margins) / len(margins), max(sizes)
+
+    def mi_at_cap(self) -> bool:
+        """Whether the mean MI over seeds is within the margin of the cap (False without a cap)."""
+        cap, mean = self.mi_cap(), self.mean_std("mi")[0]
+        return cap is not None and mean is not None and mean >= cap[0] - cap[1]
+
+
+@dataclass
+class GridData:
+    """The records of one grid (readable and not), their settings, and the plan ``run`` wrote."""
+
+    name: str
+    runs_dir: Path
+    runs: list[Run]
+    unreadable: list[tuple[str, str]]  # (file name, why)
+    plan: Plan | None = None
+    settings: list[Setting] = field(default_factory=list)
+
+    @property
+    def description(self) -> str:
+        return self.plan.description if self.plan else ""
+
+    def datasets(self) -> list[str]:
+        return sorted({s.dataset for s in self.settings})
+
+    def settings_of(self, dataset: str) -> list[Setting]:
+        return [s for s in self.settings if s.dataset == dataset]
+
+
+def finite(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def plain(value: Any) -> Any:
+    """numpy / pandas scalars -> Python; NaN / NA -> None."""
+    if value is None or value is pd.NA:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def order(value: Any) -> tuple:
+    """A total order over mixed values: None first, then numbers, then text."""
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, bool):
+        return (1, float(value), "")
+    if isinstance(value, (int, float)):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
+
+
+def method_order(method: str) -> tuple:
+    return (method != BASELINE, method)
+
+
+def load_grid_records(grid_dir: Path) -> GridData:
+    """The records under ``grid_dir`` (through its store), grouped into settings labelled with
+    the hyperparameters that vary or that the plan's grid entries name."""
+    store = ResultStore(grid_dir.parent, grid_dir.name)
+    good, unreadable = store.scan()
+    runs: list[Run] = []
+    if good:
+        table = records_table(good)
+        by_id = {r.run_id: r for r in good}
+        columns = setting_columns(table)
+        for _, row in table.iterrows():
+            setting = {c: plain(row[c]) for c in columns}
+            runs.append(Run(by_id[row["run_id"]], setting))
+    plan = store.read_plan()
+    data = GridData(grid_dir.name, store.runs_dir, runs, unreadable, plan)
+    data.settings = group_settings(runs, plan.named_hyperparameters() if plan else {})
+    return data
+
+
+def group_settings(runs: list[Run], named: dict[str, set[str]] | None = None) -> list[Setting]:
+    """Settings (sorted: data set, `vae` first then methods by name, then setting values) with labels
+    naming the hyperparameters that vary within the method or that the grid names for it (``named``), and
+    any model / train / data / eval setting that varies within the data set."""
+    groups: dict[str, Setting] = {}
+    for run in runs:
+        key = json.dumps(sorted(run.setting.items()), default=str)
+        if key not in groups:
+            groups[key] = Setting(key, run.setting["dataset"], run.setting["method"], dict(run.setting))
+        groups[key].runs.append(run)
+    settings = list(groups.values())
+    for dataset in sorted({s.dataset for s in settings}):
+        in_dataset = [s for s in settings if s.dataset == dataset]
+        shared = [c for c in all_columns(in_dataset) if not c.startswith("hp.") and c not in ("dataset", "method")
+                  and len({json.dumps(s.values.get(c), default=str) for s in in_dataset}) > 1]
+        for method in sorted({s.method for s in in_dataset}):
+            mine = [s for s in in_dataset if s.method == method]
+            listed = {f"hp.{k}" for k in (named or {}).get(method, set())}
+            varying = [c for c in all_columns(mine) if c.startswith("hp.") and (
+                c in listed or len({json.dumps(s.values.get(c), default=str) for s in mine}) > 1)] + shared
+            for s in mine:
+                s.parts = [(c, f"{_short(c)}={value_text(s.values.get(c))}") for c in varying]
+                s.label = ", ".join(text for _, text in s.parts) or "—"
+                s.sort_key = (method_order(method), tuple(order(s.values.get(c)) for c in varying), s.key)
+    return sorted(settings, key=lambda s: (s.dataset, s.sort_key))
+
+
+def all_columns(settings: Iterable[Setting]) -> list[str]:
+    return sorted({c for s in settings for c in s.values})
+
+
+def _short(column: str) -> str:
+    return column.split(".", 1)[1] if "." in column else column
+
+
+def value_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def find_grids(results: Path, only: str | None) -> list[Path]:
+    if not results.is_dir():
+        return []
+    found = sorted(p for p in results.iterdir() if p.is_dir() and any((p / "runs").glob("*.json")))
+    return [p for p in found if only is None or p.name == only]

@@ -1,0 +1,78 @@
+"""What is missing from a grid's results: planned runs without a record (from the plan ``run``
+wrote), failed and diverged runs with their reasons, unreadable files, and fields some ok runs lack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..run.plan import PLAN_FILE
+from .format import md_escape
+from .load import NOT_RECORDED, GridData, value_text
+
+
+def _first_line(text: Any, limit: int = 200) -> str:
+    line = str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def planned_missing(data: GridData) -> list[str]:
+    """The planned runs without a record, per data set, method and the values of the
+    hyperparameters its grid entry names, in plan order: ``dataset · method (values) · seeds``."""
+    if data.plan is None:
+        return []
+    recorded = {r.run_id for r in data.runs}
+    groups: dict[tuple, list[Any]] = {}
+    for run in data.plan.runs:
+        values = tuple((k, run.config["hyperparameters"].get(k)) for k in sorted(run.named))
+        absent = groups.setdefault((run.dataset, run.method, values), [])
+        if run.run_id not in recorded:
+            absent.append(run.seed)
+    lines = []
+    for (dataset, method, values), absent in groups.items():
+        if absent:
+            label = ", ".join(f"{k}={value_text(v)}" for k, v in values) or "defaults"
+            lines.append(f"{dataset} · {method} ({label}) · seeds {', '.join(map(str, absent))}: not run yet")
+    return lines
+
+
+def missing_section(data: GridData) -> list[str]:
+    out: list[str] = []
+    planned = planned_missing(data)
+    if data.plan is None:
+        out.append(f"- Note: no readable `{PLAN_FILE}` beside the records (results from before `run` wrote its plan), "
+                   "so runs not started yet cannot be listed; rerun `python -m benchmark run` with the grid to write it.")
+    if planned:
+        out.append(f"- **Not run yet** ({len(planned)}):")
+        out += [f"  - {line}" for line in planned]
+    bad = sorted((r for r in data.runs if r.status != "ok"), key=lambda r: (r.setting["dataset"], r.status, r.run_id))
+    for status in sorted({r.status for r in bad}):
+        group = [r for r in bad if r.status == status]
+        out.append(f"- **{status.capitalize()}** ({len(group)}):")
+        for r in group:
+            label = r.record.label or f"{r.setting['method']} seed {r.seed}"
+            error = r.record.error or {}
+            reason = _first_line(error.get("message")) or "no error message recorded"
+            if status == "diverged" and r.record.diverged_epoch is not None:
+                reason = f"epoch {r.record.diverged_epoch}: {reason}"
+            elif error.get("type"):
+                reason = f"{error['type']}: {reason}"
+            out.append(f"  - `{r.run_id}` {md_escape(label)} — {md_escape(reason)}")
+    if data.unreadable:
+        out.append(f"- **Unreadable records** ({len(data.unreadable)}), ignored:")
+        out += [f"  - `{name}` — {md_escape(_first_line(reason))}" for name, reason in data.unreadable]
+    ok = [r for r in data.runs if r.status == "ok"]
+    # a field that is present but empty was recorded (e.g. `artifacts: {}` for 2-D data without images)
+    fields = [("IW-NLL (`metrics.nll`)", lambda r: r.metric("nll") is not None),
+              ("MI (`metrics.mi`)", lambda r: r.metric("mi") is not None),
+              ("per-class AU (`per_class`)", lambda r: r.record.per_class is not None),
+              ("noise sensitivity (`noise`)", lambda r: r.record.noise is not None),
+              ("stored images (`artifacts`)", lambda r: r.record.artifacts is not None),
+              ("MI curve points (`curves[].test_mi`)",
+               lambda r: any("test_mi" in p for p in r.record.curves or []))]
+    for name, has in fields:
+        lacking = [r for r in ok if not has(r)]
+        if lacking:
+            out.append(f"- {name} {NOT_RECORDED} in {len(lacking)} of {len(ok)} ok runs.")
+    if not any(line.startswith("- **") or f" {NOT_RECORDED} in " in line for line in out):
+        out.append("- Nothing else: every run found or planned has an ok record with every field.")
+    return out

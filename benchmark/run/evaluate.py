@@ -1,0 +1,217 @@
+"""The end-of-run evaluation and the per-epoch curve points, on the evaluation (test) split.
+
+Every metric comes from :mod:`benchmark.ml.metrics` (definitions, units and estimator settings:
+docs/metrics.md); this module runs them at the runner's batch sizes, in a fixed order on one
+generator, and collects the record sections they fill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import EvalConfig
+from ..data.splits import DataSplit, to_unit
+from ..ml import images, metrics
+from ..ml.method import Method
+from ..ml.models import VAE
+
+EVAL_BATCH = 1000  # examples encoded / decoded at a time
+
+
+@torch.no_grad()
+def encode_all(method: Method, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Posterior parameters of every example: ``x`` [N, *shape] -> mu, logvar [N, d]."""
+    parts = [method.model.encode(x[i:i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def latent_summary(mu: Tensor, logvar: Tensor, config: EvalConfig, mi_generator: torch.Generator | None = None
+                   ) -> dict[str, float]:
+    """AU fraction and count and mean KL of a set of posteriors, and MI when a generator is given
+    (the points of the training curves)."""
+    au = metrics.active_units(mu, config.au_threshold)
+    summary = {"au": au["fraction"], "au_count": au["count"], "kl": float(metrics.kl_to_prior(mu, logvar).mean())}
+    if mi_generator is not None:
+        summary["mi"] = metrics.mutual_information(mu, logvar, mixture=config.mi_mixture,
+                                                   batch_size=config.mi_batch_size, generator=mi_generator)["mi"]
+    return summary
+
+
+@dataclass
+class Evaluation:
+    """End-of-run results on the evaluation split: the record sections they fill (JSON-ready)
+    and image grids [N, C, H, W] in [0, 1] to store beside the record."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)  # scalars (docs/metrics.md)
+    estimators: dict[str, Any] = field(default_factory=dict)  # every setting behind them
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # per latent dimension
+    per_class: dict[str, dict[str, float]] | None = None  # per label: AU fraction, mean KL (nats)
+    noise: dict[str, Any] | None = None  # noise sensitivity (when eval.noise_points > 0)
+    images: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The record sections, as the record's JSON holds them."""
+        out = {"metrics": self.metrics, "estimators": self.estimators, "vectors": self.vectors,
+               "per_class": self.per_class}
+        return out if self.noise is None else {**out, "noise": self.noise}
+
+
+@torch.no_grad()
+def _mi_posteriors(method: Method, mu: Tensor, logvar: Tensor, mi_x: Tensor | None,
+                   config: EvalConfig) -> tuple[Tensor, Tensor]:
+    """Posteriors mu, logvar [M, d] the MI is estimated on: the first ``config.mi_examples`` (None:
+    all) of the evaluation split's ``mu``, ``logvar`` [N, d] (``mi_split = "test"``) or of
+    ``mi_x`` [N', *shape] (``"train"``: float32 or uint8 pixels, encoded per batch via ``to_unit``)."""
+    if config.mi_split not in ("test", "train"):
+        raise ValueError(f"eval.mi_split must be 'test' or 'train', got {config.mi_split!r}")
+    if config.mi_examples is not None and config.mi_examples < 2:
+        raise ValueError(f"eval.mi_examples must be >= 2 or None, got {config.mi_examples}")
+    if config.mi_split == "test":
+        return mu[:config.mi_examples], logvar[:config.mi_examples]
+    if mi_x is None:
+        raise ValueError('eval.mi_split = "train" needs the training split (evaluate(..., mi_x=...))')
+    x = mi_x[:config.mi_examples]
+    parts = [method.model.encode(to_unit(x[i:i + EVAL_BATCH])) for i in range(0, x.shape[0], EVAL_BATCH)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalConfig,
+                       generator: torch.Generator, out: Evaluation,
+                       mi_posteriors: tuple[Tensor, Tensor] | None = None) -> None:
+    """AU, KL and their vectors on ``mu``, ``logvar`` [N, d]; MI (nats) on ``mi_posteriors``
+    [M, d] each (default: the same), flagged ``mi_at_cap`` within ``config.mi_cap_margin`` of log M."""
+    au = metrics.active_units(mu, config.au_threshold)
+    kl = metrics.kl_to_prior(mu, logvar)
+    mi_mu, mi_logvar = mi_posteriors if mi_posteriors is not None else (mu, logvar)
+    mi = metrics.mutual_information(mi_mu, mi_logvar, mixture=config.mi_mixture,
+                                    batch_size=config.mi_batch_size, generator=generator)
+    out.metrics.update({"au": au["fraction"], "au_count": au["count"], "kl": float(kl.mean()),
+                                  "mi": mi["mi"], "mi_at_cap": mi["mi"] >= mi["cap"] - config.mi_cap_margin,
+                                  **{f"kl_{k}": v for k, v in metrics.kl_quantiles(kl).items()}})
+    out.vectors = {"au_variances": au["variances"].tolist(),
+                             "kl_per_dim": metrics.kl_per_dimension(mu, logvar).tolist()}
+    out.per_class = {
+        "au": {str(c): v["fraction"] for c, v in metrics.active_units_per_class(mu, labels, config.au_threshold).items()},
+        "kl": {str(c): v for c, v in metrics.kl_per_class(kl, labels).items()}}
+    out.estimators.update({"au_threshold": config.au_threshold, "mi_estimator": mi["estimator"],
+                                     "mi_split": config.mi_split, "mi_examples": mi_mu.shape[0],
+                                     "mi_cap": mi["cap"], "mi_cap_margin": config.mi_cap_margin,
+                                     "mi_mixture_size": mi["mixture_size"]})
+
+
+def reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
+                            out: Evaluation) -> None:
+    """rec (likelihood units), neg_elbo (beta = 1, full constants; needs ``out.metrics["kl"]``) and
+    per-pixel mse of ``x`` [N, *shape] with posteriors ``mu``, ``logvar`` [N, d], one posterior
+    sample per example; added to ``out``."""
+    rec_sum = log_lik_sum = mse_sum = 0.0
+    for i in range(0, x.shape[0], EVAL_BATCH):
+        xb, mb, lb = x[i:i + EVAL_BATCH], mu[i:i + EVAL_BATCH], logvar[i:i + EVAL_BATCH]
+        eps = torch.randn(mb.shape, generator=generator, device=mb.device, dtype=mb.dtype)
+        params = model.decode(mb + torch.exp(0.5 * lb) * eps)
+        rec_sum += float(model.likelihood.rec(params, xb).sum())
+        log_lik_sum += float(model.likelihood.log_prob(params, xb).sum())
+        mse_sum += float(((model.likelihood.mean(params) - xb) ** 2).flatten(1).mean(1).sum())
+    n = x.shape[0]
+    kl = out.metrics["kl"]
+    out.metrics.update({"rec": rec_sum / n, "neg_elbo": kl - log_lik_sum / n, "mse": mse_sum / n})
+    out.estimators.update({"rec_samples": 1, "likelihood": model.likelihood.name,
+                                     "neg_elbo": "beta = 1, one posterior sample, full likelihood constants"})
+
+
+def iw_log_px(model: VAE, x: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+    """Importance-weighted ``log p(x)`` [N] (nats, float64) of ``x`` [N, *shape] under ``model``."""
+    shape = x.shape[1:]
+
+    def log_likelihood(xb: Tensor, z: Tensor) -> Tensor:  # z [S, B, d] -> [S, B]
+        return model.likelihood.log_prob(model.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2]).reshape(*z.shape[:2], *shape), xb)
+
+    return metrics.importance_weighted_log_likelihood(x, model.encode, log_likelihood, num_samples=num_samples,
+                                                      generator=generator)
+
+
+def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+    x = x[:config.nll_examples]
+    log_px = iw_log_px(model, x, config.nll_samples, generator)
+    out.metrics["nll"] = -float(log_px.mean())
+    out.estimators.update({"nll_samples": config.nll_samples, "nll_examples": x.shape[0]})
+
+
+def _decoder_metrics(model: VAE, mu: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+    if config.geometry_points:
+        geo = metrics.decoder_geometry(model.decode_mean, mu[:config.geometry_points], generator=generator,
+                                       pair_scale=config.pair_scale, batch_size=64)
+        settings = {"pair_scale", "points", "pairs", "quantiles"}
+        out.metrics.update({f"geo_{k}": v for k, v in geo.items() if k not in settings})
+        out.estimators["geometry"] = {k: geo[k] for k in settings}
+    if config.noise_points:
+        points = mu[:config.noise_points]
+        out.noise = metrics.noise_sensitivity(model.decode_mean, points, draws=config.noise_draws,
+                                                        generator=generator)
+        grid = images.noise_grid(model.decode_mean, points[:8], out.noise["variances"], generator=generator)
+        if grid is not None:
+            out.images["noise"] = grid
+
+
+def _image_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
+    """Reconstructions (first 8 test images over their decoded means) and 16 prior samples."""
+    if not images.is_image_shape(x.shape[1:]):
+        return
+    out.images["reconstructions"] = torch.cat([x[:8], model.decode_mean(mu[:8])])
+    z = torch.randn((16, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
+    out.images["samples"] = model.decode_mean(z)
+
+
+@torch.no_grad()
+def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: torch.Generator,
+             mi_x: Tensor | None = None) -> Evaluation:
+    """End-of-run metrics on the evaluation split (docs/metrics.md): ``metrics`` (scalars),
+    ``vectors`` (per latent dimension), ``per_class``, ``noise``, ``estimators`` (every setting).
+    MI uses ``config.mi_split``: with ``"train"``, ``mi_x`` [N', *shape] is the training split."""
+    method.eval()
+    model, x = method.model, split.x
+    out = Evaluation(estimators={"split": "test", "examples": x.shape[0]})
+    mu, logvar = encode_all(method, x)
+    _posterior_metrics(mu, logvar, split.y, config, generator, out,
+                       _mi_posteriors(method, mu, logvar, mi_x, config))
+    reconstruction_metrics(model, x, mu, logvar, generator, out)
+    if config.nll_samples:
+        _iw_nll(model, x, config, generator, out)
+    _decoder_metrics(model, mu, config, generator, out)
+    _image_samples(model, x, mu, generator, out)
+    return out
+
+
+class CurvePoints:
+    """The points of a run's training curves: per epoch the training means of the loss parts and,
+    every ``curve_every`` epochs and at the last, the test-split AU / AU count / KL; MI every
+    ``mi_curve_every`` epochs (from ``generator``)."""
+
+    def __init__(self, config: EvalConfig, epochs: int, generator: torch.Generator):
+        self.every, self.mi_every, self.last = config.curve_every, config.mi_curve_every, epochs
+        self.generator = generator
+        # The last point's MI comes from the final evaluation when that uses the curves' estimator.
+        self.final_mi_is_curve_mi = config.mi_split == "test" and config.mi_examples is None
+        self.config = config
+
+    def point(self, method: Method, x: Tensor, epoch: int, parts: dict[str, float]) -> dict[str, Any]:
+        """The point of ``epoch`` (1-based) with the training ``parts``; ``x`` [N, *shape]: the test split."""
+        point: dict[str, Any] = {"epoch": epoch, **parts}
+        with_mi = bool(self.mi_every) and epoch % self.mi_every == 0 and (
+            epoch != self.last or not self.final_mi_is_curve_mi)
+        if epoch % self.every == 0 or epoch == self.last or with_mi:
+            method.eval()
+            mu, logvar = encode_all(method, x)
+            summary = latent_summary(mu, logvar, self.config, self.generator if with_mi else None)
+            point.update({f"test_{k}": v for k, v in summary.items()})
+        return point
+
+    def final_mi(self, points: list[dict[str, Any]], evaluation: Evaluation) -> None:
+        """Give the last point the final evaluation's MI when the curves' MI falls on the last epoch."""
+        if self.mi_every and self.last % self.mi_every == 0 and self.final_mi_is_curve_mi:
+            points[-1]["test_mi"] = evaluation.metrics["mi"]

@@ -1,0 +1,265 @@
+"""Execute a prepared job's runs and store each record as it arrives.
+
+Backends: in this process (one worker, one device), local worker processes (joblib's loky;
+each pinned to a GPU slot or given its share of the CPU threads) or Ray tasks (local instance
+or a cluster; the driver writes every record itself, so workers need no shared filesystem).
+Every run is claimed with a lock first, so concurrent ``run`` commands never run it twice; a
+run another process finished meanwhile is skipped; failed runs are retried. What to run (and
+the device) is decided once beforehand, by :mod:`benchmark.run.prepare`.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+
+from ..config import RunConfig
+from ..errors import BenchmarkError
+from .progress import GridProgress
+from .provenance import PROJECT_ROOT
+from .record import run_state
+from .runner import RunResult, execute, failed_result
+from .store import ResultStore, RunLock, atomic_torch_save
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (never part of a run's identity)."""
+
+    device: str = "auto"
+    data_root: str | None = None
+    download: bool = False
+    workers: int = 1  # parallel runs (on GPUs: default GPUs x runs_per_gpu)
+    executor: Literal["local", "ray"] = "local"
+    address: str | None = None  # Ray cluster address; None starts a local instance
+    runs_per_gpu: int = 1
+    retries: int = 1  # extra attempts for a failed run (diverged runs are not retried)
+    checkpoint_every: int = 5  # epochs between checkpoints (0: none)
+    keep_model: bool = False
+    threads: int = 0  # CPU threads per run (0: the cores shared between the workers)
+
+    def __post_init__(self) -> None:
+        if self.address and self.executor != "ray":
+            raise BenchmarkError("--address is for --executor ray")
+
+
+@dataclass
+class Job:
+    """The runs of one command on one grid's results, with what is known of them beforehand."""
+
+    name: str  # the grid, and its folder under the results
+    store: ResultStore
+    runs: list[RunConfig]  # every run of the command, in grid order
+    todo: list[RunConfig]  # the runs to execute (no ok record of the current code, or all with force)
+    code_keys: dict[str, str]  # method -> the key of its current code (run.provenance.method_code)
+    force: bool = False  # rerun runs that have an ok record
+    keep_stale: bool = False  # count ok records made by other code as done
+
+
+@dataclass
+class GridSummary:
+    total: int
+    skipped: int
+    locked: int = 0  # runs another process was running
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one run executes: a device and the CPU threads it may use."""
+
+    device: str
+    threads: int
+
+
+def local_slots(options: RunOptions, device: torch.device) -> list[Slot]:
+    """One slot per parallel run on ``device``: GPU slots (``runs_per_gpu`` per visible GPU) or
+    CPU slots sharing the cores."""
+    if device.type == "cuda":
+        gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if device.index is None else [str(device)]
+        slots = [Slot(gpu, 1) for _ in range(options.runs_per_gpu) for gpu in gpus]
+        return slots[:options.workers] if options.workers > 1 else slots
+    cores = os.cpu_count() or 1
+    return [Slot("cpu", options.threads or max(1, cores // options.workers))] * options.workers
+
+
+def _run_in_worker(config: RunConfig, options: RunOptions, slot: Slot, checkpoint: str | None) -> RunResult:
+    """Entry point of a worker process (loky or Ray): pin the device and threads, then run."""
+    torch.set_num_threads(slot.threads)
+    if slot.device.startswith("cuda:"):
+        torch.cuda.set_device(slot.device)
+    return execute(config, device=slot.device, data_root=options.data_root, download=options.download,
+                   log=lambda line: print(line, flush=True), checkpoint=Path(checkpoint) if checkpoint else None,
+                   checkpoint_every=options.checkpoint_every, keep_model=options.keep_model)
+
+
+class InProcessBackend:
+    """Runs each submission at once, in this process (Ctrl-C interrupts it directly)."""
+
+    def __init__(self, options: RunOptions, log: Callable[[str], None]):
+        self.options, self.log = options, log
+        self.slots = [Slot(options.device, options.threads)]
+        if options.threads:
+            torch.set_num_threads(options.threads)
+
+    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+        future: Future = Future()
+        future.set_result(execute(config, device=slot.device, data_root=self.options.data_root,
+                                  download=self.options.download, log=self.log,
+                                  checkpoint=Path(checkpoint) if checkpoint else None,
+                                  checkpoint_every=self.options.checkpoint_every, keep_model=self.options.keep_model))
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+class LokyBackend:
+    """Local worker processes; a worker that dies fails only its own run."""
+
+    def __init__(self, options: RunOptions, device: torch.device):
+        self.options, self.slots = options, local_slots(options, device)
+
+    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+        from joblib.externals.loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=len(self.slots))  # a fresh one if a worker died
+        return executor.submit(_run_in_worker, config, self.options, slot, checkpoint)
+
+    def close(self) -> None:
+        pass
+
+
+class RayBackend:
+    """Each run is a Ray task with its resource request; results come back to the driver."""
+
+    def __init__(self, options: RunOptions):
+        try:
+            import ray
+        except ImportError:
+            raise BenchmarkError("--executor ray needs Ray: .venv/bin/pip install ray==2.60.0 "
+                                 "(on every machine of the cluster)") from None
+        self.ray, self.options = ray, options
+        plugins = os.environ.get("BENCHMARK_PLUGINS", "")
+        runtime_env = {"working_dir": str(PROJECT_ROOT),
+                       "excludes": ["/.venv/", "/results/", "/reports/", "/.git/", "/data/", "/device-data/", "*.pt"],
+                       "env_vars": {"BENCHMARK_PLUGINS": plugins} if plugins else {}}
+        init = dict(address=options.address, runtime_env=runtime_env, ignore_reinit_error=True,
+                    log_to_driver=True, include_dashboard=False)
+        if options.address is None:
+            init["num_cpus"] = options.workers
+        ray.init(**init)
+        gpu = options.device == "cuda" or (options.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+        resources = {"num_gpus": 1 / options.runs_per_gpu, "num_cpus": 1} if gpu else {"num_cpus": 1}
+        self.device = "cuda" if gpu else "cpu"
+        self.task = ray.remote(max_retries=0, **resources)(_run_in_worker)
+        slots = int(ray.cluster_resources().get("GPU", 0) * options.runs_per_gpu) if gpu else options.workers
+        self.slots = [Slot(self.device, 1)] * max(1, slots)
+
+    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+        return self.task.remote(config, self.options, slot, checkpoint).future()
+
+    def close(self) -> None:
+        if self.options.address is None:
+            self.ray.shutdown()
+
+
+def _backend(options: RunOptions, device: torch.device, log: Callable[[str], None]):
+    if options.executor == "ray":
+        return RayBackend(options)
+    if options.workers <= 1 and not (options.runs_per_gpu > 1 and device.type == "cuda"):
+        return InProcessBackend(options, log)
+    return LokyBackend(options, device)
+
+
+def run_grid(job: Job, options: RunOptions, device: torch.device, progress: GridProgress | None = None) -> GridSummary:
+    """Execute ``job.todo`` on ``device`` (resolved) and write each record (and the tables) as
+    it arrives. A stale record (``ok``, made by other code) is moved to ``superseded/`` when its
+    run's new record is written."""
+    store, force, keep_stale, code_keys = job.store, job.force, job.keep_stale, job.code_keys
+    progress = progress or GridProgress(len(job.todo))
+    summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
+    backend = _backend(options, device, progress.log)
+    queue, free = deque(job.todo), list(backend.slots)
+    running: dict[Future, tuple[RunConfig, Slot, RunLock, bool]] = {}  # ..., runs alone
+    attempts: dict[str, int] = {}
+    # A dying worker process takes every run in flight on the pool down with it. Runs lost
+    # beside others are not charged an attempt: they become suspects and run one at a time,
+    # so only the run that kills its worker on its own is charged.
+    suspects: set[str] = set()
+    try:
+        while queue or running:
+            while queue and free and not any(alone for *_, alone in running.values()):
+                alone = queue[0].run_id in suspects
+                if alone and running:
+                    break
+                config = queue.popleft()
+                lock = store.try_lock(config.run_id)
+                if lock is None:
+                    summary.locked += 1
+                    progress.log(f"{config.run_id} is being run by another process: skipped")
+                    progress.skip()
+                    continue
+                if not force and attempts.get(config.run_id) is None and run_state(
+                        store.read(config.run_id), code_keys[config.method], keep_stale) == "done":
+                    lock.release()  # finished by another process since we looked
+                    progress.skip()
+                    continue
+                slot = free.pop()
+                attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
+                progress.started()
+                future = backend.submit(config, slot, str(store.checkpoint_path(config.run_id)))
+                running[future] = (config, slot, lock, alone)
+                if alone:
+                    break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                config, slot, lock, alone = running.pop(future)
+                free.append(slot)
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker died or could not run the task
+                    if not alone:
+                        attempts[config.run_id] -= 1
+                        suspects.add(config.run_id)
+                        progress.log(f"{config.run_id}: a worker process died while it ran; rerunning it alone")
+                        progress.retrying()
+                        lock.release()
+                        queue.appendleft(config)
+                        continue
+                    result = failed_result(config, type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())
+                record = result.record
+                record.attempt = attempts[config.run_id]
+                if record.status == "failed" and attempts[config.run_id] <= options.retries:
+                    progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), retrying: "
+                                 f"{record.error['message'][:200]}")
+                    progress.retrying()
+                    lock.release()
+                    queue.append(config)
+                    continue
+                record.grid = job.name
+                if result.model_state is not None:
+                    atomic_torch_save(result.model_state, store.model_path(config.run_id))
+                if run_state(store.read(config.run_id), code_keys[config.method]) == "stale":
+                    progress.log(f"{config.run_id}: record made by other code moved to "
+                                 f"{store.supersede(config.run_id)}")
+                store.write(record, result.images)
+                store.remove_checkpoint(config.run_id)
+                lock.release()
+                store.write_table()
+                progress.finished(record)
+    finally:
+        for _, _, lock, _ in running.values():
+            lock.release()
+        backend.close()
+        progress.close()
+        summary.counts = dict(progress.counts)
+    return summary
+

@@ -1,0 +1,77 @@
+"""A grid's plan: every run it holds, as ``run`` expanded it, written beside the records.
+
+``<results>/<grid>/plan.json`` is written (atomically) by ``python -m benchmark run`` before it
+trains anything: the grid's runs with the command's ``--seeds`` / ``--epochs`` (all of them, not
+narrowed by ``--methods`` / ``--datasets``), each with its run id, label, config and the
+hyperparameters its grid entry names. The report reads it to list the runs that have no record
+yet and to label settings, so it never interprets grid files itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import RunConfig
+
+PLAN_VERSION = 1
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the plan."""
+
+    run_id: str
+    label: str  # RunConfig.label()
+    named: tuple[str, ...]  # hyperparameters its grid entry sets explicitly (named in setting labels)
+    config: dict[str, Any]  # RunConfig.to_dict()
+
+    @property
+    def dataset(self) -> str:
+        return self.config["dataset"]["name"]
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]
+
+    @property
+    def seed(self) -> Any:
+        return self.config["seed"]
+
+    @classmethod
+    def of(cls, config: RunConfig, named: tuple[str, ...]) -> PlannedRun:
+        return cls(config.run_id, config.label(), tuple(named), config.to_dict())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The runs of grid ``grid`` (from ``source``), in the order ``run`` runs them."""
+
+    grid: str
+    description: str
+    source: str  # the grid file
+    runs: tuple[PlannedRun, ...]
+    plan_version: int = PLAN_VERSION
+
+    def named_hyperparameters(self) -> dict[str, set[str]]:
+        """Method -> the hyperparameters any of its grid entries names."""
+        named: dict[str, set[str]] = {}
+        for run in self.runs:
+            named.setdefault(run.method, set()).update(run.named)
+        return named
+
+    def to_json(self) -> str:
+        runs = [{"run_id": r.run_id, "label": r.label, "named": list(r.named), "config": r.config} for r in self.runs]
+        return json.dumps({"plan_version": self.plan_version, "grid": self.grid, "description": self.description,
+                           "source": self.source, "runs": runs}, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        """The plan in ``text``; raises ValueError, KeyError or TypeError when it is not one."""
+        data = json.loads(text)
+        runs = tuple(PlannedRun(str(r["run_id"]), str(r["label"]), tuple(r["named"]), dict(r["config"]))
+                     for r in data["runs"])
+        return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), runs,
+                   int(data["plan_version"]))

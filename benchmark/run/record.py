@@ -1,0 +1,145 @@
+"""A run's record: the typed, versioned content of ``<results>/<grid>/runs/<run_id>.json``.
+
+The runner fills a :class:`Record`, the executor adds the attempt and the grid, and the store
+writes it (:meth:`Record.to_json`) and reads it back (:func:`parse_record`); the report reads
+records through the store. On disk a record is one JSON object with sorted keys, strict JSON
+(non-finite floats become null). Fields marked optional are left out while they are None (a
+run that ended early has no timings, a record of an older version no ``code``), and keys this
+version does not know are kept in :attr:`Record.extra` and written back unchanged, so a record
+read and written again keeps its shape. Metric definitions: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..config import STREAMS, RunConfig
+
+RECORD_VERSION = 2  # 2: `code` (the code version behind the numbers), host CPU in `environment`
+RunState = Literal["done", "stale", "todo"]
+
+
+def _optional() -> Any:
+    return field(default=None, metadata={"optional": True})
+
+
+@dataclass
+class Record:
+    """One run: its config and identity, how it ended, its numbers and where they came from."""
+
+    run_id: str
+    config: dict[str, Any]  # RunConfig.to_dict(): the resolved config the run id hashes
+    label: str = ""  # RunConfig.label(), e.g. "beta-vae(beta=0.2) fashion-mnist seed 0"
+    status: str = "running"  # running | ok | failed | diverged
+    error: dict[str, Any] | None = None  # {"type", "message", "traceback"} of a failed or diverged run
+    diverged_epoch: int | None = None  # 1-based epoch whose loss was not finite
+    metrics: dict[str, Any] = field(default_factory=dict)  # end-of-run scalars
+    vectors: dict[str, Any] = field(default_factory=dict)  # per latent dimension: au_variances, kl_per_dim
+    estimators: dict[str, Any] = field(default_factory=dict)  # every setting behind the metrics
+    curves: list[dict[str, Any]] = field(default_factory=list)  # per epoch: loss parts, test AU / KL (/ MI)
+    method_extras: dict[str, Any] = field(default_factory=dict)  # Method.record_extras()
+    seeds: dict[str, int] = field(default_factory=dict)  # seed of each random stream (config.STREAMS)
+    record_version: int = RECORD_VERSION
+    code: dict[str, Any] | None = _optional()  # run.provenance.code_version: key, numerics_version, method_files
+    started_at: str | None = _optional()  # UTC, ISO 8601
+    finished_at: str | None = _optional()
+    device: str | None = _optional()  # e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H100 80GB HBM3)"
+    train_time_s: float | None = _optional()  # training epochs only (seconds)
+    eval_time_s: float | None = _optional()  # the final evaluation
+    wall_time_s: float | None = _optional()  # the whole run, loading included
+    per_class: dict[str, Any] | None = _optional()  # {"au": {label: fraction}, "kl": {label: nats}}
+    noise: dict[str, Any] | None = _optional()  # noise sensitivity: variances, distance, diversity
+    environment: dict[str, Any] | None = _optional()  # run.provenance.environment()
+    attempt: int | None = _optional()  # 1 for the first try of a run
+    grid: str | None = _optional()  # the grid (results folder) it was run for
+    artifacts: dict[str, str] | None = _optional()  # image name -> PNG file beside the record
+    extra: dict[str, Any] = field(default_factory=dict, metadata={"extra": True})  # unknown keys, kept as read
+
+    @classmethod
+    def start(cls, config: RunConfig, code: dict[str, Any]) -> Record:
+        """The record of a run of ``config`` that starts now, made by ``code``."""
+        return cls(run_id=config.run_id, config=config.to_dict(), label=config.label(),
+                   seeds={s: config.stream_seed(s) for s in STREAMS}, code=code, started_at=utc_now())
+
+    def fail(self, error_type: str, message: str, traceback: str | None) -> None:
+        self.status = "failed"
+        self.error = {"type": error_type, "message": message, "traceback": traceback}
+
+    def diverge(self, epoch: int, message: str) -> None:
+        """``epoch``: the 1-based epoch whose loss was not finite."""
+        self.status, self.diverged_epoch = "diverged", epoch
+        self.error = {"type": "DivergedError", "message": message, "traceback": None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: every field (optional ones only when set), then the unknown keys."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata.get("extra") and not (value is None and f.metadata.get("optional")):
+                out[f.name] = value
+        return {**self.extra, **out}
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(self.to_dict()), indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """A record from its JSON object; raises KeyError / TypeError / AttributeError when it
+        lacks what the tables need (run id, status, config sections)."""
+        _check(data)
+        names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("extra")}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   extra={k: v for k, v in data.items() if k not in names})
+
+
+def run_state(record: Record | None, code_key: str, keep_stale: bool = False) -> RunState:
+    """``done``: an ``ok`` record made by the current code (``code_key``, see
+    :func:`benchmark.run.provenance.method_code`); ``stale``: an ``ok`` record made by other code
+    (done too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
+    if record is None or record.status != "ok":
+        return "todo"
+    if (record.code or {}).get("key") == code_key or keep_stale:
+        return "done"
+    return "stale"
+
+
+def parse_record(text: str) -> Record:
+    """The record in ``text`` (a record file's content); raises ValueError (not JSON, not an
+    object) or what :meth:`Record.from_dict` raises."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return Record.from_dict(data)
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check(data: dict[str, Any]) -> None:
+    """Touch what every reader relies on, in the order the runs table reads it."""
+    config = data["config"]
+    data["run_id"], data["status"], config["method"], config["dataset"]["name"], config["seed"]
+    config["hyperparameters"].items()
+    for section in ("model", "train", "dataset", "eval"):
+        for key, value in config[section].items():
+            if key == "options":
+                value.items()
+    (data.get("error") or {}).get("message")
+    (data.get("metrics") or {}).items()
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become null so every record is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,279 @@
+"""How much compute a list of runs needs, calibrated by timing real training steps here.
+
+Runs are grouped into *kinds* that cost the same per step: the data shape, the method, the
+method's hyperparameters other than floats (floats such as beta, alpha_T or L weight terms:
+they change the numbers, not the work), the model config and the batch size / optimiser. One
+model of each kind is built with :func:`benchmark.ml.method.build_method` and trained for a few
+Adam steps on synthetic data of the right shape (random uint8 pixels for image sets, as the
+trainer gets them, uniform in [0, 1] otherwise; no data set is read) on the given device, and
+its evaluation passes are timed at the sizes the runner uses. A run's time is then
+
+    train: seconds per step x epochs x ceil(train examples / batch size)
+    eval:  no-grad encoder passes over the test split (EVAL_BATCH examples each) for each
+           curve point and at the end, one encoder + decoder pass over it, and the decoder
+           passes of the importance-weighted NLL (nll_samples x nll_examples latent codes,
+           IW_CHUNK x IW_BATCH at a time; timed through the runner's own IW-NLL)
+
+with the published split sizes when a run uses the whole split. An IW-NLL pass is timed at its
+real size on a GPU, where a large pass costs little more than a small one; on a CPU, where the
+cost grows in proportion to the codes, at CPU_IW_CODES codes and scaled. Not counted: the MI
+estimate (quadratic in the test size; small on a GPU), decoder-geometry Jacobians, start-up
+and data loading (preprocessing CelebA / FFHQ once takes minutes on its own). The estimate
+is for running the runs one after the other on the timed device;
+``python -m benchmark.tools.check_estimate`` compares it with real runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.catalog import DATASETS, full_splits
+from ..data.splits import to_unit
+from ..device import describe_device, resolve_device
+from ..discovery import METHODS
+from ..ml.method import Method, TrainingProgress, build_method
+from ..ml.metrics import IW_BATCH, IW_CHUNK
+from ..ml.train import make_optimizer
+from ..run.evaluate import EVAL_BATCH, iw_log_px
+
+
+@dataclass(frozen=True)
+class KindTiming:
+    """Measured cost of one kind of run, in seconds."""
+
+    description: str
+    runs: int
+    step_s: float  # one training step (forward, backward, optimiser) at the run's batch size
+    encode_s: float  # one no-grad encoder pass of EVAL_BATCH examples
+    forward_s: float  # one no-grad encoder + decoder pass of EVAL_BATCH examples
+    iw_code_s: float  # one latent code of an IW-NLL pass (decoding it, its likelihood and weight)
+
+
+@dataclass
+class EstimateRow:
+    """The runs of one data set and method: how many, their optimiser steps, hours."""
+
+    dataset: str
+    method: str
+    runs: int = 0
+    steps: int = 0  # optimiser steps over all these runs
+    train_hours: float = 0.0
+    eval_hours: float = 0.0
+
+    @property
+    def hours(self) -> float:
+        return self.train_hours + self.eval_hours
+
+
+@dataclass
+class ComputeEstimate:
+    """Per data set x method rows (sorted), the timed kinds and the calibration settings."""
+
+    device: str
+    rows: list[EstimateRow]
+    kinds: list[KindTiming] = field(default_factory=list)
+    timed_steps: int = 0
+    calibration_s: float = 0.0  # wall time spent timing
+
+    @property
+    def runs(self) -> int:
+        return sum(r.runs for r in self.rows)
+
+    @property
+    def hours(self) -> float:
+        return sum(r.hours for r in self.rows)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class DataShapes:
+    """Per-example shape and published split sizes of each data set: from its DatasetSpec, or
+    (a data set registered without them) by loading it once from ``data_root``."""
+
+    def __init__(self, data_root: str | Path | None):
+        self.data_root = data_root
+        self.loaded: dict[str, tuple[tuple[int, ...], int, int]] = {}
+
+    def __call__(self, name: str) -> tuple[tuple[int, ...], int, int]:
+        spec = DATASETS[name]
+        if spec.shape is not None and spec.train_size and spec.test_size:
+            return tuple(spec.shape), spec.train_size, spec.test_size
+        if name not in self.loaded:
+            full = full_splits(name, self.data_root)
+            self.loaded[name] = (full.shape, len(full.train), len(full.test))
+        return self.loaded[name]
+
+
+def cost_key(run: RunConfig, shape: tuple[int, ...]) -> str:
+    """What decides a run's cost per step (see the module docstring)."""
+    hyper = {k: v for k, v in run.hyperparameters.items() if not isinstance(v, float)}
+    return json.dumps([list(shape), run.method, hyper, dataclasses.asdict(run.model), run.train.batch_size,
+                       run.train.optimizer, run.train.grad_clip > 0], sort_keys=True)
+
+
+CPU_IW_CODES = 1024  # codes of the timed IW-NLL pass on a CPU (see the module docstring)
+
+
+def _passes(seconds: float, examples: int, batch: int) -> float:
+    return seconds * math.ceil(examples / batch) if examples > 0 else 0.0
+
+
+def _timed(fn, device: torch.device, repeats: int) -> float:
+    """Median seconds of ``fn(i)``, i = 0..repeats-1, each timed on its own (robust to the odd
+    slow step of a busy machine)."""
+    times = []
+    for i in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn(i)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, steps: int = 5,
+              warmup: int = 2) -> tuple[float, float, float, float]:
+    """:class:`KindTiming`'s (step_s, encode_s, forward_s, iw_code_s) of ``run``'s kind on
+    ``device``: medians over ``steps`` timed training steps after ``warmup`` untimed ones, and
+    over 3 timed evaluation passes after one untimed. The global RNG state is restored."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        method: Method = build_method(run.method, run.hyperparameters, run.model, shape).to(device)
+        optimizer = make_optimizer(method.parameters(), run.train)
+        batch = (run.train.batch_size, *shape)
+        # As the trainer sees it: image sets as uint8 pixels, converted each step.
+        x = (torch.randint(0, 256, batch, dtype=torch.uint8, device=device) if DATASETS[run.dataset.name].kind == "image"
+             else torch.rand(batch, device=device))
+        total = warmup + steps
+
+        def step(i: int) -> None:
+            parts = method.loss(to_unit(x), TrainingProgress(0, i, total))
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            if run.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), run.train.grad_clip)
+            optimizer.step()
+
+        method.train()
+        for i in range(warmup):
+            step(i)
+        step_s = _timed(lambda i: step(warmup + i), device, steps)
+        del x, optimizer
+        method.eval()
+        with torch.no_grad():
+            model = method.model
+            x = torch.rand((EVAL_BATCH, *shape), device=device)
+            x_iw = x[:IW_BATCH if device.type == "cuda" else max(1, CPU_IW_CODES // IW_CHUNK)]
+            model.decode(model.encode(x)[0]), iw_log_px(model, x_iw, IW_CHUNK, None)  # warm-up
+            encode_s = _timed(lambda i: model.encode(x), device, 3)
+            forward_s = _timed(lambda i: model.decode(model.encode(x)[0]), device, 3)
+            iw_code_s = _timed(lambda i: iw_log_px(model, x_iw, IW_CHUNK, None), device, 3) / (IW_CHUNK * len(x_iw))
+    return step_s, encode_s, forward_s, iw_code_s
+
+
+def _curve_points(run: RunConfig) -> int:
+    every = max(1, run.eval.curve_every)
+    mi_every = getattr(run.eval, "mi_curve_every", 0) or 0
+    epochs = run.train.epochs
+    return sum(1 for e in range(1, epochs + 1)
+               if e % every == 0 or e == epochs or (mi_every and e % mi_every == 0))
+
+
+def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto", data_root: str | Path | None = None,
+                     steps: int = 5, warmup: int = 2) -> ComputeEstimate:
+    """Estimated hours of ``runs`` on ``device`` per data set x method (see the module
+    docstring), timing ``steps`` training steps (after ``warmup``) of each distinct kind.
+
+    ``data_root`` is only used for a data set registered without its shape and split sizes
+    (it is then loaded once to learn them); the registered image sets never need their files.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    torch_device = resolve_device(str(device))
+    where = describe_device(torch_device)
+    shapes = DataShapes(data_root)
+    kinds: dict[str, list[RunConfig]] = defaultdict(list)
+    for run in runs:
+        kinds[cost_key(run, shapes(run.dataset.name)[0])].append(run)
+    started = time.perf_counter()
+    timings: dict[str, tuple[float, float, float]] = {}
+    described = []
+    for key, members in kinds.items():
+        first = members[0]
+        shape = shapes(first.dataset.name)[0]
+        timings[key] = time_kind(first, shape, torch_device, steps, warmup)
+        options = ",".join(f"{k}={v}" for k, v in first.model.options.items())
+        defaults = dataclasses.asdict(METHODS[first.method].Config())
+        hyper = ",".join(f"{k}={v}" for k, v in json.loads(key)[2].items() if defaults.get(k) != v)
+        described.append(KindTiming(
+            f"{first.method}({hyper}) {list(shape)} {first.model.arch}({options}) latent {first.model.latent_dim} "
+            f"batch {first.train.batch_size}", len(members), *timings[key]))
+    rows: dict[tuple[str, str], EstimateRow] = {}
+    for key, members in kinds.items():
+        step_s, encode_s, forward_s, iw_code_s = timings[key]
+        for run in members:
+            _, train_full, test_full = shapes(run.dataset.name)
+            n_train = min(run.dataset.train_size or train_full, train_full)
+            n_test = min(run.dataset.test_size or test_full, test_full)
+            run_steps = run.train.epochs * math.ceil(n_train / run.train.batch_size)
+            nll_codes = run.eval.nll_samples * min(run.eval.nll_examples, n_test)
+            eval_s = ((_curve_points(run) + 1) * _passes(encode_s, n_test, EVAL_BATCH)
+                      + _passes(forward_s, n_test, EVAL_BATCH) + iw_code_s * nll_codes)
+            row = rows.setdefault((run.dataset.name, run.method), EstimateRow(run.dataset.name, run.method))
+            row.runs += 1
+            row.steps += run_steps
+            row.train_hours += step_s * run_steps / 3600
+            row.eval_hours += eval_s / 3600
+    return ComputeEstimate(where, [rows[k] for k in sorted(rows)], described, steps,
+                           time.perf_counter() - started)
+
+
+def _hours(h: float) -> str:
+    return f"{h:.3g}" if h < 10 else f"{h:,.0f}"
+
+
+def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: bool = False) -> str:
+    """The dry-run printout: one line per data set x method (runs, optimiser steps, hours),
+    the total, and how the numbers were obtained. ``kinds`` adds the timing of each kind;
+    ``gpus`` adds the wall time when the runs are spread over that many such devices."""
+    head = f"{'dataset':>16} {'method':<12} {'runs':>5} {'steps/run':>10} {'train h':>9} {'eval h':>8} {'hours':>9}"
+    lines = [f"compute estimate on {estimate.device}, from {estimate.timed_steps} timed steps of each of "
+             f"{len(estimate.kinds)} kinds of run ({estimate.calibration_s:.1f} s of timing):", head]
+    for r in estimate.rows:
+        lines.append(f"{r.dataset:>16} {r.method:<12} {r.runs:>5} {r.steps // max(r.runs, 1):>10,} "
+                     f"{_hours(r.train_hours):>9} {_hours(r.eval_hours):>8} {_hours(r.hours):>9}")
+    train = sum(r.train_hours for r in estimate.rows)
+    evaluation = sum(r.eval_hours for r in estimate.rows)
+    lines.append(f"{'total':>16} {'':<12} {estimate.runs:>5} {'':>10} {_hours(train):>9} {_hours(evaluation):>8} "
+                 f"{_hours(estimate.hours):>9}")
+    per_device = f"{_hours(estimate.hours)} h one run after another on this {estimate.device.split(' ')[0]}"
+    if gpus and gpus > 1:
+        per_device += f"; about {_hours(estimate.hours / gpus)} h spread over {gpus} such devices"
+    lines.append(f"= {per_device} (training steps and evaluation passes only; see benchmark/tools/estimate.py)")
+    if kinds:
+        lines.append(f"timed kinds (s per training step | per no-grad encode, encode + decode of {EVAL_BATCH} "
+                     f"examples | us per code decoded in the IW-NLL):")
+        lines += [f"  {k.step_s:9.4f} {k.encode_s:9.4f} {k.forward_s:9.4f} {1e6 * k.iw_code_s:9.2f}  x{k.runs:<4} "
+                  f"{k.description}" for k in estimate.kinds]
+    return "\n".join(lines)
+
+
+def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path | None = None) -> str:
+    """The estimate a dry run prints for ``runs`` on ``device`` ("auto", "cpu", "cuda"), with
+    the timed kinds and, on a GPU, the wall time spread over the visible GPUs."""
+    estimate = estimate_compute(runs, device, data_root=data_root)
+    gpus = torch.cuda.device_count() if estimate.device.startswith("cuda") else None
+    return format_estimate(estimate, gpus=gpus, kinds=True)

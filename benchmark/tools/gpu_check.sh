@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The GPU check (docs/datasets.md, docs/performance.md): the compute estimate, its check against
+# real runs, the test suite and the bench on one GPU machine, in one call of at most $BUDGET
+# seconds (default 360). Each step has its own timeout; a step that fails is logged and the rest
+# go on; steps that no longer fit the budget are skipped.
+#
+#   bash benchmark/tools/gpu_check.sh --prepare   once, on a machine with the data and PyPI access:
+#                                                 copies Fashion-MNIST and downloads pythae's wheels
+#                                                 (for CPython 3.12) into device-data/ (git-ignored)
+#   bash benchmark/tools/gpu_check.sh             on the GPU machine, in a copy of the repository
+#                                                 that includes device-data/ (the machine needs no
+#                                                 network); results in $OUT (results/bench/gpu if unset)
+#
+# Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT:
+#   env.txt                nvidia-smi, python, torch, CUDA
+#   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
+#                          estimate of the paper grid, timed on this GPU
+#   dry-run-subgrids.txt   the same for full-warmup and full-capacity
+#   check-estimate.json    python -m benchmark.tools.check_estimate: one run of each kind of `full` on
+#                          Fashion-MNIST (real data) and a synthetic FFHQ folder (7000 random
+#                          64x64 PNGs: the cost does not depend on the pixels), shortened, estimated
+#                          and then run for real, one at a time and 4 packed on the GPU
+#   pytest.txt             the whole test suite (the cuda cases of the device-dependent tests run)
+#   check-full-size.json   the same check for `full`'s Fashion-MNIST VAE runs at their real size
+#   bench-cuda.json        python -m benchmark bench --device cuda (3 repeats; $BENCH_ARGS added)
+#   log.txt                everything the steps printed
+#
+# Dry run of the whole flow on a CPU machine (a few minutes): BENCH_DEVICE=cpu CHECK_GRID=smoke \
+#   BENCH_ARGS=--quick OUT=/tmp/gpu-check bash benchmark/tools/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+STAGE=device-data
+PYTHAE_WHEELS=(pythae==0.1.2 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+               typing-extensions==4.16.0)  # pydantic needs typing-extensions >= 4.16
+
+if [ "${1:-}" = "--prepare" ]; then
+  set -e
+  src=""
+  for d in "${BENCHMARK_DATA:-}" /usr/share/datasets/fashion-mnist "$HOME/.cache/benchmark/data/FashionMNIST/raw"; do
+    if [ -n "$d" ] && ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1; then src=$d; break; fi
+  done
+  mkdir -p "$STAGE/fashion-mnist" "$STAGE/wheels"
+  if [ -n "$src" ]; then
+    cp "$src"/*-ubyte* "$STAGE/fashion-mnist/"
+    echo "gpu_check: staged Fashion-MNIST from $src"
+  else
+    echo "gpu_check: Fashion-MNIST not found here; the bench will use synthetic tensors and the grid step will fail" >&2
+  fi
+  python=$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )
+  "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$STAGE/wheels" "${PYTHAE_WHEELS[@]}" \
+    || echo "gpu_check: pythae wheels not downloaded; the bench will skip pythae" >&2
+  du -sh "$STAGE"
+  echo "gpu_check: staged under $STAGE/ (git-ignored); run: bash benchmark/tools/gpu_check.sh with carry [\"$STAGE\"]"
+  exit 0
+fi
+
+OUT=${OUT:-results/bench/gpu}
+DEVICE=${BENCH_DEVICE:-cuda}
+CHECK_GRID=${CHECK_GRID:-full}
+BUDGET=${BUDGET:-360}
+STEPS=${STEPS:-.}  # a regular expression: only the steps whose names match it
+read -r -a BENCH_ARGS <<<"${BENCH_ARGS:-}"
+T0=$(date +%s)
+mkdir -p "$OUT"
+LOG="$OUT/log.txt"
+: >"$LOG"
+export PYTHONUNBUFFERED=1
+say() { echo "[$(date +%T)] $*" | tee -a "$LOG"; }
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+step() {  # step NAME TIMEOUT_S OUTFILE COMMAND...: run within the budget, log, never abort the script
+  local name=$1 limit=$2 outfile=$3; shift 3
+  local remaining; remaining=$(left)
+  if ! [[ $name =~ $STEPS ]]; then say "step $name: not in STEPS=$STEPS"; return 98; fi
+  if [ "$remaining" -lt 30 ]; then say "step $name: skipped, ${remaining}s of the budget left"; return 99; fi
+  [ "$limit" -gt "$remaining" ] && limit=$remaining
+  say "step $name (timeout ${limit}s): $*"
+  if [ "$outfile" = - ]; then timeout "$limit" "$@" >>"$LOG" 2>&1; else timeout "$limit" "$@" >"$outfile" 2>>"$LOG"; fi
+  local rc=$?
+  say "step $name: exit $rc"
+  return $rc
+}
+
+# Python: the first of the project's venv and the image's python3 that has torch (and, for cuda,
+# sees the GPU). On the device machine the venv is not carried: python3 holds torch there.
+PY=""
+for candidate in .venv/bin/python python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "
+import sys, torch; sys.exit('$DEVICE' == 'cuda' and not torch.cuda.is_available())" 2>/dev/null; then
+    PY=$candidate; break
+  fi
+done
+if [ -z "$PY" ]; then
+  say "no Python with torch${DEVICE:+ for $DEVICE} found; nothing measured"; exit 1
+fi
+{
+  date; nvidia-smi 2>&1 | head -20
+  "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO GPU')"
+  nproc
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" >>"$LOG"
+
+# Data: the staged Fashion-MNIST and a synthetic FFHQ folder under one data root.
+DATA=/tmp/gpu-check-data
+rm -rf "$DATA"; mkdir -p "$DATA"
+[ -d "$STAGE/fashion-mnist" ] && ln -s "$PWD/$STAGE/fashion-mnist" "$DATA/fashion-mnist"
+step fake-ffhq 60 - "$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fakes import write_fake_ffhq
+write_fake_ffhq(Path('$DATA/ffhq'), n=7000, side=64, per_folder=1000)
+from benchmark.data.catalog import load_dataset; load_dataset('ffhq', data_root='$DATA', seed=0)  # builds the cached tensors"
+
+# 1. The compute estimate of the paper grid and its sub-grids on this device.
+step dry-run-full 90 "$OUT/dry-run-full.txt" "$PY" -m benchmark run --grid full --dry-run --device "$DEVICE" \
+  --results /tmp/gpu-check-results
+: >"$OUT/dry-run-subgrids.txt"
+for grid in full-warmup full-capacity; do
+  step "dry-run-$grid" 60 - bash -c "'$PY' -m benchmark run --grid $grid --dry-run --device $DEVICE \
+    --results /tmp/gpu-check-results | grep -v '^todo ' >>'$OUT/dry-run-subgrids.txt'"
+done
+
+# 2. The estimate against real runs (shortened, one of each kind), then 4 packed on the GPU.
+CHECK=("$PY" -m benchmark.tools.check_estimate --grid "$CHECK_GRID" --device "$DEVICE" --data-root "$DATA")
+if [ "$CHECK_GRID" = full ]; then
+  step check-estimate 200 - "${CHECK[@]}" --datasets fashion-mnist,ffhq --methods vae,lr-vae,il-lid-vae \
+    --epochs 3 --train-size 6000 --test-size 1000 --parallel 4 --out "$OUT/check-estimate.json"
+else
+  step check-estimate 200 - "${CHECK[@]}" --parallel 2 --out "$OUT/check-estimate.json"
+fi
+
+# 3. The test suite on this machine's torch, the cuda cases included.
+if "$PY" -c "import xdist" 2>/dev/null; then XDIST=(-n 8); else XDIST=(); fi
+if "$PY" -c "import pytest_timeout" 2>/dev/null; then XDIST+=(--timeout 90); fi
+# 2 threads per test process: 8 processes of one torch thread per core each would oversubscribe the cores.
+step pytest 150 "$OUT/pytest.txt" env OMP_NUM_THREADS=2 "$PY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" -rs \
+  --durations 10
+
+# 4. The real size: full's two Fashion-MNIST VAE runs (shallow and deep MLP, 50 epochs, 60000).
+if [ "$CHECK_GRID" = full ]; then
+  step check-full-size 150 - "${CHECK[@]}" --datasets fashion-mnist --methods vae --out "$OUT/check-full-size.json"
+fi
+
+# 5. The bench table (optional pythae, carried as wheels: no network on the device machine).
+if ls "$STAGE"/wheels/*.whl >/dev/null 2>&1 && ! "$PY" -c "import pythae" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bench-site \
+    "$STAGE"/wheels/*.whl >>"$LOG" 2>&1
+fi
+step bench 180 - env PYTHONPATH=/tmp/bench-site "$PY" -m benchmark bench --device "$DEVICE" --repeats 3 --eval-repeats 1 \
+  --seed-batch 8 --data-root "$DATA" --out "$OUT/bench-$DEVICE.json" "${BENCH_ARGS[@]}"
+say "done in $(( $(date +%s) - T0 ))s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
