@@ -31,7 +31,7 @@ def current() -> dict:
 
 def test_every_named_grid_keeps_its_run_ids_and_labels():
     pinned, now = json.loads(PINS.read_text())["grids"], current()["grids"]
-    assert sorted(now) == sorted(pinned)
+    assert set(pinned) <= set(now), f"named grids gone: {sorted(set(pinned) - set(now))}"  # new grids may be unpinned
     for name in pinned:
         assert now[name] == pinned[name], f"grid {name}: run ids or labels changed"
 
