@@ -183,11 +183,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("methods:")
         for name, cls in METHODS.items():
             print(f"  {name:<14} {cls.description()}")
-            hints, docs = typing.get_type_hints(cls.Config), cls.hyperparameter_docs()
+            hints, docs, ranges = typing.get_type_hints(cls.Config), cls.hyperparameter_docs(), cls.hyperparameter_ranges()
             for f in dataclasses.fields(cls.Config):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                valid = f" in {ranges[f.name]}" if f.name in ranges else ""
                 doc = f"  # {docs[f.name]}" if f.name in docs else ""
-                print(f"  {'':<14}   {f.name}: {_type_name(hints[f.name])} = {default!r}{doc}")
+                print(f"  {'':<14}   {f.name}: {_type_name(hints[f.name])} = {default!r}{valid}{doc}")
     if what in (None, "datasets"):
         print("datasets:")
         for name, spec in DATASETS.items():

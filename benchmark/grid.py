@@ -44,6 +44,7 @@ from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConf
 from .data.catalog import DATASETS
 from .discovery import METHODS
 from .errors import GridError, UnknownNameError
+from .ranges import problem
 from .ml.likelihoods import LIKELIHOODS
 from .ml.models import ARCHS
 from .registry import Registry
@@ -162,9 +163,14 @@ class Grid:
                 raise self.error(f"{where}.{key}", f"{name} has no hyperparameter {key!r}; valid: {valid}")
             swept = isinstance(value, list) and not (_is_list_type(hints[key]) and not _is_nested_list(value))
             axes.append([(key, v) for v in value] if swept else [(key, value)])
+        ranges = METHODS[name].hyperparameter_ranges()
         combos = []
         for combo in itertools.product(*axes):
             config = self._build(cls, dict(combo), where)
+            for key, value in dataclasses.asdict(config).items():
+                why = problem(value, ranges.get(key))
+                if why is not None:
+                    raise self.error(f"{where}.{key}", f"{name}: {why}")
             combos.append(dataclasses.asdict(config))
         return combos
 

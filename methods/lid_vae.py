@@ -56,6 +56,8 @@ class LIDVAE(Method):
 
     name = "lid-vae"
     Config = LIDVAEConfig
+    ranges = {"beta": "[0, inf)", "hidden_latent": "[1, inf)", "hidden_data": "[1, inf)", "num_layers": "[1, inf)",
+              "lift_s_min": "(0, inf)", "lift_s_max": "(0, inf)", "icnn_init_gain": "(0, inf)"}
 
     @classmethod
     def build_decoder(cls, config: LIDVAEConfig, shape: tuple[int, ...], model_config: ModelConfig) -> LIDDecoder:
@@ -102,6 +104,7 @@ class ILLIDVAE(LIDVAE):
 
     name = "il-lid-vae"
     Config = ILLIDVAEConfig
+    ranges = {**LIDVAE.ranges, "L": "[0, inf)"}
 
     def __init__(self, config: ILLIDVAEConfig, model: VAE):
         super().__init__(config, model)

@@ -106,6 +106,7 @@ class LRVAE(Method):
 
     name = "lr-vae"
     Config = LRVAEConfig
+    ranges = {"beta": "[0, inf)", "alpha_T": "[0, inf)", "num_samples": "[1, inf)", "encoder_grad_scale": "[0, inf)"}
 
     def __init__(self, config: LRVAEConfig, model: VAE):
         super().__init__(config, model)

@@ -30,6 +30,7 @@ class BetaVAE(Method):
 
     name = "beta-vae"
     Config = BetaVAEConfig
+    ranges = {"beta": "[0, inf)"}
 
     def loss(self, x, progress: TrainingProgress):
         out = self.model(x)

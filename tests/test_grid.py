@@ -149,3 +149,32 @@ def test_check_type():
     for value, tp in ((True, int), (1.5, int), ("a", float), ([1.5], list[int]), (1, str)):
         with pytest.raises(TypeError):
             check_type(value, tp)
+
+
+@pytest.mark.parametrize("value, message", [("-1", "outside the valid range [0, inf)"), ("nan", "not a finite number"),
+                                            ("inf", "not a finite number")])
+def test_hyperparameter_outside_its_declared_range_is_a_grid_error(tmp_path, value, message):
+    grid = load_grid(write(tmp_path, BASE + f'[[methods]]\nname = "beta-vae"\nbeta = {value}\n'))
+    with pytest.raises(GridError, match=r"field `methods\[0\]\.beta`: beta-vae: .*" + message.replace("[", r"\[").replace(")", r"\)")):
+        grid.expand()
+
+
+def test_plugin_ranges_must_name_hyperparameters_and_parse(plugin_dir, capsys):
+    from benchmark.cli import main
+
+    source = ('from dataclasses import dataclass\nfrom benchmark.plugin import Method, register_method\n\n'
+              '@dataclass\nclass C:\n    """w: a weight."""\n    w: float = 1.0\n\n'
+              '@register_method\nclass M(Method):\n    name = "ranged"\n    Config = C\n    ranges = RANGES\n'
+              '    def loss(self, x, progress):\n        return {}\n')
+    plugin_dir({"ranged.py": source.replace("RANGES", '{"nope": "[0, 1]"}')})
+    assert main(["list", "methods"]) == 2 and "not a hyperparameter" in capsys.readouterr().err
+
+
+def test_interval_parsing():
+    from benchmark.ranges import Interval
+
+    assert str(Interval.parse("(0, 1]")) == "(0, 1]" and 1 in Interval.parse("(0, 1]") and 0 not in Interval.parse("(0, 1]")
+    assert 5 in Interval.parse("[1, inf)") and float("inf") not in Interval.parse("[1, inf)")
+    for bad in ("0..1", "[1, 0]", "[a, 1]"):
+        with pytest.raises(ValueError):
+            Interval.parse(bad)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..discovery import METHODS
 from ..errors import PluginError
+from ..ranges import Interval
 from .likelihoods import LIKELIHOODS
 from .models import VAE, build_arch
 
@@ -45,12 +46,15 @@ class Method(nn.Module):
     """A VAE model plus the objective a remedy trains it with.
 
     Subclasses set ``name``, ``Config`` (a dataclass of hyperparameters with defaults; its
-    field docs go in the class docstring) and implement :meth:`loss`. They may override
-    :meth:`build_decoder` to replace the architecture's decoder.
+    field docs go in the class docstring) and implement :meth:`loss`. They may set ``ranges``
+    (hyperparameter name -> interval text such as ``"[0, inf)"``, :mod:`benchmark.ranges`;
+    checked when a grid is loaded) and override :meth:`build_decoder` to replace the
+    architecture's decoder.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoHyperparameters
+    ranges: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any, model: VAE):
         super().__init__()
@@ -77,6 +81,11 @@ class Method(nn.Module):
     @classmethod
     def description(cls) -> str:
         return (inspect.getdoc(cls) or "").split("\n")[0]
+
+    @classmethod
+    def hyperparameter_ranges(cls) -> dict[str, Interval]:
+        """The declared ``ranges``, parsed, by hyperparameter name."""
+        return {key: Interval.parse(text) for key, text in cls.ranges.items()}
 
     @classmethod
     def hyperparameters(cls) -> list[dataclasses.Field]:
@@ -106,6 +115,15 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise PluginError(f"{where}: {cls.__name__}.Config must be a dataclass of hyperparameters")
     if cls.loss is Method.loss:
         raise PluginError(f"{where}: {cls.__name__} must implement loss(self, x, progress)")
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    for key, text in dict(cls.ranges).items():
+        if key not in fields:
+            raise PluginError(f"{where}: {cls.__name__}.ranges names {key!r}, which is not a hyperparameter; "
+                              f"valid: {', '.join(sorted(fields)) or '(none)'}")
+        try:
+            Interval.parse(text)
+        except ValueError as exc:
+            raise PluginError(f"{where}: {cls.__name__}.ranges[{key!r}]: {exc}") from None
     existing = METHODS.peek(cls.name)
     if existing is not None and (existing.__qualname__, inspect.getsourcefile(existing)) != (cls.__qualname__, where):
         raise PluginError(f"{where}: method name {cls.name!r} is already registered by "

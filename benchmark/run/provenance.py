@@ -31,8 +31,10 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
 
 
 class _CodeOnly(ast.NodeTransformer):
-    """Drops what cannot change a number: docstrings, and the module paths of imports from this
-    package (the imported names stay), so moving core code between modules is no change."""
+    """Drops what cannot change a number: docstrings, the module paths of imports from this
+    package (the imported names stay), so moving core code between modules is no change, and
+    a method's declared hyperparameter ``ranges`` (they only reject configs, never change a
+    valid run)."""
 
     def _strip_docstring(self, node: ast.AST) -> ast.AST:
         body = getattr(node, "body", None)
@@ -41,12 +43,21 @@ class _CodeOnly(ast.NodeTransformer):
             node.body = body[1:] or [ast.Pass()]
         return self.generic_visit(node)
 
-    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _strip_docstring
+    visit_Module = visit_FunctionDef = visit_AsyncFunctionDef = _strip_docstring
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.body = [item for item in node.body if not _assigns_ranges(item)] or [ast.Pass()]
+        return self._strip_docstring(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
         if node.level or (node.module or "").split(".")[0] == PACKAGE_DIR.name:
             node.module, node.level = "<benchmark>", 0
         return node
+
+
+def _assigns_ranges(node: ast.AST) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return any(isinstance(t, ast.Name) and t.id == "ranges" for t in targets)
 
 
 @functools.lru_cache(maxsize=None)

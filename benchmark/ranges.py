@@ -1,0 +1,63 @@
+"""Valid ranges of numeric settings, written as intervals: ``"[0, inf)"``, ``"(0, 1]"``.
+
+A method plugin declares its hyperparameters' ranges as plain strings in the class attribute
+``ranges`` (``ranges = {"beta": "[0, inf)"}``): no import needed, shown by ``list methods`` and
+checked when a grid is loaded. Every number must also be finite, whatever its range.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The numbers between ``low`` and ``high`` (each included when ``*_closed``); infinite
+    bounds stand for unbounded sides."""
+
+    low: float
+    high: float
+    low_closed: bool = True
+    high_closed: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        """``"[0, inf)"``-style text; raises ValueError for anything else."""
+        match = _INTERVAL.match(text) if isinstance(text, str) else None
+        if match is None:
+            raise ValueError(f"range {text!r} is not an interval like \"[0, inf)\" or \"(0, 1]\"")
+        left, low, high, right = match.groups()
+        try:
+            lo, hi = float(low), float(high)
+        except ValueError:
+            raise ValueError(f"range {text!r}: bounds must be numbers or inf") from None
+        if math.isnan(lo) or math.isnan(hi) or lo > hi:
+            raise ValueError(f"range {text!r} is empty")
+        return cls(lo, hi, left == "[", right == "]")
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def bound(x: float) -> str:
+            return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:g}"
+
+        return f"{'[' if self.low_closed else '('}{bound(self.low)}, {bound(self.high)}{']' if self.high_closed else ')'}"
+
+
+def problem(value: object, interval: Interval | None) -> str | None:
+    """Why ``value`` is not a valid number in ``interval`` (None: it is). Without an interval,
+    only finiteness is asked of floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if interval is not None and value not in interval:
+        return f"{value!r} is outside the valid range {interval}"
+    return None
