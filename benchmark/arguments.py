@@ -12,14 +12,20 @@ def names(text: str) -> list[str]:
 
 
 def seeds(text: str) -> list[int]:
-    """``0,1,2`` or ``0-4`` (inclusive range) or a mix: ``0-2,7``."""
+    """``0,1,2`` or ``0-4`` (inclusive range, first <= last) or a mix: ``0-2,7``; at least one."""
     found: list[int] = []
     try:
         for part in names(text):
-            lo, _, hi = part.partition("-")
-            found += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            lo, sep, hi = part.partition("-")
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if first > last:
+                raise argparse.ArgumentTypeError(f"seed range {part!r} is empty: write it first-last with "
+                                                 f"first <= last, e.g. {last}-{first}")
+            found += range(first, last + 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4, got {text!r}") from None
+    if not found:
+        raise argparse.ArgumentTypeError(f"no seeds in {text!r}; give e.g. 0,1,2 or 0-4")
     return found
 
 

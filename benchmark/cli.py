@@ -4,6 +4,10 @@ It parses the arguments and makes one call per command into its stage: ``run`` p
 launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
 (:mod:`benchmark.report.build`), ``bench`` runs the performance bench (:mod:`benchmark.tools.bench`),
 ``list`` shows what is registered.
+
+Exit status: 0 when every run ended ``ok`` or ``diverged`` (a diverged run is a result), 1 when
+some run failed, 2 for a mistake in the input (one ``error: ...`` line on stderr, before anything
+trains), 130 when interrupted (finished runs are stored).
 """
 
 from __future__ import annotations
@@ -22,13 +26,21 @@ from .errors import BenchmarkError
 DEFAULT_GRID = "quick"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``error: ...`` on stderr, exit status 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m benchmark",
         description="Benchmark of posterior-collapse remedies in VAEs: train grids of methods x data sets "
                     "x hyperparameters x seeds and store self-describing results.")
-    parser.add_argument("--plugins", metavar="DIR", action="append", default=[],
-                        help="extra folder of method plugin files (repeatable; also $BENCHMARK_PLUGINS)")
+    parser.add_argument("--plugins", metavar="DIR|FILE", action="append", default=[],
+                        help="extra folder of method plugin files, or one plugin .py file (repeatable; also "
+                             "$BENCHMARK_PLUGINS)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="train a grid and store its results",
@@ -64,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep each run's trained model in RESULTS/GRID/models/RUN_ID.pt")
     run.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     run.add_argument("--data-root", metavar="DIR",
-                     help="folder holding the data sets (also $BENCHMARK_DATA)")
+                     help="folder holding the data sets, the only place they are read from (default: "
+                          "$BENCHMARK_DATA, else the system's data sets)")
     run.add_argument("--download", action="store_true",
                      help="let torchvision download missing data sets (needs internet)")
     run.add_argument("--dry-run", action="store_true",
@@ -83,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "identical for the same records.")
     rep.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
     rep.add_argument("--out", default="reports", metavar="DIR", help="report folder (default: reports)")
-    rep.add_argument("--grid", metavar="NAME", help="only this grid (default: every grid with records)")
+    rep.add_argument("--grid", metavar="NAME",
+                     help="only this grid, written to OUT/NAME.md and OUT/NAME/ (default: every grid with records, "
+                          "OUT/README.md)")
+    rep.add_argument("--readme", action="store_true",
+                     help="with --grid: write that grid's page to OUT/README.md instead of OUT/NAME.md")
 
     sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
                            description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
@@ -126,28 +143,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Exit 0 when the report was written (also with no records at all: the README then says how to
-    produce them); 2 when --grid names a grid without records while other grids have some."""
+    """Exit 0 when the report was written; 2 (nothing written) when there are no records under
+    --results (for --grid), or OUT holds reports of grids that --results has no results of.
+    Without --grid the page is OUT/README.md; with it OUT/NAME.md (OUT/README.md with --readme)."""
     from .report.build import build_report
+    from .report.format import slug
 
-    code, message = build_report(Path(args.results), Path(args.out), args.grid)
+    if args.readme and args.grid is None:
+        raise BenchmarkError("--readme goes with --grid NAME (without --grid the report is OUT/README.md anyway)")
+    page = "README.md" if args.grid is None or args.readme else f"{slug(args.grid)}.md"
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BenchmarkError(f"--out {args.out} is a file, not a folder; pass --out DIR")
+    try:
+        code, message = build_report(Path(args.results), Path(args.out), args.grid, page)
+    except OSError as exc:  # a read-only --out, a file in the way
+        raise BenchmarkError(f"cannot write the report into {args.out} ({exc.strerror or exc}: {exc.filename}); "
+                             "pass --out DIR with a folder you can write") from None
     print(message, file=sys.stderr)
     return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .data.roots import check_data_root
     from .run.executor import RunOptions
     from .run.prepare import launch, prepare
 
+    check_data_root(args.data_root)
     prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
                        seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale)
     print(prepared.header(), file=sys.stderr)
+    for line in prepared.warnings():
+        print(line, file=sys.stderr)
     if args.dry_run:
         print("\n".join(prepared.listing()))
         if prepared.job.todo and not args.no_estimate:
-            from .tools.estimate import dry_run_estimate
-
-            print(dry_run_estimate(prepared.job.todo, args.device, args.data_root))
+            print(_estimate(prepared.job.todo, args.device, args.data_root))
         return 0
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
@@ -165,6 +195,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.counts.get("failed") else 0
 
 
+def _estimate(runs, device: str, data_root: str | None) -> str:
+    """The dry run's compute estimate, or one line saying why it could not be made (the grid was
+    checked when it was loaded; what remains is e.g. a model too large for this machine's memory)."""
+    from .tools.estimate import dry_run_estimate
+
+    try:
+        return dry_run_estimate(runs, device, data_root)
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"no compute estimate: timing a run failed here ({type(exc).__name__}: {first}); --no-estimate skips it"
+
+
 def _type_name(tp) -> str:
     if typing.get_origin(tp) is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
@@ -177,6 +219,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS
     from .ml.models import ARCHS
+    from .ranges import RANGE
 
     what = args.what
     if what in (None, "methods"):
@@ -201,7 +244,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if what in (None, "archs"):
         print("architectures (model.arch):")
         for name, cls in ARCHS.items():
-            options = ", ".join(f"{f.name}" for f in dataclasses.fields(cls))
+            options = ", ".join(f.name + (f" in {f.metadata[RANGE]}" if RANGE in f.metadata else "")
+                                for f in dataclasses.fields(cls))
             print(f"  {name:<12} {(inspect.getdoc(cls) or '').splitlines()[0]} (options: {options})")
     if what in (None, "likelihoods"):
         print("likelihoods (model.likelihood):")

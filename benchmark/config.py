@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .discovery import METHODS
+from .ranges import RANGE, Interval
 
 MI_CAP_MARGIN = 0.25  # nats: an MI estimate this close to its cap log M is flagged "at cap"
 # The random streams of a run, each seeded by RunConfig.stream_seed (recorded under `seeds`).
@@ -22,11 +23,22 @@ STREAMS = ("data", "init", "order", "train", "curves", "eval")
 PosteriorVariance = Literal["logvar", "softplus-logvar"]
 
 
-def added_field(default: Any, since: str) -> Any:
+def setting(default: Any = dataclasses.MISSING, valid: str | None = None, *,
+            factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its valid range as interval text (``"[1, inf)"``, checked when a grid
+    is loaded, :func:`benchmark.ranges.field_problems`; for a list, each item). Metadata only:
+    no run id changes. ``factory`` for a mutable default."""
+    metadata = {RANGE: str(Interval.parse(valid))} if valid is not None else {}
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
+def added_field(default: Any, since: str, valid: str | None = None) -> Any:
     """A config field added after runs were recorded: while it holds ``default`` (which must
     reproduce the behaviour from before the field existed) it is left out of the run id, so
-    adding it changes no existing run id. ``since`` names the change, for readers."""
-    return field(default=default, metadata={"added": since})
+    adding it changes no existing run id. ``since`` names the change, for readers; ``valid``
+    its range, as for :func:`setting`."""
+    metadata = {"added": since, **({RANGE: str(Interval.parse(valid))} if valid is not None else {})}
+    return field(default=default, metadata=metadata)
 
 
 def identity(config: Any) -> dict[str, Any]:
@@ -54,8 +66,9 @@ class DatasetConfig(Section):
     """Which data a run uses: a registered data set and optional random subset sizes."""
 
     name: str = "fashion-mnist"
-    train_size: int | None = None  # None: the whole published training split
-    test_size: int | None = None  # None: the whole published test split
+    train_size: int | None = setting(None, "[1, inf)")  # None: the whole published training split
+    # None: the whole published test split; at least 2 (AU's variance divides by N - 1)
+    test_size: int | None = setting(None, "[2, inf)")
 
 
 @dataclass
@@ -63,7 +76,7 @@ class ModelConfig(Section):
     """Resolved model settings of a run (the ``[model]`` table of a grid)."""
 
     arch: str = "mlp"
-    latent_dim: int = 32
+    latent_dim: int = setting(32, "[1, inf)")
     likelihood: str = "gaussian"
     posterior_variance: PosteriorVariance = "logvar"
     options: dict = field(default_factory=dict)  # the architecture's own options, resolved
@@ -73,13 +86,13 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """Resolved training settings of a run (the ``[train]`` table of a grid)."""
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
+    epochs: int = setting(10, "[1, inf)")
+    batch_size: int = setting(128, "[1, inf)")
+    lr: float = setting(1e-3, "(0, inf)")
     optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = 0.0
+    weight_decay: float = setting(0.0, "[0, inf)")
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+    grad_clip: float = setting(0.0, "[0, inf)")  # max global gradient norm; 0 disables clipping
 
 
 @dataclass
@@ -87,23 +100,23 @@ class EvalConfig(Section):
     """Evaluation settings that change the reported numbers (recorded with every run);
     definitions in docs/metrics.md."""
 
-    au_threshold: float = 0.01
+    au_threshold: float = setting(0.01, "[0, inf)")
     mi_mixture: Literal["all", "batch"] = "all"
-    mi_batch_size: int = 50  # mixture size when mi_mixture = "batch"
-    curve_every: int = 1  # epochs between points of the AU / KL curves (on the test split)
-    mi_curve_every: int = 5  # epochs between MI points of the curves (0: none)
-    nll_samples: int = 500  # importance samples K of the IW-NLL (0: skip it)
-    nll_examples: int = 1000  # test examples (the first ones) the IW-NLL is averaged over
-    geometry_points: int = 64  # posterior means at which decoder Jacobians are taken (0: skip)
-    pair_scale: float = 0.1  # latent distance of the pairs of the bi-Lipschitz estimate
-    noise_points: int = 64  # posterior means decoded with noise (0: skip)
-    noise_draws: int = 8  # noise draws per point
+    mi_batch_size: int = setting(50, "[1, inf)")  # mixture size when mi_mixture = "batch"
+    curve_every: int = setting(1, "[1, inf)")  # epochs between points of the AU / KL curves (on the test split)
+    mi_curve_every: int = setting(5, "[0, inf)")  # epochs between MI points of the curves (0: none)
+    nll_samples: int = setting(500, "[0, inf)")  # importance samples K of the IW-NLL (0: skip it)
+    nll_examples: int = setting(1000, "[1, inf)")  # test examples (the first ones) the IW-NLL is averaged over
+    geometry_points: int = setting(64, "[0, inf)")  # posterior means at which decoder Jacobians are taken (0: skip)
+    pair_scale: float = setting(0.1, "(0, inf)")  # latent distance of the pairs of the bi-Lipschitz estimate
+    noise_points: int = setting(64, "[0, inf)")  # posterior means decoded with noise (0: skip)
+    noise_draws: int = setting(8, "[2, inf)")  # noise draws per point (the diversity needs pairs)
     # Which posteriors form the MI estimate (and its cap log N): the test split, or the training
     # split (a higher cap: log 60000 = 11.0 nats on the whole Fashion-MNIST training split).
     mi_split: Literal["test", "train"] = added_field("test", "MI on the training split")
-    mi_examples: int | None = added_field(None, "MI on a subset")  # first N examples of mi_split; None: all
+    mi_examples: int | None = added_field(None, "MI on a subset", "[2, inf)")  # first N examples of mi_split; None: all
     # An MI estimate within this many nats of its cap is flagged `mi_at_cap` (cannot rank methods).
-    mi_cap_margin: float = added_field(MI_CAP_MARGIN, "MI cap flag")
+    mi_cap_margin: float = added_field(MI_CAP_MARGIN, "MI cap flag", "[0, inf)")
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The method registry, filled from plugin files on its first lookup.
 
 A method is one Python file in ``methods/`` (or in a folder named by ``--plugins`` /
-``$BENCHMARK_PLUGINS``) that registers a :class:`benchmark.ml.method.Method` subclass with
+``$BENCHMARK_PLUGINS``, which may also name single ``.py`` files) that registers a :class:`benchmark.ml.method.Method` subclass with
 ``@register_method`` (its imports: :mod:`benchmark.plugin`). The files are imported in name
 order on the first lookup of :data:`METHODS`; they import torch, this module does not.
 """
@@ -20,20 +20,27 @@ BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "methods"
 PLUGIN_PATH_ENV = "BENCHMARK_PLUGINS"
 
 
-def plugin_dirs() -> list[Path]:
-    """The built-in ``methods/`` folder, then each folder in ``$BENCHMARK_PLUGINS``."""
+def plugin_files() -> list[Path]:
+    """The plugin files: those of the built-in ``methods/`` folder, then those of each entry of
+    ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py`` files in name order, skipping ``_*``; or one
+    ``.py`` file)."""
     extra = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
-    for directory in extra:
-        if not directory.is_dir():
-            raise PluginError(f"plugin folder {directory} (from ${PLUGIN_PATH_ENV} or --plugins) does not exist")
-    return [BUILTIN_PLUGIN_DIR, *extra]
+    files = []
+    for entry in [BUILTIN_PLUGIN_DIR, *extra]:
+        if entry.is_dir():
+            files += [path for path in sorted(entry.glob("*.py")) if not path.name.startswith("_")]
+        elif entry.is_file() and entry.suffix == ".py":
+            files.append(entry)
+        else:
+            what = "is not a .py file" if entry.exists() else "does not exist"
+            raise PluginError(f"plugin path {entry} (from --plugins or ${PLUGIN_PATH_ENV}) {what}; "
+                              "give a folder of method plugin files or one plugin .py file")
+    return files
 
 
 def _discover() -> None:
-    for directory in plugin_dirs():
-        for path in sorted(directory.glob("*.py")):
-            if not path.name.startswith("_"):
-                _import_plugin(path)
+    for path in plugin_files():
+        _import_plugin(path)
 
 
 # Method name -> Method subclass (type[benchmark.ml.method.Method]).

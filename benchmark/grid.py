@@ -24,9 +24,13 @@ A grid file::
     name = "*"         # every registered method (plugins included), default hyperparameters
 
 Expansion order: datasets x methods x hyperparameter combinations x seeds. Every field is checked
-against the registries and the config dataclasses (``benchmark.config``) before anything runs;
-errors name the file and the field. The grid's runs, each with the hyperparameters its entry
-names (:meth:`Grid.runs`), are what ``run`` writes to ``plan.json`` for the report.
+against the registries and the config dataclasses (``benchmark.config``) before anything runs:
+names, types, the valid range of every number (declared on the config fields, the
+architectures' options and the methods' ``ranges``; every float finite), each architecture
+against each data set's shape, and the schedules a method names (a hyperparameter
+``X_schedule`` with its options ``X_schedule_options``); errors name the file and the field.
+The grid's runs, each with the hyperparameters its entry names (:meth:`Grid.runs`), are what
+``run`` writes to ``plan.json`` for the report.
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ from typing import Any
 from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from .data.catalog import DATASETS
 from .discovery import METHODS
-from .errors import GridError, UnknownNameError
-from .ranges import problem
+from .errors import BenchmarkError, GridError, UnknownNameError
+from .ranges import field_problems, problem
 from .ml.likelihoods import LIKELIHOODS
 from .ml.models import ARCHS
+from .ml.schedules import SCHEDULES
 from .registry import Registry
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
@@ -97,6 +102,7 @@ class Grid:
             for m_index, m_entry, name in method_entries:
                 where = f"methods[{m_index}]"
                 model = self._model([self.data.get("model", {}), ds_entry.get("model", {}), m_entry.get("model", {})], where)
+                self._check_shape(model, dataset, ds_index)
                 train = self._section(TrainConfig, [self.data.get("train", {}), ds_entry.get("train", {}), m_entry.get("train", {})], "train")
                 if epochs is not None:
                     train.epochs = epochs
@@ -109,18 +115,26 @@ class Grid:
         return list(runs.values())
 
     @property
+    def builtin(self) -> bool:
+        """Whether this is a named grid of ``benchmark/grids/``."""
+        return self.path.resolve().parent == GRID_DIR
+
+    @property
     def source(self) -> str:
-        """The grid file: relative to the project for a named grid, else as given."""
-        return f"benchmark/grids/{self.path.name}" if self.path.parent == GRID_DIR else str(self.path)
+        """The grid file: relative to the project for a named grid, else its absolute path (what
+        tells two grid files of the same name apart)."""
+        return f"benchmark/grids/{self.path.name}" if self.builtin else str(self.path.resolve())
 
     # -- pieces -----------------------------------------------------------------------
     def error(self, field: str, problem: str) -> GridError:
-        return GridError(f"grid file {self.path}: field `{field}`: {problem}")
+        """The one-line error about ``field`` (unprintable characters of keys shown escaped)."""
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in field)
+        return GridError(f"grid file {self.path}: field `{shown}`: {problem}")
 
     def _seeds(self) -> list[int]:
         seeds = self.data.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
-            raise self.error("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+            raise self.error("seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
         return seeds
 
     def _dataset(self, entry: Any, index: int) -> DatasetConfig:
@@ -147,6 +161,8 @@ class Grid:
         """The ``name`` of a ``[[datasets]]`` / ``[[methods]]`` table, checked against ``registry``."""
         if not isinstance(entry, dict) or "name" not in entry:
             raise self.error(where, "expected a table with at least `name = \"...\"`")
+        if not isinstance(entry["name"], str):
+            raise self.error(f"{where}.name", f"expected a name (a string), got {entry['name']!r}")
         if entry["name"] not in registry:
             raise self.error(f"{where}.name", str(UnknownNameError(registry.kind, entry["name"], registry.names())))
         return entry["name"]
@@ -162,17 +178,48 @@ class Grid:
                 valid = ", ".join(f.name for f in dataclasses.fields(cls)) or "(none)"
                 raise self.error(f"{where}.{key}", f"{name} has no hyperparameter {key!r}; valid: {valid}")
             swept = isinstance(value, list) and not (_is_list_type(hints[key]) and not _is_nested_list(value))
+            if swept and not value:
+                raise self.error(f"{where}.{key}", "an empty list sweeps no value; give at least one")
             axes.append([(key, v) for v in value] if swept else [(key, value)])
         ranges = METHODS[name].hyperparameter_ranges()
         combos = []
         for combo in itertools.product(*axes):
-            config = self._build(cls, dict(combo), where)
-            for key, value in dataclasses.asdict(config).items():
+            config = self._build(cls, dict(combo), where, check_ranges=False, context=name)
+            values = dataclasses.asdict(config)
+            for key, value in values.items():
                 why = problem(value, ranges.get(key))
                 if why is not None:
                     raise self.error(f"{where}.{key}", f"{name}: {why}")
-            combos.append(dataclasses.asdict(config))
+            self._check_schedules(name, values, where)
+            combos.append(values)
         return combos
+
+    def _check_schedules(self, name: str, values: dict[str, Any], where: str) -> None:
+        """A hyperparameter ``X_schedule`` names a schedule of :mod:`benchmark.ml.schedules` and
+        ``X_schedule_options`` (when the method has it) holds that schedule's options: both are
+        checked here, as the method will build the schedule."""
+        for key, kind in values.items():
+            options_key = f"{key}_options"
+            if not key.endswith("_schedule") or not isinstance(kind, str):
+                continue
+            if kind not in SCHEDULES:
+                raise self.error(f"{where}.{key}", f"{name}: {UnknownNameError(SCHEDULES.kind, kind, SCHEDULES.names())}")
+            options = values.get(options_key, {})
+            if not isinstance(options, dict):
+                continue
+            if "target" in options:
+                raise self.error(f"{where}.{options_key}", f"{name}: `target` is set by the method, not an option")
+            self._build(SCHEDULES[kind], {"target": 0.0, **options}, f"{where}.{options_key}",
+                        context=f"{name}: schedule {kind!r}")
+
+    def _check_shape(self, model: ModelConfig, dataset: DatasetConfig, index: int) -> None:
+        """The architecture must take the data set's examples (known from the catalogue)."""
+        shape = DATASETS[dataset.name].shape
+        check = getattr(ARCHS[model.arch](**model.options), "shape_problem", None)
+        why = check(tuple(shape)) if shape is not None and check is not None else None
+        if why is not None:
+            raise self.error("model.arch", f"arch {model.arch!r} cannot take data set {dataset.name!r} "
+                                           f"(datasets[{index}]): {why}")
 
     def _model(self, layers: list[dict], where: str) -> ModelConfig:
         merged = {k: v for layer in layers for k, v in _table(layer, "model", self).items()}
@@ -194,19 +241,32 @@ class Grid:
         merged = {k: v for layer in layers for k, v in _table(layer, name, self).items()}
         return self._build(cls, merged, name)
 
-    def _build(self, cls: type, values: dict[str, Any], where: str):
-        """Instantiate dataclass ``cls`` from ``values``, checking names and types."""
+    def _build(self, cls: type, values: dict[str, Any], where: str, check_ranges: bool = True, context: str = ""):
+        """Instantiate dataclass ``cls`` from ``values``, checking names, types and (with
+        ``check_ranges``) the ranges its fields declare; ``context`` prefixes the messages."""
+        prefix = f"{context}: " if context else ""
         hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
         checked = {}
         for key, value in values.items():
-            if key not in hints:
-                valid = ", ".join(f.name for f in dataclasses.fields(cls))
-                raise self.error(f"{where}.{key}", f"unknown setting; valid: {valid}")
+            if key not in names:
+                raise self.error(f"{where}.{key}", f"{prefix}unknown setting; valid: {', '.join(names)}")
             try:
                 checked[key] = check_type(value, hints[key])
             except TypeError as exc:
-                raise self.error(f"{where}.{key}", str(exc)) from None
-        return cls(**checked)
+                raise self.error(f"{where}.{key}", f"{prefix}{exc}") from None
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in checked and f.init
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise self.error(where, f"{prefix}missing {', '.join(missing)} (required)")
+        try:
+            config = cls(**checked)
+        except (BenchmarkError, TypeError, ValueError) as exc:  # a missing required field, a check in __post_init__
+            raise self.error(where, f"{prefix}{exc}") from None
+        if check_ranges:
+            for key, why in field_problems(config):
+                raise self.error(f"{where}.{key}", f"{prefix}{why}")
+        return config
 
 
 def _table(value: Any, name: str, grid: Grid) -> dict:
@@ -223,10 +283,26 @@ def _is_nested_list(value: list) -> bool:
     return bool(value) and all(isinstance(v, list) for v in value)
 
 
+def _check_plain(value: Any) -> None:
+    """Raise TypeError unless ``value`` is plain JSON data (what a run id can hash): strings,
+    numbers, booleans, lists and tables of them (TOML's dates and times are not)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_plain(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain(item)
+    elif not isinstance(value, (str, int, float)):
+        raise TypeError(f"{value!r} is not a string, number, boolean, list or table")
+
+
 def check_type(value: Any, tp: Any) -> Any:
     """Return ``value`` converted to type ``tp`` (int -> float allowed) or raise TypeError."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any or tp is dict or origin is dict:
+        if (tp is not Any) and not isinstance(value, dict):
+            raise TypeError(f"expected a table, got {value!r}")
+        _check_plain(value)
         return value
     if origin is typing.Literal:
         if value not in args:
@@ -275,6 +351,8 @@ def load_grid(name_or_path: str | Path) -> Grid:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise grid.error(key, f"unknown top-level field; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+    if not isinstance(data.get("description", ""), str):
+        raise grid.error("description", f"expected a string, got {data['description']!r}")
     for key in ("datasets", "methods"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise grid.error(key, f"expected at least one [[{key}]] table")

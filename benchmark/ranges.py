@@ -2,14 +2,22 @@
 
 A method plugin declares its hyperparameters' ranges as plain strings in the class attribute
 ``ranges`` (``ranges = {"beta": "[0, inf)"}``): no import needed, shown by ``list methods`` and
-checked when a grid is loaded. Every number must also be finite, whatever its range.
+checked when a grid is loaded. The settings of a grid's ``[train]``, ``[model]`` (and the
+architectures' options), ``[eval]`` and ``[[datasets]]`` declare theirs in their dataclass fields'
+metadata (``RANGE``, see :func:`benchmark.config.setting`), checked by :func:`field_problems`.
+A range applies to each item of a list; ``None`` (an unset optional setting) is always valid.
+Every number must also be finite, whatever its range, also inside lists and tables.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
+
+RANGE = "range"  # dataclass field metadata key: the field's valid interval as text
 
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
@@ -54,10 +62,39 @@ class Interval:
 
 
 def problem(value: object, interval: Interval | None) -> str | None:
-    """Why ``value`` is not a valid number in ``interval`` (None: it is). Without an interval,
-    only finiteness is asked of floats."""
+    """Why ``value`` is not valid in ``interval`` (None: it is). Lists are checked item by item;
+    without an interval (and inside tables) only finiteness is asked of floats; None passes."""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            why = problem(item, interval)
+            if why is not None:
+                return f"item {index}: {why}" if len(value) > 1 else why
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            why = problem(item, None)
+            if why is not None:
+                return f"{key}: {why}"
+        return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value!r} is not a finite number"
-    if interval is not None and value not in interval:
+    if value is not None and interval is not None and value not in interval:
         return f"{value!r} is outside the valid range {interval}"
     return None
+
+
+def declared_range(f: dataclasses.Field) -> Interval | None:
+    """The interval a dataclass field declares in its metadata (:data:`RANGE`), or None."""
+    text = f.metadata.get(RANGE)
+    return Interval.parse(text) if text is not None else None
+
+
+def field_problems(config: Any) -> list[tuple[str, str]]:
+    """(field name, why) for each field of the dataclass instance ``config`` whose value lies
+    outside its declared range or holds a non-finite float (see :func:`problem`)."""
+    found = []
+    for f in dataclasses.fields(config):
+        why = problem(getattr(config, f.name), declared_range(f))
+        if why is not None:
+            found.append((f.name, why))
+    return found

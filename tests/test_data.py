@@ -131,18 +131,19 @@ def test_fashion_missing(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_dataset("fashion-mnist", data_root=tmp_path / "user")
     message = str(err.value)
-    for place in [
-        "user",
-        "user/FashionMNIST/raw",
-        "user/fashion-mnist",
-        "env",
-        "env/FashionMNIST/raw",
-        "env/fashion-mnist",
-        "system/fashion-mnist",
-        "cache",
-    ]:
+    for place in ["user", "user/FashionMNIST/raw", "user/fashion-mnist"]:  # the data root given: only there
         assert f"  {tmp_path / place} (" in message
+    for elsewhere in ["env", "system", "cache"]:
+        assert f"  {tmp_path / elsewhere}" not in message
     assert "missing train-labels-idx1-ubyte, t10k-images" in message
+    with pytest.raises(DataError) as err:  # without --data-root, $BENCHMARK_DATA is the data root
+        load_dataset("fashion-mnist")
+    assert f"  {tmp_path / 'env'} (no such directory)" in str(err.value) and f"{tmp_path / 'system'}" not in str(err.value)
+    monkeypatch.delenv(roots.DATA_ENV)
+    with pytest.raises(DataError) as err:  # without either: the system roots, then the cache
+        load_dataset("fashion-mnist")
+    for place in ["system/fashion-mnist", "cache", "cache/FashionMNIST/raw"]:
+        assert f"  {tmp_path / place} (" in str(err.value)
     for hint in ["apt-get install dataset-fashion-mnist", "--data-root", "BENCHMARK_DATA", "--download"]:
         assert hint in message
 

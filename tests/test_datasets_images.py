@@ -107,9 +107,9 @@ def test_mnist_debian_style_system_folder(tmp_path):
 def test_mnist_missing_and_truncated(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("mnist", data_root=tmp_path)
-    for hint in [f"{tmp_path / 'MNIST' / 'raw'} (no such directory)", f"{tmp_path / 'system' / 'mnist'}",
-                 "train-images-idx3-ubyte", "--download"]:
+    for hint in [f"{tmp_path / 'MNIST' / 'raw'} (no such directory)", "train-images-idx3-ubyte", "--download"]:
         assert hint in str(err.value)
+    assert f"{tmp_path / 'system' / 'mnist'}" not in str(err.value)  # the data root given is the only place
     assert "apt-get" not in str(err.value)
     write_fake_fashion(tmp_path, gz=False)
     path = tmp_path / "t10k-images-idx3-ubyte"

@@ -219,9 +219,8 @@ def test_deterministic(built, tmp_path):
 
 
 def test_no_results(tmp_path, capsys):
-    assert main(["report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 0
-    text = (tmp_path / "out" / "README.md").read_text()
-    assert "No run records" in text and "python -m benchmark run" in text
+    assert main(["report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()  # an error, nothing written (tests/test_bad_inputs.py has the rest)
     assert "python -m benchmark run" in capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import DataError
 from . import roots
+from .files import source_files
 from .splits import Dataset, DataSplit, LoadRequest
 
 _IDX_TYPES: dict[int, np.dtype] = {
@@ -126,9 +127,10 @@ def load_idx_dataset(
             f"(or torchvision's {torchvision_name}/raw layout)\n"
             f"  - pass --download to let torchvision fetch them into DIR (default {roots.CACHE_ROOT})"
         )
-    splits = {}
+    splits, paths = {}, []
     for split, (image_stem, label_stem) in _IDX_STEMS.items():
         image_path, label_path = _idx_file(found, image_stem), _idx_file(found, label_stem)
+        paths += [image_path, label_path]
         images, labels = read_idx(image_path), read_idx(label_path)
         if images.dtype != torch.uint8 or images.shape[1:] != (28, 28):
             raise DataError(
@@ -144,5 +146,5 @@ def load_idx_dataset(
         if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < num_classes):
             raise DataError(f"{label_path}: labels must lie in 0..{num_classes - 1}")
         splits[split] = DataSplit(images.unsqueeze(1).contiguous(), labels)  # uint8; float on load
-    return Dataset(name, splits["train"], splits["test"], num_classes)
+    return Dataset(name, splits["train"], splits["test"], num_classes, source_files(paths))
 

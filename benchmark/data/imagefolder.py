@@ -21,6 +21,7 @@ import torch
 
 from ..errors import DataError
 from . import roots
+from .files import DataFiles, source_file, tensors_sha256
 from .splits import Dataset, DataSplit
 
 PREPROCESS_VERSION = 1  # bump when a preprocessing protocol changes: old cache files are rebuilt
@@ -148,19 +149,21 @@ def _write_cache(blob: dict, path: Path) -> bool:
 def cached_images(name: str, source: Path, tag: str, fingerprint: str,
                    build: Callable[[], dict]) -> dict:
     """The preprocessed splits of ``name``: from a cache file with this ``fingerprint``, else
-    ``build()`` (a dict of train_x, train_y, test_x, test_y, num_classes) saved for next time."""
+    ``build()`` (a dict of train_x, train_y, test_x, test_y, num_classes) saved for next time.
+    The returned dict also names the cache file it came from or went to (``cache_file``; None
+    when none could be written)."""
     candidates = preprocessed_cache_files(source, tag)
     for path in candidates:
         blob = _read_cache(path, fingerprint)
         if blob is not None:
-            return blob
+            return {**blob, "cache_file": path}
     blob = {"format": CACHE_FORMAT, "version": PREPROCESS_VERSION, "fingerprint": fingerprint,
             "source": str(source), **build()}
     saved = next((path for path in candidates if _write_cache(blob, path)), None)
     if len(blob["train_x"]) + len(blob["test_x"]) >= _ANNOUNCE_MIN:
         where = f"cached in {saved}" if saved else "could not write a cache file in " + ", ".join(map(str, candidates))
         print(f"{name}: preprocessed; {where}", file=sys.stderr, flush=True)
-    return blob
+    return {**blob, "cache_file": saved}
 
 
 def announce(name: str, count: int, source: Path) -> None:
@@ -170,8 +173,14 @@ def announce(name: str, count: int, source: Path) -> None:
 
 
 def dataset_from_blob(name: str, blob: dict) -> Dataset:
+    """The splits of a :func:`cached_images` dict; its provenance is the cache file (hashed), or
+    the tensors' digest when no cache file could be written."""
+    tensors = [blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"]]
+    cache = blob.get("cache_file")
+    files = (DataFiles("preprocessed", (source_file(cache),), folder=str(blob["source"])) if cache is not None
+             else DataFiles("preprocessed", folder=str(blob["source"]), sha256=tensors_sha256(tensors)))
     return Dataset(name, DataSplit(blob["train_x"], blob["train_y"]), DataSplit(blob["test_x"], blob["test_y"]),
-                   int(blob["num_classes"]))
+                   int(blob["num_classes"]), files)
 
 
 def visible(name: str) -> bool:

@@ -1,8 +1,9 @@
 """Where data sets are looked for, and how a missing one is fetched or explained.
 
-In order: the ``--data-root`` folder, ``$BENCHMARK_DATA``, the system roots (Debian's
-``dataset-*`` packages), then the user's cache folder, where ``--download`` also puts files when
-no data root is given. Other modules read :data:`SYSTEM_DATA_ROOTS` and :data:`CACHE_ROOT`
+A data root given by ``--data-root`` (else ``$BENCHMARK_DATA``) is the only place searched:
+data said to be there is read from there or reported missing, never taken from elsewhere
+without a word. Without one: the system roots (Debian's ``dataset-*`` packages), then the
+user's cache folder, where ``--download`` also puts files when no data root is given. Other modules read :data:`SYSTEM_DATA_ROOTS` and :data:`CACHE_ROOT`
 through this module at call time, so a test can point them elsewhere.
 """
 
@@ -22,17 +23,36 @@ SYSTEM_DATA_ROOTS: list[Path] = [Path("/usr/share/datasets")]
 CACHE_ROOT: Path = Path.home() / ".cache" / "benchmark" / "data"
 
 
+def given_root(data_root: str | Path | None) -> tuple[Path, str] | None:
+    """The data root the user gave and how (``--data-root``, else ``$BENCHMARK_DATA``), or None."""
+    if data_root is not None:
+        return Path(data_root).expanduser(), "--data-root"
+    env = os.environ.get(DATA_ENV)
+    return (Path(env).expanduser(), f"${DATA_ENV}") if env else None
+
+
+def check_data_root(data_root: str | Path | None) -> None:
+    """Raise :class:`DataError` when the data root given (see :func:`given_root`) is no folder."""
+    given = given_root(data_root)
+    if given is not None and not given[0].is_dir():
+        path, how = given
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise DataError(f"{how} {path} {what}; give the folder that holds the data sets (docs/datasets.md), "
+                        "or leave it out to use the system's data sets")
+
+
 def candidate_dirs(data_root: Path | None, layouts: list[str], system_layouts: list[str]) -> list[Path]:
-    """``ROOT/<layout>`` for each layout ("" is ROOT itself) under the data root, then
-    $BENCHMARK_DATA, then ``SYSTEM/<system layout>`` under each system root, then the cache."""
+    """``ROOT/<layout>`` for each layout ("" is ROOT itself) under the data root given (only
+    there: see :func:`given_root`); without one, ``SYSTEM/<system layout>`` under each system
+    root, then the cache."""
 
     def under(root: Path, subpaths: list[str]) -> list[Path]:
         return [root / sub if sub else root for sub in subpaths]
 
-    env = os.environ.get(DATA_ENV)
-    dirs = under(data_root, layouts) if data_root else []
-    dirs += under(Path(env).expanduser(), layouts) if env else []
-    dirs += [d for root in SYSTEM_DATA_ROOTS for d in under(root, system_layouts)]
+    given = given_root(data_root)
+    if given is not None:
+        return list(dict.fromkeys(under(given[0], layouts)))
+    dirs = [d for root in SYSTEM_DATA_ROOTS for d in under(root, system_layouts)]
     dirs += under(CACHE_ROOT, layouts)
     return list(dict.fromkeys(dirs))
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .files import DataFiles
+
 
 @dataclass(frozen=True)
 class DataSplit:
@@ -88,6 +90,7 @@ class Dataset:
     train: DataSplit
     test: DataSplit
     num_classes: int
+    files: DataFiles | None = None  # which files the examples came from (records' `data`)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .files import DataFiles
 from .splits import Dataset, DataSplit, LoadRequest, stream_generator
 
 TOY_TRAIN_SIZE, TOY_TEST_SIZE = 10_000, 2_000
@@ -58,4 +59,4 @@ def load_toy(name: str, sample: Sampler, num_classes: int, request: LoadRequest)
         DataSplit(*sample(size, stream_generator(request.seed, f"{name}/{split}")))
         for split, size in (("train", TOY_TRAIN_SIZE), ("test", TOY_TEST_SIZE))
     )
-    return Dataset(name, train, test, num_classes)
+    return Dataset(name, train, test, num_classes, DataFiles("generated"))

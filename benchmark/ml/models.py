@@ -9,14 +9,14 @@ Architectures are registered presets with a typed options dataclass, so a grid c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig, PosteriorVariance
+from ..config import ModelConfig, PosteriorVariance, setting
 from ..registry import Registry
 from .likelihoods import Likelihood
 
@@ -24,6 +24,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU,
     "tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus,
 }
+# The names a grid may give `activation` (checked when it is loaded, nothing built).
+Activation = Literal["relu", "leaky_relu", "elu", "tanh", "silu", "softplus"]
+assert set(get_args(Activation)) == set(ACTIVATIONS), "Activation must list ACTIVATIONS' names"
 
 
 def mlp(sizes: list[int], activation: str, final_activation: bool = False) -> nn.Sequential:
@@ -61,8 +64,8 @@ class Reshape(nn.Module):
 class MLPArch:
     """Fully connected encoder and mirrored decoder (any data shape; flattened)."""
 
-    hidden: list[int] = field(default_factory=lambda: [512, 512])
-    activation: str = "relu"
+    hidden: list[int] = setting(valid="[1, inf)", factory=lambda: [512, 512])  # widths; [] is linear
+    activation: Activation = "relu"
 
     def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
         if self.activation not in ACTIVATIONS:
@@ -84,18 +87,30 @@ class ConvArch:
     [32, 32, 64, 64] for 64x64.
     """
 
-    channels: list[int] = field(default_factory=list)
-    activation: str = "relu"
-    hidden: int = 256
+    channels: list[int] = setting(valid="[1, inf)", factory=list)
+    activation: Activation = "relu"
+    hidden: int = setting(256, "[1, inf)")
+
+    def _channels(self, side: int) -> list[int]:
+        return self.channels or ([32, 64] if side <= 32 else [32, 32, 64, 64])
+
+    def shape_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why data of per-example ``shape`` cannot go through this architecture (None: it can);
+        builds nothing, so a grid is checked when it is loaded."""
+        if len(shape) != 3 or shape[1] != shape[2]:
+            return f"conv needs square images [C, H, H], got shape {list(shape)}"
+        layers = len(self._channels(shape[1]))
+        if shape[1] % 2 ** layers:
+            return f"side {shape[1]} is not divisible by 2^{layers} ({layers} conv layers)"
+        return None
 
     def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
-        if len(shape) != 3 or shape[1] != shape[2]:
-            raise ValueError(f"conv needs square images [C, H, H], got shape {list(shape)}")
+        why = self.shape_problem(shape)
+        if why is not None:
+            raise ValueError(why)
         c, side, _ = shape
-        channels = self.channels or ([32, 64] if side <= 32 else [32, 32, 64, 64])
+        channels = self._channels(side)
         low = side // 2 ** len(channels)
-        if low * 2 ** len(channels) != side:
-            raise ValueError(f"side {side} is not divisible by 2^{len(channels)} ({len(channels)} conv layers)")
         act = ACTIVATIONS[self.activation]
         enc: list[nn.Module] = []
         for n_in, n_out in zip([c, *channels[:-1]], channels):
@@ -126,8 +141,8 @@ class MLPShallowArch:
     grid's convention.
     """
 
-    width: int = 512
-    activation: str = "relu"
+    width: int = setting(512, "[1, inf)")
+    activation: Activation = "relu"
 
     def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
         _check_positive("mlp-shallow", width=self.width)
@@ -141,9 +156,9 @@ class MLPDeepArch:
     The deeper counterpart of ``mlp-shallow`` (default 4 x 512); ``depth = 1`` is ``mlp-shallow``.
     """
 
-    width: int = 512
-    depth: int = 4
-    activation: str = "relu"
+    width: int = setting(512, "[1, inf)")
+    depth: int = setting(4, "[1, inf)")
+    activation: Activation = "relu"
 
     def build(self, shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
         _check_positive("mlp-deep", width=self.width, depth=self.depth)
@@ -157,7 +172,7 @@ class Conv28Arch(ConvArch):
     Any square image whose side is divisible by 4 works; the channel list may be changed.
     """
 
-    channels: list[int] = field(default_factory=lambda: [32, 64])
+    channels: list[int] = setting(valid="[1, inf)", factory=lambda: [32, 64])
 
 
 @dataclass
@@ -168,7 +183,7 @@ class Conv64Arch(ConvArch):
     faces; any square image whose side is divisible by 16 works.
     """
 
-    channels: list[int] = field(default_factory=lambda: [32, 32, 64, 64])
+    channels: list[int] = setting(valid="[1, inf)", factory=lambda: [32, 32, 64, 64])
 
 
 ARCHS: Registry[type] = Registry("architecture")

@@ -1,5 +1,6 @@
 """What is missing from a grid's results: planned runs without a record (from the plan ``run``
-wrote), failed and diverged runs with their reasons, unreadable files, and fields some ok runs lack."""
+wrote), failed and diverged runs with their reasons, runs resumed from a checkpoint, unreadable
+files, and fields some ok runs lack."""
 
 from __future__ import annotations
 
@@ -57,6 +58,12 @@ def missing_section(data: GridData) -> list[str]:
             elif error.get("type"):
                 reason = f"{error['type']}: {reason}"
             out.append(f"  - `{r.run_id}` {md_escape(label)} — {md_escape(reason)}")
+    resumed = sorted((r for r in data.runs if (r.record.resumed or 0) > 0), key=lambda r: r.run_id)
+    if resumed:
+        out.append(f"- Resumed from a checkpoint ({len(resumed)}); their times add up every process that worked on "
+                   "them (up to the checkpoint each resumed from):")
+        out += [f"  - `{r.run_id}` {md_escape(r.record.label or r.setting['method'])} — resumed "
+                f"{r.record.resumed} time{'s' if r.record.resumed != 1 else ''}" for r in resumed]
     if data.unreadable:
         out.append(f"- **Unreadable records** ({len(data.unreadable)}), ignored:")
         out += [f"  - `{name}` — {md_escape(_first_line(reason))}" for name, reason in data.unreadable]

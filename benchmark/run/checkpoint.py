@@ -1,4 +1,5 @@
-"""Resumable checkpoints of one run: model, optimiser, schedule, RNG states and the curves so far.
+"""Resumable checkpoints of one run: model, optimiser, schedule, RNG states, the curves so far,
+and the time spent on the run so far (so a resumed run's times count every process).
 
 A checkpoint names its run and the code that made it (the record's ``code.key``): one made by
 other code is not resumed from. Files are written atomically, so a killed run leaves either
@@ -8,7 +9,7 @@ the previous checkpoint or the new one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -25,21 +26,32 @@ def _rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
     return states
 
 
+class SpentSoFar(NamedTuple):
+    """What the processes before this one spent on a run, up to its checkpoint: seconds of
+    training and of wall time (loading included), and how many times it was resumed before."""
+
+    train_time_s: float
+    wall_time_s: float
+    resumed: int
+
+
 def save_checkpoint(path: Path, trainer: Trainer, generators: dict[str, torch.Generator], record: Record,
-                    train_time: float) -> None:
+                    spent: SpentSoFar) -> None:
     """Atomically save everything needed to resume ``record``'s run after ``trainer.epoch`` epochs
-    (``train_time``: seconds of training so far)."""
+    (``spent``: the run's times so far, every process included, and its resumptions so far)."""
     state = {"run_id": record.run_id, "code": record.code["key"], "trainer": trainer.state_dict(),
-             "rng": _rng_states(generators), "curves": record.curves, "train_time_s": train_time}
+             "rng": _rng_states(generators), "curves": record.curves, "train_time_s": spent.train_time_s,
+             "wall_time_s": spent.wall_time_s, "resumed": spent.resumed}
     atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: Path, trainer: Trainer, generators: dict[str, torch.Generator],
-                    record: Record) -> float | None:
+                    record: Record) -> SpentSoFar | None:
     """Restore a checkpoint of ``record``'s run into ``trainer``, the generators and the record's
-    curves; returns the training time spent before it (seconds), or None (nothing restored) when
-    the checkpoint was made by other code (another ``record.code["key"]``). A checkpoint of
-    another run raises RuntimeError."""
+    curves; returns what was spent on the run before it, or None (nothing restored) when the
+    checkpoint was made by other code (another ``record.code["key"]``). A checkpoint of another
+    run raises RuntimeError. (A checkpoint from before wall times were saved counts its training
+    time as wall time.)"""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("run_id") != record.run_id:
         raise RuntimeError(f"checkpoint {path} belongs to run {state.get('run_id')}, not {record.run_id}: delete it")
@@ -53,4 +65,5 @@ def load_checkpoint(path: Path, trainer: Trainer, generators: dict[str, torch.Ge
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     record.curves = list(state["curves"])
-    return float(state["train_time_s"])
+    train = float(state["train_time_s"])
+    return SpentSoFar(train, float(state.get("wall_time_s", train)), int(state.get("resumed", 0)))

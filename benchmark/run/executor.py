@@ -181,7 +181,7 @@ def _backend(options: RunOptions, device: torch.device, log: Callable[[str], Non
 
 def run_grid(job: Job, options: RunOptions, device: torch.device, progress: GridProgress | None = None) -> GridSummary:
     """Execute ``job.todo`` on ``device`` (resolved) and write each record (and the tables) as
-    it arrives. A stale record (``ok``, made by other code) is moved to ``superseded/`` when its
+    it arrives, and the tables once more at the end. A stale record (``ok``, made by other code) is moved to ``superseded/`` when its
     run's new record is written."""
     store, force, keep_stale, code_keys = job.store, job.force, job.keep_stale, job.code_keys
     progress = progress or GridProgress(len(job.todo))
@@ -255,6 +255,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                 lock.release()
                 store.write_table()
                 progress.finished(record)
+        store.write_table()  # also when nothing ran: the tables always match the records on disk
     finally:
         for _, _, lock, _ in running.values():
             lock.release()

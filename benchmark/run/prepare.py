@@ -1,23 +1,28 @@
 """What one ``run`` command does, decided once: the runs, their states, the device, the plan.
 
 :func:`prepare` expands the grid (all of it for the plan; the ``--methods`` / ``--datasets``
-selection for this command) and reads each run's state from its record once: ``done`` (an
-``ok`` record of the current code), ``stale`` (an ``ok`` record of other code: redone, the old
-record kept) or ``todo``. :func:`launch` resolves the device once, checks that the data of the
-runs to do can be loaded, writes the plan beside the records and hands the runs to the
-executor. A dry run stops after :func:`prepare` and writes nothing.
+selection for this command), refuses a results folder that holds another grid of the same name
+(:func:`check_same_grid`) and reads each run's state from its record once: ``done`` (an ``ok``
+record of the current code), ``stale`` (an ``ok`` record of other code: redone, the old record
+kept) or ``todo``; files in ``runs/`` that are no readable record are listed as warnings.
+:func:`launch` checks the data root and that the results folder can be written, resolves the
+device once, checks that the data of the runs to do can be loaded, writes the plan beside the
+records and hands the runs to the executor. A dry run stops after :func:`prepare` and writes
+nothing.
 """
 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import RunConfig
 from ..data.catalog import check_available
+from ..data.roots import check_data_root
 from ..device import resolve_device
 from ..errors import BenchmarkError
-from ..grid import load_grid
+from ..grid import Grid, load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
 from .progress import GridProgress
@@ -34,6 +39,7 @@ class Prepared:
     states: dict[str, RunState]
     source: str  # where the runs come from (the grid file), for messages
     plan: Plan | None = None
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file in runs/, why) of non-records
 
     def header(self) -> str:
         """The line that opens a ``run``: how many runs, how many done, stale and to run."""
@@ -42,6 +48,25 @@ class Prepared:
                       f"{job.store.superseded_dir()}/; --keep-stale accepts them)" if stale else "")
         return (f"grid {job.name} ({self.source}): {len(job.runs)} runs, {len(job.runs) - len(job.todo)} already done "
                 f"(skipped), {len(job.todo)} to run{stale_text} -> {job.store.dir}")
+
+    def warnings(self) -> list[str]:
+        """One line per unreadable record of a run of this command (it is rerun, the file
+        replaced), and one naming the other files in ``runs/`` that are no record (ignored)."""
+        runs = {r.run_id: r for r in self.job.runs}
+        where = self.job.store.runs_dir
+        lines, others = [], []
+        for name, why in self.unreadable:
+            run = runs.get(Path(name).stem)
+            why = _short(why)
+            if run is not None:
+                lines.append(f"warning: the record of {run.run_id} ({run.label()}) in {where}/ cannot be read "
+                             f"({why}): the run is rerun and the file replaced")
+            else:
+                others.append(f"{name} ({why})")
+        if others:
+            lines.append(f"warning: {len(others)} file(s) in {where}/ are no readable run record and are ignored "
+                         f"(also by runs.csv / summary.csv): {'; '.join(others)}")
+        return lines
 
     def listing(self) -> list[str]:
         """The dry run's lines: runs per data set and method, then one line per run with its state."""
@@ -55,12 +80,30 @@ def prepare_runs(name: str, runs: list[RunConfig], store: ResultStore, *, force:
     """Prepare ``runs`` (of grid ``name``) against the records in ``store``; ``force`` turns
     ``done`` into ``todo``."""
     code_keys = {method: method_code(method)["key"] for method in {r.method for r in runs}}
-    states: dict[str, RunState] = {r.run_id: run_state(store.read(r.run_id), code_keys[r.method], keep_stale)
+    records, unreadable = store.scan()
+    by_id = {record.run_id: record for record in records}
+    states: dict[str, RunState] = {r.run_id: run_state(by_id.get(r.run_id), code_keys[r.method], keep_stale)
                                    for r in runs}
     if force:
         states = {run_id: "todo" if state == "done" else state for run_id, state in states.items()}
     todo = [r for r in runs if states[r.run_id] != "done"]
-    return Prepared(Job(name, store, runs, todo, code_keys, force, keep_stale), states, source)
+    return Prepared(Job(name, store, runs, todo, code_keys, force, keep_stale), states, source, unreadable=unreadable)
+
+
+def check_same_grid(grid: Grid, planned: list[str], store: ResultStore) -> None:
+    """Refuse results of another grid with the same name: the folder's plan (written by an
+    earlier ``run``) names another grid file *and* other runs. The same file edited, or another
+    file holding the same runs (e.g. moved), is the same grid. A folder without a plan (results
+    from before plans) cannot be told apart and is accepted."""
+    plan = store.read_plan()
+    if plan is None or plan.source == grid.source or {run.run_id for run in plan.runs} == set(planned):
+        return
+    relative = not Path(plan.source).is_absolute() and not plan.source.startswith("benchmark/grids/")
+    if relative and not grid.builtin:
+        return  # an older plan named a user's grid file relative to where `run` was started: cannot tell
+    raise BenchmarkError(f"{store.dir}/ holds the results of grid file {plan.source}, and {grid.source} is another grid "
+                         f"with the same name {grid.name!r}: rename the file (its results then go to "
+                         f"{store.dir.parent}/<new name>/) or pass --results DIR to keep them apart")
 
 
 def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, datasets: list[str] | None = None,
@@ -72,21 +115,32 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     runs = grid.expand(methods=methods, datasets=datasets, seeds=seeds, epochs=epochs)
     planned = grid.runs(seeds, epochs)
     if not runs:
-        raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters")
-    prepared = prepare_runs(grid.name, runs, ResultStore(results, grid.name), force=force, keep_stale=keep_stale,
-                            source=str(grid.path))
+        raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters "
+                             f"(its methods: {', '.join(sorted({r.config.method for r in planned}))}; data sets: "
+                             f"{', '.join(sorted({r.config.dataset.name for r in planned}))})")
+    store = ResultStore(results, grid.name)
+    check_same_grid(grid, [run.config.run_id for run in planned], store)
+    prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
     prepared.plan = Plan(grid.name, grid.description, grid.source,
                          tuple(PlannedRun.of(run.config, run.named) for run in planned))
     return prepared
 
 
 def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | None = None) -> GridSummary:
-    """Resolve the device (a missing GPU is an error), check the data of the runs to do, write the
-    plan, then execute the runs (see :func:`benchmark.run.executor.run_grid`)."""
-    device = resolve_device(options.device)
+    """Check the data root and that the results can be written, resolve the device (a missing GPU
+    is an error), check the data of the runs to do, write the plan, then execute the runs (see
+    :func:`benchmark.run.executor.run_grid`)."""
     job = prepared.job
+    check_data_root(options.data_root)
+    job.store.check_writable()
+    device = resolve_device(options.device)
     for name in sorted({r.dataset.name for r in job.todo}):
         check_available(name, data_root=options.data_root, download=options.download)
     if prepared.plan is not None:
         job.store.write_plan(prepared.plan)
     return run_grid(job, options, device, progress)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"

@@ -20,7 +20,9 @@ from typing import Any, Literal
 
 from ..config import STREAMS, RunConfig
 
-RECORD_VERSION = 2  # 2: `code` (the code version behind the numbers), host CPU in `environment`
+# 2: `code` (the code version behind the numbers), host CPU in `environment`; 3: `data` (the files the
+# data came from) and `resumed`, times that count every process that worked on a resumed run
+RECORD_VERSION = 3
 RunState = Literal["done", "stale", "todo"]
 
 
@@ -49,9 +51,13 @@ class Record:
     started_at: str | None = _optional()  # UTC, ISO 8601
     finished_at: str | None = _optional()
     device: str | None = _optional()  # e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H100 80GB HBM3)"
-    train_time_s: float | None = _optional()  # training epochs only (seconds)
+    # Times (seconds) sum every process that worked on the run (a resumed run: each process up to
+    # the checkpoint the next one resumed from, then the last one).
+    train_time_s: float | None = _optional()  # training epochs only
     eval_time_s: float | None = _optional()  # the final evaluation
     wall_time_s: float | None = _optional()  # the whole run, loading included
+    resumed: int | None = _optional()  # times the run resumed from a checkpoint (0: ran in one go)
+    data: dict[str, Any] | None = _optional()  # data.files.DataFiles.to_dict(): kind, files (path, size, sha256)
     per_class: dict[str, Any] | None = _optional()  # {"au": {label: fraction}, "kl": {label: nats}}
     noise: dict[str, Any] | None = _optional()  # noise sensitivity: variances, distance, diversity
     environment: dict[str, Any] | None = _optional()  # run.provenance.environment()
@@ -122,9 +128,15 @@ def utc_now() -> str:
 
 
 def _check(data: dict[str, Any]) -> None:
-    """Touch what every reader relies on, in the order the runs table reads it."""
+    """Check what every reader relies on (the tables group and average these), in the order the
+    runs table reads it; raises KeyError, TypeError or AttributeError."""
     config = data["config"]
-    data["run_id"], data["status"], config["method"], config["dataset"]["name"], config["seed"]
+    for name, value, kinds in (("run_id", data["run_id"], str), ("status", data["status"], str),
+                               ("config.method", config["method"], str),
+                               ("config.dataset.name", config["dataset"]["name"], str),
+                               ("config.seed", config["seed"], int)):
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise TypeError(f"{name} is {value!r}, not a {kinds.__name__}")
     config["hyperparameters"].items()
     for section in ("model", "train", "dataset", "eval"):
         for key, value in config[section].items():
@@ -132,6 +144,12 @@ def _check(data: dict[str, Any]) -> None:
                 value.items()
     (data.get("error") or {}).get("message")
     (data.get("metrics") or {}).items()
+    for name in ("wall_time_s", "train_time_s", "eval_time_s", "diverged_epoch", "resumed"):
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"{name} is {value!r}, not a number")
+    if not isinstance(data.get("device"), (str, type(None))):
+        raise TypeError(f"device is {data['device']!r}, not a string")
 
 
 def _jsonable(value: Any) -> Any:

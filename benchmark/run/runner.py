@@ -22,7 +22,7 @@ from ..device import describe_device, resolve_device
 from ..errors import DivergedError
 from ..ml.method import build_method
 from ..ml.train import Trainer
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
 from .evaluate import CurvePoints, Evaluation, evaluate
 from .provenance import environment, method_code
 from .record import Record, utc_now
@@ -39,9 +39,10 @@ class RunResult(NamedTuple):
     model_state: dict[str, Any] | None = None
 
 
-def _finish(record: Record, started: float, device: str) -> Record:
-    """Stamp the end of the run: wall time since ``started`` (perf_counter), time, environment."""
-    record.wall_time_s = time.perf_counter() - started
+def _finish(record: Record, started: float, device: str, before: float = 0.0) -> Record:
+    """Stamp the end of the run: wall time since ``started`` (perf_counter) plus ``before`` (the
+    wall time of earlier processes, for a resumed run), time, environment."""
+    record.wall_time_s = before + time.perf_counter() - started
     record.finished_at = utc_now()
     record.device = record.device or device
     record.environment = environment()
@@ -64,11 +65,13 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
     With ``checkpoint`` and ``checkpoint_every``, the training state is saved there every
     ``checkpoint_every`` epochs, and a run finding a checkpoint of its own resumes from it
     (same numbers as an uninterrupted run on CPU). Deleting the file is the caller's job.
-    ``keep_model`` returns the trained state dict with the result.
+    ``keep_model`` returns the trained state dict with the result. The record's times count
+    every process that worked on the run (``resumed``: how many times it resumed).
     """
     t0 = time.perf_counter()
     record = Record.start(config, method_code(config.method))
-    evaluation, model_state = Evaluation(), None
+    record.resumed = 0
+    evaluation, model_state, before = Evaluation(), None, SpentSoFar(0.0, 0.0, 0)
     try:
         torch_device = resolve_device(device)
         record.device = describe_device(torch_device)
@@ -86,13 +89,14 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         torch.manual_seed(seeds["train"])
         trainer = Trainer(method, data.train.x, config.train, order)
         generators = {"curves": curve_gen}
+        record.data = data.files.to_dict() if data.files is not None else None
         train_time = 0.0
         if checkpoint is not None and checkpoint.exists():
             restored = load_checkpoint(checkpoint, trainer, generators, record)
             if restored is None:
                 log(f"  {config.run_id}: checkpoint {checkpoint} was made by other code: starting afresh")
             else:
-                train_time = restored
+                before, train_time, record.resumed = restored, restored.train_time_s, restored.resumed + 1
                 log(f"  {config.run_id} resumed from {checkpoint} after epoch {trainer.epoch}")
         while not trainer.done:
             t_epoch = time.perf_counter()
@@ -103,7 +107,8 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
             log(f"  {config.run_id} epoch {trainer.epoch}/{config.train.epochs} "
                 + " ".join(f"{k}={v:.4g}" for k, v in point.items() if k != "epoch"))
             if checkpoint is not None and checkpoint_every and trainer.epoch % checkpoint_every == 0 and not trainer.done:
-                save_checkpoint(checkpoint, trainer, generators, record, train_time)
+                wall = before.wall_time_s + time.perf_counter() - t0
+                save_checkpoint(checkpoint, trainer, generators, record, SpentSoFar(train_time, wall, record.resumed))
         record.train_time_s = train_time
         t_eval = time.perf_counter()
         evaluation = evaluate(method, data.test, config.eval, eval_gen,
@@ -121,4 +126,4 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
     except Exception as exc:  # a failing run is recorded; the grid goes on
         record.fail(type(exc).__name__, str(exc), traceback.format_exc())
     ok = record.status == "ok"
-    return RunResult(_finish(record, t0, device), evaluation.images if ok else {}, model_state)
+    return RunResult(_finish(record, t0, device, before.wall_time_s), evaluation.images if ok else {}, model_state)

@@ -15,12 +15,14 @@ Ctrl-C never leaves a partial one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import BenchmarkError
 from .plan import PLAN_FILE, Plan
 from .record import Record, parse_record
 from .table import records_table, summary_markdown, summary_table
@@ -74,6 +76,24 @@ class ResultStore:
 
     def record_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
+
+    def check_writable(self) -> None:
+        """Raise :class:`BenchmarkError` (one line) unless files can be created in this grid's
+        folder (or, while it does not exist yet, in the nearest folder above it); creates nothing."""
+        folder = self.dir
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        probes = [folder] + ([self.runs_dir] if self.runs_dir.is_dir() else [])
+        try:
+            for probe in probes:
+                if not probe.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of the folder", str(probe))
+                fd, tmp = tempfile.mkstemp(dir=probe, prefix=".write-check.", suffix=".tmp")
+                os.close(fd)
+                os.unlink(tmp)
+        except OSError as exc:
+            raise BenchmarkError(f"results folder {self.dir} cannot be written ({exc.strerror or exc}: "
+                                 f"{exc.filename or folder}); pass --results DIR with a folder you can write") from None
 
     def write(self, record: Record, images: dict[str, Tensor] | None = None) -> Path:
         """Write the image grids [N, C, H, W] (``<run_id>.<name>.png``, listed in ``record.artifacts``),

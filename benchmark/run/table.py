@@ -39,6 +39,8 @@ def records_table(records: Iterable[Record]) -> pd.DataFrame:
         row["error"] = (r.error or {}).get("message")
         row["diverged_epoch"] = r.diverged_epoch
         row["wall_time_s"] = r.wall_time_s
+        if r.resumed is not None:  # (records from before it have no column, so their tables stay the same)
+            row["resumed"] = r.resumed
         row["device"] = r.device
         row.update({k: v for k, v in (r.metrics or {}).items() if isinstance(v, (int, float)) or v is None})
         rows.append(row)
