@@ -76,7 +76,7 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     prepared = prepare_runs(grid.name, runs, ResultStore(results, grid.name), force=force, keep_stale=keep_stale,
                             source=str(grid.path))
     prepared.plan = Plan(grid.name, grid.description, grid.source,
-                         tuple(PlannedRun.of(run.config, run.named) for run in planned))
+                         tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned))
     return prepared
 
 
