@@ -109,7 +109,10 @@ def legend_below(fig, axes: Sequence[Any], columns: int = 3, note: str | None = 
                 handles.append(handle)
                 labels.append(label)
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(columns, len(labels)),
+        # as many columns as fit the figure's width (6.5 pt font: about 3.6 pt a character)
+        width_pt = fig.get_figwidth() * 72
+        fits = max(1, int(width_pt // (max(len(label) for label in labels) * 3.6 + 30)))
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(columns, fits, len(labels)),
                    title=note, title_fontsize=6)
 
 

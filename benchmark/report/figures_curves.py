@@ -4,7 +4,7 @@ setting, one column of panels per method; one thin line per seed under the mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .figures import LINESTYLES, Figure, legend_below, legend_label, new_figure, render, shade
 from .load import Run, Setting, finite, method_order
@@ -59,8 +59,10 @@ def panels_for(settings: Sequence[Setting], keys: Sequence[str]) -> list[str]:
 
 def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves", caption: str | None = None,
                   keys: Sequence[str] = ("test_au", "test_kl", "test_mi"),
-                  columns: Sequence[tuple[str, list[Setting]]] | None = None) -> Figure:
-    """Per epoch, one row of panels per key, one column per method (or per ``columns``: title, settings)."""
+                  columns: Sequence[tuple[str, list[Setting]]] | None = None,
+                  label: Callable[[Setting], str] = legend_label) -> Figure:
+    """Per epoch, one row of panels per key, one column per method (or per ``columns``: title,
+    settings); ``label`` names a setting's line in the legend."""
     keys = panels_for(settings, keys)
     figure = Figure(kind, dataset, caption or (
         f"Training curves on {dataset} for every setting: " + ", ".join(PANELS[k] for k in keys)
@@ -95,7 +97,7 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
                 epochs = sorted(set().union(*curves))
                 means = [math.fsum(p[e] for p in curves if e in p) / sum(1 for p in curves if e in p) for e in epochs]
                 ax.plot(epochs, means, color=col, lw=1.4, ls=ls, marker="o" if len(epochs) < 3 else None, ms=3,
-                        label=legend_label(s) if r == 0 else None)
+                        label=label(s) if r == 0 else None)
         for r, key in enumerate(keys):
             ax = axes[r * len(groups) + c]
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

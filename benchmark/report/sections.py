@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .exact import permutation_test
-from .figures import Figure, dots_and_mean, legend_below, method_style, new_figure, render
+from .figures import SPREAD_NOTE, Figure, dots_and_mean, method_style, new_figure, render
 from .figures_curves import figure_curves
 from .figures_latents import figure_images
 from .format import Table, fixed, symbol_text
@@ -62,29 +62,23 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
 
 
 def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequence[str]) -> Figure:
-    figure = Figure("architectures", dataset, f"Architectures on {dataset}: each method's headline setting (x) under "
-                    "each preset (marker fill and offset: first preset filled left, then hollow right), AU, KL, MI "
-                    "and IW-NLL; dots: seeds.", section="architectures")
+    figure = Figure("architectures", dataset, f"Architectures on {dataset}: each method's headline setting under "
+                    "each architecture preset (x: method and preset), AU, KL, MI and IW-NLL. " + SPREAD_NOTE + ".",
+                    section="architectures")
     presets = sorted({preset(s) for s in settings})
+    archs = {p: next((s.values.get("model.arch") for s in settings if preset(s) == p), p) for p in presets}
+    short = {p: str(archs[p]) if len(set(archs.values())) == len(presets) else p for p in presets}
     methods = sorted({s.method for s in settings}, key=method_order)
-    fig, axes = new_figure(8.0, 2.6 * math.ceil(len(keys) / 2) + 0.8, math.ceil(len(keys) / 2), 2)
+    positions = {(m, p): i * (len(presets) + 0.6) + j for i, m in enumerate(methods) for j, p in enumerate(presets)}
+    used = sorted({(s.method, preset(s)) for s in settings}, key=lambda k: positions[k])
+    fig, axes = new_figure(8.0, 2.7 * math.ceil(len(keys) / 2) + 0.4, math.ceil(len(keys) / 2), 2)
     for ax, key in zip(axes, keys):
         for s in settings:
-            i, j = methods.index(s.method), presets.index(preset(s))
-            x = i + (j - (len(presets) - 1) / 2) * 0.3
-            style = method_style(s.method)
-            mean = dots_and_mean(ax, x, s.values_of(key), style, spread=0.12)
-            if mean is not None and j > 0:
-                ax.plot([x], [mean], marker=style[1], ms=4.5, color=style[0], markerfacecolor="white", ls="none",
-                        zorder=5)
-        ax.set_xticks(range(len(methods)), methods, rotation=20)
+            dots_and_mean(ax, positions[(s.method, preset(s))], s.values_of(key), method_style(s.method), spread=0.3)
+        ax.set_xticks([positions[k] for k in used], [f"{m}\n{short[p]}" for m, p in used], fontsize=6)
         ax.set_ylabel(f"{COLUMN[key].name} ({'fraction' if key == 'au' else 'nats'})")
         if key == "au":
             ax.set_ylim(-0.03, 1.03)
-    for j, name in enumerate(presets):
-        axes[0].plot([], [], marker="o", color="0.3", markerfacecolor="0.3" if j == 0 else "white", ls="none",
-                     label=f"preset {j + 1}: {name}")
-    legend_below(fig, axes, columns=1)
     return render(fig, figure)
 
 
@@ -128,7 +122,8 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
     columns = [(f"{json.loads(k)[1]}\n{json.loads(k)[0]}", v) for k, v in sorted(paired.items())]
     section.figures.append(figure_curves(
         dataset, [s for v in paired.values() for s in v], kind="warmup", keys=("test_au", "test_kl", "loss"),
-        columns=columns, caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of "
+        columns=columns, label=lambda s: f"α schedule: {s.values['hp.alpha_schedule']}" + (
+            f" (n = {len(s.ok)} of {s.planned})" if s.short else ""), caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of "
         "LR-VAE, one column per α_T / β / architecture, one line per α schedule (solid: the first in name order, "
         "`constant`; dashed: `linear`); thin lines: seeds."))
     section.figures[-1].section = "warmup"
