@@ -68,7 +68,8 @@ def test_named_grids_declare_their_headline():
 def test_the_plan_carries_the_headline(tmp_path):
     path = grid_file(tmp_path, 'headline = {"lr-vae" = {alpha_T = 1.0, beta = 0.2}}')
     plan = prepare(str(path), str(tmp_path / "results")).plan
-    assert plan is not None and plan.headline == ({"method": "lr-vae", "hyperparameters": {"alpha_T": 1.0, "beta": 0.2}},)
+    expected = ({"method": "lr-vae", "hyperparameters": {"alpha_T": 1.0, "beta": 0.2}},)
+    assert plan is not None and plan.headline == expected
     assert Plan.from_json(plan.to_json()) == plan
     # a plan without a headline keeps the file as before (no key)
     bare = Plan("g", "", "g.toml", tuple(PlannedRun(r.run_id, r.label, r.named, r.config) for r in plan.runs))

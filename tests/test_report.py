@@ -107,7 +107,8 @@ def grid_image(rows: int, tile: int = 8, nrow: int = 8) -> np.ndarray:
     image = np.full((rows * (tile + 2) + 2, nrow * (tile + 2) + 2), 0.5)
     for r in range(rows):
         for c in range(nrow):
-            image[2 + r * (tile + 2):2 + r * (tile + 2) + tile, 2 + c * (tile + 2):2 + c * (tile + 2) + tile] = (r + c) / 16
+            top, left = 2 + r * (tile + 2), 2 + c * (tile + 2)
+            image[top:top + tile, left:left + tile] = (r + c) / 16
     return image
 
 
@@ -450,7 +451,8 @@ def test_html_pages_in_a_real_browser(built):
                     assert f'id="{anchor}"' in Path(target).read_text(), (page, href)
         driver.get((built["out"] / "index.html").as_uri())
         column = driver.execute_script(
-            "const th = Array.from(document.querySelectorAll('table.sortable th')).find(t => t.textContent.startsWith('AU'));"
+            "const th = Array.from(document.querySelectorAll('table.sortable th'))"
+            ".find(t => t.textContent.startsWith('AU'));"
             "const index = Array.from(th.parentNode.children).indexOf(th); th.click();"
             "return Array.from(th.closest('table').tBodies[0].rows).map(r => parseFloat(r.cells[index].dataset.sort));")
         assert column == sorted(column) and len(column) >= 2

@@ -271,7 +271,8 @@ def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> 
                      key=lambda c: (method_order(c.split(" ")[0]), c))
     rows = []
     for dataset in datasets:
-        cells = {s.method + ("" if preset(s) == "—" else f" ({preset(s)})"): s for s in chosen if s.dataset == dataset}
+        cells = {s.method + ("" if preset(s) == "—" else f" ({preset(s)})"): s
+                 for s in chosen if s.dataset == dataset}
         rows.append([dataset] + [f"{cells[c].mean_std('au')[0]:.3f}" if c in cells and cells[c].values_of("au")
                                  else "—" for c in columns])
     table = Table(["dataset"] + [f"AU: {c}" for c in columns], rows, [[False] * (len(columns) + 1) for _ in rows],

@@ -33,7 +33,7 @@ METHOD_STYLE = {"vae": (OKABE_ITO[0], "o"), "beta-vae": (OKABE_ITO[1], "s"), "lr
 LINESTYLES = ["-", "--", ":", "-."]
 N1_NOTE = "hollow marker: one ok seed (no spread to show)"
 SPREAD_NOTE = ("dots: seeds; filled marker: mean; bar: 95% bootstrap CI of the mean (at least 4 seeds); "
-               + N1_NOTE)
+               + N1_NOTE + "; †: fewer ok seeds than planned")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot"]
 CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES}
@@ -156,9 +156,10 @@ def jitter(i: int, n: int, width: float) -> float:
 
 
 def dots_and_mean(ax, x: float, values: Sequence[float], style: tuple[str, str], *, label: str | None = None,
-                  log_x: bool = False, spread: float = 0.0, size: float = 4.5) -> float | None:
+                  log_x: bool = False, spread: float = 0.0, size: float = 4.5, short: bool = False) -> float | None:
     """Per-seed dots at ``x`` (spread over ``spread``, multiplicative on a log axis), the mean as a
-    marker (hollow for one seed) and its 95% bootstrap CI as a bar; returns the mean."""
+    marker (hollow for one seed) and its 95% bootstrap CI as a bar, and † beside a setting with
+    fewer ok seeds than planned (``short``); returns the mean."""
     if not values:
         return None
     col, marker = style
@@ -172,6 +173,8 @@ def dots_and_mean(ax, x: float, values: Sequence[float], style: tuple[str, str],
                     ls="none")
     ax.plot([x], [mean], marker=marker, ms=size, color=col, ls="none", label=label, zorder=4,
             markerfacecolor="white" if len(values) == 1 else col, markeredgewidth=1.0)
+    if short:
+        ax.annotate("†", (x, mean), textcoords="offset points", xytext=(4, -2), fontsize=7, color=col, zorder=5)
     return mean
 
 

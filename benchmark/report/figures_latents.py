@@ -45,7 +45,8 @@ def figure_per_class(dataset: str, chosen: Sequence[Setting]) -> Figure:
     if not rows:
         figure.skipped = f"per-class AU {NOT_RECORDED}"
         return figure
-    classes = sorted({c for _, seeds in rows for p in seeds for c in p}, key=lambda c: order(int(c) if c.isdigit() else c))
+    classes = sorted({c for _, seeds in rows for p in seeds for c in p},
+                     key=lambda c: order(int(c) if c.isdigit() else c))
     means = np.full((len(rows), len(classes)), np.nan)
     stds = np.zeros_like(means)
     for i, (_, seeds) in enumerate(rows):
@@ -176,8 +177,8 @@ def figure_noise(dataset: str, chosen: Sequence[Setting]) -> Figure:
 IMAGE_CAPTIONS = {"reconstructions": "Reconstructions: test images (odd rows) over their decoded posterior means "
                                      "(even rows)",
                   "samples": "Prior samples: decoded means of z ~ N(0, I)",
-                  "noise": "Noise grids: decoded means of posterior means μ plus noise of variance s² (one row per s², "
-                           "the same noise direction down each column)",
+                  "noise": "Noise grids: decoded means of posterior means μ plus noise of variance s² (one row "
+                           "per s², the same noise direction down each column)",
                   "traversals": "Latent traversals: one row per latent dimension (the most active ones, by variance of "
                                 "the posterior mean), that dimension of one test image's posterior mean set to the "
                                 "values on top, the others kept",

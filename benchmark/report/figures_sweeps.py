@@ -60,7 +60,7 @@ def _draw_series(ax, items: list[Series], column: str, metric: str, positions: d
         for s in members:
             x = positions[json.dumps(s.values[column], default=str)]
             x = x * 10 ** offset if log else x + offset
-            mean = dots_and_mean(ax, x, s.values_of(metric), style, log_x=log, spread=width * 0.6)
+            mean = dots_and_mean(ax, x, s.values_of(metric), style, log_x=log, spread=width * 0.6, short=s.short)
             if mean is not None:
                 xs.append(x)
                 means.append(mean)
@@ -83,7 +83,7 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
         figure.skipped = "no method sweeps `beta`"
         return figure
     betas = sorted({float(s.values["hp.beta"]) for _, _, members in items for s in members})
-    fig, (ax, side) = new_figure(7.0, 3.6, 1, 2, width_ratios=[3, 1.2], sharey=True)
+    fig, (ax, side) = new_figure(7.5, 3.8, 1, 2, width_ratios=[3, 0.35 * len(fixed) + 0.6], sharey=True)
     positions = {json.dumps(b): b for b in betas}
     for s in settings:
         if s.values.get("hp.beta") is not None:
@@ -94,7 +94,8 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
     ax.set_xlabel("β (KL weight)")
     ax.set_ylabel("AU (fraction of latent dims)")
     for i, s in enumerate(fixed):
-        dots_and_mean(side, float(i), s.values_of("au"), method_style(s.method), label=legend_label(s), spread=0.3)
+        dots_and_mean(side, float(i), s.values_of("au"), method_style(s.method), label=legend_label(s), spread=0.3,
+                      short=s.short)
     side.set_xticks(range(len(fixed)), [legend_label(s) + f"\nβ = {value_text(s.values.get('hp.beta') or 1.0)}"
                                          for s in fixed], rotation=30, ha="right", fontsize=6)
     side.set_xlim(-0.6, len(fixed) - 0.4)
@@ -164,8 +165,8 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
     """Rate (KL) against distortion (nats) and AU against KL, sweeps connected along beta."""
     usable = [s for s in settings if s.values_of("kl") and _distortion(s)]
     figure = Figure("rate_distortion", dataset, f"Rate-distortion on {dataset}: rate = KL (nats), distortion = "
-                    "−E log p(x|z) (nats, full likelihood constants: −ELBO − KL), lower left is better; right: AU "
-                    "against KL. One marker per setting (mean over seeds, dots: seeds, hollow: one seed), settings "
+                    "−E log p(x|z) (nats, full likelihood constants: −ELBO − KL), lower left is better; right: "
+                    "AU against KL. One marker per setting (mean over seeds, dots: seeds, hollow: one seed), settings "
                     "that differ only in β joined in β order (numbers: β); the plain VAE drawn on top.")
     if not usable:
         figure.skipped = "no ok runs with KL and −ELBO"
@@ -194,9 +195,11 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
                 x, y = math.fsum(kl) / len(kl), math.fsum(ys_seed) / len(ys_seed)
                 ax.plot([x], [y], marker=marker, ms=6 if method == BASELINE else 4.5, color=col, ls="none",
                         markerfacecolor="white" if len(s.ok) == 1 else col, zorder=on_top, markeredgewidth=1.2)
-                if len(members) > 1 and s.values.get("hp.beta") is not None:
-                    ax.annotate(f"{s.values['hp.beta']:g}", (x, y), textcoords="offset points", xytext=(3, 2),
-                                fontsize=5, color=col, zorder=on_top)
+                if (len(members) > 1 and s.values.get("hp.beta") is not None) or s.short:
+                    text = (f"{s.values['hp.beta']:g}" if len(members) > 1 and s.values.get("hp.beta") is not None
+                            else "") + (" †" if s.short else "")
+                    ax.annotate(text.strip(), (x, y), textcoords="offset points", xytext=(3, 2), fontsize=5,
+                                color=col, zorder=on_top)
                 xs.append(x)
                 ys.append(y)
             label = mpl_text(method + (f" ({rest})" if rest else ""))

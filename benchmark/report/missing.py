@@ -38,7 +38,8 @@ def planned_missing(data: GridData) -> list[str]:
                 sections[run.dataset].setdefault(f"{section}.{key}", set()).add(json.dumps(value, sort_keys=True))
     for run in data.plan.runs:
         values = tuple((k, run.config["hyperparameters"].get(k)) for k in sorted(run.named))
-        flat = {f"{section}.{k}": v for section in ("model", "train") for k, v in _flat(run.config.get(section) or {}).items()}
+        flat = {f"{section}.{k}": v for section in ("model", "train")
+                for k, v in _flat(run.config.get(section) or {}).items()}
         shared = tuple((c.split(".", 1)[1], flat.get(c)) for c, seen in sorted(sections[run.dataset].items())
                        if len(seen) > 1 and flat.get(c) is not None)
         absent = groups.setdefault((run.dataset, run.method, values + shared), [])

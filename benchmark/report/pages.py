@@ -95,6 +95,6 @@ def markdown(page: Page, md_stem: str) -> str:
                 lines += [f"Files: {links}", ""]
         elif block.kind == "figure":
             links = " · ".join(f"[{label}]({relative(path, md_stem)})" for label, path in block.links)
-            lines += [f"![{block.anchor}]({relative(block.path, md_stem)})", "",
-                      f"*Figure {block.number}. {_md_links(block.text, md_stem)}*" + (f" ({links})" if links else ""), ""]
+            caption = f"*Figure {block.number}. {_md_links(block.text, md_stem)}*" + (f" ({links})" if links else "")
+            lines += [f"![{block.anchor}]({relative(block.path, md_stem)})", "", caption, ""]
     return "\n".join(lines).rstrip("\n") + "\n"

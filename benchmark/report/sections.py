@@ -63,7 +63,8 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
 
 def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequence[str]) -> Figure:
     figure = Figure("architectures", dataset, f"Architectures on {dataset}: each method's headline setting under "
-                    "each architecture preset (x: method and preset), AU, KL, MI and IW-NLL. " + SPREAD_NOTE + ".",
+                    "each architecture preset (x: method and preset), AU, KL, MI (dashed: its cap log N) and IW-NLL. "
+                    + SPREAD_NOTE + ".",
                     section="architectures")
     presets = sorted({preset(s) for s in settings})
     archs = {p: next((s.values.get("model.arch") for s in settings if preset(s) == p), p) for p in presets}
@@ -74,7 +75,13 @@ def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Seque
     fig, axes = new_figure(8.0, 2.7 * math.ceil(len(keys) / 2) + 0.4, math.ceil(len(keys) / 2), 2)
     for ax, key in zip(axes, keys):
         for s in settings:
-            dots_and_mean(ax, positions[(s.method, preset(s))], s.values_of(key), method_style(s.method), spread=0.3)
+            dots_and_mean(ax, positions[(s.method, preset(s))], s.values_of(key), method_style(s.method), spread=0.3,
+                          short=s.short)
+        if key == "mi":  # the MI caps log N, dashed
+            for cap in sorted({round(c[0], 6) for c in (s.mi_cap() for s in settings) if c is not None}):
+                ax.axhline(cap, color="0.3", ls="--", lw=0.8)
+                ax.text(0.99, cap, f"cap log {round(math.exp(cap))} = {cap:.2f}", transform=ax.get_yaxis_transform(),
+                        ha="right", va="bottom", fontsize=5.5, color="0.3")
         ax.set_xticks([positions[k] for k in used], [f"{m}\n{short[p]}" for m, p in used], fontsize=6)
         ax.set_ylabel(f"{COLUMN[key].name} ({'fraction' if key == 'au' else 'nats'})")
         if key == "au":
@@ -96,9 +103,9 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
               if len({s.values["hp.alpha_schedule"] for s in v}) > 1}
     if not paired:
         return None
-    section = Section("warmup", "Warm-up of α", f"LR-VAE on {dataset} with the same α_T, β and architecture under each "
-                      "α schedule (`linear`: warmed up from 0 over the run; `constant`: α_T from the first step). "
-                      "Δ: this schedule's mean − the `linear` one's; p: exact permutation test over the seeds.")
+    section = Section("warmup", "Warm-up of α", f"LR-VAE on {dataset} with the same α_T, β and architecture under "
+                      "each α schedule (`linear`: warmed up from 0 over the run; `constant`: α_T from the first "
+                      "step). Δ: this schedule's mean − the `linear` one's; p: exact permutation test over the seeds.")
     header = ["preset", "setting", "schedule", "AU ↑", "KL", "IW-NLL ↓", "n", "AU per seed", "Δ AU", "p (AU)",
               "Δ KL", "p (KL)"]
     rows = []
@@ -123,9 +130,10 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
     section.figures.append(figure_curves(
         dataset, [s for v in paired.values() for s in v], kind="warmup", keys=("test_au", "test_kl", "loss"),
         columns=columns, label=lambda s: f"α schedule: {s.values['hp.alpha_schedule']}" + (
-            f" (n = {len(s.ok)} of {s.planned})" if s.short else ""), caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of "
-        "LR-VAE, one column per α_T / β / architecture, one line per α schedule (solid: the first in name order, "
-        "`constant`; dashed: `linear`); thin lines: seeds."))
+            f" (n = {len(s.ok)} of {s.planned})" if s.short else ""),
+        caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of LR-VAE, one "
+        "column per α_T / β / architecture, one line per α schedule (solid: the first in name order, `constant`; "
+        "dashed: `linear`); thin lines: seeds."))
     section.figures[-1].section = "warmup"
     return section
 

@@ -281,17 +281,20 @@ def comparison_csv(comparisons: Sequence[Comparison]) -> str:
                          "baseline": c.baseline.legend if c.baseline else None, "metric": key,
                          "primary": key in PRIMARY, "in_family": c.in_family and key in PRIMARY,
                          "n": r.get("n", len(c.setting.ok)), "n_vae": r.get("n_base"),
-                         "planned": c.setting.planned or None, "planned_vae": (c.baseline.planned or None) if c.baseline else None,
+                         "planned": c.setting.planned or None,
+                         "planned_vae": (c.baseline.planned or None) if c.baseline else None,
                          "values": json.dumps(r.get("values")) if r else None,
                          "values_vae": json.dumps(r.get("values_base")) if r else None,
                          "mean": r.get("mean"), "mean_vae": r.get("mean_base"), "diff": r.get("diff"),
                          "ci_low": ci[0], "ci_high": ci[1], "p_exact": r.get("p"), "p_min": r.get("p_min"),
-                         "exact": r.get("exact"), "p_mann_whitney": r.get("p_mw"), "p_mann_whitney_min": r.get("p_mw_min"),
+                         "exact": r.get("exact"), "p_mann_whitney": r.get("p_mw"),
+                         "p_mann_whitney_min": r.get("p_mw_min"),
                          "p_holm": r.get("p_holm"), "significant": r.get("significant"), "cliffs_delta": r.get("delta"),
                          "note": "; ".join(x for x in (c.note, r.get("note", "")) if x)})
     columns = ["dataset", "method", "setting", "baseline", "metric", "primary", "in_family", "n", "n_vae", "planned",
-               "planned_vae", "values", "values_vae", "mean", "mean_vae", "diff", "ci_low", "ci_high", "p_exact", "p_min",
-               "exact", "p_mann_whitney", "p_mann_whitney_min", "p_holm", "significant", "cliffs_delta", "note"]
+               "planned_vae", "values", "values_vae", "mean", "mean_vae", "diff", "ci_low", "ci_high", "p_exact",
+               "p_min", "exact", "p_mann_whitney", "p_mann_whitney_min", "p_holm", "significant", "cliffs_delta",
+               "note"]
     return to_csv(pd.DataFrame(rows, columns=columns))
 
 
