@@ -458,3 +458,18 @@ def test_html_pages_in_a_real_browser(built):
         assert column == sorted(column) and len(column) >= 2
     finally:
         driver.quit()
+
+
+def test_figure_labels_leave_out_what_every_drawn_setting_shares():
+    """The plan holds two architectures but only one has records: figure legends drop it, tables keep it."""
+    from benchmark.report.load import Setting, relabel
+
+    parts = [[("hp.beta", "beta=0.1"), ("model.arch", "arch=mlp-shallow")],
+             [("hp.beta", "beta=4"), ("model.arch", "arch=mlp-shallow")]]
+    settings = [Setting(str(i), "d", "beta-vae", {}, parts=p, label=", ".join(t for _, t in p))
+                for i, p in enumerate(parts)]
+    short = relabel(settings)
+    assert [short[s.key].label for s in settings] == ["beta=0.1", "beta=4"]
+    assert settings[0].label == "beta=0.1, arch=mlp-shallow"  # the originals are unchanged
+    deep = Setting("2", "d", "vae", {}, parts=[("model.arch", "arch=mlp-deep")], label="arch=mlp-deep")
+    assert relabel([*settings, deep])["0"].label == "beta=0.1, arch=mlp-shallow"

@@ -31,7 +31,7 @@ from .figures_latents import figure_images, figure_kl_heatmap, figure_noise, fig
 from .figures_sweeps import figure_au_vs_beta, figure_ranking, figure_rate_distortion, figure_sweep
 from .format import Table, slug, to_csv
 from .html import html
-from .load import BASELINE, GridData, find_grids, load_grid_records, method_order, order
+from .load import BASELINE, GridData, find_grids, load_grid_records, method_order, order, relabel
 from .missing import missing_section
 from .pages import Page, markdown
 from .sections import Section, architectures, noise, preset, warmup
@@ -196,9 +196,11 @@ def _section_blocks(page: Page, writer: Writer, folder: str, dataset: str, secti
         rows = [dict(zip(table.header, row)) for row in table.rows]
         import pandas as pd
 
-        links = _tables(writer, folder, stem, table, f"{section.title} on {dataset}.",
+        title = section.titles.get(name, "")
+        links = _tables(writer, folder, stem, table, f"{section.title} on {dataset}"
+                        + (f": {title.replace('**', '')}" if title else "") + ".",
                         to_csv(pd.DataFrame(rows, columns=table.header)))
-        page.add("table", table=table, links=links)
+        page.add("table", table=table, links=links, text=title)
     for figure in section.figures:
         _figure(page, writer, folder, figure, skipped)
 
@@ -215,6 +217,8 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
               f"{sum(len(s.ok) for s in settings)} ok runs. Every run and its record: [runs]({runs_link}).")
     skipped: list[str] = []
     page.heading("Figures", 2)
+    short = relabel(settings)  # figure legends without the settings every drawn setting shares
+    settings, chosen = [short[s.key] for s in settings], [short[s.key] for s in chosen]
     with figure_style():
         figures = [figure_au_vs_beta(dataset, settings), figure_sweep(dataset, settings),
                    figure_rate_distortion(dataset, settings), figure_curves(dataset, settings),

@@ -96,10 +96,12 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
     for i, s in enumerate(fixed):
         dots_and_mean(side, float(i), s.values_of("au"), method_style(s.method), label=legend_label(s), spread=0.3,
                       short=s.short)
-    side.set_xticks(range(len(fixed)), [legend_label(s) + f"\nβ = {value_text(s.values.get('hp.beta') or 1.0)}"
+    betas_fixed = {value_text(s.values.get("hp.beta") or 1.0) for s in fixed}
+    side.set_xticks(range(len(fixed)), [mpl_text(s.method + ("" if s.label == "—" else "\n" + symbol_text(s.label)))
+                                         + ("" if len(betas_fixed) == 1 else f"\nβ = {value_text(s.values.get('hp.beta') or 1.0)}")
                                          for s in fixed], rotation=30, ha="right", fontsize=6)
     side.set_xlim(-0.6, len(fixed) - 0.4)
-    side.set_title("one β")
+    side.set_title(f"one β (β = {betas_fixed.pop()})" if len(betas_fixed) == 1 else "one β")
     for s in fixed:
         if s.method == BASELINE:
             mean = s.mean_std("au")[0]

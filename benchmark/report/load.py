@@ -7,6 +7,7 @@ which also names the files that are no readable record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -282,6 +283,18 @@ def group_settings(runs: list[Run], named: dict[str, set[str]] | None = None) ->
                 s.label = ", ".join(text for _, text in s.parts) or "—"
                 s.sort_key = (method_order(method), tuple(order(s.values.get(c)) for c in varying), s.key)
     return sorted(settings, key=lambda s: (s.dataset, s.sort_key))
+
+
+def relabel(settings: Sequence[Setting]) -> dict[str, Setting]:
+    """Copies of ``settings`` (by key) whose labels leave out the model / train / data settings that
+    all of them share (e.g. one architecture while the plan holds two): shorter figure legends."""
+    common = set.intersection(*({text for c, text in s.parts if not c.startswith("hp.")} for s in settings)) \
+        if settings else set()
+    out = {}
+    for s in settings:
+        parts = [(c, text) for c, text in s.parts if text not in common or c.startswith("hp.")]
+        out[s.key] = dataclasses.replace(s, parts=parts, label=", ".join(text for _, text in parts) or "—")
+    return out
 
 
 def all_columns(settings: Iterable[Setting]) -> list[str]:

@@ -28,6 +28,7 @@ class Section:
     intro: str
     tables: dict[str, Table] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
+    titles: dict[str, str] = field(default_factory=dict)  # table name -> the line above it
 
 
 def preset(s: Setting) -> str:
@@ -164,10 +165,13 @@ def noise(dataset: str, chosen: Sequence[Setting], runs_dir: Path) -> Section | 
         header = ["method", "setting"] + [f"s²={v:g}" for v in variances] + ["n"]
         section.tables[f"noise_{key}"] = _table(rows, header, "lp" + "r" * (len(variances) + 1),
                                                 any(s.short for s in found))
+        section.titles[f"noise_{key}"] = {"distance": "**Distance** from the noiseless decoding (L2, pixel space)",
+                                          "diversity": "**Diversity** between noise draws (L2, pixel space)"}[key]
     pair = [s for s in found if s.method in (BASELINE, "lr-vae")] or list(found)
     grid = figure_images("noise", dataset, pair, runs_dir)
     grid.kind, grid.section = "noise_grids", "noise"
-    grid.caption = ("Noise grids side by side (" + ", ".join(s.legend for s in pair) + f") on {dataset}: each "
+    grid.caption = ("Noise grids side by side (" + ", ".join(f"{s.method} ({label_text(s)})" for s in pair)
+                    + f") on {dataset}: each "
                     "column of a grid decodes one test image's posterior mean μ plus noise of variance s² (rows, "
                     "labelled), the same noise direction down the column; one grid per seed (rows of the figure).")
     section.figures.append(grid)
