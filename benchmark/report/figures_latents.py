@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -240,7 +241,7 @@ def figure_images(name: str, dataset: str, chosen: Sequence[Setting], runs_dir: 
             run, image = found[r]
             ax.imshow(image, interpolation="nearest")
             if r == 0:
-                ax.set_title(legend_label(s), fontsize=6.5, color=method_style(s.method)[0])
+                ax.set_title(textwrap.fill(legend_label(s), 34), fontsize=6.5, color=method_style(s.method)[0])
             labels = _row_labels(name, s, _tile_rows(image))
             if c == 0 and labels:
                 tile = image.shape[0] / len(labels)
