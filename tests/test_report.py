@@ -93,7 +93,8 @@ def record(method: str, hp: tuple, seed: int, status: str = "ok") -> dict:
     r["per_class"] = {"au": {str(c): min(1.0, au + 0.05 * c) for c in range(3)}, "kl": {str(c): 1.0 for c in range(3)}}
     r["noise"] = {"variances": [0.0, 0.5, 1.0], "distance": [0.0, 1.0 + au, 2.0 + au], "diversity": [0.0, 0.5, 0.9],
                   "draws": 8, "points": 16}
-    r["artifacts"] = {"reconstructions": f"{rid}.reconstructions.png", "samples": f"{rid}.samples.png"}
+    r["artifacts"] = {name: f"{rid}.{name}.png" for name in ("reconstructions", "samples", "traversals")}
+    r["estimators"]["latent_images"] = {"traversal_dims": [0, 1], "traversal_values": [-1.0, 1.0]}  # 2 rows
     if (method, hp, seed) == OLD:
         for key in ("per_class", "noise", "artifacts"):
             del r[key]
@@ -190,7 +191,7 @@ def built(tmp_path_factory):
 
 
 FIGURES = ("au_vs_beta", "sweep", "rate_distortion", "curves", "per_class_au", "spectra", "kl_per_dim", "noise",
-           "images_reconstructions", "images_samples")
+           "images_reconstructions", "images_samples", "images_traversals")
 
 
 def test_files_tables_and_headline(built):
