@@ -48,6 +48,7 @@ from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConf
 from .data.catalog import DATASETS
 from .discovery import METHODS
 from .errors import BenchmarkError, GridError, UnknownNameError
+from .headline import Entry, headline_entries
 from .ranges import field_problems, problem
 from .ml.likelihoods import LIKELIHOODS
 from .ml.models import ARCHS
@@ -55,7 +56,7 @@ from .ml.schedules import SCHEDULES
 from .registry import Registry
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
-TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods"}
+TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods", "headline"}
 OVERRIDE_KEYS = {"model", "train"}
 ALL_METHODS = "*"
 
@@ -113,6 +114,12 @@ class Grid:
                         run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
                         runs.setdefault(run.run_id, GridRun(run, named))
         return list(runs.values())
+
+    def headline(self, runs: list[GridRun] | None = None) -> tuple[Entry, ...]:
+        """The grid's pre-registered headline settings (``headline``, see :mod:`benchmark.headline`),
+        checked against its runs (default: all of them)."""
+        configs = [r.config for r in (runs if runs is not None else self.runs())]
+        return headline_entries(self.data.get("headline"), configs, self.error)
 
     @property
     def builtin(self) -> bool:
@@ -357,4 +364,6 @@ def load_grid(name_or_path: str | Path) -> Grid:
         if not isinstance(data.get(key), list) or not data[key]:
             raise grid.error(key, f"expected at least one [[{key}]] table")
     grid._seeds()
+    if "headline" in data:
+        grid.headline()
     return grid

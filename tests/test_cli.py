@@ -50,7 +50,10 @@ def test_smoke_grid_end_to_end(tmp_path, fake_fashion_root, capsys, device):
                                       "geo_bilipschitz", "geo_sv_min_median"}
     assert record["estimators"]["nll_samples"] == 20 and set(record["per_class"]) == {"au", "kl"}
     images = [r for r in recs.values() if r["config"]["dataset"]["name"] == "fashion-mnist"]
-    assert all(set(r["artifacts"]) == {"noise", "reconstructions", "samples"} for r in images)
+    assert all(set(r["artifacts"]) == {"noise", "reconstructions", "samples", "traversals", "interpolations"}
+               for r in images)
+    assert all(len(r["estimators"]["latent_images"]["traversal_dims"]) == min(8, r["config"]["model"]["latent_dim"])
+               for r in images)
     assert all((results / "smoke" / "runs" / name).stat().st_size > 0 for r in images for name in r["artifacts"].values())
     assert all(r["artifacts"] == {} for r in recs.values() if r["config"]["dataset"]["name"] == "pinwheel")
     assert len(record["curves"]) == record["config"]["train"]["epochs"]

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import matplotlib.image
 import numpy as np
@@ -16,8 +21,13 @@ import pytest
 from scipy import stats
 
 from benchmark.cli import main
-from benchmark.report.build import Writer, _old_manifest, build_report
-from benchmark.report.stats import N_TOO_SMALL
+from benchmark.report.build import Writer, headline_blocks, _old_manifest, build_report
+from benchmark.report.load import load_grid_records
+from benchmark.report.missing import missing_section
+from benchmark.report.pages import Page
+from benchmark.report.stats import compare_with_vae
+from benchmark.report.tables import headlines
+from benchmark.report.exact import permutation_test
 from benchmark.run.plan import Plan, PlannedRun
 from benchmark.run.store import ResultStore
 
@@ -83,7 +93,8 @@ def record(method: str, hp: tuple, seed: int, status: str = "ok") -> dict:
     r["per_class"] = {"au": {str(c): min(1.0, au + 0.05 * c) for c in range(3)}, "kl": {str(c): 1.0 for c in range(3)}}
     r["noise"] = {"variances": [0.0, 0.5, 1.0], "distance": [0.0, 1.0 + au, 2.0 + au], "diversity": [0.0, 0.5, 0.9],
                   "draws": 8, "points": 16}
-    r["artifacts"] = {"reconstructions": f"{rid}.reconstructions.png", "samples": f"{rid}.samples.png"}
+    r["artifacts"] = {name: f"{rid}.{name}.png" for name in ("reconstructions", "samples", "traversals")}
+    r["estimators"]["latent_images"] = {"traversal_dims": [0, 1], "traversal_values": [-1.0, 1.0]}  # 2 rows
     if (method, hp, seed) == OLD:
         for key in ("per_class", "noise", "artifacts"):
             del r[key]
@@ -92,71 +103,138 @@ def record(method: str, hp: tuple, seed: int, status: str = "ok") -> dict:
     return r
 
 
+def grid_image(rows: int, tile: int = 8, nrow: int = 8) -> np.ndarray:
+    """A grid PNG as the store writes it: ``rows`` x ``nrow`` tiles, 2 px of 0.5 grey around them."""
+    image = np.full((rows * (tile + 2) + 2, nrow * (tile + 2) + 2), 0.5)
+    for r in range(rows):
+        for c in range(nrow):
+            top, left = 2 + r * (tile + 2), 2 + c * (tile + 2)
+            image[top:top + tile, left:left + tile] = (r + c) / 16
+    return image
+
+
+def write_records(runs: Path, records: list[dict]) -> None:
+    runs.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (runs / f"{r['run_id']}.json").write_text(json.dumps(r, indent=1, sort_keys=True))
+        for name, filename in r.get("artifacts", {}).items():
+            matplotlib.image.imsave(runs / filename, grid_image(3 if name == "noise" else 2), cmap="gray")
+
+
 def write_results(root: Path) -> Path:
-    runs = root / GRID / "runs"
-    runs.mkdir(parents=True)
-    image = np.linspace(0, 1, 64).reshape(8, 8)
+    records = []
     for (method, hp, seed) in [*AU, FAILED, DIVERGED]:
         status = "failed" if (method, hp, seed) == FAILED else "diverged" if (method, hp, seed) == DIVERGED else "ok"
-        r = record(method, hp, seed, status)
-        (runs / f"{r['run_id']}.json").write_text(json.dumps(r, indent=1, sort_keys=True))
-        for name in r.get("artifacts", {}).values():
-            matplotlib.image.imsave(runs / name, image, cmap="gray")
-    (runs / "broken0000000000.json").write_text("{not json")
+        records.append(record(method, hp, seed, status))
+    write_records(root / GRID / "runs", records)
+    (root / GRID / "runs" / "broken0000000000.json").write_text("{not json")
     return root
 
 
-def write_plan(root: Path) -> None:
+HEADLINE = ({"method": "beta-vae", "hyperparameters": {"beta": 4.0}},
+            {"method": "lr-vae", "hyperparameters": {"alpha_T": 1.0, "beta": 0.2}})
+
+
+def write_plan(root: Path, headline: tuple = HEADLINE) -> None:
     runs = tuple(PlannedRun(run_id(method, hp, seed), f"{method}{dict(hp)} fashion-mnist seed {seed}", NAMED[method],
                             record(method, hp, seed)["config"]) for method, hp in PLANNED for seed in (0, 1, 2))
-    ResultStore(root, GRID).write_plan(Plan(GRID, "synthetic", f"{GRID}.toml", runs))
+    ResultStore(root, GRID).write_plan(Plan(GRID, "synthetic", f"{GRID}.toml", runs, headline=headline))
+
+
+# A second grid with what the paper's sections need: two data sets, two architectures on one of
+# them, lr-vae under two alpha schedules, noise grids; 2 seeds.
+PAPER = "paper"
+PAPER_SETTINGS = [(ds, arch, method, schedule) for ds in ("fashion-mnist", "mnist")
+                  for arch in (("mlp-shallow", "mlp-deep") if ds == "fashion-mnist" else ("mlp-shallow",))
+                  for method, schedule in (("vae", None), ("lr-vae", "linear"), ("lr-vae", "constant"))]
+
+
+def paper_record(dataset: str, arch: str, method: str, schedule: str | None, seed: int) -> dict:
+    hp = (("alpha_T", 1.0), ("alpha_schedule", schedule), ("beta", 0.2)) if schedule else ()
+    r = record(method, hp, seed)
+    r["run_id"] = run_id(method, hp + (dataset, arch), seed)
+    r["grid"] = PAPER
+    r["config"]["dataset"]["name"] = dataset
+    r["config"]["model"]["arch"] = arch
+    au = {"vae": 0.25, "linear": 1.0, "constant": 0.5}[schedule or method] - (0.25 if arch == "mlp-deep" else 0.0)
+    au += 0.125 * seed * (method == "vae")
+    r["metrics"].update(au=au, kl=2.0 + 10 * au + seed)
+    r["curves"] = [{**p, "alpha": 0.5 * p["epoch"], "test_au": au} for p in r["curves"]]
+    r["artifacts"] = {"noise": f"{r['run_id']}.noise.png"}
+    for key in ("vectors", "per_class"):  # figures the first grid already draws: kept out to keep the tests fast
+        r.pop(key)
+    if dataset == "mnist":  # the second data set only for the summary across data sets
+        for key in ("noise", "artifacts", "curves"):
+            r.pop(key)
+    return r
+
+
+def write_paper(root: Path) -> None:
+    records = [paper_record(*setting, seed) for setting in PAPER_SETTINGS for seed in (0, 1)]
+    write_records(root / PAPER / "runs", records)
+    runs = tuple(PlannedRun(r["run_id"], r["label"], ("alpha_T", "alpha_schedule", "beta") if r["config"]["method"] ==
+                            "lr-vae" else (), r["config"]) for r in records)
+    headline = ({"method": "lr-vae", "hyperparameters": {"alpha_T": 1.0, "beta": 0.2, "alpha_schedule": "linear"}},)
+    ResultStore(root, PAPER).write_plan(Plan(PAPER, "paper sections", f"{PAPER}.toml", runs, headline=headline))
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Results, their plan (with a setting never run) and one report built from them."""
+    """Results, their plans (with a setting never run) and one report built from them."""
     base = tmp_path_factory.mktemp("report")
     results = write_results(base / "results")
     write_plan(results)
+    write_paper(results)
     out = base / "reports"
     code, message = build_report(results, out)
     return {"base": base, "results": results, "out": out, "code": code, "message": message}
+
+
+FIGURES = ("au_vs_beta", "sweep", "rate_distortion", "curves", "per_class_au", "spectra", "kl_per_dim", "noise",
+           "images_reconstructions", "images_samples", "images_traversals")
 
 
 def test_files_tables_and_headline(built):
     out = built["out"]
     assert built["code"] == 0, built["message"]
     folder = out / GRID
-    for stem in ("headline", "vs_vae", "fashion-mnist"):
-        for ext in ("md", "tex", "csv"):
-            assert (folder / "tables" / f"{stem}.{ext}").stat().st_size > 0
-    for kind in ("au_vs_beta", "tradeoff", "curves", "per_class_au", "spectra", "noise"):
+    for stem in ("headline", "fashion-mnist", "vs_vae.au", "vs_vae.nll"):
+        for ext in ("md", "tex"):
+            assert (folder / "tables" / f"{stem}.{ext}").stat().st_size > 0, stem
+    for name in ("headline.csv", "fashion-mnist.csv", "vs_vae.csv", "per_seed.csv"):
+        assert (folder / "tables" / name).stat().st_size > 0
+    for kind in FIGURES:
         for ext in ("png", "pdf"):
             assert (folder / "figures" / f"{kind}.fashion-mnist.{ext}").stat().st_size > 0, kind
-    readme = (out / "README.md").read_text()
-    for kind in ("au_vs_beta", "tradeoff", "curves", "per_class_au", "spectra", "noise"):
-        assert f"]({GRID}/figures/{kind}.fashion-mnist.png)" in readme
-    images = sorted(p.name for p in (folder / "images").iterdir())
-    assert images and all(name.endswith((".reconstructions.png", ".samples.png")) for name in images)
-    assert all(f"]({GRID}/images/{name})" in readme for name in images)
+        assert f"](figures/{kind}.fashion-mnist.png)" in (folder / "fashion-mnist.md").read_text()
+    png = matplotlib.image.imread(folder / "figures" / "au_vs_beta.fashion-mnist.png")
+    assert png.shape[1] >= 1500  # 300 dpi
+    for page in ("README.md", "index.html", f"{GRID}/fashion-mnist.html", f"{GRID}/runs.html", f"{GRID}/runs.md"):
+        assert (out / page).stat().st_size > 0, page
     manifest = (folder / "MANIFEST").read_text().split()
     assert sorted(manifest) == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
-    # headline: one row per method, the best beta-vae setting is beta = 0.1 (highest AU)
+    # the headline is the plan's (declared in the grid): beta-vae at beta = 4, not its best-AU setting 0.1
     head = pd.read_csv(folder / "tables" / "headline.csv")
     assert list(head["method"]) == ["vae", "beta-vae", "lr-vae"]
     beta = head.set_index("method").loc["beta-vae"]
-    assert beta["hp.beta"] == 0.1 and beta["n"] == 3
-    assert beta["au_mean"] == pytest.approx(np.mean([1.0, 0.75, 1.0]))
-    assert beta["au_std"] == pytest.approx(np.std([1.0, 0.75, 1.0], ddof=1))
+    assert beta["hp.beta"] == 4.0 and beta["n"] == 3
+    assert beta["au_mean"] == pytest.approx(np.mean([0.0, 0.25, 0.25]))
+    assert beta["au_std"] == pytest.approx(np.std([0.0, 0.25, 0.25], ddof=1))
+    assert beta["au_p_exact_vs_vae"] == pytest.approx(permutation_test([0.0, 0.25, 0.25], [0.25, 0.25, 0.5]).p)
+    assert json.loads(beta["seeds"]) == [0, 1, 2]
     vae = head.set_index("method").loc["vae"]
     assert vae["nll_n"] == 2 and vae["n"] == 3  # the old record has no IW-NLL
+    lr = head.set_index("method").loc["lr-vae"]
+    assert lr["short"] and lr["planned"] == 3 and lr["n"] == 1
     md = (folder / "tables" / "headline.md").read_text()
-    assert "| fashion-mnist | beta-vae | beta=0.1 | 0.917 ± 0.144 |" in md
-    assert "| fashion-mnist | lr-vae | alpha_T=1, beta=0.2 | **1.000** |" in md  # one seed: no std
-    assert "alpha_T=1, beta=0.2" in readme and "### Headline" in readme
+    assert "| fashion-mnist | beta-vae | β=4 | 0.167 ± 0.144 |" in md
+    assert "| fashion-mnist | lr-vae | α_T=1, β=0.2 † | **1.000** |" in md  # one seed: no std; short: †
+    assert "| 1 of 3 |" in md and "0.250 0.250 0.500" in md  # n of the plan; per-seed AU
+    assert "AU ↑" in md and "IW-NLL ↓" in md
     tex = (folder / "tables" / "headline.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$0.917 \pm 0.144$" in tex and r"$\mathbf{1.000}$" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$0.167 \pm 0.144$" in tex and r"$\mathbf{1.000}$" in tex
+    assert r"$\alpha_T$=1, $\beta$=0.2" in tex and r"AU $\uparrow$" in tex
 
     # the full table: every setting, sorted, with the runs that are not ok counted
     full = pd.read_csv(folder / "tables" / "fashion-mnist.csv")
@@ -164,11 +242,24 @@ def test_files_tables_and_headline(built):
         ("vae", "—"), ("beta-vae", "beta=0.1"), ("beta-vae", "beta=4"), ("lr-vae", "alpha_T=1, beta=0.2")]
     assert full.set_index("setting").loc["alpha_T=1, beta=0.2", "not_ok"] == "1 diverged; 1 failed"
     assert "kl_q50_mean" in full.columns
+    seeds = pd.read_csv(folder / "tables" / "per_seed.csv")
+    au = seeds[(seeds["setting"] == "beta=0.1") & (seeds["metric"] == "au")]
+    assert list(au["seed"]) == [0, 1, 2] and list(au["value"]) == [1.0, 0.75, 1.0]
+
+
+def test_headline_is_never_chosen_by_a_metric(tmp_path):
+    results = write_results(tmp_path / "results")
+    write_plan(results, headline=())
+    data = load_grid_records(results / GRID)
+    assert [s.method for s in headlines(data)] == ["vae", "lr-vae"]  # methods with one setting; beta-vae has two
+    index = Page("index", "report")
+    headline_blocks(index, data, Writer(tmp_path / "out"), GRID, compare_with_vae(data)[0])
+    assert "declares none" in index.blocks[-1].text or "declares no headline" in index.blocks[-1].text
 
 
 def test_missing_section(built):
     readme = (built["out"] / "README.md").read_text()
-    missing = readme.split("### What is missing", 1)[1]
+    missing = readme.split(f"## Grid `{GRID}`", 1)[1].split("### What is missing", 1)[1]
     assert "il-lid-vae (L=0.5) · seeds 0, 1, 2: not run yet" in missing
     assert f"`{run_id(*FAILED)}`" in missing and "RuntimeError: CUDA out of memory" in missing
     assert "second line" not in missing
@@ -181,35 +272,61 @@ def test_missing_section(built):
 
 def test_results_without_a_plan_say_so(tmp_path):
     results = write_results(tmp_path / "results")  # records written before `run` wrote plans
-    assert build_report(results, tmp_path / "out")[0] == 0
-    missing = (tmp_path / "out" / "README.md").read_text().split("### What is missing", 1)[1]
+    data = load_grid_records(results / GRID)
+    missing = "\n".join(missing_section(data))
     assert "no readable `plan.json` beside the records" in missing and "Not run yet" not in missing
     assert f"`{run_id(*FAILED)}`" in missing  # what the records show is still reported
+    family = compare_with_vae(data)[1]
+    assert not family.from_plan and family.size == 3  # without a plan: the settings found
 
 
-def test_vae_comparison_matches_scipy(built):
+def test_vae_comparison_is_exact_and_its_family_fixed_by_the_plan(built):
     table = pd.read_csv(built["out"] / GRID / "tables" / "vs_vae.csv")
     row = table[(table["setting"] == "beta=0.1") & (table["metric"] == "au")].iloc[0]
     a, b = [1.0, 0.75, 1.0], [0.25, 0.25, 0.5]
-    expected = stats.ttest_ind(a, b, equal_var=False)
-    assert row["test"] == "welch_t"
-    assert row["p"] == pytest.approx(expected.pvalue, rel=1e-8)
-    assert row["t"] == pytest.approx(expected.statistic, rel=1e-8)
-    pooled = np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
-    assert row["cohens_d"] == pytest.approx((np.mean(a) - np.mean(b)) / pooled)
+    assert row["p_exact"] == pytest.approx(permutation_test(a, b).p) and row["p_min"] == pytest.approx(0.1)
+    assert row["p_mann_whitney"] == pytest.approx(stats.mannwhitneyu(a, b, method="exact").pvalue)
+    assert row["cliffs_delta"] == 1.0 and json.loads(row["values"]) == a and json.loads(row["values_vae"]) == b
+    assert pd.isna(row["ci_low"]) and "no CI" in row["note"]  # 3 seeds: too few for a bootstrap CI
+    assert not row["in_family"] and pd.isna(row["p_holm"])  # not a headline setting: exploratory
+    # the family: beta-vae beta = 4, lr-vae and il-lid-vae (planned, never run: p = 1), all against vae on AU
+    family = table[table["in_family"]]
+    assert sorted(family["setting"]) == ["alpha_T=1, beta=0.2", "beta=4"]
+    p_beta4 = permutation_test([0.0, 0.25, 0.25], b).p
+    p_lr = permutation_test([1.0], b).p
+    assert family.set_index("setting").loc["beta=4", "p_holm"] == pytest.approx(min(1.0, 3 * min(p_beta4, p_lr))
+                                                                                if p_beta4 <= p_lr else
+                                                                                max(3 * p_lr, min(1.0, 2 * p_beta4)))
+    readme = (built["out"] / "README.md").read_text()
+    assert "m = 3 comparisons" in readme and "No comparison of this family can reach α = 0.05" in readme
     nll = table[(table["setting"] == "beta=0.1") & (table["metric"] == "nll")].iloc[0]
     assert nll["n_vae"] == 2  # the old vae record has no IW-NLL
-    nll_a = [35.0 - 5 * 1.0 + 0.0, 35.0 - 5 * 0.75 + 0.3, 35.0 - 5 * 1.0 + 0.6]
-    nll_b = [35.0 - 5 * 0.25, 35.0 - 5 * 0.25 + 0.3]
-    assert nll["p"] == pytest.approx(stats.ttest_ind(nll_a, nll_b, equal_var=False).pvalue, rel=1e-8)
-    lr = table[(table["method"] == "lr-vae") & (table["metric"] == "au")].iloc[0]
-    assert pd.isna(lr["p"]) and lr["note"] == N_TOO_SMALL
+    assert "*" not in (built["out"] / GRID / "tables" / "vs_vae.au.md").read_text()  # nothing can be significant
+
+
+def test_paper_sections_appear_when_the_records_allow_them(built):
+    out = built["out"] / PAPER
+    page = (out / "fashion-mnist.md").read_text()
+    for title in ("### Architectures", "### Warm-up of α", "### Noise sensitivity"):
+        assert title in page, title
+    archs = (out / "tables" / "architectures.fashion-mnist.md").read_text()
+    assert "arch=mlp-deep" in archs and "arch=mlp-shallow" in archs and "0.000 0.125" in archs  # vae AU per seed
+    warm = (out / "tables" / "warmup.fashion-mnist.md").read_text()
+    assert "| constant |" in warm and "| linear |" in warm and "-0.500" in warm  # constant AU 0.5 vs linear 1.0
+    assert "s²=0.5" in (out / "tables" / "noise_distance.fashion-mnist.md").read_text()
+    for kind in ("architectures", "warmup", "noise_grids"):
+        assert (out / "figures" / f"{kind}.fashion-mnist.png").stat().st_size > 0, kind
+    # one architecture: no architectures section; the synthetic grid has no alpha schedules
+    assert "### Architectures" not in (out / "mnist.md").read_text()
+    assert "### Warm-up" not in (built["out"] / GRID / "fashion-mnist.md").read_text()
+    # many data sets: a summary across them and the ranking figure
     readme = (built["out"] / "README.md").read_text()
-    assert N_TOO_SMALL in readme
+    assert "### Across data sets" in readme and (out / "figures" / "ranking.all.png").stat().st_size > 0
+    assert (out / "tables" / "summary.tex").stat().st_size > 0
 
 
-def test_deterministic(built, tmp_path):
-    again = tmp_path / "again"
+def test_deterministic(built):
+    again = built["base"] / "reports-again"  # beside the first: record links are relative to --out
     code, _ = build_report(built["results"], again)
     assert code == 0
     first = {p.relative_to(built["out"]): p.read_bytes() for p in sorted(built["out"].rglob("*")) if p.is_file()}
@@ -226,7 +343,7 @@ def test_no_results(tmp_path, capsys):
 
 def test_unknown_grid_is_an_error(built, tmp_path, capsys):
     assert main(["report", "--results", str(built["results"]), "--out", str(tmp_path / "out"), "--grid", "nope"]) == 2
-    assert f"grids with records: {GRID}" in capsys.readouterr().err
+    assert f"grids with records: {PAPER}, {GRID}" in capsys.readouterr().err
 
 
 def test_stale_files_are_removed(tmp_path):
@@ -242,11 +359,117 @@ def test_stale_files_are_removed(tmp_path):
     assert sorted(p.name for p in (out / "g").iterdir()) == ["MANIFEST", "mine.txt", "new.md"]
 
 
-def test_report_never_imports_torch(built, tmp_path):
-    """Every module of the report package, and a whole report through the command line."""
+def test_report_never_imports_torch(tmp_path):
+    """Every module of the report package, and a whole (small) report through the command line."""
+    r = record("vae", (), 0)
+    for key in ("vectors", "per_class", "noise", "artifacts", "curves"):
+        r.pop(key)
+    write_records(tmp_path / "results" / GRID / "runs", [r])
     code = ("import importlib, pkgutil, sys, benchmark.report, benchmark.cli\n"
             "for module in pkgutil.iter_modules(benchmark.report.__path__):\n"
             "    importlib.import_module(f'benchmark.report.{module.name}')\n"
-            f"assert benchmark.cli.main(['report', '--results', {str(built['results'])!r}, '--out', {str(tmp_path)!r}]) == 0\n"
+            f"assert benchmark.cli.main(['report', '--results', {str(tmp_path / 'results')!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}]) == 0\n"
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+LATEX_WRAPPER = r"""\documentclass[10pt]{article}
+\usepackage[letterpaper,margin=1in]{geometry}
+\usepackage{booktabs,array,longtable,pdflscape}
+\begin{document}
+%s
+\end{document}
+"""
+
+
+def needs(*tools: str):
+    """Skip where a tool is missing, except in CI (CI=true), which installs them (.ci/run)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    return pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"not installed: {missing}")
+
+
+@needs("pdflatex")
+def test_every_latex_table_compiles_and_fits_the_page(built, tmp_path):
+    """All .tex tables in one document (letter, 1 in margins), compiled by pdflatex: no error, no
+    table wider than the text (an overfull box is attributed to its file by a marker in the log)."""
+    tables = sorted(built["out"].rglob("*.tex"))
+    assert len(tables) >= 10
+    body = "\n".join(rf"\clearpage\typeout{{TABLE {p}}}\input{{{p}}}" for p in tables)
+    (tmp_path / "all.tex").write_text(LATEX_WRAPPER % body)
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "all.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    log = (tmp_path / "all.log").read_text(errors="replace")
+    assert done.returncode == 0, log[-3000:]
+    overfull = {}
+    for chunk in log.split("TABLE ")[1:]:
+        name = chunk.split("\n", 1)[0]
+        widths = [float(w) for w in re.findall(r"Overfull \\hbox \(([0-9.]+)pt too wide\)", chunk)]
+        if widths and max(widths) > 1.0:
+            overfull[name] = max(widths)
+    assert overfull == {}
+
+
+def _chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}")
+    options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+
+
+@needs("chromium", "chromedriver")
+def test_html_pages_in_a_real_browser(built):
+    """Every page loads without console errors, every image has a non-zero natural size, every
+    link resolves (to a file, or an anchor on its page), and a click sorts a table."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pages = sorted(built["out"].rglob("*.html"))
+    assert built["out"] / "index.html" in pages and len(pages) >= 6
+    driver = _chromium()
+    try:
+        for page in pages:
+            driver.get(page.as_uri())
+            driver.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager');")
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+                "return Array.from(document.images).every(i => i.complete)"))
+            errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert errors == [], (page, errors)
+            sizes = driver.execute_script("return Array.from(document.images).map(i => [i.src, i.naturalWidth])")
+            assert [src for src, width in sizes if not width] == [], page
+            for href in driver.execute_script("return Array.from(document.links).map(a => a.href)"):
+                target = unquote(urlparse(href).path)
+                assert href.startswith("file:") and Path(target).is_file(), (page, href)
+                anchor = urlparse(href).fragment
+                if anchor:
+                    assert f'id="{anchor}"' in Path(target).read_text(), (page, href)
+        driver.get((built["out"] / "index.html").as_uri())
+        column = driver.execute_script(
+            "const th = Array.from(document.querySelectorAll('table.sortable th'))"
+            ".find(t => t.textContent.startsWith('AU'));"
+            "const index = Array.from(th.parentNode.children).indexOf(th); th.click();"
+            "return Array.from(th.closest('table').tBodies[0].rows).map(r => parseFloat(r.cells[index].dataset.sort));")
+        assert column == sorted(column) and len(column) >= 2
+    finally:
+        driver.quit()
+
+
+def test_figure_labels_leave_out_what_every_drawn_setting_shares():
+    """The plan holds two architectures but only one has records: figure legends drop it, tables keep it."""
+    from benchmark.report.load import Setting, relabel
+
+    parts = [[("hp.beta", "beta=0.1"), ("model.arch", "arch=mlp-shallow")],
+             [("hp.beta", "beta=4"), ("model.arch", "arch=mlp-shallow")]]
+    settings = [Setting(str(i), "d", "beta-vae", {}, parts=p, label=", ".join(t for _, t in p))
+                for i, p in enumerate(parts)]
+    short = relabel(settings)
+    assert [short[s.key].label for s in settings] == ["beta=0.1", "beta=4"]
+    assert settings[0].label == "beta=0.1, arch=mlp-shallow"  # the originals are unchanged
+    deep = Setting("2", "d", "vae", {}, parts=[("model.arch", "arch=mlp-deep")], label="arch=mlp-deep")
+    assert relabel([*settings, deep])["0"].label == "beta=0.1, arch=mlp-shallow"

@@ -4,31 +4,42 @@ Reads ``<results>/<grid>/runs/*.json`` (and the PNGs stored beside them) and the
 ``plan.json``, and nothing else: it never imports torch or training code, never reads grid
 files and never retrains. Writes (see docs/report.md)::
 
-    <out>/README.md                          one page: per grid the headline table, the comparison
-                                             with the plain VAE, every figure, what is missing
-    <out>/<grid>/tables/<dataset>.{md,tex,csv}   every method x setting: mean ± std over seeds, n
-    <out>/<grid>/tables/headline.{md,tex,csv}    best setting per method per data set
-    <out>/<grid>/tables/vs_vae.{md,tex,csv}      Welch's t-test and Cohen's d against `vae`
+    <out>/README.md, <out>/index.html        every grid: headline, confirmatory comparison with `vae`,
+                                             summary across data sets, links to the pages below
+    <out>/<grid>/<dataset>.{md,html}         one page per data set: figures, sections, all tables
+    <out>/<grid>/runs.html                   every run: status, numbers, links to its record and images
+    <out>/<grid>/tables/*.{md,tex,csv}       headline, vs_vae (one .tex per metric), per data set,
+                                             sections, per_seed.csv (long format), summary
     <out>/<grid>/figures/<kind>.<dataset>.{png,pdf}
-    <out>/<grid>/images/<run_id>.<name>.png      stored reconstructions / samples / noise grids
-    <out>/<grid>/MANIFEST                        the files above (stale ones are removed next time)
+    <out>/<grid>/MANIFEST                    the files above (stale ones are removed next time)
 
-Output is deterministic: rows are sorted, floats have fixed formats, figures carry no dates or
-version strings, so running twice on the same records gives byte-identical files.
+Output is deterministic: rows are sorted, floats have fixed formats, the bootstrap has a fixed
+seed, figures carry no dates or version strings, so running twice on the same records gives
+byte-identical files.
 """
 
 from __future__ import annotations
 
+import posixpath
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .figures import (Figure, figure_au_vs_beta, figure_curves, figure_noise, figure_per_class, figure_spectra,
-                      figure_style, figure_tradeoff, palette)
-from .format import md_escape, slug
-from .load import BASELINE, GridData, Setting, find_grids, load_grid_records, method_order, order
+from .figures import Figure, figure_style
+from .figures_curves import figure_curves
+from .figures_latents import figure_images, figure_kl_heatmap, figure_noise, figure_per_class, figure_spectra
+from .figures_sweeps import figure_au_vs_beta, figure_ranking, figure_rate_distortion, figure_sweep
+from .format import Table, slug, to_csv
+from .html import html
+from .load import BASELINE, GridData, find_grids, load_grid_records, method_order, order, relabel
 from .missing import missing_section
-from .stats import COMPARED, N_TOO_SMALL, compare_with_vae
-from .tables import COLUMNS, comparison_csv, comparison_table, headlines, settings_csv, settings_table, stat_cells
+from .pages import Page, markdown
+from .sections import Section, architectures, noise, preset, warmup
+from .stats import COMPARED, PRIMARY, Comparison, Family, compare_with_vae, family_text
+from .tables import (COLUMN, COLUMNS, comparison_csv, comparison_table, headlines, label_text, per_seed_csv,
+                     settings_csv, settings_table, stat_cells, stats_legend)
+
+MANY_DATASETS = 4  # from this many data sets on, the index shows summaries and links, no figures
 
 
 class Writer:
@@ -74,11 +85,6 @@ def _old_manifest(out: Path, folder: str) -> list[str]:
         return []
 
 
-def _md_table_links(folder: str, stem: str) -> str:
-    return " · ".join(f"[{kind}]({folder}/tables/{stem}.{ext})" for kind, ext in
-                      (("Markdown", "md"), ("LaTeX", "tex"), ("CSV", "csv")))
-
-
 def _provenance(data: GridData) -> list[str]:
     statuses: dict[str, int] = {}
     for r in data.runs:
@@ -91,156 +97,243 @@ def _provenance(data: GridData) -> list[str]:
     seeds = sorted({r.seed for r in data.runs}, key=order)
     methods = sorted({r.setting["method"] for r in data.runs}, key=method_order)
     unreadable = f", {len(data.unreadable)} unreadable" if data.unreadable else ""
-    return [f"- records: {len(data.runs)} ({counts}){unreadable}",
-            f"- data sets: {', '.join(data.datasets()) or '—'}; methods: {', '.join(methods) or '—'}; "
+    planned = f" of {len(data.plan.runs)} planned" if data.plan else ""
+    return [f"records: {len(data.runs)}{planned} ({counts}){unreadable}",
+            f"data sets: {', '.join(data.datasets()) or '—'}; methods: {', '.join(methods) or '—'}; "
             f"seeds: {', '.join(map(str, seeds)) or '—'}",
-            f"- code: {', '.join(f'`{c}`' for c in commits) or 'unknown'}; devices: {', '.join(devices) or 'unknown'}"]
+            f"code: {', '.join(f'`{c}`' for c in commits) or 'unknown'}; devices: {', '.join(devices) or 'unknown'}"]
 
 
-def _copy_artifacts(data: GridData, chosen: Sequence[Setting], writer: Writer,
-                    folder: str) -> dict[str, dict[str, str]]:
-    """Stored images of the first ok seed (with images) of each headline setting:
-    ``{name: {setting key: report-relative path}}``."""
-    found: dict[str, dict[str, str]] = {}
-    for s in chosen:
-        for run in s.ok:
-            artifacts = run.record.artifacts or {}
-            copied = False
-            for name, filename in sorted(artifacts.items()):
-                if not isinstance(filename, str) or Path(filename).name != filename or not filename.endswith(".png"):
-                    continue
-                source = data.runs_dir / filename
-                if not source.is_file():
-                    continue
-                rel = writer.add(f"{folder}/images/{slug(filename)}", source.read_bytes())
-                found.setdefault(str(name), {})[s.key] = rel
-                copied = True
-            if copied:
-                break
-    return found
+def _tables(writer: Writer, folder: str, stem: str, table: Table, caption: str, csv: str | None = None
+            ) -> list[tuple[str, str]]:
+    """Write a table as Markdown, LaTeX (and CSV); the (label, path) links to them."""
+    links = [("Markdown", writer.add(f"{folder}/tables/{stem}.md", table.markdown(notes=True))),
+             ("LaTeX", writer.add(f"{folder}/tables/{stem}.tex", table.latex(caption, f"tab:{folder}-{stem}")))]
+    if csv is not None:
+        links.append(("CSV", writer.add(f"{folder}/tables/{stem}.csv", csv)))
+    return links
 
 
-ARTIFACT_CAPTIONS = {"reconstructions": "Reconstructions: test images (top rows) over their decoded posterior means "
-                                        "(bottom rows)",
-                     "samples": "Prior samples: decoded means of z ~ N(0, I)",
-                     "noise": "Noise grid: decoded means of posterior means plus growing noise (variance s^2)"}
+def _figure(page: Page, writer: Writer, folder: str, figure: Figure, skipped: list[str]) -> None:
+    if figure.png is None:
+        skipped.append(f"{figure.kind} ({figure.dataset}): {figure.skipped}.")
+        return
+    png = writer.add(f"{folder}/figures/{figure.stem}.png", figure.png)
+    pdf = writer.add(f"{folder}/figures/{figure.stem}.pdf", figure.pdf or b"")
+    number = sum(1 for b in page.blocks if b.kind == "figure") + 1
+    page.add("figure", text=figure.caption, path=png, number=number, links=[("PDF", pdf), ("PNG", png)],
+             anchor=figure.kind)
 
 
-def report_grid(data: GridData, writer: Writer, figure_no: list[int]) -> list[str]:
-    """Write one grid's tables / figures / images; return its README section."""
-    folder = slug(data.name)
-    lines = [f"## Grid `{data.name}`", ""]
-    description = data.description
-    if description:
-        lines += [f"*{description}*", ""]
-    lines += _provenance(data) + [""]
+HEADLINE_TEXT = ("Headline settings: declared in the grid file before any result (`headline = {...}`, "
+                 "written into `plan.json`), never chosen on the test split; a method the grid does not name is "
+                 "shown where it has a single setting. **Bold**: best per column (higher AU and MI, MI only below "
+                 "its cap; lower IW-NLL, rec and time; KL not marked; rec and IW-NLL only between rows with one "
+                 "likelihood). p Holm: AU against `vae` in the confirmatory family (below).")
+
+
+def headline_blocks(page: Page, data: GridData, writer: Writer, folder: str,
+                     comparisons: Sequence[Comparison]) -> None:
     chosen = headlines(data)
-    comparisons = compare_with_vae(data)
-    colours = palette(s.method for s in data.settings)
+    page.heading("Headline settings", 3)
+    if not chosen:
+        names = sorted({s.method for s in data.settings}, key=method_order)
+        page.text("No headline: " + ("the grid declares none and " if not data.headline_declared else "")
+                  + f"no method has a single setting ({', '.join(names)}); declare one in the grid file, e.g. "
+                  '`headline = {"lr-vae" = {alpha_T = 1.0, beta = 0.2}}`, and rerun `python -m benchmark run` '
+                  "with the grid (it rewrites `plan.json` in seconds when every run is done).")
+        return
+    by_key = {c.setting.key: c for c in comparisons}
+    extra = {"p Holm (AU vs vae)": [("baseline" if s.method == BASELINE else
+                                     stat_cells(by_key[s.key].results.get("au"), "au")[3] if s.key in by_key and
+                                     by_key[s.key].results.get("au") else "no baseline") for s in chosen]}
+    table = settings_table(chosen, with_dataset=True, extra=extra, per_seed=["au"])
+    links = _tables(writer, folder, "headline", table, f"Headline settings (grid {data.name}, declared in the grid "
+                    "file): mean ± std over seeds, per-seed AU; bold: best per column.",
+                    settings_csv(chosen, comparisons))
+    undeclared = "" if data.headline_declared else (
+        " This grid declares no headline, so only methods with a single setting are shown.")
+    page.add("table", table=table, links=links, text=HEADLINE_TEXT + undeclared)
 
-    # headline
-    lines += ["### Headline: best setting per method", ""]
-    if chosen:
-        p_au = {c.setting.key: c.results.get("au") for c in comparisons}
-        extra = {"p (AU vs vae)": [("baseline" if s.method == BASELINE else
-                                    (stat_cells(p_au.get(s.key), 3)[1] if p_au.get(s.key) else "no baseline"))
-                                   for s in chosen]}
-        headline = settings_table(chosen, with_dataset=True, extra=extra)
-        writer.add(f"{folder}/tables/headline.md", headline.markdown(notes=True))
-        writer.add(f"{folder}/tables/headline.tex", headline.latex(
-            f"Best setting per method (grid {data.name}): mean ± std over seeds; bold: best per column.",
-            f"tab:{folder}-headline"))
-        writer.add(f"{folder}/tables/headline.csv", settings_csv(chosen))
-        lines += [headline.markdown(),
-                  "Best setting of a method = highest mean AU; ties broken by the lower mean IW-NLL "
-                  "(−ELBO where IW-NLL is not recorded). Chosen on the evaluation (test) split itself, so "
-                  "slightly optimistic. **Bold**: best per column — higher AU and MI (MI only below its cap), "
-                  "lower IW-NLL, rec and time; KL is not marked (a higher rate is neither better nor worse on "
-                  "its own); rec and IW-NLL only between rows with the same likelihood. "
-                  "p: Welch's t-test of AU against `vae` on the same data set and architecture.",
-                  *[f"{note}." for note in headline.notes], "",
-                  "Tables: " + _md_table_links(folder, "headline"), ""]
-    else:
-        lines += ["No ok runs yet, so there is no headline table.", ""]
 
-    # against vae
-    lines += [f"### Against the plain VAE (`{BASELINE}`)", ""]
-    if comparisons:
-        table = comparison_table(comparisons, ["au", "nll"])
-        full = comparison_table(comparisons, COMPARED)
-        writer.add(f"{folder}/tables/vs_vae.md", full.markdown())
-        writer.add(f"{folder}/tables/vs_vae.tex", full.latex(
-            f"Against {BASELINE} (grid {data.name}): difference of means, Welch's t-test p (raw and Holm-adjusted "
-            "per data set and metric) and Cohen's d.", f"tab:{folder}-vs-vae"))
-        writer.add(f"{folder}/tables/vs_vae.csv", comparison_csv(comparisons))
-        lines += [table.markdown(),
-                  f"Δ: method mean − `{BASELINE}` mean; p: Welch's t-test (scipy `ttest_ind`, `equal_var=False`), "
-                  "two-sided; Holm: adjusted over the settings of a data set for that metric; d: Cohen's d with "
-                  f"the pooled standard deviation. \"{N_TOO_SMALL}\": fewer than 2 ok seeds on a side. With few "
-                  "seeds, read p and d as rough indications only. KL, MI and rec: "
-                  + _md_table_links(folder, "vs_vae") + ".", ""]
-    else:
-        lines += [f"Nothing to compare: no ok runs of methods other than `{BASELINE}`.", ""]
-
-    # figures
-    lines += ["### Figures", ""]
-    figures: list[Figure] = []
-    for dataset in data.datasets():
-        settings = data.settings_of(dataset)
-        mine = [s for s in chosen if s.dataset == dataset]
-        with figure_style():
-            figures += [figure_au_vs_beta(dataset, settings, colours), figure_tradeoff(dataset, settings, colours),
-                        figure_curves(dataset, mine, colours), figure_per_class(dataset, mine),
-                        figure_spectra(dataset, mine, colours), figure_noise(dataset, mine, colours)]
-    skipped = []
-    for f in figures:
-        if f.png is None:
-            skipped.append(f"- {f.kind} ({f.dataset}): {f.skipped}.")
+def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, comparisons: Sequence[Comparison],
+                       family: Family, metrics: Sequence[str], confirmatory_only: bool) -> None:
+    page.heading(f"Against the plain VAE (`{BASELINE}`)", 3)
+    if not comparisons:
+        page.text(f"Nothing to compare: no ok runs of methods other than `{BASELINE}`.")
+        return
+    page.text(family_text(family), stats_legend(family))
+    for key in metrics:
+        shown = [c for c in comparisons if c.in_family] if confirmatory_only and key in PRIMARY else list(comparisons)
+        if not shown:
             continue
-        png = writer.add(f"{folder}/figures/{f.stem}.png", f.png)
-        pdf = writer.add(f"{folder}/figures/{f.stem}.pdf", f.pdf or b"")
-        figure_no[0] += 1
-        lines += [f"![{f.kind} {f.dataset}]({png})", "",
-                  f"*Figure {figure_no[0]}. {f.caption}* ([PDF]({pdf}))", ""]
-    artifacts = _copy_artifacts(data, chosen, writer, folder)
-    for name in sorted(artifacts, key=lambda n: (list(ARTIFACT_CAPTIONS).index(n) if n in ARTIFACT_CAPTIONS else 9, n)):
-        for dataset in data.datasets():
-            cells = [(s, artifacts[name][s.key]) for s in chosen if s.dataset == dataset and s.key in artifacts[name]]
-            if not cells:
-                continue
-            lines += ["| " + " | ".join(md_escape(s.method) for s, _ in cells) + " |",
-                      "|" + "---|" * len(cells),
-                      "| " + " | ".join(f"![{md_escape(s.method)}]({rel})" for s, rel in cells) + " |", ""]
-            figure_no[0] += 1
-            caption = ARTIFACT_CAPTIONS.get(name, f"Stored image `{name}`")
-            lines += [f"*Figure {figure_no[0]}. {caption} on {dataset}, headline setting per method, first ok seed "
-                      "(images stored with the runs).*", ""]
-    if not any(f.png for f in figures) and not artifacts:
-        lines += ["No figures: no ok runs yet.", ""]
+        table = comparison_table(shown, key)
+        role = "confirmatory family" if confirmatory_only and key in PRIMARY else (
+            "primary; Holm over the family" if key in PRIMARY else "exploratory")
+        links = _tables(writer, folder, f"vs_vae.{key}", table, f"{COLUMN[key].name} against {BASELINE} (grid "
+                        f"{data.name}, {role}): difference in means with its 95% bootstrap CI, exact permutation p, "
+                        "the smallest attainable p, Holm-adjusted p and Cliff's delta.")
+        page.add("table", table=table, links=links + [("CSV (all metrics)", f"{folder}/tables/vs_vae.csv")],
+                 text=f"**{COLUMN[key].name}** ({role})")
+
+
+def _full_table(page: Page, writer: Writer, folder: str, data: GridData, dataset: str) -> None:
+    settings = data.settings_of(dataset)
+    table = settings_table(settings, per_seed=["au"])
+    stem = slug(dataset)
+    links = _tables(writer, folder, stem, table, f"{dataset} (grid {data.name}): every method and setting, mean ± std "
+                    "over seeds (n), per-seed AU; bold: best per column.", settings_csv(settings))
+    page.heading("Every setting", 3)
+    page.add("table", table=table, links=links, folded=True, text=f"{dataset}: {len(settings)} settings")
+
+
+def _section_blocks(page: Page, writer: Writer, folder: str, dataset: str, section: Section,
+                    skipped: list[str]) -> None:
+    page.heading(section.title, 3)
+    page.text(section.intro)
+    for name, table in section.tables.items():
+        stem = f"{name}.{slug(dataset)}"
+        rows = [dict(zip(table.header, row)) for row in table.rows]
+        import pandas as pd
+
+        title = section.titles.get(name, "")
+        links = _tables(writer, folder, stem, table, f"{section.title} on {dataset}"
+                        + (f": {title.replace('**', '')}" if title else "") + ".",
+                        to_csv(pd.DataFrame(rows, columns=table.header)))
+        page.add("table", table=table, links=links, text=title)
+    for figure in section.figures:
+        _figure(page, writer, folder, figure, skipped)
+
+
+def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequence[Comparison], family: Family,
+                 runs_link: str) -> Page:
+    """Everything about one data set of a grid."""
+    folder = slug(data.name)
+    settings = data.settings_of(dataset)
+    chosen = [s for s in headlines(data) if s.dataset == dataset]
+    page = Page(f"{folder}/{slug(dataset)}", f"{data.name} · {dataset}",
+                nav=[("← report", "README"), (f"every run of {data.name}", f"{folder}/runs")])
+    page.text(f"Grid `{data.name}`, data set {dataset}: {len(settings)} settings, "
+              f"{sum(len(s.ok) for s in settings)} ok runs. Every run and its record: [runs]({runs_link}).")
+    skipped: list[str] = []
+    page.heading("Figures", 2)
+    short = relabel(settings)  # figure legends without the settings every drawn setting shares
+    settings, chosen = [short[s.key] for s in settings], [short[s.key] for s in chosen]
+    with figure_style():
+        figures = [figure_au_vs_beta(dataset, settings), figure_sweep(dataset, settings),
+                   figure_rate_distortion(dataset, settings), figure_curves(dataset, settings),
+                   figure_per_class(dataset, chosen), figure_spectra(dataset, chosen),
+                   figure_kl_heatmap(dataset, settings), figure_noise(dataset, chosen)]
+        figures += [figure_images(name, dataset, chosen, data.runs_dir)
+                    for name in ("reconstructions", "samples", "traversals", "interpolations")]
+        for figure in figures:
+            _figure(page, writer, folder, figure, skipped)
+        sections = [architectures(dataset, settings, chosen), warmup(dataset, settings),
+                    noise(dataset, chosen, data.runs_dir)]
+        found = [s for s in sections if s is not None]
+        if found:
+            page.heading("Sections", 2)
+        for section in found:
+            _section_blocks(page, writer, folder, dataset, section, skipped)
+    mine = [c for c in comparisons if c.setting.dataset == dataset]
+    _comparison_blocks(page, data, writer, folder, mine, family, COMPARED, confirmatory_only=False)
+    _full_table(page, writer, folder, data, dataset)
     if skipped:
-        lines += ["Not drawn:", "", *skipped, ""]
+        page.heading("Not drawn", 3)
+        page.add("list", items=skipped)
+    return page
 
-    # full tables
-    lines += ["### Full tables", ""]
+
+def runs_page(data: GridData, records_link: str) -> Page:
+    """Every run of the grid: status, numbers and links to its record and stored images."""
+    folder = slug(data.name)
+    page = Page(f"{folder}/runs", f"{data.name} · every run", nav=[("← report", "README")])
+    page.text(f"Every record of grid `{data.name}` (links: the record files under `--results`).")
+    header = ["run", "dataset", "method", "setting", "seed", "status", "AU", "KL", "IW-NLL", "images"]
+    rows = []
+    for s in data.settings:
+        for run in sorted(s.runs, key=lambda r: (order(r.seed), r.run_id)):
+            images = " ".join(f"[{name}]({records_link}/{file})" for name, file in sorted((run.record.artifacts
+                                                                                           or {}).items()))
+            rows.append([f"[{run.run_id}]({records_link}/{run.run_id}.json)", s.dataset, s.method, label_text(s),
+                         str(run.seed), run.status, *(("—" if run.metric(k) is None else
+                                                       f"{run.metric(k):.{COLUMN[k].decimals}f}")
+                                                      for k in ("au", "kl", "nll")), images or "—"])
+    table = Table(header, rows, [[False] * len(header) for _ in rows], "llllrlrrrl")
+    page.add("table", table=table)
+    return page
+
+
+def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> None:
+    """Across data sets: the ranking figure and the headline AU per data set (rows) and method (columns)."""
+    chosen = headlines(data)
+    datasets = data.datasets()
+    if len(datasets) < 2 or not chosen:
+        return
+    page.heading("Across data sets", 3)
+    columns = sorted({s.method + ("" if preset(s) == "—" else f" ({preset(s)})") for s in chosen},
+                     key=lambda c: (method_order(c.split(" ")[0]), c))
+    rows = []
+    for dataset in datasets:
+        cells = {s.method + ("" if preset(s) == "—" else f" ({preset(s)})"): s
+                 for s in chosen if s.dataset == dataset}
+        rows.append([dataset] + [f"{cells[c].mean_std('au')[0]:.3f}" if c in cells and cells[c].values_of("au")
+                                 else "—" for c in columns])
+    table = Table(["dataset"] + [f"AU: {c}" for c in columns], rows, [[False] * (len(columns) + 1) for _ in rows],
+                  "l" + "r" * len(columns))
+    import pandas as pd
+
+    links = _tables(writer, folder, "summary", table, f"Mean AU of each headline setting per data set (grid "
+                    f"{data.name}).", to_csv(pd.DataFrame(rows, columns=table.header)))
+    page.add("table", table=table, links=links, text="Mean AU of each method's headline setting per data set.")
+    with figure_style():
+        _figure(page, writer, folder, figure_ranking(datasets, chosen), [])
+
+
+def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) -> list[Page]:
+    """Write one grid's tables and figures, add its summary to ``index``; its other pages."""
+    folder = slug(data.name)
+    comparisons, family = compare_with_vae(data)
+    runs_link = f"{folder}/runs.md"
+    index.heading(f"Grid `{data.name}`", 2)
+    if data.description:
+        index.text(f"*{data.description}*")
+    index.add("list", items=_provenance(data))
+    headline_blocks(index, data, writer, folder, comparisons)
+    _comparison_blocks(index, data, writer, folder, comparisons, family, PRIMARY, confirmatory_only=True)
+    writer.add(f"{folder}/tables/vs_vae.csv", comparison_csv(comparisons))
+    writer.add(f"{folder}/tables/per_seed.csv", per_seed_csv(data.settings))
+    _summary_blocks(index, data, writer, folder)
+    pages = []
+    links = []
     for dataset in data.datasets():
-        settings = data.settings_of(dataset)
-        table = settings_table(settings)
-        stem = slug(dataset)
-        writer.add(f"{folder}/tables/{stem}.md", table.markdown(notes=True))
-        writer.add(f"{folder}/tables/{stem}.tex", table.latex(
-            f"{dataset} (grid {data.name}): every method and setting, mean ± std over seeds (n); "
-            "bold: best per column.", f"tab:{folder}-{stem}"))
-        writer.add(f"{folder}/tables/{stem}.csv", settings_csv(settings))
-        lines += [f"{dataset}, {len(settings)} settings: {_md_table_links(folder, stem)}", "",
-                  f"<details><summary>{dataset}: every setting</summary>", "", table.markdown(),
-                  *[f"{note}." for note in table.notes], "", "</details>", ""]
+        page = dataset_page(data, dataset, writer, comparisons, family, runs_link)
+        pages.append(page)
+        links.append(f"[{dataset}]({page.stem}.md)")
+    if links:
+        index.text("Per data set (figures, sections, every comparison and setting): " + " · ".join(links)
+                   + f" · [every run]({runs_link}) · [per-seed values (CSV)]({folder}/tables/per_seed.csv)")
+    if len(data.datasets()) < MANY_DATASETS:
+        for page in pages:
+            first = next((b for b in page.blocks if b.kind == "figure"), None)
+            if first is not None:
+                index.add("figure", text=first.text + f" More on [its page]({page.stem}.md).", path=first.path,
+                          number=sum(1 for b in index.blocks if b.kind == "figure") + 1, links=first.links,
+                          anchor=first.anchor)
+    index.heading("What is missing", 3)
+    index.add("list", items=missing_section(data))
+    pages.append(runs_page(data, f"{results_link}/{folder}/runs" if results_link else "runs"))
+    return pages
 
-    lines += ["### What is missing", "", *missing_section(data), ""]
-    return lines
+
+def _write_page(writer: Writer, page: Page) -> None:
+    writer.add(f"{page.stem}.md", markdown(page, page.stem))
+    writer.add(f"{page.stem}.html", html(page, page.stem))
 
 
 def build_report(results: Path, out: Path, grid: str | None = None, page: str = "README.md") -> tuple[int, str]:
-    """Write the report: ``out/page`` and a folder per grid; returns (exit code, message for stderr).
+    """Write the report: ``out/page`` (Markdown) and its HTML twin (``index.html`` for README.md,
+    else ``<page stem>.html``) and a folder per grid; returns (exit code, message for stderr).
 
     Errors (2, nothing written): no records under ``results`` (for ``grid``), or, without
     ``grid``, ``out`` holding reports of grids that ``results`` has no folder of (another results
@@ -268,22 +361,26 @@ def build_report(results: Path, out: Path, grid: str | None = None, page: str = 
     if grid is None:  # grids whose records are gone (their results folder is empty): their old files go
         for old in old_reports:
             manifests[old] = _old_manifest(out, old)
-    lines = ["# Benchmark report", "",
-             f"Generated by `python -m benchmark report` from the run records in `{str(results).rstrip('/')}/` "
-             "(nothing retrained); do not edit by hand — rerun the command. Metrics: mean ± standard deviation "
-             "over seeds of the ok runs, n = number of ok seeds. Column meanings:", ""]
-    lines += [f"- **{c.header}**: {c.meaning}." for c in COLUMNS] + [""]
-    figure_no = [0]
+    results_link = posixpath.join(*Path(os.path.relpath(results.resolve(), out.resolve())).parts)
+    index = Page("index", "Benchmark report")
+    index.text(f"Generated by `python -m benchmark report` from the run records in `{str(results).rstrip('/')}/` "
+               "(nothing retrained); do not edit by hand — rerun the command. Metrics: mean ± standard deviation "
+               "over the seeds of the ok runs, n = number of ok seeds (\"k of P\" and † when fewer than the P "
+               "planned). ↑ / ↓: higher / lower is better. Column meanings:")
+    index.add("list", items=[f"**{c.name}**: {c.meaning}." for c in COLUMNS])
     summaries = []
     for grid_dir in grid_dirs:
         data = load_grid_records(grid_dir)
         folder = slug(data.name)
         before = set(writer.files)
-        lines += report_grid(data, writer, figure_no)
+        for grid_page in report_grid(data, writer, index, results_link):
+            _write_page(writer, grid_page)
         mine = sorted(rel for rel in writer.files if rel not in before)
         writer.add(f"{folder}/MANIFEST", "".join(rel[len(folder) + 1:] + "\n" for rel in mine + [f"{folder}/MANIFEST"]))
         manifests[folder] = _old_manifest(out, folder)
         summaries.append(f"{data.name}: {len(data.runs)} records")
-    writer.add(page, "\n".join(lines).rstrip("\n") + "\n")
+    html_page = "index.html" if page == "README.md" else f"{Path(page).stem}.html"
+    writer.add(page, markdown(index, Path(page).stem))
+    writer.add(html_page, html(index, Path(html_page).stem))
     writer.write(manifests)
-    return 0, f"report of {'; '.join(summaries)} -> {out}/{page} ({len(writer.files)} files)"
+    return 0, f"report of {'; '.join(summaries)} -> {out}/{page}, {out}/{html_page} ({len(writer.files)} files)"

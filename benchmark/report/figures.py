@@ -1,29 +1,42 @@
-"""The report's figures, drawn with matplotlib and seaborn under fixed settings: AU against beta,
-rate-distortion and AU against KL, training curves, per-class AU, latent variance spectra and
-noise sensitivity. PNG and PDF bytes carry no dates or version strings."""
+"""What every figure of the report shares: fixed matplotlib settings, a fixed colour-blind-safe
+colour and marker per method (the same in every report), per-seed dots over the mean and its
+bootstrap CI, n = 1 drawn hollow, and PNG (300 dpi) / PDF bytes without dates or version strings.
+The figures themselves are in ``figures_*.py``."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
-import itertools
-import json
 import math
 from dataclasses import dataclass
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
-
-from .format import slug
-from .load import BASELINE, NOT_RECORDED, Run, Setting, finite, method_order, order, value_text
-
+from .exact import mean_ci
+from .format import slug, symbol_text
+from .load import Setting
 
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None}
-RC = {"svg.hashsalt": "benchmark-report", "figure.dpi": 100, "savefig.dpi": 120, "font.size": 9,
-      "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 7, "xtick.labelsize": 8, "ytick.labelsize": 8,
-      "pdf.fonttype": 42, "path.simplify": True}
+DPI = 300
+RC = {"svg.hashsalt": "benchmark-report", "figure.dpi": 100, "savefig.dpi": DPI, "font.size": 8,
+      "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6.5, "xtick.labelsize": 7, "ytick.labelsize": 7,
+      "pdf.fonttype": 42, "path.simplify": True, "legend.frameon": True, "legend.framealpha": 0.9}
+
+# Okabe-Ito colours (safe for the common colour-vision deficiencies) and one marker per method,
+# the same in every report; a method not listed gets a colour and marker from a digest of its name.
+OKABE_ITO = ["#000000", "#E69F00", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442"]
+MARKERS = ["o", "s", "D", "^", "v", "P", "X", "h"]
+METHOD_STYLE = {"vae": (OKABE_ITO[0], "o"), "beta-vae": (OKABE_ITO[1], "s"), "lr-vae": (OKABE_ITO[2], "D"),
+                "lid-vae": (OKABE_ITO[3], "^"), "il-lid-vae": (OKABE_ITO[4], "v")}
+LINESTYLES = ["-", "--", ":", "-."]
+N1_NOTE = "hollow marker: one ok seed (no spread to show)"
+SPREAD_NOTE = ("dots: seeds; filled marker: mean; bar: 95% bootstrap CI of the mean (at least 4 seeds); "
+               + N1_NOTE + "; †: fewer ok seeds than planned")
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES}
 
 
 @dataclass
@@ -34,10 +47,23 @@ class Figure:
     png: bytes | None = None
     pdf: bytes | None = None
     skipped: str | None = None  # why it was not drawn
+    section: str = "figures"  # which part of the report shows it
 
     @property
     def stem(self) -> str:
         return f"{self.kind}.{slug(self.dataset)}"
+
+
+def method_style(method: str) -> tuple[str, str]:
+    """The method's fixed colour and marker (from a digest of the name for methods not listed)."""
+    if method in METHOD_STYLE:
+        return METHOD_STYLE[method]
+    digest = int(hashlib.sha256(method.encode()).hexdigest(), 16)
+    return OKABE_ITO[5 + digest % 3], MARKERS[5 + (digest // 3) % 3]
+
+
+def colour(method: str) -> str:
+    return method_style(method)[0]
 
 
 @contextlib.contextmanager
@@ -54,295 +80,132 @@ def figure_style():
         yield
 
 
-def _render(fig) -> tuple[bytes, bytes]:
-    """PNG and PDF bytes without dates or version strings; the constrained layout is computed once."""
+def render(fig, figure: Figure) -> Figure:
+    """Fill ``figure`` with PNG (300 dpi) and PDF bytes without dates or version strings."""
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     png, pdf = io.BytesIO(), io.BytesIO()
     fig.savefig(png, format="png", metadata=PNG_METADATA)
     fig.savefig(pdf, format="pdf", metadata=PDF_METADATA)
-    return png.getvalue(), pdf.getvalue()
+    figure.png, figure.pdf = png.getvalue(), pdf.getvalue()
+    return figure
 
 
-def palette(methods: Iterable[str]) -> dict[str, Any]:
-    import seaborn as sns
-
-    names = sorted(set(methods), key=method_order)
-    colours = sns.color_palette("colorblind", max(len(names), 1))
-    return {m: colours[i % len(colours)] for i, m in enumerate(names)}
-
-
-def _new_figure(width: float, height: float, panels: int = 1):
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs):
+    """A constrained-layout figure (inches) and its axes as a flat list."""
     from matplotlib.figure import Figure as MplFigure
 
     fig = MplFigure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    return fig, list(axes)
+    axes = fig.subplots(rows, cols, squeeze=False, **kwargs)
+    return fig, [ax for row in axes for ax in row]
 
 
-def _sample_std(values: Sequence[float], mean: float) -> float:
-    """Standard deviation with the N-1 divisor; 0 for one value (drawn as no error bar)."""
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+def legend_below(fig, axes: Sequence[Any], columns: int = 3, note: str | None = None) -> None:
+    """One legend for the whole figure, below the panels (never over the lines), unique labels."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels and not label.startswith("_"):
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        # as many columns as fit the figure's width (6.5 pt font: about 3.6 pt a character)
+        width_pt = fig.get_figwidth() * 72
+        fits = max(1, int(width_pt // (max(len(label) for label in labels) * 3.6 + 30)))
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(columns, fits, len(labels)),
+                   title=note, title_fontsize=6)
 
 
-def _class_order(name: str) -> tuple:
-    return order(int(name) if name.lstrip("-").isdigit() else name)
+def mpl_text(text: str) -> str:
+    """Label text for matplotlib: α_T as math (subscript), other symbols as they are."""
+    return text.replace("α_T", r"$\alpha_T$")
 
 
-def _mean_series(series: list[list[float]]) -> tuple[list[float], list[float]]:
-    """Elementwise mean and std (ddof 1, 0 for one series) of equally long lists."""
-    means, stds = [], []
-    for column in zip(*series):
-        mean = math.fsum(column) / len(column)
-        means.append(mean)
-        stds.append(_sample_std(column, mean))
-    return means, stds
+def shade(method: str, k: int, n: int) -> str:
+    """The method's colour for its k-th of n settings: lighter towards white as k grows (at most 55%)."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    base = to_rgb(colour(method))
+    mix = 0.0 if n < 2 else 0.55 * k / (n - 1)
+    return to_hex(tuple(c + (1 - c) * mix for c in base))
 
 
-def _latent_dim(settings: Sequence[Setting]) -> str:
-    dims = {s.values.get("model.latent_dim") for s in settings}
-    return f"d = {value_text(dims.pop())}" if len(dims) == 1 else "d varies"
+def legend_label(setting: Setting, with_method: bool = True) -> str:
+    """Method and setting (symbols), with n when it is short of the plan or one seed."""
+    text = (setting.method if with_method else "") + ("" if setting.label == "—" else
+                                                      (" " if with_method else "") + symbol_text(setting.label))
+    n = len(setting.ok)
+    if setting.short:
+        text += f" (n = {n} of {setting.planned})"
+    elif n == 1:
+        text += " (n = 1)"
+    return mpl_text(text.strip() or setting.method)
 
 
-def figure_au_vs_beta(dataset: str, settings: Sequence[Setting], colours: dict[str, Any]) -> Figure:
-    swept = [s for s in settings if s.values.get("hp.beta") is not None and s.values_of("au")]
-    base = [s for s in settings if s.method == BASELINE and s.values_of("au")]
-    without = sorted({s.method for s in settings if s.method != BASELINE and s.values.get("hp.beta") is None},
-                     key=method_order)
-    caption = (f"AU (fraction of latent dims, {_latent_dim(settings)}) against beta per method on {dataset}: "
-               "mean ± std over seeds; `vae` is beta = 1"
-               + (f"; no beta: {', '.join(without)}" if without else "") + ".")
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+def sample_std(values: Sequence[float]) -> float:
+    """Standard deviation with the N-1 divisor; 0 for one value."""
+    if len(values) < 2:
+        return 0.0
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
-    fig_ = Figure("au_vs_beta", dataset, caption)
-    if not swept:
-        fig_.skipped = "no method with a `beta` hyperparameter has ok runs"
-        return fig_
-    fig, (ax,) = _new_figure(5.5, 3.4)
-    groups: dict[tuple[str, str], list[Setting]] = {}
-    for s in swept:
-        rest = ", ".join(text for column, text in s.parts if column != "hp.beta")
-        groups.setdefault((s.method, rest), []).append(s)
-    markers = itertools.cycle("osD^vP*X")
-    for (method, rest), members in sorted(groups.items(), key=lambda kv: (method_order(kv[0][0]), kv[0][1])):
-        members = sorted(members, key=lambda s: s.values["hp.beta"])
-        xs = [s.values["hp.beta"] for s in members]
-        stats = [s.mean_std("au") for s in members]
-        ax.errorbar(xs, [m for m, _, _ in stats], yerr=[sd or 0.0 for _, sd, _ in stats], marker=next(markers),
-                    ms=4, capsize=2, lw=1.2, color=colours[method], label=method + (f" ({rest})" if rest else ""))
-    for s in base:
-        mean, std, _ = s.mean_std("au")
-        ax.errorbar([1.0], [mean], yerr=[std or 0.0], marker="s", ms=5, capsize=2, color=colours[BASELINE],
-                    ls="none", label=BASELINE + (f" ({s.label})" if s.label != "—" else ""))
-    betas = [s.values["hp.beta"] for s in swept] + ([1.0] if base else [])
-    if min(betas) > 0 and max(betas) / min(betas) >= 5:
+
+def jitter(i: int, n: int, width: float) -> float:
+    """A deterministic offset in [-width/2, width/2] for the i-th of n dots."""
+    return 0.0 if n < 2 else width * (i / (n - 1) - 0.5)
+
+
+def dots_and_mean(ax, x: float, values: Sequence[float], style: tuple[str, str], *, label: str | None = None,
+                  log_x: bool = False, spread: float = 0.0, size: float = 4.5, short: bool = False) -> float | None:
+    """Per-seed dots at ``x`` (spread over ``spread``, multiplicative on a log axis), the mean as a
+    marker (hollow for one seed) and its 95% bootstrap CI as a bar, and † beside a setting with
+    fewer ok seeds than planned (``short``); returns the mean."""
+    if not values:
+        return None
+    col, marker = style
+    xs = [x * 10 ** jitter(i, len(values), spread) if log_x else x + jitter(i, len(values), spread)
+          for i in range(len(values))]
+    ax.scatter(xs, values, s=6, color=col, alpha=0.45, linewidths=0, zorder=2)
+    mean = math.fsum(values) / len(values)
+    ci = mean_ci(values)
+    if ci is not None:
+        ax.errorbar([x], [mean], yerr=[[mean - ci[0]], [ci[1] - mean]], color=col, lw=1.0, capsize=2, zorder=3,
+                    ls="none")
+    ax.plot([x], [mean], marker=marker, ms=size, color=col, ls="none", label=label, zorder=4,
+            markerfacecolor="white" if len(values) == 1 else col, markeredgewidth=1.0)
+    if short:
+        ax.annotate("†", (x, mean), textcoords="offset points", xytext=(4, -2), fontsize=7, color=col, zorder=5)
+    return mean
+
+
+def log_worthy(values: Sequence[float]) -> bool:
+    """Positive values spanning at least a factor of 20: drawn on a log axis."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= 20
+
+
+def tick_values(ax, values: Sequence[float], log: bool) -> None:
+    """Ticks exactly at the swept values, labelled with %g."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    if log:
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel("beta")
-    ax.set_ylabel("AU (fraction)")
-    ax.set_title(dataset)
-    ax.legend(loc="best", frameon=True)
-    fig_.png, fig_.pdf = _render(fig)
-    return fig_
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(values))))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def figure_tradeoff(dataset: str, settings: Sequence[Setting], colours: dict[str, Any]) -> Figure:
-    usable = [s for s in settings if s.values_of("kl") and s.values_of("rec") and s.values_of("au")]
-    fig_ = Figure("tradeoff", dataset, f"Trade-offs on {dataset}, one point per setting (mean ± std over seeds): "
-                  "rate-distortion (KL vs rec, lower-left is better) and AU vs KL.")
-    if not usable:
-        fig_.skipped = "no ok runs with KL, rec and AU"
-        return fig_
-    fig, (ax1, ax2) = _new_figure(9.0, 3.6, 2)
-    seen: set[str] = set()
-    for s in usable:
-        kl, kl_sd, _ = s.mean_std("kl")
-        rec, rec_sd, _ = s.mean_std("rec")
-        au, au_sd, _ = s.mean_std("au")
-        label = s.method if s.method not in seen else None
-        seen.add(s.method)
-        ax1.errorbar([kl], [rec], xerr=[kl_sd or 0.0], yerr=[rec_sd or 0.0], marker="o", ms=4, capsize=2,
-                     color=colours[s.method], ls="none", label=label)
-        ax2.errorbar([kl], [au], xerr=[kl_sd or 0.0], yerr=[au_sd or 0.0], marker="o", ms=4, capsize=2,
-                     color=colours[s.method], ls="none")
-        if s.label != "—":
-            for ax, y in ((ax1, rec), (ax2, au)):
-                ax.annotate(s.label, (kl, y), textcoords="offset points", xytext=(3, 3), fontsize=5,
-                            color=colours[s.method])
-    ax1.set_xlabel("KL (nats, rate)")
-    ax1.set_ylabel("rec (distortion)")
-    ax1.set_title("rate-distortion")
-    ax2.set_xlabel("KL (nats)")
-    ax2.set_ylabel("AU (fraction)")
-    ax2.set_ylim(-0.03, 1.03)
-    ax2.set_title("AU vs KL")
-    ax1.legend(loc="best", frameon=True)
-    fig_.png, fig_.pdf = _render(fig)
-    return fig_
+def rec_unit(settings: Sequence[Setting]) -> str:
+    """The unit of ``rec`` for these settings' likelihoods."""
+    likelihoods = {s.likelihood for s in settings}
+    if likelihoods == {"gaussian"}:
+        return "sum of squared errors per image"
+    if likelihoods == {"bernoulli"}:
+        return "binary cross-entropy per image, nats"
+    return "likelihood units per image"
 
 
-def _curve(run: Run, key: str) -> dict[int, float]:
-    points = {}
-    for point in run.record.curves or []:
-        value = point.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            points[int(point["epoch"])] = float(value)
-    return points
-
-
-def _curve_mi_cap(run: Run) -> float | None:
-    """Cap log M (nats) of the test-split MI of a run's training curves: the recorded
-    ``estimators.mi_cap`` when the final MI used the whole test split too, else log M from the test
-    split's size (M = min(mi_batch_size, size) for the batch mixture); None without a recorded cap."""
-    estimators = run.record.estimators or {}
-    cap, size = estimators.get("mi_cap"), estimators.get("examples")
-    if not finite(cap):
-        return None
-    if estimators.get("mi_split", "test") == "test" and estimators.get("mi_examples", size) == size:
-        return float(cap)
-    if not finite(size) or size < 1:
-        return None
-    if estimators.get("mi_estimator") == "aggregate-batch":
-        size = min(int((run.record.config.get("eval") or {}).get("mi_batch_size", 50)), size)
-    return math.log(size)
-
-
-def _draw_mi_caps(ax, caps: Iterable[float]) -> None:
-    """The MI caps (nats) as labelled dashed horizontal lines."""
-    for cap in sorted({round(c, 6) for c in caps}):
-        ax.axhline(cap, color="0.3", ls="--", lw=1)
-        ax.text(0.99, cap, f"cap log {round(math.exp(cap))} = {cap:.2f}", transform=ax.get_yaxis_transform(),
-                ha="right", va="bottom", fontsize=6, color="0.3")
-
-
-def figure_curves(dataset: str, chosen: Sequence[Setting], colours: dict[str, Any]) -> Figure:
-    from matplotlib.ticker import MaxNLocator
-
-    panels = [("test_kl", "test KL (nats)"), ("test_au", "test AU (fraction)")]
-    if any(_curve(r, "test_mi") for s in chosen for r in s.ok):
-        panels.append(("test_mi", "test MI (nats)"))
-    fig_ = Figure("curves", dataset, f"Training curves on {dataset} of each method's headline setting: "
-                  "test-split " + ", ".join(p[0][5:].upper() for p in panels) + " per epoch, mean ± std over seeds"
-                  + ("; dashed: the MI cap log N (N = mixture size)" if len(panels) > 2 else "") + ".")
-    if not any(_curve(r, key) for s in chosen for r in s.ok for key, _ in panels):
-        fig_.skipped = "no curves with test KL / AU recorded"
-        return fig_
-    fig, axes = _new_figure(3.3 * len(panels), 3.2, len(panels))
-    for ax, (key, title) in zip(axes, panels):
-        for s in chosen:
-            curves = [c for c in (_curve(r, key) for r in s.ok) if c]
-            epochs = sorted(set().union(*curves)) if curves else []
-            if not epochs:
-                continue
-            means, stds = [], []
-            for e in epochs:
-                vals = [c[e] for c in curves if e in c]
-                m = math.fsum(vals) / len(vals)
-                means.append(m)
-                stds.append(_sample_std(vals, m))
-            ax.plot(epochs, means, marker="o", ms=2.5, lw=1.2, color=colours[s.method], label=s.legend)
-            ax.fill_between(epochs, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
-                            color=colours[s.method], alpha=0.2, lw=0)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(title)
-        if key == "test_au":
-            ax.set_ylim(-0.03, 1.03)
-        if key == "test_mi":
-            _draw_mi_caps(ax, [c for c in (_curve_mi_cap(r) for s in chosen for r in s.ok if _curve(r, key))
-                               if c is not None])
-    axes[0].legend(loc="best", frameon=True)
-    fig_.png, fig_.pdf = _render(fig)
-    return fig_
-
-
-def figure_per_class(dataset: str, chosen: Sequence[Setting]) -> Figure:
-    import seaborn as sns
-
-    fig_ = Figure("per_class_au", dataset, f"Per-class AU on {dataset}: fraction of latent dims active within "
-                  "each class's test examples, headline setting per method, mean over seeds.")
-    rows: dict[str, dict[str, float]] = {}
-    for s in chosen:
-        per_seed = [(r.record.per_class or {}).get("au") or {} for r in s.ok]
-        per_seed = [p for p in per_seed if p]
-        if not per_seed:
-            continue
-        classes = sorted({c for p in per_seed for c in p}, key=_class_order)
-        rows[s.method] = {c: math.fsum(p[c] for p in per_seed if c in p) / sum(1 for p in per_seed if c in p)
-                          for c in classes}
-    if not rows:
-        fig_.skipped = f"per-class AU {NOT_RECORDED}"
-        return fig_
-    classes = sorted({c for r in rows.values() for c in r}, key=_class_order)
-    frame = pd.DataFrame([[rows[m].get(c, float("nan")) for c in classes] for m in rows], index=list(rows),
-                         columns=classes)
-    fig, (ax,) = _new_figure(0.55 * len(classes) + 2.5, 0.4 * len(rows) + 1.4)
-    sns.heatmap(frame, ax=ax, vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", annot_kws={"fontsize": 6},
-                cbar_kws={"label": "AU (fraction)"}, linewidths=0.5)
-    ax.set_xlabel("class")
-    ax.set_ylabel("method")
-    ax.set_title(dataset)
-    fig_.png, fig_.pdf = _render(fig)
-    return fig_
-
-
-def figure_spectra(dataset: str, chosen: Sequence[Setting], colours: dict[str, Any]) -> Figure:
-    thresholds = sorted({(r.record.estimators or {}).get("au_threshold") or r.setting.get("eval.au_threshold")
-                         for s in chosen for r in s.ok} - {None})
-    fig_ = Figure("spectra", dataset, f"Per-dimension variance spectra on {dataset}: variance over the test set "
-                  "of each latent dim's posterior mean, sorted, headline setting per method, mean over seeds; "
-                  "dashed: the AU threshold" + (f" {thresholds[0]:g}" if len(thresholds) == 1 else "") + ".")
-    lines = []
-    for s in chosen:
-        spectra = [sorted((float(v) for v in (r.record.vectors or {}).get("au_variances") or []), reverse=True)
-                   for r in s.ok]
-        spectra = [x for x in spectra if x]
-        if spectra and len({len(x) for x in spectra}) == 1:
-            lines.append((s, _mean_series(spectra)[0]))
-    if not lines:
-        fig_.skipped = f"per-dimension variances {NOT_RECORDED}"
-        return fig_
-    fig, (ax,) = _new_figure(5.5, 3.4)
-    floor = 1e-8
-    for s, mean in lines:
-        ax.plot(range(1, len(mean) + 1), [max(v, floor) for v in mean], marker="o", ms=2.5, lw=1.2,
-                color=colours[s.method], label=s.legend)
-    for t in thresholds:
-        ax.axhline(t, color="0.3", ls="--", lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("latent dimension (sorted by variance)")
-    ax.set_ylabel("Var[E q(z|x)] (log)")
-    ax.set_title(dataset)
-    ax.legend(loc="best", frameon=True)
-    fig_.png, fig_.pdf = _render(fig)
-    return fig_
-
-
-def figure_noise(dataset: str, chosen: Sequence[Setting], colours: dict[str, Any]) -> Figure:
-    fig_ = Figure("noise", dataset, f"Noise sensitivity on {dataset}: L2 distance of the decoded mean from the "
-                  "noiseless decoding, and diversity between noise draws, against the noise variance s^2 added "
-                  "to the posterior means; headline setting per method, mean ± std over seeds.")
-    found = []
-    for s in chosen:
-        noises = [r.record.noise or {} for r in s.ok]
-        noises = [n for n in noises if n.get("variances") and n.get("distance") and n.get("diversity")]
-        if noises and len({json.dumps(n["variances"]) for n in noises}) == 1:
-            found.append((s, noises))
-    if not found:
-        fig_.skipped = f"noise sensitivity {NOT_RECORDED}"
-        return fig_
-    fig, axes = _new_figure(8.0, 3.2, 2)
-    for ax, key in zip(axes, ("distance", "diversity")):
-        for s, noises in found:
-            xs = [float(v) for v in noises[0]["variances"]]
-            means, stds = _mean_series([[float(v) for v in n[key]] for n in noises])
-            ax.errorbar(xs, means, yerr=stds, marker="o", ms=3, capsize=2, lw=1.2, color=colours[s.method],
-                        label=s.legend)
-        ax.set_xlabel("noise variance $s^2$")
-        ax.set_title(key)
-    axes[0].set_ylabel("L2 in data space")
-    axes[0].legend(loc="best", frameon=True)
-    fig_.png, fig_.pdf = _render(fig)
-    return fig_
+def class_names(dataset: str, classes: Sequence[str]) -> list[str]:
+    """Readable class names (Fashion-MNIST's garment names), else the labels themselves."""
+    names = CLASS_NAMES.get(dataset)
+    return [names[int(c)] if names and c.isdigit() and int(c) < len(names) else c for c in classes]

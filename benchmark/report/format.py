@@ -17,20 +17,50 @@ def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+TEX_CHARS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---", "–": "--",
+             "±": r"$\pm$", "≥": r"$\geq$", "≤": r"$\leq$", "Δ": r"$\Delta$", "δ": r"$\delta$", "β": r"$\beta$",
+             "α": r"$\alpha$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "×": r"$\times$", "†": r"$^\dagger$",
+             "·": r"$\cdot$", "…": r"\ldots{}", "−": r"$-$", "²": r"$^2$", "*": r"$^*$"}
+LONG_ROWS = 30  # more rows: longtable (breaks across pages)
+TEXT_WIDTH_PT = 469.0  # 6.5 in: a page's text width (letter or A4 with about 1 in margins)
+WRAP_PT = 110.0  # width of a wrapped ("p") column, e.g. long setting labels
+SYMBOLS = {"beta": "β", "alpha_T": "α_T"}  # hyperparameter names shown as symbols (LaTeX: \beta, \alpha_T)
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
+NUMERIC_CELL = re.compile(rf"(?P<num>{NUMBER}(?: ± {NUMBER})?(?: \[{NUMBER}, {NUMBER}\])?)(?P<rest>(?: .*)?)")
+SEED_LIST = re.compile(rf"{NUMBER}(?: {NUMBER})+")
+
+
+def symbol_text(text: str) -> str:
+    """``name=value`` parts of a setting label with the symbols of :data:`SYMBOLS` (β=0.2, α_T=1)."""
+    return re.sub(r"(?<![A-Za-z_])(alpha_T|beta)(?==)", lambda m: SYMBOLS[m.group(1)], str(text))
+
+
 def _tex_escape(text: str) -> str:
-    replace = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---",
-               "±": r"$\pm$", "≥": r"$\geq$", "Δ": r"$\Delta$"}
-    return "".join(replace.get(ch, ch) for ch in str(text))
+    text = str(text).replace("α_T", "\x00")  # the symbol α_T as one piece
+    return "".join(TEX_CHARS.get(ch, ch) for ch in text).replace("\x00", r"$\alpha_T$")
+
+
+def _tex_number(text: str) -> str:
+    """A number (maybe with ± and a [low, high] interval) in math mode notation, e-notation as 10^k."""
+    def one(m: re.Match) -> str:
+        mantissa, _, exponent = m.group(0).partition("e")
+        return mantissa if not exponent else rf"{mantissa} \times 10^{{{int(exponent)}}}"
+    body = re.sub(NUMBER, one, text).replace(" ± ", r" \pm ").replace(", ", ",\\,")
+    return body.replace(" [", r"\;[")
 
 
 def _tex_cell(text: str, bold: bool) -> str:
-    m = re.fullmatch(r"(-?[0-9.]+)(?: ± ([0-9.]+))?((?: \(n=\d+\))?(?: \(at cap\))?)", text)
+    """A cell: numbers in math mode (bold as ``\\mathbf``), anything else escaped text."""
+    if SEED_LIST.fullmatch(text):
+        body = r"\;".join(text.split())
+        return "$" + (rf"\mathbf{{{body}}}" if bold else body) + "$"
+    m = NUMERIC_CELL.fullmatch(text)
     if not m:
         return _tex_escape(text)
-    body = m.group(1) + (rf" \pm {m.group(2)}" if m.group(2) else "")
+    body = _tex_number(m.group("num"))
     body = rf"\mathbf{{{body}}}" if bold else body
-    return f"${body}$" + _tex_escape(m.group(3))
+    return f"${body}$" + _tex_escape(m.group("rest"))
 
 
 @dataclass
@@ -40,7 +70,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     bold: list[list[bool]]
-    align: str  # one of l / r per column
+    align: str  # one of l / r / p (wrapped text) per column
     notes: list[str] = field(default_factory=list)
 
     def markdown(self, notes: bool = False) -> str:
@@ -54,20 +84,72 @@ class Table:
             lines += [""] + [f"{md_escape(note)}." for note in self.notes]
         return "\n".join(lines) + "\n"
 
+    def column_width_pt(self, i: int) -> float:
+        """A rough width of column ``i`` in LaTeX points (\\small characters about 5 pt, 8 pt
+        between columns; a wrapped column at its paragraph width)."""
+        if self.align[i] == "p":
+            return WRAP_PT + 8
+        cells = [self.header[i]] + [row[i] for row in self.rows]
+        return max(len(re.sub(r" ± ", "±", str(c))) for c in cells) * 5.0 + 8
+
+    def parts(self) -> list[list[int]]:
+        """Column indices of the LaTeX tables this one is split into so that each fits the text
+        width: the leading label columns (l / p) repeated in each, the others packed in order."""
+        keep = next((i for i, a in enumerate(self.align) if a not in "lp"), len(self.align))
+        base = sum(self.column_width_pt(i) for i in range(keep))
+        parts: list[list[int]] = []
+        width = TEXT_WIDTH_PT
+        for i in range(keep, len(self.align)):
+            w = self.column_width_pt(i)
+            if not parts or width + w > TEXT_WIDTH_PT - base:
+                parts.append([])
+                width = 0.0
+            parts[-1].append(i)
+            width += w
+        return [list(range(keep)) + part for part in parts] or [list(range(len(self.align)))]
+
     def latex(self, caption: str, label: str) -> str:
-        """A booktabs table; its notes follow the ``caption``."""
-        caption = " ".join([caption, *(f"{note}." for note in self.notes)])
-        lines = [r"% generated by python -m benchmark report; needs \usepackage{booktabs}",
-                 r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{self.align}}}", r"\toprule",
-                 " & ".join(_tex_escape(h) for h in self.header) + r" \\", r"\midrule"]
+        """Booktabs tables for ``\\input{}``: numbers in math mode, long setting labels wrapped,
+        split into several tables (the label columns repeated) where one would be wider than the
+        text, ``longtable`` beyond :data:`LONG_ROWS` rows, sideways (pdflscape) only where even one
+        part is wider than the text; the notes follow the ``caption``."""
+        parts = self.parts()
+        out = []
+        for k, columns in enumerate(parts):
+            text = caption + (f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else "")
+            out.append(self._latex_part(columns, text, label + (f"-{k + 1}" if len(parts) > 1 else "")))
+        return "\n".join(out)
+
+    def _latex_part(self, columns: list[int], caption: str, label: str) -> str:
+        caption = _tex_escape(" ".join([caption, *(f"{note}." for note in self.notes)]))
+        align = "".join(self.align[i] for i in columns)
+        spec = "".join(rf">{{\raggedright\arraybackslash}}p{{{WRAP_PT:g}pt}}" if a == "p" else a for a in align)
+        wide = sum(self.column_width_pt(i) for i in columns) > TEXT_WIDTH_PT
+        long = len(self.rows) > LONG_ROWS
+        head = " & ".join(_tex_escape(self.header[i]) for i in columns) + r" \\"
+        body = []
         previous = None
         for row, bold in zip(self.rows, self.bold):
             if previous is not None and row[0] != previous:
-                lines.append(r"\addlinespace")
+                body.append(r"\addlinespace")
             previous = row[0]
-            lines.append(" & ".join(_tex_cell(c, b) for c, b in zip(row, bold)) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}",
-                  rf"\label{{{label}}}", r"\end{table}"]
+            body.append(" & ".join(_tex_cell(row[i], bold[i]) for i in columns) + r" \\")
+        needs = "booktabs, array" + (", longtable" if long else "") + (", pdflscape" if wide else "")
+        lines = [rf"% generated by python -m benchmark report; needs \usepackage{{{needs}}}"]
+        if wide:
+            lines.append(r"\begin{landscape}")
+        if long:
+            lines += [r"\begingroup\small\setlength{\tabcolsep}{4pt}", rf"\begin{{longtable}}{{{spec}}}",
+                      rf"\caption{{{caption}}}\label{{{label}}}\\", r"\toprule", head, r"\midrule", r"\endfirsthead",
+                      r"\toprule", head, r"\midrule", r"\endhead", r"\bottomrule", r"\endlastfoot",
+                      *body, r"\end{longtable}", r"\endgroup"]
+        else:
+            lines += [r"\begin{table}[t]" if not wide else r"\begin{table}", r"\centering", r"\small",
+                      r"\setlength{\tabcolsep}{4pt}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule",
+                      *body, r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
+                      r"\end{table}"]
+        if wide:
+            lines.append(r"\end{landscape}")
         return "\n".join(lines) + "\n"
 
 

@@ -7,10 +7,11 @@ which also names the files that are no readable record.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..run.table import records_table, setting_columns
 
 BASELINE = "vae"
 NOT_RECORDED = "not recorded"
+PLANNED = "planned"  # status of a stand-in for a planned run without a record
 
 
 @dataclass
@@ -64,6 +66,22 @@ class Setting:
     label: str = ""
     parts: list[tuple[str, str]] = field(default_factory=list)  # (column, "name=value") behind the label
     sort_key: tuple = ()
+    planned: int = 0  # runs (seeds) the plan holds for this setting; 0 without a plan
+    headline: bool = False  # in the headline (declared in the grid, see :func:`mark_headline`)
+
+    @property
+    def short(self) -> bool:
+        """Fewer ok seeds than planned (a failed, diverged or missing run): marked wherever it appears."""
+        return self.planned > 0 and len(self.ok) < self.planned
+
+    @property
+    def n_text(self) -> str:
+        """``n`` as shown: the ok seeds, and ``of P`` when fewer than the P planned."""
+        return f"{len(self.ok)} of {self.planned}" if self.short else str(len(self.ok))
+
+    def seeds(self, key: str) -> list[tuple[Any, float]]:
+        """(seed, value) of metric ``key`` per ok run that has it, in seed order."""
+        return [(r.seed, v) for r, v in ((r, r.metric(key)) for r in self.ok) if v is not None]
 
     @property
     def ok(self) -> list[Run]:
@@ -129,7 +147,12 @@ class GridData:
     runs: list[Run]
     unreadable: list[tuple[str, str]]  # (file name, why)
     plan: Plan | None = None
-    settings: list[Setting] = field(default_factory=list)
+    settings: list[Setting] = field(default_factory=list)  # with at least one record
+    unrun: list[Setting] = field(default_factory=list)  # planned settings without any record
+
+    @property
+    def headline_declared(self) -> bool:
+        return bool(self.plan and self.plan.headline)
 
     @property
     def description(self) -> str:
@@ -178,18 +201,59 @@ def load_grid_records(grid_dir: Path) -> GridData:
     the hyperparameters that vary or that the plan's grid entries name."""
     store = ResultStore(grid_dir.parent, grid_dir.name)
     good, unreadable = store.scan()
+    plan = store.read_plan()
+    recorded = {r.run_id for r in good}
+    # the plan's runs without a record stand in as "planned" records, so that every planned setting
+    # is known (its seeds counted, its label the same whichever runs have finished)
+    planned = [Record(p.run_id, p.config, p.label, status=PLANNED) for p in (plan.runs if plan else ())
+               if p.run_id not in recorded]
     runs: list[Run] = []
-    if good:
-        table = records_table(good)
-        by_id = {r.run_id: r for r in good}
+    if good or planned:
+        table = records_table([*good, *planned])
+        by_id = {r.run_id: r for r in [*good, *planned]}
         columns = setting_columns(table)
         for _, row in table.iterrows():
             setting = {c: plain(row[c]) for c in columns}
             runs.append(Run(by_id[row["run_id"]], setting))
-    plan = store.read_plan()
-    data = GridData(grid_dir.name, store.runs_dir, runs, unreadable, plan)
-    data.settings = group_settings(runs, plan.named_hyperparameters() if plan else {})
+    settings = group_settings(runs, plan.named_hyperparameters() if plan else {})
+    planned_ids = {p.run_id for p in plan.runs} if plan else set()
+    for s in settings:
+        s.planned = sum(1 for r in s.runs if r.run_id in planned_ids)
+        s.runs = [r for r in s.runs if r.status != PLANNED]
+    mark_headline(settings, plan.headline if plan else ())
+    data = GridData(grid_dir.name, store.runs_dir, [r for r in runs if r.status != PLANNED], unreadable, plan)
+    data.settings = [s for s in settings if s.runs]
+    data.unrun = [s for s in settings if not s.runs]
     return data
+
+
+def matches(setting: Setting, entry: dict[str, Any]) -> bool:
+    """Whether ``setting`` is the method and hyperparameter values of a headline ``entry``
+    (``{"method": name, "hyperparameters": {name: value}}``)."""
+    return setting.method == entry["method"] and all(
+        setting.values.get(f"hp.{k}") == v for k, v in entry["hyperparameters"].items())
+
+
+def architecture(setting: Setting) -> str:
+    """The data set and every setting column but the method's hyperparameters (one "architecture")."""
+    return json.dumps([setting.dataset] + [[c, v] for c, v in sorted(setting.values.items())
+                                           if not c.startswith("hp.") and c not in ("dataset", "method")], default=str)
+
+
+def mark_headline(settings: Sequence[Setting], declared: Sequence[dict[str, Any]]) -> None:
+    """The headline settings: for a method the grid's ``headline`` names, the settings matching one
+    of its entries; for any other method, its setting where it has exactly one per data set and
+    architecture (e.g. `vae`). Nothing is ever chosen by a metric."""
+    named = {e["method"] for e in declared}
+    arch = {s.key: architecture(s) for s in settings}
+    count: dict[tuple[str, str], int] = {}
+    for s in settings:
+        count[(s.method, arch[s.key])] = count.get((s.method, arch[s.key]), 0) + 1
+    for s in settings:
+        if s.method in named:
+            s.headline = any(matches(s, e) for e in declared)
+        else:
+            s.headline = count[(s.method, arch[s.key])] == 1
 
 
 def group_settings(runs: list[Run], named: dict[str, set[str]] | None = None) -> list[Setting]:
@@ -213,10 +277,24 @@ def group_settings(runs: list[Run], named: dict[str, set[str]] | None = None) ->
             varying = [c for c in all_columns(mine) if c.startswith("hp.") and (
                 c in listed or len({json.dumps(s.values.get(c), default=str) for s in mine}) > 1)] + shared
             for s in mine:
-                s.parts = [(c, f"{_short(c)}={value_text(s.values.get(c))}") for c in varying]
+                # a model / train setting the preset does not have (e.g. `depth` of a one-layer MLP) is left out
+                s.parts = [(c, f"{_short(c)}={value_text(s.values.get(c))}") for c in varying
+                           if not (c in shared and s.values.get(c) is None)]
                 s.label = ", ".join(text for _, text in s.parts) or "—"
                 s.sort_key = (method_order(method), tuple(order(s.values.get(c)) for c in varying), s.key)
     return sorted(settings, key=lambda s: (s.dataset, s.sort_key))
+
+
+def relabel(settings: Sequence[Setting]) -> dict[str, Setting]:
+    """Copies of ``settings`` (by key) whose labels leave out the model / train / data settings that
+    all of them share (e.g. one architecture while the plan holds two): shorter figure legends."""
+    common = set.intersection(*({text for c, text in s.parts if not c.startswith("hp.")} for s in settings)) \
+        if settings else set()
+    out = {}
+    for s in settings:
+        parts = [(c, text) for c, text in s.parts if text not in common or c.startswith("hp.")]
+        out[s.key] = dataclasses.replace(s, parts=parts, label=", ".join(text for _, text in parts) or "—")
+    return out
 
 
 def all_columns(settings: Iterable[Setting]) -> list[str]:

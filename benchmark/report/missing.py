@@ -4,6 +4,7 @@ files, and fields some ok runs lack."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..run.plan import PLAN_FILE
@@ -16,6 +17,13 @@ def _first_line(text: Any, limit: int = 200) -> str:
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
+def _flat(section: dict[str, Any]) -> dict[str, Any]:
+    """A config section with the architecture's ``options`` merged in (as the runs table names them)."""
+    out = {k: v for k, v in section.items() if k != "options"}
+    out.update(section.get("options") or {})
+    return out
+
+
 def planned_missing(data: GridData) -> list[str]:
     """The planned runs without a record, per data set, method and the values of the
     hyperparameters its grid entry names, in plan order: ``dataset · method (values) · seeds``."""
@@ -23,9 +31,19 @@ def planned_missing(data: GridData) -> list[str]:
         return []
     recorded = {r.run_id for r in data.runs}
     groups: dict[tuple, list[Any]] = {}
+    # model / train settings that differ between planned runs of a data set (e.g. two architectures)
+    sections = {run.dataset: {} for run in data.plan.runs}
+    for run in data.plan.runs:
+        for section in ("model", "train"):
+            for key, value in _flat(run.config.get(section) or {}).items():
+                sections[run.dataset].setdefault(f"{section}.{key}", set()).add(json.dumps(value, sort_keys=True))
     for run in data.plan.runs:
         values = tuple((k, run.config["hyperparameters"].get(k)) for k in sorted(run.named))
-        absent = groups.setdefault((run.dataset, run.method, values), [])
+        flat = {f"{section}.{k}": v for section in ("model", "train")
+                for k, v in _flat(run.config.get(section) or {}).items()}
+        shared = tuple((c.split(".", 1)[1], flat.get(c)) for c, seen in sorted(sections[run.dataset].items())
+                       if len(seen) > 1 and flat.get(c) is not None)
+        absent = groups.setdefault((run.dataset, run.method, values + shared), [])
         if run.run_id not in recorded:
             absent.append(run.seed)
     lines = []

@@ -1,17 +1,28 @@
-"""Every setting against the plain VAE: Welch's t-test, Holm-adjusted p-values and Cohen's d."""
+"""Every setting against the plain VAE, for small n: difference in means with a bootstrap CI,
+exact permutation and Mann-Whitney tests with their smallest attainable p, Cliff's delta, and
+Holm's adjustment over a family fixed by the plan (:mod:`benchmark.report.exact`).
+
+The confirmatory family of a grid is every planned headline setting (declared in the grid
+file; every planned setting when the grid declares none) against `vae` on the primary metric
+AU. Its size comes from the plan, so it does not shrink when settings fail: a planned
+comparison without a result enters with p = 1. Every other metric and setting is exploratory:
+raw exact p only, never marked significant.
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any
 
+from .exact import MIN_BOOTSTRAP_N, bootstrap_ci, cliffs_delta, holm, mann_whitney, permutation_test
 from .load import BASELINE, NOT_RECORDED, GridData, Setting, all_columns
 
-N_TOO_SMALL = "n too small"
 COMPARED = ["au", "kl", "mi", "nll", "rec"]
+PRIMARY = ("au",)  # the confirmatory metric: the benchmark's question is whether latents stay active
+ALPHA = 0.05
+NO_CI = f"n < {MIN_BOOTSTRAP_N}: no CI"
 
 
 @dataclass
@@ -20,6 +31,27 @@ class Comparison:
     baseline: Setting | None
     note: str  # how the baseline was matched, or why there is none
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    in_family: bool = False  # part of the confirmatory family (its primary metrics are Holm-adjusted)
+
+
+@dataclass
+class Family:
+    """The confirmatory family: its members (setting keys, planned ones without a result
+    included), metrics, size m and the smallest Holm-adjusted p any member could reach."""
+
+    members: list[str]
+    metrics: tuple[str, ...]
+    declared: bool  # the grid declares its headline (else: every planned setting)
+    from_plan: bool  # the members come from the plan (else: from the records found)
+    floor: float | None = None  # m x the smallest attainable p in the family: no Holm p can be below it
+
+    @property
+    def size(self) -> int:
+        return len(self.members) * len(self.metrics)
+
+    @property
+    def reachable(self) -> bool:
+        return self.floor is not None and self.floor <= ALPHA
 
 
 def find_baseline(setting: Setting, settings: Sequence[Setting]) -> tuple[Setting | None, str]:
@@ -43,50 +75,42 @@ def find_baseline(setting: Setting, settings: Sequence[Setting]) -> tuple[Settin
     return None, f"{len(same_model)} {BASELINE} settings with the same architecture; none matches exactly"
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Welch's t-test (scipy.stats.ttest_ind, equal_var=False) of ``a`` against ``b`` and Cohen's d
-    with the pooled standard deviation; ``note`` says why p is missing."""
-    from scipy import stats
-
-    out: dict[str, Any] = {"n": len(a), "n_base": len(b), "mean": None, "mean_base": None, "diff": None,
-                           "t": None, "p": None, "d": None, "note": ""}
+def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Group ``a`` (a setting's per-seed values) against ``b`` (the baseline's): means, their
+    difference with a 95% bootstrap CI, exact permutation and Mann-Whitney p with their smallest
+    attainable p, Cliff's delta; ``note`` says what could not be computed."""
+    out: dict[str, Any] = {"n": len(a), "n_base": len(b), "values": list(a), "values_base": list(b), "mean": None,
+                           "mean_base": None, "diff": None, "ci": None, "p": None, "p_min": None, "p_mw": None,
+                           "p_mw_min": None, "exact": None, "delta": None, "note": ""}
     if a:
         out["mean"] = math.fsum(a) / len(a)
     if b:
         out["mean_base"] = math.fsum(b) / len(b)
-    if a and b:
-        out["diff"] = out["mean"] - out["mean_base"]
-    if len(a) < 2 or len(b) < 2:
-        out["note"] = N_TOO_SMALL if (a and b) else NOT_RECORDED
+    if not (a and b):
+        out["note"] = NOT_RECORDED
         return out
-    var_a = math.fsum((x - out["mean"]) ** 2 for x in a) / (len(a) - 1)
-    var_b = math.fsum((x - out["mean_base"]) ** 2 for x in b) / (len(b) - 1)
-    pooled = math.sqrt(((len(a) - 1) * var_a + (len(b) - 1) * var_b) / (len(a) + len(b) - 2))
-    if var_a == 0 and var_b == 0:
-        out["note"] = "undefined: no spread"
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = stats.ttest_ind(a, b, equal_var=False)
-    if not (math.isfinite(result.statistic) and math.isfinite(result.pvalue)):
-        out["note"] = "undefined"
-        return out
-    out["t"], out["p"] = float(result.statistic), float(result.pvalue)
-    out["d"] = out["diff"] / pooled if pooled > 0 else None
+    out["diff"] = out["mean"] - out["mean_base"]
+    out["ci"] = bootstrap_ci(a, b)
+    perm, mw = permutation_test(a, b), mann_whitney(a, b)
+    out.update(p=perm.p, p_min=perm.p_min, p_mw=mw.p, p_mw_min=mw.p_min, exact=perm.exact, delta=cliffs_delta(a, b))
+    if out["ci"] is None:
+        out["note"] = NO_CI
     return out
 
 
-def holm(pvalues: dict[Any, float]) -> dict[Any, float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
-    ordered = sorted(pvalues.items(), key=lambda kv: (kv[1], str(kv[0])))
-    m, running, out = len(ordered), 0.0, {}
-    for i, (key, p) in enumerate(ordered):
-        running = max(running, min(1.0, (m - i) * p))
-        out[key] = running
-    return out
+def planned_family(data: GridData) -> Family:
+    """The confirmatory family of ``data``'s grid: its planned headline settings other than `vae`
+    (every planned setting when the grid declares no headline), recorded or not."""
+    pool = [*data.settings, *data.unrun]
+    members = [s for s in pool if s.method != BASELINE and (s.headline or not data.headline_declared)]
+    return Family(sorted(s.key for s in members), PRIMARY, data.headline_declared, data.plan is not None)
 
 
-def compare_with_vae(data: GridData) -> list[Comparison]:
+def compare_with_vae(data: GridData) -> tuple[list[Comparison], Family]:
+    """Every non-`vae` setting with ok runs against its `vae` baseline, on every compared metric;
+    the family's primary metrics Holm-adjusted over the whole family."""
+    family = planned_family(data)
+    members = set(family.members)
     comparisons = []
     for s in data.settings:
         if s.method == BASELINE or not s.ok:
@@ -94,15 +118,43 @@ def compare_with_vae(data: GridData) -> list[Comparison]:
         base, note = find_baseline(s, data.settings)
         if base is not None and not base.ok:
             base, note = None, f"no ok {BASELINE} runs with the same setting"
-        comp = Comparison(s, base, note)
+        comp = Comparison(s, base, note, in_family=s.key in members)
         if base is not None:
             for key in COMPARED:
-                comp.results[key] = welch(s.values_of(key), base.values_of(key))
+                comp.results[key] = compare(s.values_of(key), base.values_of(key))
         comparisons.append(comp)
-    for dataset in data.datasets():
-        for key in COMPARED:
-            family = {c.setting.key: c.results[key]["p"] for c in comparisons
-                      if c.setting.dataset == dataset and key in c.results and c.results[key]["p"] is not None}
-            for k, p in holm(family).items():
-                next(c for c in comparisons if c.setting.key == k).results[key]["p_holm"] = p
-    return comparisons
+    by_key = {c.setting.key: c for c in comparisons}
+    for metric in family.metrics:
+        pvalues, floors = {}, []
+        for key in family.members:  # a planned comparison without a result enters with p = 1
+            result = by_key[key].results.get(metric) if key in by_key else None
+            pvalues[key] = result["p"] if result and result["p"] is not None else 1.0
+            if result and result["p_min"] is not None:
+                floors.append(result["p_min"])
+        for key, p in holm(pvalues).items():
+            if key in by_key and metric in by_key[key].results:
+                result = by_key[key].results[metric]
+                result["p_holm"] = p
+                result["significant"] = p <= ALPHA
+        if floors:
+            floor = len(pvalues) * min(floors)
+            family.floor = floor if family.floor is None else min(family.floor, floor)
+    return comparisons, family
+
+
+def family_text(family: Family) -> str:
+    """One paragraph: what the family is, its size, and whether any member can reach ALPHA."""
+    if not family.members:
+        return "No confirmatory family: no planned setting other than `vae`."
+    who = ("the grid's pre-registered headline settings" if family.declared else
+           "every planned setting (the grid declares no `headline`)")
+    where = "from the plan" if family.from_plan else "from the records found (no plan.json)"
+    text = (f"Confirmatory family ({where}): {who} against `{BASELINE}` on "
+            + ", ".join(m.upper() for m in family.metrics)
+            + f", m = {family.size} comparisons, Holm-adjusted, α = {ALPHA:g}; a planned comparison without a "
+            "result counts with p = 1, so the family does not shrink as settings fail. Every other p is "
+            "exploratory (raw, never marked).")
+    if family.floor is not None and not family.reachable:
+        text += (f" **No comparison of this family can reach α = {ALPHA:g}**: m × the smallest attainable p = "
+                 f"{family.floor:.3g} > {ALPHA:g}; more seeds are needed for a confirmatory claim.")
+    return text

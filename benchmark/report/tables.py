@@ -13,8 +13,9 @@ import pandas as pd
 
 from ..config import MI_CAP_MARGIN
 from .format import Table, fixed, to_csv
-from .load import NOT_RECORDED, GridData, Setting, method_order
-from .stats import COMPARED, Comparison
+from .load import BASELINE, NOT_RECORDED, GridData, Setting
+from .format import symbol_text
+from .stats import ALPHA, COMPARED, PRIMARY, Comparison, Family
 
 AT_CAP = " (at cap)"
 
@@ -29,19 +30,25 @@ class Column:
     decimals: int
     meaning: str
 
+    @property
+    def name(self) -> str:
+        """The header without its direction marker."""
+        return self.header.rstrip(" ↑↓")
+
 
 COLUMNS = [
-    Column("au", "AU", "max", 3, "active units, fraction of latent dims (higher is better: the remedies' goal)"),
+    Column("au", "AU ↑", "max", 3, "active units, fraction of latent dims (higher is better: the remedies' goal)"),
     Column("kl", "KL", None, 2, "mean KL(q(z|x) || p(z)) in nats: the rate; no best is marked "
                                 "(more is not better or worse on its own)"),
-    Column("mi", "MI", "max", 2, "I_q(x; z) in nats (higher is better up to its cap log N, N = the size of "
-                                 "the aggregate-posterior mixture; \"(at cap)\": within the margin of the cap, "
-                                 "where every code identifies its example, never marked best)"),
-    Column("nll", "IW-NLL", "min", 2, "importance-weighted negative log-likelihood in nats "
-                                      "(lower is better)"),
-    Column("rec", "rec", "min", 2, "reconstruction loss in the likelihood's units (lower is better)"),
-    Column("wall_time_s", "time (s)", "min", 1, "wall time per run in seconds (lower is better; "
-                                                "comparable on the same device only)"),
+    Column("mi", "MI ↑", "max", 2, "I_q(x; z) in nats (higher is better up to its cap log N, N = the size of "
+                                   "the aggregate-posterior mixture; \"(at cap)\": within the margin of the cap, "
+                                   "where every code identifies its example, never marked best)"),
+    Column("nll", "IW-NLL ↓", "min", 2, "importance-weighted negative log-likelihood in nats "
+                                        "(lower is better)"),
+    Column("rec", "rec ↓", "min", 2, "reconstruction loss in the likelihood's units, per image (for the Gaussian "
+                                     "likelihood the sum of squared errors over pixels; lower is better)"),
+    Column("wall_time_s", "time (s) ↓", "min", 1, "wall time per run in seconds (lower is better; "
+                                                  "comparable on the same device only)"),
 ]
 COLUMN = {c.key: c for c in COLUMNS}
 # rec and IW-NLL are only compared between rows with the same likelihood
@@ -74,13 +81,13 @@ def best_rows(settings: Sequence[Setting], key: str) -> tuple[set[str], str | No
     if len(values) < 2:
         return set(), None
     if key in SAME_LIKELIHOOD and len({json.dumps(s.likelihood) for s in settings if s.key in values}) > 1:
-        return set(), f"no best {column.header} marked: rows use different likelihoods"
+        return set(), f"no best {column.name} marked: rows use different likelihoods"
     target = max(values.values()) if column.best == "max" else min(values.values())
     best = {k for k, v in values.items() if v == target}
     if key == "mi":  # a saturated MI is not "more information": never ranked
         best -= {s.key for s in settings if s.mi_at_cap()}
         if not best:
-            return set(), f"no best {column.header} marked: the highest is at its cap"
+            return set(), f"no best {column.name} marked: the highest is at its cap"
     return best, None
 
 
@@ -98,36 +105,51 @@ def _marks(settings: Sequence[Setting]) -> tuple[dict[str, set[str]], list[str]]
     return marks, notes
 
 
+SHORT = "†"
+SHORT_NOTE = "†: fewer ok seeds than the plan holds (failed, diverged or not run yet); n reads \"k of P\""
+
+
+def label_text(setting: Setting) -> str:
+    """The setting's label with symbols (β=0.2, α_T=1), and † when it has fewer ok seeds than planned."""
+    return symbol_text(setting.label) + (f" {SHORT}" if setting.short else "")
+
+
+def per_seed_text(setting: Setting, key: str) -> str:
+    """The metric's per-seed values at the column's decimals, in seed order (space-separated)."""
+    return " ".join(fixed(v, COLUMN[key].decimals) for _, v in setting.seeds(key)) or "—"
+
+
 def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
-                   extra: dict[str, list[str]] | None = None) -> Table:
+                   extra: dict[str, list[str]] | None = None, per_seed: Sequence[str] = ()) -> Table:
+    """Mean ± std per setting and metric (best marked), n ("k of P" when short of the plan), the
+    runs that are not ok, per-seed values of the metrics ``per_seed`` and ``extra`` columns."""
     header = (["dataset"] if with_dataset else []) + ["method", "setting"] + [c.header for c in COLUMNS] + ["n"]
     marks, notes = _marks(settings)
     show_not_ok = any(s.not_ok() for s in settings)
     if show_not_ok:
         header.append("not ok")
-    for name in extra or {}:
-        header.append(name)
+    header += [f"{COLUMN[k].name} per seed" for k in per_seed] + list(extra or {})
     rows, bold = [], []
     for i, s in enumerate(settings):
-        row = ([s.dataset] if with_dataset else []) + [s.method, s.label]
+        row = ([s.dataset] if with_dataset else []) + [s.method, label_text(s)]
         flags = [False] * len(row)
         for column in COLUMNS:
             row.append(cell_text(s, column.key)[0])
             flags.append(s.key in marks[column.key])
-        row.append(str(len(s.ok)))
+        row.append(s.n_text)
         flags.append(False)
         if show_not_ok:
             row.append(", ".join(f"{v} {k}" for k, v in s.not_ok().items()) or "")
             flags.append(False)
-        for values in (extra or {}).values():
-            row.append(values[i])
-            flags.append(False)
+        row += [per_seed_text(s, k) for k in per_seed] + [values[i] for values in (extra or {}).values()]
+        flags += [False] * (len(per_seed) + len(extra or {}))
         rows.append(row)
         bold.append(flags)
-    align = ("l" * (3 if with_dataset else 2) + "r" * (len(COLUMNS) + 1) + ("l" if show_not_ok else "")
-             + "r" * len(extra or {}))
+    align = ("l" * (2 if with_dataset else 1) + "p" + "r" * (len(COLUMNS) + 1) + ("l" if show_not_ok else "")
+             + "r" * (len(per_seed) + len(extra or {})))
     mi_note = mi_cap_note(settings)
-    return Table(header, rows, bold, align, notes + ([mi_note] if mi_note else []))
+    short = [SHORT_NOTE] if any(s.short for s in settings) else []
+    return Table(header, rows, bold, align, notes + ([mi_note] if mi_note else []) + short)
 
 
 def mi_cap_note(settings: Sequence[Setting]) -> str | None:
@@ -144,19 +166,27 @@ def mi_cap_note(settings: Sequence[Setting]) -> str | None:
             "identifies its example, which is not more information, so it is never marked best")
 
 
-def settings_csv(settings: Sequence[Setting]) -> str:
-    """Raw numbers: the setting columns, mean / std / n of every scalar metric, and which columns
-    the row is best in."""
-    metric_keys = sorted({k for s in settings for r in s.ok for k, v in (r.record.metrics or {}).items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)} | {"wall_time_s"})
+def _metric_keys(settings: Sequence[Setting]) -> list[str]:
+    return sorted({k for s in settings for r in s.ok for k, v in (r.record.metrics or {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)} | {"wall_time_s"})
+
+
+def settings_csv(settings: Sequence[Setting], comparisons: Sequence[Comparison] = ()) -> str:
+    """Raw numbers: the setting columns, planned and ok seeds, mean / std / n of every scalar
+    metric, which columns the row is best in, and (``comparisons``) AU against `vae`."""
+    metric_keys = _metric_keys(settings)
     value_columns = sorted({c for s in settings for c in s.values} - {"dataset", "method"})
     marks = _marks(settings)[0]
+    by_key = {c.setting.key: c for c in comparisons}
     rows = []
     for s in settings:
         row: dict[str, Any] = {"dataset": s.dataset, "method": s.method, "setting": s.label}
         row.update({c: s.values.get(c) for c in value_columns})
         row["n"] = len(s.ok)
-        row["seeds"] = " ".join(str(r.seed) for r in s.ok)
+        row["planned"] = s.planned or None
+        row["short"] = s.short
+        row["headline"] = s.headline
+        row["seeds"] = json.dumps([r.seed for r in s.ok])
         row["not_ok"] = "; ".join(f"{v} {k}" for k, v in s.not_ok().items())
         for key in metric_keys:
             mean, std, n = s.mean_std(key)
@@ -165,84 +195,115 @@ def settings_csv(settings: Sequence[Setting]) -> str:
             cap = s.mi_cap()
             row["mi_cap"], row["mi_at_cap"] = (cap[0] if cap else None), s.mi_at_cap()
         row["best"] = " ".join(c.key for c in COLUMNS if s.key in marks[c.key])
+        if comparisons:
+            result = (by_key[s.key].results.get("au") if s.key in by_key else None) or {}
+            row.update({"au_diff_vs_vae": result.get("diff"), "au_p_exact_vs_vae": result.get("p"),
+                        "au_p_min_vs_vae": result.get("p_min"), "au_p_holm_vs_vae": result.get("p_holm"),
+                        "au_cliffs_delta_vs_vae": result.get("delta")})
         rows.append(row)
     return to_csv(pd.DataFrame(rows))
 
 
-def headline_choice(settings: Sequence[Setting]) -> Setting | None:
-    """The best setting of one method on one data set: highest mean AU; ties -> lowest mean
-    IW-NLL (-ELBO where IW-NLL is not recorded for all tied settings) -> the setting label."""
-    candidates = [s for s in settings if s.values_of("au")]
-    if not candidates:
-        return None
-    top = max(s.mean_std("au")[0] for s in candidates)
-    tied = [s for s in candidates if s.mean_std("au")[0] == top]
-    tie_metric = "nll" if all(s.values_of("nll") for s in tied) else "neg_elbo"
-
-    def key(s: Setting) -> tuple:
-        value = s.mean_std(tie_metric)[0]
-        return (value is None, value if value is not None else 0.0, s.sort_key)
-
-    return min(tied, key=key)
+def per_seed_csv(settings: Sequence[Setting]) -> str:
+    """Long format: one row per ok run and scalar metric (dataset, method, setting, seed, run id, metric, value)."""
+    rows = []
+    for s in settings:
+        keys = _metric_keys([s])
+        for run in s.ok:
+            for key in keys:
+                value = run.metric(key)
+                if value is not None:
+                    rows.append({"dataset": s.dataset, "method": s.method, "setting": s.label, "seed": run.seed,
+                                 "run_id": run.run_id, "metric": key, "value": value})
+    return to_csv(pd.DataFrame(rows, columns=["dataset", "method", "setting", "seed", "run_id", "metric", "value"]))
 
 
 def headlines(data: GridData) -> list[Setting]:
-    chosen = []
-    for dataset in data.datasets():
-        for method in sorted({s.method for s in data.settings_of(dataset)}, key=method_order):
-            best = headline_choice([s for s in data.settings_of(dataset) if s.method == method])
-            if best is not None:
-                chosen.append(best)
-    return chosen
+    """The headline settings (declared in the grid; never chosen by a metric), in report order."""
+    return [s for s in data.settings if s.headline]
 
 
-def _p_text(p: float | None) -> str:
+def p_text(p: float | None) -> str:
     if p is None:
         return "—"
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
-def stat_cells(result: dict[str, Any] | None, decimals: int) -> list[str]:
-    """Δ mean, p (Welch), p (Holm), Cohen's d."""
-    if result is None:
-        return ["—", "—", "—", "—"]
-    diff = "—" if result["diff"] is None else ("+" if result["diff"] > 0 else "") + fixed(result["diff"], decimals)
-    if result["p"] is None:
-        return [diff, result["note"] or "—", "—", "—"]
-    d = "—" if result["d"] is None else f"{result['d']:+.2f}"
-    return [diff, _p_text(result["p"]), _p_text(result.get("p_holm")), d]
+def diff_text(result: dict[str, Any], decimals: int) -> str:
+    """``Δ [low, high]`` (the 95% bootstrap CI when there is one)."""
+    if result.get("diff") is None:
+        return "—"
+    sign = lambda v: ("+" if v > 0 else "") + fixed(v, decimals)  # noqa: E731
+    ci = result.get("ci")
+    return sign(result["diff"]) + (f" [{sign(ci[0])}, {sign(ci[1])}]" if ci else "")
 
 
-def comparison_table(comparisons: Sequence[Comparison], keys: Sequence[str]) -> Table:
-    header = ["dataset", "method", "setting", "n (vs vae)"]
-    for key in keys:
-        h = COLUMN[key].header
-        header += [f"Δ{h}", f"p ({h})", f"p Holm ({h})", f"d ({h})"]
-    header.append("note")
+def stat_cells(result: dict[str, Any] | None, key: str) -> list[str]:
+    """Δ [95% CI], p (exact permutation), smallest attainable p, p Holm (family members; * at most
+    ALPHA), Cliff's δ."""
+    if not result:
+        return ["—"] * 5
+    if result.get("p") is None:
+        return [diff_text(result, COLUMN[key].decimals), result.get("note") or "—", "—", "—", "—"]
+    holm = result.get("p_holm")
+    holm_text = "—" if holm is None else p_text(holm) + (" *" if result.get("significant") else "")
+    return [diff_text(result, COLUMN[key].decimals), p_text(result["p"]), p_text(result["p_min"]), holm_text,
+            f"{result['delta']:+.2f}"]
+
+
+STAT_HEADER = ["Δ [95% CI]", "p exact", "min p", "p Holm", "Cliff's δ"]
+
+
+def comparison_table(comparisons: Sequence[Comparison], key: str, with_dataset: bool = True) -> Table:
+    """One metric of every comparison with `vae`: n, Δ [95% CI], exact p, smallest attainable p,
+    Holm's p (family members, primary metrics only) and Cliff's δ."""
+    header = (["dataset"] if with_dataset else []) + ["method", "setting", "n vs vae"] + STAT_HEADER
     rows = []
     for c in comparisons:
-        n_base = len(c.baseline.ok) if c.baseline else 0
-        row = [c.setting.dataset, c.setting.method, c.setting.label, f"{len(c.setting.ok)} vs {n_base}"]
-        for key in keys:
-            row += stat_cells(c.results.get(key), COLUMN[key].decimals)
-        row.append(c.note)
+        n_base = c.baseline.n_text if c.baseline else "0"
+        row = ([c.setting.dataset] if with_dataset else []) + [c.setting.method, label_text(c.setting),
+                                                                f"{c.setting.n_text} vs {n_base}"]
+        row += stat_cells(c.results.get(key), key) if c.baseline else [c.note, "—", "—", "—", "—"]
         rows.append(row)
-    align = "llll" + "rrrr" * len(keys) + "l"
-    return Table(header, rows, [[False] * len(header) for _ in rows], align)
+    align = ("l" if with_dataset else "") + "lpl" + "r" * len(STAT_HEADER)
+    notes = [SHORT_NOTE] if any(c.setting.short or (c.baseline and c.baseline.short) for c in comparisons) else []
+    return Table(header, rows, [[False] * len(header) for _ in rows], align, notes)
 
 
 def comparison_csv(comparisons: Sequence[Comparison]) -> str:
+    """Long format: one row per setting and metric with every statistic and the per-seed values."""
     rows = []
     for c in comparisons:
         for key in COMPARED:
             r = c.results.get(key) or {}
+            ci = r.get("ci") or (None, None)
             rows.append({"dataset": c.setting.dataset, "method": c.setting.method, "setting": c.setting.label,
                          "baseline": c.baseline.legend if c.baseline else None, "metric": key,
+                         "primary": key in PRIMARY, "in_family": c.in_family and key in PRIMARY,
                          "n": r.get("n", len(c.setting.ok)), "n_vae": r.get("n_base"),
+                         "planned": c.setting.planned or None,
+                         "planned_vae": (c.baseline.planned or None) if c.baseline else None,
+                         "values": json.dumps(r.get("values")) if r else None,
+                         "values_vae": json.dumps(r.get("values_base")) if r else None,
                          "mean": r.get("mean"), "mean_vae": r.get("mean_base"), "diff": r.get("diff"),
-                         "test": "welch_t" if r.get("p") is not None else None, "t": r.get("t"), "p": r.get("p"),
-                         "p_holm": r.get("p_holm"), "cohens_d": r.get("d"),
+                         "ci_low": ci[0], "ci_high": ci[1], "p_exact": r.get("p"), "p_min": r.get("p_min"),
+                         "exact": r.get("exact"), "p_mann_whitney": r.get("p_mw"),
+                         "p_mann_whitney_min": r.get("p_mw_min"),
+                         "p_holm": r.get("p_holm"), "significant": r.get("significant"), "cliffs_delta": r.get("delta"),
                          "note": "; ".join(x for x in (c.note, r.get("note", "")) if x)})
-    frame = pd.DataFrame(rows, columns=["dataset", "method", "setting", "baseline", "metric", "n", "n_vae", "mean",
-                                        "mean_vae", "diff", "test", "t", "p", "p_holm", "cohens_d", "note"])
-    return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    columns = ["dataset", "method", "setting", "baseline", "metric", "primary", "in_family", "n", "n_vae", "planned",
+               "planned_vae", "values", "values_vae", "mean", "mean_vae", "diff", "ci_low", "ci_high", "p_exact",
+               "p_min", "exact", "p_mann_whitney", "p_mann_whitney_min", "p_holm", "significant", "cliffs_delta",
+               "note"]
+    return to_csv(pd.DataFrame(rows, columns=columns))
+
+
+def stats_legend(family: Family) -> str:
+    """What the comparison columns mean (Markdown)."""
+    return (f"Δ: setting mean − `{BASELINE}` mean, with the 95% percentile bootstrap CI (10000 resamples from a "
+            "fixed seed; only with at least 4 ok seeds on both sides). p exact: two-sided exact permutation test "
+            "of the difference in means over every split of the pooled seeds (the exact Mann-Whitney p is in the "
+            "CSV); min p: the smallest p that test can give for these seeds (5 vs 5: 2/252 = 0.0079; 2 vs 2: "
+            "1/3). p Holm: adjusted over the confirmatory family only (* at most "
+            f"{ALPHA:g}); Cliff's δ = P(setting > vae) − P(setting < vae) over all seed pairs, in [−1, 1] "
+            "(±1: every seed on one side; defined without any spread).")

@@ -167,6 +167,38 @@ def _image_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator
     out.images["samples"] = model.decode_mean(z)
 
 
+TRAVERSAL_DIMS = 8  # rows of the traversal grid: the most active latent dims
+TRAVERSAL_VALUES = (-3.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0)  # the traversed coordinate (prior units)
+INTERPOLATION_PAIRS = 8
+LATENT_IMAGES_STREAM = 0x1A7E  # mixed into the evaluation seed: the latent images' own random stream
+
+
+def _latent_images(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
+    """Latent traversals (the first test image's posterior mean with each of its
+    :data:`TRAVERSAL_DIMS` most active dims set to :data:`TRAVERSAL_VALUES`) and interpolations
+    (decoded means on the line between the posterior means of random test pairs, 8 steps), for
+    image data. Runs after every metric on its own generator (seeded from ``generator``'s initial
+    seed without drawing from it), so no other number changes; the layout goes to
+    ``estimators["latent_images"]``."""
+    if not images.is_image_shape(x.shape[1:]) or mu.shape[0] < 2:
+        return
+    variances = mu.var(dim=0, unbiased=True)
+    dims = torch.argsort(variances, descending=True, stable=True)[:TRAVERSAL_DIMS].tolist()
+    values = torch.tensor(TRAVERSAL_VALUES, dtype=mu.dtype, device=mu.device)
+    z = mu[:1].repeat(len(dims) * len(values), 1)
+    for row, dim in enumerate(dims):
+        z[row * len(values):(row + 1) * len(values), dim] = values
+    out.images["traversals"] = model.decode_mean(z)
+    own = torch.Generator(mu.device).manual_seed((generator.initial_seed() ^ LATENT_IMAGES_STREAM) % 2 ** 63)
+    pairs = torch.randint(0, mu.shape[0], (INTERPOLATION_PAIRS, 2), generator=own, device=mu.device)
+    steps = torch.linspace(0, 1, len(TRAVERSAL_VALUES), dtype=mu.dtype, device=mu.device)[None, :, None]
+    line = mu[pairs[:, :1]] * (1 - steps) + mu[pairs[:, 1:]] * steps  # [pairs, steps, d]
+    out.images["interpolations"] = model.decode_mean(line.reshape(-1, mu.shape[1]))
+    out.estimators["latent_images"] = {"traversal_dims": dims, "traversal_values": list(TRAVERSAL_VALUES),
+                                       "traversal_image": 0, "interpolation_pairs": pairs.tolist(),
+                                       "interpolation_steps": len(TRAVERSAL_VALUES)}
+
+
 @torch.no_grad()
 def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: torch.Generator,
              mi_x: Tensor | None = None) -> Evaluation:
@@ -184,6 +216,7 @@ def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: to
         _iw_nll(model, x, config, generator, out)
     _decoder_metrics(model, mu, config, generator, out)
     _image_samples(model, x, mu, generator, out)
+    _latent_images(model, x, mu, generator, out)
     return out
 
 

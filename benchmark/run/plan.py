@@ -54,6 +54,8 @@ class Plan:
     source: str  # the grid file
     runs: tuple[PlannedRun, ...]
     plan_version: int = PLAN_VERSION
+    # the grid's pre-registered headline settings: {"method": name, "hyperparameters": {name: value}}
+    headline: tuple[dict[str, Any], ...] = ()
 
     def named_hyperparameters(self) -> dict[str, set[str]]:
         """Method -> the hyperparameters any of its grid entries names."""
@@ -64,8 +66,11 @@ class Plan:
 
     def to_json(self) -> str:
         runs = [{"run_id": r.run_id, "label": r.label, "named": list(r.named), "config": r.config} for r in self.runs]
-        return json.dumps({"plan_version": self.plan_version, "grid": self.grid, "description": self.description,
-                           "source": self.source, "runs": runs}, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        data = {"plan_version": self.plan_version, "grid": self.grid, "description": self.description,
+                "source": self.source, "runs": runs}
+        if self.headline:
+            data["headline"] = list(self.headline)
+        return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
@@ -73,5 +78,7 @@ class Plan:
         data = json.loads(text)
         runs = tuple(PlannedRun(str(r["run_id"]), str(r["label"]), tuple(r["named"]), dict(r["config"]))
                      for r in data["runs"])
+        headline = tuple({"method": str(e["method"]), "hyperparameters": dict(e["hyperparameters"])}
+                         for e in data.get("headline", []))
         return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), runs,
-                   int(data["plan_version"]))
+                   int(data["plan_version"]), headline)

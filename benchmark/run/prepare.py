@@ -122,7 +122,7 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     check_same_grid(grid, [run.config.run_id for run in planned], store)
     prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
     prepared.plan = Plan(grid.name, grid.description, grid.source,
-                         tuple(PlannedRun.of(run.config, run.named) for run in planned))
+                         tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned))
     return prepared
 
 
