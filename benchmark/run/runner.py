@@ -84,7 +84,7 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         curves = CurvePoints(config.eval, config.train.epochs, curve_gen)
 
         torch.manual_seed(seeds["train"])
-        trainer = Trainer(method, data.train.x, config.train, order)
+        trainer = Trainer(method, data.train.x, config.train, order, held_out=data.test.x)
         generators = {"curves": curve_gen}
         train_time = 0.0
         if checkpoint is not None and checkpoint.exists():
