@@ -194,7 +194,7 @@ def test_plugin_breaking_the_contract_is_named(tmp_path, plugin_dir, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--grid", "nope"], "unknown grid 'nope'; valid grids: "),
-    (["--methods", "nope"], "unknown method 'nope'; valid methods: beta-vae"),
+    (["--methods", "nope"], "unknown method 'nope'; valid methods: aggressive, beta-vae"),
     (["--datasets", "nope"], "unknown dataset 'nope'; valid datasets: celeba, chessboard"),
 ])
 def test_unknown_names_exit_2_and_list_valid_names(tmp_path, capsys, args, message):
