@@ -226,6 +226,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("methods:")
         for name, cls in METHODS.items():
             print(f"  {name:<14} {cls.description()}")
+            if cls.requires:
+                print(f"  {'':<14}   requires: {cls.requires}")
             hints, docs, ranges = typing.get_type_hints(cls.Config), cls.hyperparameter_docs(), cls.hyperparameter_ranges()
             for f in dataclasses.fields(cls.Config):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]

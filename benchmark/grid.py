@@ -110,6 +110,7 @@ class Grid:
                 evaluation = self._section(EvalConfig, [self.data.get("eval", {})], "eval")
                 named = tuple(k for k in m_entry if k not in OVERRIDE_KEYS | {"name"})
                 for hp in self._sweep(name, m_entry, where):
+                    self._check_applies(name, hp, model, where, ds_index)
                     for seed in seeds if seeds is not None else self._seeds():
                         run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
                         runs.setdefault(run.run_id, GridRun(run, named))
@@ -227,6 +228,14 @@ class Grid:
         if why is not None:
             raise self.error("model.arch", f"arch {model.arch!r} cannot take data set {dataset.name!r} "
                                            f"(datasets[{index}]): {why}")
+
+    def _check_applies(self, name: str, hp: dict[str, Any], model: ModelConfig, where: str, ds_index: int) -> None:
+        """Refuse a method on a model it does not apply to (``Method.check_model``)."""
+        cls = METHODS[name]
+        why = cls.check_model(cls.Config(**hp), model)
+        if why is not None:
+            raise self.error(where, f"{name} does not apply to the model of datasets[{ds_index}] "
+                                    f"(arch {model.arch!r}): {why}")
 
     def _model(self, layers: list[dict], where: str) -> ModelConfig:
         merged = {k: v for layer in layers for k, v in _table(layer, "model", self).items()}

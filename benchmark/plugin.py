@@ -3,16 +3,16 @@
 A plugin imports from here only (``from benchmark.plugin import Method, register_method``), so
 the harness can move its modules without breaking plugins. The contract (README, "Adding a
 method"): subclass :class:`Method`, set ``name`` and ``Config``, implement ``loss(x, progress)``
-and decorate the class with :func:`register_method`.
+and decorate the class with :func:`register_method`; the optional hooks are :class:`Method`'s.
 """
 
 from .config import ModelConfig, added_field
 from .errors import GridError
 from .ml.icnn import ICNNInit, LIDDecoder
-from .ml.method import Method, TrainingProgress, register_method
-from .ml.metrics import kl_per_dimension
+from .ml.method import Method, StepTools, TrainingProgress, register_method
+from .ml.metrics import kl_per_dimension, mutual_information
 from .ml.models import VAE, VAEOutput
 from .ml.schedules import make_schedule
 
-__all__ = ["GridError", "ICNNInit", "LIDDecoder", "Method", "ModelConfig", "TrainingProgress", "VAE", "VAEOutput",
-           "added_field", "kl_per_dimension", "make_schedule", "register_method"]
+__all__ = ["GridError", "ICNNInit", "LIDDecoder", "Method", "ModelConfig", "StepTools", "TrainingProgress", "VAE",
+           "VAEOutput", "added_field", "kl_per_dimension", "make_schedule", "mutual_information", "register_method"]

@@ -116,14 +116,14 @@ def test_readme_plugin_example_runs_through_smoke(tmp_path, fake_fashion_root, p
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Adding a method", 1)[1]
     source = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    plugin_dir({"free_bits.py": source})
-    code, out, err = run(smoke(tmp_path, fake_fashion_root, "--methods", "free-bits"), capsys)
+    plugin_dir({"kl_capacity.py": source})
+    code, out, err = run(smoke(tmp_path, fake_fashion_root, "--methods", "kl-capacity"), capsys)
     assert code == 0, err
     recs = records(tmp_path)
-    assert len(recs) == 2 and all(r["status"] == "ok" and r["config"]["method"] == "free-bits" for r in recs.values())
-    assert all("kl_clamped" in r["curves"][0] for r in recs.values())
+    assert len(recs) == 2 and all(r["status"] == "ok" and r["config"]["method"] == "kl-capacity" for r in recs.values())
+    assert all("kl_gap" in r["curves"][0] for r in recs.values())
     code, out, _ = run(["list", "methods"], capsys)
-    assert "free-bits" in out and "floor: float = 0.25" in out
+    assert "kl-capacity" in out and "capacity: float = 5.0" in out
 
 
 PLUGINS = {
@@ -197,7 +197,7 @@ def test_plugin_breaking_the_contract_is_named(tmp_path, plugin_dir, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--grid", "nope"], "unknown grid 'nope'; valid grids: "),
-    (["--methods", "nope"], "unknown method 'nope'; valid methods: beta-vae"),
+    (["--methods", "nope"], "unknown method 'nope'; valid methods: aggressive, beta-vae"),
     (["--datasets", "nope"], "unknown dataset 'nope'; valid datasets: celeba, chessboard"),
 ])
 def test_unknown_names_exit_2_and_list_valid_names(tmp_path, capsys, args, message):

@@ -120,10 +120,10 @@ def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
     monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path)
     monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002, 1e-6))
     result = estimate_compute(load_grid("full").expand(), "cpu")
-    assert result.runs == 600 and len(result.rows) == 25
+    assert result.runs == 920 and len(result.rows) == 5 * 13  # 5 data sets x 13 methods
     assert {r.dataset for r in result.rows} == {"mnist", "fashion-mnist", "omniglot", "celeba", "ffhq"}
     text = format_estimate(result)
-    assert text.count("\n") == 25 + 3
+    assert text.count("\n") == 65 + 3
     celeba = next(r for r in result.rows if (r.dataset, r.method) == ("celeba", "vae"))
     assert celeba.steps == 5 * 20 * math.ceil(162_770 / 128)
 

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from benchmark.discovery import METHODS
 from benchmark.grid import load_grid
 from benchmark.config import ModelConfig
 from benchmark.ml.method import build_method
@@ -97,6 +98,7 @@ def test_lid_decoder_replaces_only_the_decoder_of_a_preset():
 
 ALL_SETS = {"mnist", "fashion-mnist", "omniglot", "celeba", "ffhq"}
 ALL_METHODS = {"vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae"}
+REMEDIES = {"kl-annealing", "cyclical", "free-bits", "delta-vae", "bn-vae", "aggressive", "info-vae", "skip-vae"}
 
 
 def settings(runs, method: str, key: str) -> set:
@@ -105,9 +107,13 @@ def settings(runs, method: str, key: str) -> set:
 
 def test_full_grid():
     runs = load_grid("full").expand()
-    assert len(runs) == 600 and len({r.run_id for r in runs}) == 600
+    assert len(runs) == 920 and len({r.run_id for r in runs}) == 920
     per_pair = collections.Counter((r.dataset.name, r.method) for r in runs)
-    assert {d for d, _ in per_pair} == ALL_SETS and {m for _, m in per_pair} == ALL_METHODS
+    assert {d for d, _ in per_pair} == ALL_SETS and {m for _, m in per_pair} == ALL_METHODS | REMEDIES
+    assert len([r for r in runs if r.method in ALL_METHODS]) == 600  # the paper's comparison
+    for name in REMEDIES:  # every remedy at its defaults, 5 seeds, on all 8 data set entries
+        mine = [r for r in runs if r.method == name]
+        assert len(mine) == 40 and all(r.hyperparameters == dataclasses.asdict(METHODS[name].Config()) for r in mine)
     assert {r.seed for r in runs} == {0, 1, 2, 3, 4}
     assert settings(runs, "beta-vae", "beta") == {0.1, 0.2} and all(r.hyperparameters == {} for r in runs if r.method == "vae")
     assert settings(runs, "lr-vae", "beta") == {0.1, 0.2, 1.0}

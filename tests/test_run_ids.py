@@ -21,7 +21,8 @@ from benchmark.grid import grid_names, load_grid  # noqa: E402
 from benchmark.run.provenance import method_code  # noqa: E402
 
 PINS = Path(__file__).resolve().parent / "run_ids.json"
-BUILTIN_METHODS = ["beta-vae", "il-lid-vae", "lid-vae", "lr-vae", "vae"]
+BUILTIN_METHODS = ["aggressive", "beta-vae", "bn-vae", "cyclical", "delta-vae", "free-bits", "il-lid-vae", "info-vae",
+                   "kl-annealing", "lid-vae", "lr-vae", "skip-vae", "vae"]
 
 
 def current() -> dict:

@@ -62,8 +62,21 @@ def test_kl_adaptive_uses_last_kl():
     assert make_schedule("kl-adaptive", 2.0, center=1.0)(at(3), last_kl=1.0) == pytest.approx(1.0)
 
 
+def test_sigmoid_starts_and_ends_exactly_and_is_logistic_in_between():
+    s = make_schedule("sigmoid", 2.0, start=0.5, duration=0.5, steepness=8.0)
+    assert s(at(0)) == 0.5 and s(at(50)) == 2.0 and s(at(100)) == 2.0
+    assert s(at(25)) == pytest.approx(1.25)  # the midpoint of the warm-up
+    logistic = lambda u: 1 / (1 + math.exp(-8.0 * (u - 0.5)))
+    for k in (5, 10, 40):
+        ramp = (logistic(k / 50) - logistic(0)) / (logistic(1) - logistic(0))
+        assert s(at(k)) == pytest.approx(0.5 + 1.5 * ramp)
+    values = [s(at(k)) for k in range(101)]
+    assert values == sorted(values)
+
+
 def test_every_kind_is_registered():
-    assert set(SCHEDULES.names()) == {"constant", "linear", "decay", "exponential", "cyclical", "kl-adaptive"}
+    assert set(SCHEDULES.names()) == {"constant", "linear", "decay", "exponential", "cyclical", "kl-adaptive",
+                                      "sigmoid"}
 
 
 def test_unknown_kind_lists_valid_kinds():
@@ -77,6 +90,7 @@ def test_unknown_kind_lists_valid_kinds():
     ("linear", {"duration": 0.0}, "duration must be in"),
     ("cyclical", {"cycles": 0}, "cycles must be a positive integer"),
     ("cyclical", {"ratio": 1.5}, "ratio must be in"),
+    ("sigmoid", {"steepness": 0.0}, "steepness must be in"),
 ])
 def test_bad_options_are_grid_errors(kind, options, message):
     with pytest.raises(GridError, match=message):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable, Protocol
 
 from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..discovery import METHODS
-from ..errors import PluginError
+from ..errors import GridError, PluginError
 from ..ranges import Interval
 from .likelihoods import LIKELIHOODS
 from .models import VAE, build_arch
@@ -42,19 +42,42 @@ class NoHyperparameters:
     """This method has no hyperparameters."""
 
 
+class StepTools(Protocol):
+    """What :meth:`Method.training_step` may use to take optimiser steps (implemented by
+    :class:`benchmark.ml.train.OptimiserTools`): the run's one optimiser, its gradient clipping and
+    fresh random minibatches of the training data."""
+
+    def step(self, loss: Tensor, params: Iterable[nn.Parameter] | None = None) -> None:
+        """zero_grad, ``loss.backward()``, clip (``train.grad_clip`` over every parameter), then
+        one optimiser step of ``params`` only (None: every parameter; the others' gradients
+        are dropped, so their optimiser state does not move)."""
+        ...
+
+    def fresh_batch(self) -> Tensor:
+        """A minibatch [batch_size, *shape] of training examples drawn at random without
+        replacement (float, in [0, 1]), from the run's batch-order generator."""
+        ...
+
+
 class Method(nn.Module):
     """A VAE model plus the objective a remedy trains it with.
 
     Subclasses set ``name``, ``Config`` (a dataclass of hyperparameters with defaults; its
     field docs go in the class docstring) and implement :meth:`loss`. They may set ``ranges``
     (hyperparameter name -> interval text such as ``"[0, inf)"``, :mod:`benchmark.ranges`;
-    checked when a grid is loaded) and override :meth:`build_decoder` to replace the
-    architecture's decoder.
+    checked when a grid is loaded) and ``requires`` (where the method applies, shown by
+    ``list methods``), and override the hooks: :meth:`build_decoder` (replace the
+    architecture's decoder), :meth:`wrap_encoder` / :meth:`wrap_decoder` (wrap the
+    architecture's networks), :meth:`check_model` (refuse a model the method does not apply
+    to), :meth:`training_step` (take over the optimisation step), :meth:`on_epoch_end` (a
+    per-epoch callback with the held-out split) and :meth:`record_extras`. A method that
+    overrides none of them trains exactly as the default path.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoHyperparameters
     ranges: ClassVar[dict[str, str]] = {}
+    requires: ClassVar[str] = ""  # where the method applies (empty: every model); list methods shows it
 
     def __init__(self, config: Any, model: VAE):
         super().__init__()
@@ -66,6 +89,27 @@ class Method(nn.Module):
         """A decoder z [B, d] -> params [B, *shape] replacing the architecture's, or None."""
         return None
 
+    @classmethod
+    def check_model(cls, config: Any, model_config: ModelConfig) -> str | None:
+        """Why this method (hyperparameters ``config``) does not apply to ``model_config``, or
+        None. The grid loader asks before anything trains and :func:`build_method` refuses;
+        the reason names what to change."""
+        return None
+
+    @classmethod
+    def wrap_encoder(cls, config: Any, encoder: nn.Module, model_config: ModelConfig) -> nn.Module:
+        """The encoder the model uses, given the architecture's: x [B, *shape] ->
+        (mu, raw_logvar), each [B, d]. Everything that encodes (training, curves, the final
+        evaluation, the IW-NLL) goes through it, in the method's train / eval mode. Default:
+        the architecture's, unchanged."""
+        return encoder
+
+    @classmethod
+    def wrap_decoder(cls, config: Any, decoder: nn.Module, model_config: ModelConfig) -> nn.Module:
+        """The decoder the model uses, given the architecture's (or :meth:`build_decoder`'s):
+        z [B, d] -> params [B, *shape]. Default: unchanged."""
+        return decoder
+
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         """Scalar loss parts for the batch ``x`` [B, *shape], averaged over the batch.
 
@@ -73,6 +117,21 @@ class Method(nn.Module):
         every other entry (a method's own terms, the current value of a schedule) is logged.
         """
         raise NotImplementedError
+
+    def training_step(self, x: Tensor, progress: TrainingProgress, tools: StepTools) -> dict[str, Tensor]:
+        """One optimisation step on the batch ``x`` [B, *shape]; returns the loss parts to log
+        (as :meth:`loss`). Default: ``loss`` then ``tools.step(parts["loss"])``. Override to
+        take over the step (several optimiser steps, parameter subsets, fresh minibatches);
+        ``progress.step`` counts the calls of this method."""
+        parts = self.loss(x, progress)
+        tools.step(parts["loss"])
+        return parts
+
+    def on_epoch_end(self, epoch: int, held_out: Tensor | None) -> None:
+        """Called after each training epoch (``epoch`` 0-based) with the held-out split
+        [N, *shape] (float, in [0, 1]; the runner's evaluation split, or None when the trainer
+        has none), in training mode; its time counts as training time. Default: nothing.
+        State it keeps must live in buffers or ``get_extra_state`` to survive checkpoints."""
 
     def record_extras(self) -> dict[str, Any]:
         """Method-specific facts to store in the run record (e.g. derived constants)."""
@@ -136,7 +195,12 @@ def build_method(name: str, hyperparameters: dict[str, Any], model_config: Model
     """Instantiate method ``name`` with its model for data of ``shape`` (uses the global RNG)."""
     cls = METHODS[name]
     config = cls.Config(**hyperparameters)
+    why = cls.check_model(config, model_config)
+    if why is not None:
+        raise GridError(f"{name} does not apply to this model: {why}")
     encoder, decoder = build_arch(model_config, shape)
     decoder = cls.build_decoder(config, shape, model_config) or decoder
+    encoder = cls.wrap_encoder(config, encoder, model_config)
+    decoder = cls.wrap_decoder(config, decoder, model_config)
     model = VAE(encoder, decoder, LIKELIHOODS[model_config.likelihood], model_config.posterior_variance)
     return cls(config, model)

@@ -77,6 +77,41 @@ class Linear:
         return self.start + (self.target - self.start) * ramp
 
 
+@SCHEDULES.register("sigmoid")
+@dataclass(frozen=True)
+class Sigmoid:
+    """From ``start`` to ``target`` along a logistic curve over the first ``duration`` of the
+    run, then flat (Bowman et al. 2016's sigmoid KL annealing). The logistic
+    ``1 / (1 + exp(-steepness (u - 1/2)))`` in the warm-up position ``u`` in [0, 1] is rescaled
+    to be exactly 0 at ``u = 0`` and exactly 1 at ``u = 1``, so the value is exactly ``start``
+    at the first step and exactly ``target`` from the end of the warm-up on.
+
+    start: value at the first step (default 0).
+    duration: fraction of the run over which the value moves (default 1: the whole run).
+    steepness: slope of the logistic at the warm-up's midpoint, in units of the warm-up (default 10; larger is closer to a step).
+    """
+
+    target: float
+    start: float = 0.0
+    duration: float = 1.0
+    steepness: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_duration(self.duration)
+        if not 0 < self.steepness <= 100:
+            raise ValueError(f"steepness must be in (0, 100], got {self.steepness}")
+
+    def __call__(self, progress: TrainingProgress, last_kl: float | Tensor | None = None) -> float:
+        u = min(run_position(progress) / self.duration, 1.0)
+        low, high = _logistic(-self.steepness / 2), _logistic(self.steepness / 2)
+        ramp = (_logistic(self.steepness * (u - 0.5)) - low) / (high - low)
+        return self.start + (self.target - self.start) * ramp
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
 @SCHEDULES.register("decay")
 @dataclass(frozen=True)
 class Decay(Linear):

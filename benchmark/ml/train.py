@@ -7,10 +7,10 @@ batches from it (no DataLoader, no per-batch Python objects beyond the loss dict
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..config import TrainConfig
 from ..data.splits import to_unit
@@ -30,17 +30,54 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
+class OptimiserTools:
+    """The :class:`~benchmark.ml.method.StepTools` a method's ``training_step`` gets: one
+    optimiser over every parameter of ``method``, the run's gradient clipping, and fresh
+    minibatches of ``x`` [N, *shape] (uint8 or float) drawn from ``order`` (a CPU generator).
+
+    One optimiser with a parameter subset stepped at a time is the same as one optimiser per
+    subset for Adam / AdamW: their state (moments, step count) is per parameter and a parameter
+    whose gradient is None is skipped entirely.
+    """
+
+    def __init__(self, method: Method, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                 x: Tensor | None = None, order: torch.Generator | None = None):
+        self.method, self.optimizer, self.config, self.x, self.order = method, optimizer, config, x, order
+
+    def step(self, loss: Tensor, params: Iterable[nn.Parameter] | None = None) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.grad_clip)
+        if params is not None:
+            stepped = {id(p) for p in params}
+            for p in self.method.parameters():
+                if id(p) not in stepped:
+                    p.grad = None
+        self.optimizer.step()
+
+    def fresh_batch(self) -> Tensor:
+        if self.x is None or self.order is None:
+            raise RuntimeError("these step tools have no training data to draw fresh minibatches from")
+        n = self.x.shape[0]
+        index = torch.randperm(n, generator=self.order)[:self.config.batch_size].to(self.x.device)
+        return to_unit(self.x[index])
+
+
 class Trainer:
     """Trains ``method`` one epoch at a time; its whole state (model, method buffers, optimiser,
     learning-rate schedule, position) round-trips through :meth:`state_dict` for checkpoints.
 
     ``x`` [N, *shape] stays on the training device, float32 or uint8 pixels (each batch is
     then converted with :func:`benchmark.data.splits.to_unit`); each epoch draws a permutation from
-    ``order`` (a CPU generator) and slices batches from it.
+    ``order`` (a CPU generator) and slices batches from it. Each batch is one call of the
+    method's ``training_step`` (by default: loss, backward, clip, one optimiser step); after each
+    epoch the method's ``on_epoch_end`` gets ``held_out`` [N', *shape] (float; None: none).
     """
 
-    def __init__(self, method: Method, x: Tensor, config: TrainConfig, order: torch.Generator):
-        self.method, self.x, self.config, self.order = method, x, config, order
+    def __init__(self, method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
+                 held_out: Tensor | None = None):
+        self.method, self.x, self.config, self.order, self.held_out = method, x, config, order, held_out
         self.steps_per_epoch = math.ceil(x.shape[0] / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.optimizer = make_optimizer(method.parameters(), config)
@@ -60,15 +97,11 @@ class Trainer:
         n = x.shape[0]
         method.train()
         perm = torch.randperm(n, generator=self.order).to(x.device)
+        tools = OptimiserTools(method, self.optimizer, config, x, self.order)  # the current optimiser
         sums: dict[str, Tensor] = {}
         for start in range(0, n, config.batch_size):
             batch = to_unit(x[perm[start:start + config.batch_size]])
-            parts = method.loss(batch, TrainingProgress(self.epoch, self.step, self.total_steps))
-            self.optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
-            self.optimizer.step()
+            parts = method.training_step(batch, TrainingProgress(self.epoch, self.step, self.total_steps), tools)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
@@ -80,6 +113,7 @@ class Trainer:
         self.epoch += 1
         if not all(math.isfinite(v) for v in means.values()):
             raise DivergedError(self.epoch - 1, self.step, means)
+        method.on_epoch_end(self.epoch - 1, self.held_out)
         return means
 
     def state_dict(self) -> dict[str, Any]:
@@ -97,10 +131,10 @@ class Trainer:
 
 
 def train(method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
-          on_epoch: EpochCallback | None = None) -> None:
+          on_epoch: EpochCallback | None = None, held_out: Tensor | None = None) -> None:
     """Train ``method`` on ``x`` [N, *shape] for ``config.epochs`` epochs (see :class:`Trainer`);
     ``on_epoch(epoch, means)`` is called after each epoch (0-based)."""
-    trainer = Trainer(method, x, config, order)
+    trainer = Trainer(method, x, config, order, held_out)
     while not trainer.done:
         means = trainer.run_epoch()
         if on_epoch is not None:

@@ -87,7 +87,7 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
         curves = CurvePoints(config.eval, config.train.epochs, curve_gen)
 
         torch.manual_seed(seeds["train"])
-        trainer = Trainer(method, data.train.x, config.train, order)
+        trainer = Trainer(method, data.train.x, config.train, order, held_out=data.test.x)
         generators = {"curves": curve_gen}
         record.data = data.files.to_dict() if data.files is not None else None
         train_time = 0.0

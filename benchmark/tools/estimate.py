@@ -8,7 +8,7 @@ Adam steps on synthetic data of the right shape (random uint8 pixels for image s
 trainer gets them, uniform in [0, 1] otherwise; no data set is read) on the given device, and
 its evaluation passes are timed at the sizes the runner uses. A run's time is then
 
-    train: seconds per step x epochs x ceil(train examples / batch size)
+    train: seconds per step (the method's training_step) x epochs x ceil(train examples / batch size)
     eval:  no-grad encoder passes over the test split (EVAL_BATCH examples each) for each
            curve point and at the end, one encoder + decoder pass over it, and the decoder
            passes of the importance-weighted NLL (nll_samples x nll_examples latent codes,
@@ -43,7 +43,7 @@ from ..device import describe_device, resolve_device
 from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
 from ..ml.metrics import IW_BATCH, IW_CHUNK
-from ..ml.train import make_optimizer
+from ..ml.train import OptimiserTools, make_optimizer
 from ..run.evaluate import EVAL_BATCH, iw_log_px
 
 
@@ -159,13 +159,12 @@ def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, step
              else torch.rand(batch, device=device))
         total = warmup + steps
 
+        # The method's own training step (a remedy may take several optimiser steps per batch,
+        # e.g. aggressive inference's inner encoder loop: timed in that, its costliest, phase).
+        tools = OptimiserTools(method, optimizer, run.train, x, torch.Generator().manual_seed(0))
+
         def step(i: int) -> None:
-            parts = method.loss(to_unit(x), TrainingProgress(0, i, total))
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            if run.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), run.train.grad_clip)
-            optimizer.step()
+            method.training_step(to_unit(x), TrainingProgress(0, i, total), tools)
 
         method.train()
         for i in range(warmup):
