@@ -35,3 +35,13 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def pack_size(text: str) -> int | str:
+    """``auto`` or an integer of at least 1 (the most runs trained together as one model)."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return positive(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pack takes a count of runs (e.g. 8) or auto, got {text!r}") from None

@@ -20,7 +20,7 @@ import sys
 import typing
 from pathlib import Path
 
-from .arguments import names, positive, seeds
+from .arguments import names, pack_size, positive, seeds
 from .errors import BenchmarkError
 
 DEFAULT_GRID = "quick"
@@ -62,7 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPU threads per run (default: the cores shared between the workers); use 1 on a "
                           "machine other jobs are using: oversubscribed torch threads are many times slower")
     run.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K",
-                     help="pack K runs on each GPU (default: 1)")
+                     help="K worker processes on each GPU (default: 1)")
+    run.add_argument("--pack", type=pack_size, default=1, metavar="N|auto",
+                     help="train up to N runs that differ only in their seed as one stacked model "
+                          "(default: 1, which measured fastest on CPU; auto: as many as fit in half the "
+                          "GPU's free memory, 1 on CPU); records are the same runs, numbers equal in "
+                          "distribution")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local processes (default) or Ray tasks (needs `pip install ray`)")
     run.add_argument("--address", metavar="ADDR",
@@ -182,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                          retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model,
-                         threads=args.threads or 0)
+                         threads=args.threads or 0, pack=args.pack)
     summary = launch(prepared, options)
     store = prepared.job.store
     counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"

@@ -55,6 +55,8 @@ class LIDVAE(Method):
     """LID-VAE (Wang et al. 2021): injective decoder grad F2(Bmat grad F1(z)); rec + beta * KL."""
 
     name = "lid-vae"
+    packable = True
+    pack_scalars = ("beta",)
     Config = LIDVAEConfig
     ranges = {"beta": "[0, inf)", "hidden_latent": "[1, inf)", "hidden_data": "[1, inf)", "num_layers": "[1, inf)",
               "lift_s_min": "(0, inf)", "lift_s_max": "(0, inf)", "icnn_init_gain": "(0, inf)"}

@@ -105,6 +105,8 @@ class LRVAE(Method):
     """LR-VAE (Song et al. 2025): rec + beta * KL + alpha(t) * ||E_mu(D(z)) - z||^2."""
 
     name = "lr-vae"
+    packable = True
+    pack_scalars = ("beta",)
     Config = LRVAEConfig
     ranges = {"beta": "[0, inf)", "alpha_T": "[0, inf)", "num_samples": "[1, inf)", "encoder_grad_scale": "[0, inf)"}
 

@@ -10,6 +10,7 @@ class VAE(Method):
     """Plain VAE (Kingma and Welling 2014): rec + KL, beta fixed at 1."""
 
     name = "vae"
+    packable = True
 
     def loss(self, x, progress: TrainingProgress):
         out = self.model(x)
@@ -29,6 +30,8 @@ class BetaVAE(Method):
     """beta-VAE (Higgins et al. 2017): rec + beta * KL with beta swept."""
 
     name = "beta-vae"
+    packable = True
+    pack_scalars = ("beta",)
     Config = BetaVAEConfig
     ranges = {"beta": "[0, inf)"}
 

@@ -136,7 +136,7 @@ def test_records_name_the_files_their_data_came_from(tmp_path, fake_fashion_root
                         "--data-root", str(fake_fashion_root)], capsys)
     assert code == 0, err
     by_data = {r["config"]["dataset"]["name"]: r for r in records(tmp_path, "tiny").values()}
-    assert by_data["fashion-mnist"]["record_version"] == RECORD_VERSION == 3
+    assert by_data["fashion-mnist"]["record_version"] == RECORD_VERSION == 4
     data = by_data["fashion-mnist"]["data"]
     assert data["kind"] == "source" and len(data["files"]) == 4
     for entry in data["files"]:
@@ -269,6 +269,13 @@ def test_descending_seed_range_is_named(capsys):
     assert code == 2 and "--seeds" in line and "'5-1'" in line and "1-5" in line and "filters" not in line
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_bad_pack_size_is_named(value, capsys):
+    code, _, err = cli(["run", "--pack", value, "--dry-run", "--no-estimate"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "--pack" in line and (f"'{value}'" in line or value in line)
+
+
 def test_plugins_may_name_one_file(tmp_path, plugin_dir, capsys):
     plugin_dir({})
     source = (ROOT / "tests" / "test_cli.py").read_text()
@@ -322,7 +329,7 @@ def test_resumed_run_times_count_every_process(tmp_path, monkeypatch, capsys):
 
     config = load_grid(grid_file(tmp_path, TINY.replace("epochs = 1", "epochs = 3") + '[[methods]]\nname = "vae"\n',
                                  name="tiny")).expand()[0]
-    checkpoint, real_run_epoch = tmp_path / "ckpt.pt", runner.Trainer.run_epoch
+    checkpoint, real_run_epoch = tmp_path / "ckpt.pt", runner.PackTrainer.run_epoch
 
     def slow_then_killed(self):
         if self.epoch == 2:
@@ -330,10 +337,10 @@ def test_resumed_run_times_count_every_process(tmp_path, monkeypatch, capsys):
         time.sleep(0.3)
         return real_run_epoch(self)
 
-    monkeypatch.setattr(runner.Trainer, "run_epoch", slow_then_killed)
+    monkeypatch.setattr(runner.PackTrainer, "run_epoch", slow_then_killed)
     with pytest.raises(KeyboardInterrupt):
         runner.execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)
-    monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
+    monkeypatch.setattr(runner.PackTrainer, "run_epoch", real_run_epoch)
     t0 = time.perf_counter()
     record = runner.execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record
     last_process = time.perf_counter() - t0

@@ -160,3 +160,29 @@ def test_eval_set_parses_eval_config_fields():
     assert main.parse_eval_set("nll_samples=0, mi_mixture=batch") == {"nll_samples": 0, "mi_mixture": "batch"}
     with pytest.raises(SystemExit, match="no_such_field"):
         main.parse_eval_set("no_such_field=1")
+
+
+def test_the_packing_section_times_packs_against_one_run_through_the_harness(tmp_path, capsys):
+    out = tmp_path / "packing.json"
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "packing", "--pack-sizes", "1,3",
+                                        "--pack-methods", "vae,lid-vae", "--out", str(out)]))
+    result = json.loads(out.read_text())
+    assert code == 0, result["errors"]
+    section = result["sections"]["packing"]
+    assert section["pack_sizes"] == [1, 3]
+    for preset in section["presets"].values():
+        assert set(preset) == {"vae", "lid-vae"}
+        for rows in preset.values():
+            row = rows["3"]
+            assert _positive(row["speed"]) and len(row["ratios"]) == result["settings"]["repeats"]
+            assert all(_positive(t) for t in row["epoch_s"].values())
+    assert "packing: speed of a pack of K runs" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_pack_sizes():
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    with pytest.raises(SystemExit, match="--pack-sizes"):
+        main.settings_from_args(parser.parse_args(["--quick", "--pack-sizes", "0,4"]))

@@ -107,7 +107,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
     plain = execute(config, device=device, log=lambda _: None).record.to_dict()
 
     checkpoint = tmp_path / "ckpt.pt"
-    real_run_epoch, calls = runner.Trainer.run_epoch, []
+    real_run_epoch, calls = runner.PackTrainer.run_epoch, []
 
     def dies_in_third_epoch(self):
         calls.append(self.epoch)
@@ -115,11 +115,11 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
             raise KeyboardInterrupt  # stands in for a kill: no record, the checkpoint stays
         return real_run_epoch(self)
 
-    monkeypatch.setattr(runner.Trainer, "run_epoch", dies_in_third_epoch)
+    monkeypatch.setattr(runner.PackTrainer, "run_epoch", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         execute(config, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)
     assert checkpoint.exists() and calls == [0, 1, 2]
-    monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
+    monkeypatch.setattr(runner.PackTrainer, "run_epoch", real_run_epoch)
 
     lines: list[str] = []
     resumed = execute(config, device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()

@@ -65,8 +65,9 @@ class Method(nn.Module):
     Subclasses set ``name``, ``Config`` (a dataclass of hyperparameters with defaults; its
     field docs go in the class docstring) and implement :meth:`loss`. They may set ``ranges``
     (hyperparameter name -> interval text such as ``"[0, inf)"``, :mod:`benchmark.ranges`;
-    checked when a grid is loaded) and ``requires`` (where the method applies, shown by
-    ``list methods``), and override the hooks: :meth:`build_decoder` (replace the
+    checked when a grid is loaded), ``requires`` (where the method applies, shown by
+    ``list methods``) and ``packable`` (its runs may train as one stacked model,
+    :mod:`benchmark.ml.pack`), and override the hooks: :meth:`build_decoder` (replace the
     architecture's decoder), :meth:`wrap_encoder` / :meth:`wrap_decoder` (wrap the
     architecture's networks), :meth:`check_model` (refuse a model the method does not apply
     to), :meth:`training_step` (take over the optimisation step), :meth:`on_epoch_end` (a
@@ -78,6 +79,13 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoHyperparameters
     ranges: ClassVar[dict[str, str]] = {}
     requires: ClassVar[str] = ""  # where the method applies (empty: every model); list methods shows it
+    # Runs of this method may train together as one stacked model (run --pack): ``loss`` must be
+    # a pure function of the parameters, buffers (in-place updates only), batch and progress,
+    # drawing noise from the global RNG, with the default training_step and on_epoch_end.
+    packable: ClassVar[bool] = False
+    # Hyperparameters that may differ between the runs of one pack: floats the loss reads from
+    # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors.
+    pack_scalars: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, model: VAE):
         super().__init__()

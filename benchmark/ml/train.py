@@ -1,13 +1,16 @@
-"""The one training loop every method uses.
+"""The one training loop every method uses, for one run or a pack of runs trained together.
 
-Data stay on the training device as one tensor; each epoch draws a permutation and slices
-batches from it (no DataLoader, no per-batch Python objects beyond the loss dict).
+Data stay on the training device as one tensor per run; each epoch draws a permutation per
+run and slices batches from it (no DataLoader, no per-batch Python objects beyond the loss
+dict). A pack of K >= 2 runs of one packable method trains as one stacked model
+(:mod:`benchmark.ml.pack`); a single run is a pack of one and steps through the method's own
+``training_step``, so every method, packable or not, trains through :class:`PackTrainer`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +19,7 @@ from ..config import TrainConfig
 from ..data.splits import to_unit
 from ..errors import DivergedError
 from .method import Method, TrainingProgress
+from .pack import StackedMethods, clip_per_run
 
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -64,70 +68,146 @@ class OptimiserTools:
         return to_unit(self.x[index])
 
 
-class Trainer:
-    """Trains ``method`` one epoch at a time; its whole state (model, method buffers, optimiser,
-    learning-rate schedule, position) round-trips through :meth:`state_dict` for checkpoints.
+class PackTrainer:
+    """Trains K >= 1 runs of one method and training config together, one epoch at a time.
 
-    ``x`` [N, *shape] stays on the training device, float32 or uint8 pixels (each batch is
-    then converted with :func:`benchmark.data.splits.to_unit`); each epoch draws a permutation from
-    ``order`` (a CPU generator) and slices batches from it. Each batch is one call of the
-    method's ``training_step`` (by default: loss, backward, clip, one optimiser step); after each
-    epoch the method's ``on_epoch_end`` gets ``held_out`` [N', *shape] (float; None: none).
+    ``methods[k]`` is run k's model (its own initialisation), ``xs[k]`` [N, *shape] its training
+    data on the training device (float32 or uint8 pixels, converted per batch with
+    :func:`benchmark.data.splits.to_unit`; every run has the same N), ``orders[k]`` its
+    batch-order generator (CPU) and ``held_outs[k]`` the split its ``on_epoch_end`` gets.
+
+    K = 1: each batch is one call of the method's ``training_step`` (loss, backward, clip, one
+    optimiser step by default). K >= 2: the methods must be packable
+    (:func:`benchmark.ml.pack.pack_problem`); their parameters are stacked along a leading run
+    axis, each step computes every run's loss in one vectorised call, clips each run's
+    gradient by its own norm and takes one optimiser step over the stack (Adam's state is per
+    element, so each run keeps its own). A run whose epoch means are not finite is marked in
+    :attr:`diverged` (its ``DivergedError``) and left out of later epochs' means; the others go
+    on unchanged. The whole state round-trips through :meth:`state_dict` for checkpoints.
     """
 
-    def __init__(self, method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
-                 held_out: Tensor | None = None):
-        self.method, self.x, self.config, self.order, self.held_out = method, x, config, order, held_out
-        self.steps_per_epoch = math.ceil(x.shape[0] / config.batch_size)
+    def __init__(self, methods: Sequence[Method], xs: Sequence[Tensor], config: TrainConfig,
+                 orders: Sequence[torch.Generator], held_outs: Sequence[Tensor | None] | None = None):
+        if not len(methods) == len(xs) == len(orders) >= 1:
+            raise ValueError("a pack needs one method, one data tensor and one order generator per run")
+        if len({x.shape for x in xs}) != 1:
+            raise ValueError(f"the runs of a pack need data of one shape, got {sorted({tuple(x.shape) for x in xs})}")
+        self.methods, self.config, self.orders = list(methods), config, list(orders)
+        self.held_outs = list(held_outs) if held_outs is not None else [None] * len(methods)
+        self.size = len(self.methods)
+        self.n = xs[0].shape[0]
+        self.steps_per_epoch = math.ceil(self.n / config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.optimizer = make_optimizer(method.parameters(), config)
+        if self.size == 1:
+            self.xs, self.stack = xs[0].unsqueeze(0), None
+            params: Iterable[Tensor] = self.methods[0].parameters()
+        else:
+            self.xs = torch.stack(list(xs))  # [K, N, *shape]
+            self.stack = StackedMethods(self.methods)
+            params = self.stack.parameters()
+        self.optimizer = make_optimizer(params, config)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)
                           if config.lr_schedule == "cosine" else None)
         self.epoch = 0  # epochs completed
         self.step = 0  # optimiser steps taken
+        self.diverged: dict[int, DivergedError] = {}  # run index -> how it diverged
 
     @property
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
 
-    def run_epoch(self) -> dict[str, float]:
-        """One pass over the data; returns the example-weighted mean of every loss part.
-        Raises :class:`DivergedError` when the epoch's loss is not finite."""
-        method, x, config = self.method, self.x, self.config
-        n = x.shape[0]
-        method.train()
-        perm = torch.randperm(n, generator=self.order).to(x.device)
-        tools = OptimiserTools(method, self.optimizer, config, x, self.order)  # the current optimiser
+    def _pack_step(self, batch: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
+        """One optimiser step of the stacked runs on ``batch`` [K, B, *shape]; parts [K] each."""
+        assert self.stack is not None
+        parts = self.stack.loss(batch, progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].sum().backward()  # run k's parameters get run k's gradient only
+        if self.config.grad_clip > 0:
+            clip_per_run(self.stack.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return parts
+
+    def run_epoch(self) -> list[dict[str, float] | None]:
+        """One pass over each run's data; returns per run the example-weighted mean of every
+        loss part (None for a run that has diverged, now or before)."""
+        method = self.methods[0]
+        for m in self.methods:
+            m.train()
+        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
+        tools = (OptimiserTools(method, self.optimizer, self.config, self.xs[0], self.orders[0])
+                 if self.stack is None else None)
+        runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
         sums: dict[str, Tensor] = {}
-        for start in range(0, n, config.batch_size):
-            batch = to_unit(x[perm[start:start + config.batch_size]])
-            parts = method.training_step(batch, TrainingProgress(self.epoch, self.step, self.total_steps), tools)
+        for start in range(0, self.n, self.config.batch_size):
+            progress = TrainingProgress(self.epoch, self.step, self.total_steps)
+            index = perms[:, start:start + self.config.batch_size]
+            if tools is not None:
+                batch = to_unit(self.xs[0][index[0]])
+                parts = method.training_step(batch, progress, tools)
+            else:
+                batch = to_unit(self.xs[runs, index])
+                parts = self._pack_step(batch, progress)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
-            weight = batch.shape[0]
+            weight = index.shape[1]
             for key, value in parts.items():
                 value = torch.as_tensor(value).detach() * weight
                 sums[key] = sums[key] + value if key in sums else value
-        means = {key: float(value) / n for key, value in sums.items()}
         self.epoch += 1
-        if not all(math.isfinite(v) for v in means.values()):
-            raise DivergedError(self.epoch - 1, self.step, means)
-        method.on_epoch_end(self.epoch - 1, self.held_out)
-        return means
+        means = [{key: float(value.reshape(-1)[k] if value.numel() > 1 else value) / self.n
+                  for key, value in sums.items()} for k in range(self.size)]
+        out: list[dict[str, float] | None] = []
+        for k, run_means in enumerate(means):
+            if k not in self.diverged and not all(math.isfinite(v) for v in run_means.values()):
+                self.diverged[k] = DivergedError(self.epoch - 1, self.step, run_means)
+            out.append(None if k in self.diverged else run_means)
+        if self.stack is not None:
+            self.stack.write_back()
+        for k, m in enumerate(self.methods):
+            if k not in self.diverged:
+                m.on_epoch_end(self.epoch - 1, self.held_outs[k])
+        return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-                "order": self.order.get_state(), "epoch": self.epoch, "step": self.step}
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                 "epoch": self.epoch, "step": self.step}
+        if self.stack is None:
+            return {"method": self.methods[0].state_dict(), "order": self.orders[0].get_state(), **state}
+        return {"stack": self.stack.state_dict(), "orders": [g.get_state() for g in self.orders],
+                "diverged": {k: (e.epoch, e.step, e.parts) for k, e in self.diverged.items()}, **state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.method.load_state_dict(state["method"])
+        if self.stack is None:
+            self.methods[0].load_state_dict(state["method"])
+            self.orders[0].set_state(state["order"])
+        else:
+            self.stack.load_state_dict(state["stack"])
+            for g, s in zip(self.orders, state["orders"]):
+                g.set_state(s)
+            self.diverged = {int(k): DivergedError(*v) for k, v in state["diverged"].items()}
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.order.set_state(state["order"])
         self.epoch, self.step = state["epoch"], state["step"]
+
+
+class Trainer(PackTrainer):
+    """One run as a pack of one: ``method`` trained on ``x`` [N, *shape] with batch order from
+    ``order``; ``held_out`` [N', *shape] goes to its ``on_epoch_end``. :meth:`run_epoch`
+    returns the run's means and raises :class:`DivergedError` when they are not finite."""
+
+    def __init__(self, method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
+                 held_out: Tensor | None = None):
+        super().__init__([method], [x], config, [order], [held_out])
+        self.method, self.x, self.order, self.held_out = method, x, order, held_out
+
+    def run_epoch(self) -> dict[str, float]:  # type: ignore[override]
+        (means,) = super().run_epoch()
+        if means is None:
+            raise self.diverged[0]
+        return means
 
 
 def train(method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,

@@ -1,4 +1,4 @@
-"""Resumable checkpoints of one run: model, optimiser, schedule, RNG states, the curves so far,
+"""Resumable checkpoints of one run or pack: model, optimiser, schedule, RNG states, the curves so far,
 and the time spent on the run so far (so a resumed run's times count every process).
 
 A checkpoint names its run and the code that made it (the record's ``code.key``): one made by
@@ -9,17 +9,17 @@ the previous checkpoint or the new one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from ..ml.train import Trainer
+from ..ml.train import PackTrainer
 from .record import Record
 from .store import atomic_torch_save
 
 
-def _rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    states = {name: g.get_state() for name, g in generators.items()}
+def _rng_states(generators: Sequence[dict[str, torch.Generator]]) -> dict[str, Any]:
+    states: dict[str, Any] = {"runs": [{name: g.get_state() for name, g in gens.items()} for gens in generators]}
     states["torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -27,43 +27,48 @@ def _rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
 
 
 class SpentSoFar(NamedTuple):
-    """What the processes before this one spent on a run, up to its checkpoint: seconds of
-    training and of wall time (loading included), and how many times it was resumed before."""
+    """What the processes before this one spent on a run (or pack), up to its checkpoint:
+    seconds of training and of wall time (loading included), and how many times it was
+    resumed before."""
 
     train_time_s: float
     wall_time_s: float
     resumed: int
 
 
-def save_checkpoint(path: Path, trainer: Trainer, generators: dict[str, torch.Generator], record: Record,
-                    spent: SpentSoFar) -> None:
-    """Atomically save everything needed to resume ``record``'s run after ``trainer.epoch`` epochs
-    (``spent``: the run's times so far, every process included, and its resumptions so far)."""
-    state = {"run_id": record.run_id, "code": record.code["key"], "trainer": trainer.state_dict(),
-             "rng": _rng_states(generators), "curves": record.curves, "train_time_s": spent.train_time_s,
+def save_checkpoint(path: Path, trainer: PackTrainer, generators: Sequence[dict[str, torch.Generator]],
+                    records: Sequence[Record], spent: SpentSoFar) -> None:
+    """Atomically save everything needed to resume the run (or pack) of ``records`` after
+    ``trainer.epoch`` epochs: the trainer, each run's generators and curves, the global RNG
+    (``spent``: the times so far, every process included, and the resumptions so far)."""
+    state = {"run_ids": [r.run_id for r in records], "codes": [r.code["key"] for r in records],
+             "trainer": trainer.state_dict(), "rng": _rng_states(generators),
+             "curves": [r.curves for r in records], "train_time_s": spent.train_time_s,
              "wall_time_s": spent.wall_time_s, "resumed": spent.resumed}
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, trainer: Trainer, generators: dict[str, torch.Generator],
-                    record: Record) -> SpentSoFar | None:
-    """Restore a checkpoint of ``record``'s run into ``trainer``, the generators and the record's
-    curves; returns what was spent on the run before it, or None (nothing restored) when the
-    checkpoint was made by other code (another ``record.code["key"]``). A checkpoint of another
-    run raises RuntimeError. (A checkpoint from before wall times were saved counts its training
-    time as wall time.)"""
+def load_checkpoint(path: Path, trainer: PackTrainer, generators: Sequence[dict[str, torch.Generator]],
+                    records: Sequence[Record]) -> SpentSoFar | None:
+    """Restore a checkpoint of the run (or pack) of ``records`` into ``trainer``, the generators
+    and the records' curves; returns what was spent before, or None (nothing restored) when it
+    was made by other code (another ``code["key"]``) or by an older checkpoint format. A
+    checkpoint of other runs raises RuntimeError."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("run_id") != record.run_id:
-        raise RuntimeError(f"checkpoint {path} belongs to run {state.get('run_id')}, not {record.run_id}: delete it")
-    if state.get("code") != record.code["key"]:
+    ids = [r.run_id for r in records]
+    saved = state.get("run_ids", [state.get("run_id")])
+    if saved != ids:
+        raise RuntimeError(f"checkpoint {path} belongs to run {', '.join(map(str, saved))}, not {', '.join(ids)}: delete it")
+    if state.get("codes") != [r.code["key"] for r in records]:
         return None
     trainer.load_state_dict(state["trainer"])
     rng = state["rng"]
-    for name, generator in generators.items():
-        generator.set_state(rng[name])
+    for gens, saved_states in zip(generators, rng["runs"]):
+        for name, generator in gens.items():
+            generator.set_state(saved_states[name])
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    record.curves = list(state["curves"])
-    train = float(state["train_time_s"])
-    return SpentSoFar(train, float(state.get("wall_time_s", train)), int(state.get("resumed", 0)))
+    for record, curves in zip(records, state["curves"]):
+        record.curves = list(curves)
+    return SpentSoFar(float(state["train_time_s"]), float(state["wall_time_s"]), int(state["resumed"]))

@@ -3,29 +3,35 @@
 Backends: in this process (one worker, one device), local worker processes (joblib's loky;
 each pinned to a GPU slot or given its share of the CPU threads) or Ray tasks (local instance
 or a cluster; the driver writes every record itself, so workers need no shared filesystem).
-Every run is claimed with a lock first, so concurrent ``run`` commands never run it twice; a
-run another process finished meanwhile is skipped; failed runs are retried. What to run (and
-the device) is decided once beforehand, by :mod:`benchmark.run.prepare`.
+A submission is a pack: up to ``--pack`` runs that differ only in their seed, trained as one
+stacked model (:mod:`benchmark.ml.pack`; a single run is a pack of one). Every run is claimed
+with a lock first, so concurrent ``run`` commands never run it twice; a run another process
+finished meanwhile is skipped; failed runs are retried, one at a time. What to run (and the
+device) is decided once beforehand, by :mod:`benchmark.run.prepare`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 
 from ..config import RunConfig
+from ..discovery import METHODS
 from ..errors import BenchmarkError
+from ..ml.pack import pack_key, pack_problem
+from .memory import auto_pack_size
 from .progress import GridProgress
 from .provenance import PROJECT_ROOT
 from .record import run_state
-from .runner import RunResult, execute, failed_result
+from .runner import RunResult, execute_pack, failed_result
 from .store import ResultStore, RunLock, atomic_torch_save
 
 
@@ -44,6 +50,7 @@ class RunOptions:
     checkpoint_every: int = 5  # epochs between checkpoints (0: none)
     keep_model: bool = False
     threads: int = 0  # CPU threads per run (0: the cores shared between the workers)
+    pack: int | Literal["auto"] = 1  # most runs trained together as one stacked model (auto: by GPU memory)
 
     def __post_init__(self) -> None:
         if self.address and self.executor != "ray":
@@ -90,14 +97,45 @@ def local_slots(options: RunOptions, device: torch.device) -> list[Slot]:
     return [Slot("cpu", options.threads or max(1, cores // options.workers))] * options.workers
 
 
-def _run_in_worker(config: RunConfig, options: RunOptions, slot: Slot, checkpoint: str | None) -> RunResult:
+def make_packs(runs: Sequence[RunConfig], size: int, log: Callable[[str], None] = lambda line: None) -> list[list[RunConfig]]:
+    """``runs`` grouped into packs of at most ``size`` runs that differ only in their seed and
+    their method's ``pack_scalars`` (:func:`benchmark.ml.pack.pack_key`), in the order of each pack's first run; runs of a
+    method that cannot pack are packs of one (``log`` says why, once per method)."""
+    packs: list[list[RunConfig]] = []
+    open_packs: dict[str, list[RunConfig]] = {}
+    told: set[str] = set()
+    for config in runs:
+        problem = pack_problem(METHODS[config.method]) if size > 1 else "no packing"
+        if problem is not None:
+            if size > 1 and config.method not in told:
+                told.add(config.method)
+                log(f"{config.method} runs alone: {problem}")
+            packs.append([config])
+            continue
+        key = pack_key(config, METHODS[config.method].pack_scalars)
+        pack = open_packs.get(key)
+        if pack is None or len(pack) >= size:
+            pack = open_packs[key] = []
+            packs.append(pack)
+        pack.append(config)
+    return packs
+
+
+def pack_name(configs: Sequence[RunConfig]) -> str:
+    """The name of a pack's checkpoint: its run id when alone, else a digest of its run ids."""
+    if len(configs) == 1:
+        return configs[0].run_id
+    return "pack-" + hashlib.sha256(",".join(c.run_id for c in configs).encode()).hexdigest()[:16]
+
+
+def _run_in_worker(configs: list[RunConfig], options: RunOptions, slot: Slot, checkpoint: str | None) -> list[RunResult]:
     """Entry point of a worker process (loky or Ray): pin the device and threads, then run."""
     torch.set_num_threads(slot.threads)
     if slot.device.startswith("cuda:"):
         torch.cuda.set_device(slot.device)
-    return execute(config, device=slot.device, data_root=options.data_root, download=options.download,
-                   log=lambda line: print(line, flush=True), checkpoint=Path(checkpoint) if checkpoint else None,
-                   checkpoint_every=options.checkpoint_every, keep_model=options.keep_model)
+    return execute_pack(configs, device=slot.device, data_root=options.data_root, download=options.download,
+                        log=lambda line: print(line, flush=True), checkpoint=Path(checkpoint) if checkpoint else None,
+                        checkpoint_every=options.checkpoint_every, keep_model=options.keep_model)
 
 
 class InProcessBackend:
@@ -109,12 +147,13 @@ class InProcessBackend:
         if options.threads:
             torch.set_num_threads(options.threads)
 
-    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+    def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
         future: Future = Future()
-        future.set_result(execute(config, device=slot.device, data_root=self.options.data_root,
-                                  download=self.options.download, log=self.log,
-                                  checkpoint=Path(checkpoint) if checkpoint else None,
-                                  checkpoint_every=self.options.checkpoint_every, keep_model=self.options.keep_model))
+        future.set_result(execute_pack(configs, device=slot.device, data_root=self.options.data_root,
+                                       download=self.options.download, log=self.log,
+                                       checkpoint=Path(checkpoint) if checkpoint else None,
+                                       checkpoint_every=self.options.checkpoint_every,
+                                       keep_model=self.options.keep_model))
         return future
 
     def close(self) -> None:
@@ -127,18 +166,18 @@ class LokyBackend:
     def __init__(self, options: RunOptions, device: torch.device):
         self.options, self.slots = options, local_slots(options, device)
 
-    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
+    def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
         from joblib.externals.loky import get_reusable_executor
 
         executor = get_reusable_executor(max_workers=len(self.slots))  # a fresh one if a worker died
-        return executor.submit(_run_in_worker, config, self.options, slot, checkpoint)
+        return executor.submit(_run_in_worker, configs, self.options, slot, checkpoint)
 
     def close(self) -> None:
         pass
 
 
 class RayBackend:
-    """Each run is a Ray task with its resource request; results come back to the driver."""
+    """Each pack is a Ray task with its resource request; results come back to the driver."""
 
     def __init__(self, options: RunOptions):
         try:
@@ -163,8 +202,8 @@ class RayBackend:
         slots = int(ray.cluster_resources().get("GPU", 0) * options.runs_per_gpu) if gpu else options.workers
         self.slots = [Slot(self.device, 1)] * max(1, slots)
 
-    def submit(self, config: RunConfig, slot: Slot, checkpoint: str | None) -> Future:
-        return self.task.remote(config, self.options, slot, checkpoint).future()
+    def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
+        return self.task.remote(configs, self.options, slot, checkpoint).future()
 
     def close(self) -> None:
         if self.options.address is None:
@@ -180,15 +219,21 @@ def _backend(options: RunOptions, device: torch.device, log: Callable[[str], Non
 
 
 def run_grid(job: Job, options: RunOptions, device: torch.device, progress: GridProgress | None = None) -> GridSummary:
-    """Execute ``job.todo`` on ``device`` (resolved) and write each record (and the tables) as
-    it arrives, and the tables once more at the end. A stale record (``ok``, made by other code) is moved to ``superseded/`` when its
-    run's new record is written."""
+    """Execute ``job.todo`` on ``device`` (resolved), in packs of at most ``options.pack`` runs,
+    and write each record (and the tables) as it arrives, and the tables once more at the end.
+    A stale record (``ok``, made by other code) is moved to ``superseded/`` when its run's new
+    record is written. A run that fails in a pack is retried alone without being charged an
+    attempt; a run that fails alone is retried up to ``options.retries`` times."""
     store, force, keep_stale, code_keys = job.store, job.force, job.keep_stale, job.code_keys
     progress = progress or GridProgress(len(job.todo))
     summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
     backend = _backend(options, device, progress.log)
-    queue, free = deque(job.todo), list(backend.slots)
-    running: dict[Future, tuple[RunConfig, Slot, RunLock, bool]] = {}  # ..., runs alone
+    size = options.pack if isinstance(options.pack, int) else auto_pack_size(job.todo, device)
+    if options.pack == "auto":
+        progress.log(f"--pack auto: packs of up to {size} runs on {device}")
+    queue = deque(make_packs(job.todo, size, progress.log))
+    free = list(backend.slots)
+    running: dict[Future, tuple[list[RunConfig], Slot, list[RunLock], bool]] = {}  # ..., runs alone
     attempts: dict[str, int] = {}
     # A dying worker process takes every run in flight on the pool down with it. Runs lost
     # beside others are not charged an attempt: they become suspects and run one at a time,
@@ -197,70 +242,91 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
     try:
         while queue or running:
             while queue and free and not any(alone for *_, alone in running.values()):
-                alone = queue[0].run_id in suspects
+                alone = queue[0][0].run_id in suspects
                 if alone and running:
                     break
-                config = queue.popleft()
-                lock = store.try_lock(config.run_id)
-                if lock is None:
-                    summary.locked += 1
-                    progress.log(f"{config.run_id} is being run by another process: skipped")
-                    progress.skip()
-                    continue
-                if not force and attempts.get(config.run_id) is None and run_state(
-                        store.read(config.run_id), code_keys[config.method], keep_stale) == "done":
-                    lock.release()  # finished by another process since we looked
-                    progress.skip()
+                pack, locks = [], []
+                for config in queue.popleft():
+                    lock = store.try_lock(config.run_id)
+                    if lock is None:
+                        summary.locked += 1
+                        progress.log(f"{config.run_id} is being run by another process: skipped")
+                        progress.skip()
+                        continue
+                    if not force and attempts.get(config.run_id) is None and run_state(
+                            store.read(config.run_id), code_keys[config.method], keep_stale) == "done":
+                        lock.release()  # finished by another process since we looked
+                        progress.skip()
+                        continue
+                    pack.append(config)
+                    locks.append(lock)
+                if not pack:
                     continue
                 slot = free.pop()
-                attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
-                progress.started()
-                future = backend.submit(config, slot, str(store.checkpoint_path(config.run_id)))
-                running[future] = (config, slot, lock, alone)
+                for config in pack:
+                    attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
+                    progress.started()
+                future = backend.submit(pack, slot, str(store.checkpoint_path(pack_name(pack))))
+                running[future] = (pack, slot, locks, alone)
                 if alone:
                     break
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
-                config, slot, lock, alone = running.pop(future)
+                pack, slot, locks, alone = running.pop(future)
                 free.append(slot)
                 try:
-                    result = future.result()
+                    results = future.result()
                 except Exception as exc:  # the worker died or could not run the task
-                    if not alone:
+                    if not alone or len(pack) > 1:
+                        progress.log(f"{pack_name(pack)}: a worker process died while it ran; rerunning "
+                                     f"{'its runs one at a time' if len(pack) > 1 else 'it alone'}")
+                        for config, lock in zip(pack, locks):
+                            attempts[config.run_id] -= 1
+                            suspects.add(config.run_id)
+                            progress.retrying()
+                            lock.release()
+                            queue.appendleft([config])
+                        continue
+                    results = [failed_result(pack[0], type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())]
+                finished = 0
+                for config, lock, result in zip(pack, locks, results):
+                    record = result.record
+                    if record.status == "failed" and len(pack) > 1:
                         attempts[config.run_id] -= 1
-                        suspects.add(config.run_id)
-                        progress.log(f"{config.run_id}: a worker process died while it ran; rerunning it alone")
+                        progress.log(f"{config.run_id} failed in a pack of {len(pack)}, rerunning it alone: "
+                                     f"{record.error['message'][:200]}")
                         progress.retrying()
                         lock.release()
-                        queue.appendleft(config)
+                        queue.append([config])
                         continue
-                    result = failed_result(config, type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())
-                record = result.record
-                record.attempt = attempts[config.run_id]
-                if record.status == "failed" and attempts[config.run_id] <= options.retries:
-                    progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), retrying: "
-                                 f"{record.error['message'][:200]}")
-                    progress.retrying()
+                    record.attempt = attempts[config.run_id]
+                    if record.status == "failed" and attempts[config.run_id] <= options.retries:
+                        progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), retrying: "
+                                     f"{record.error['message'][:200]}")
+                        progress.retrying()
+                        lock.release()
+                        queue.append([config])
+                        continue
+                    record.grid = job.name
+                    if result.model_state is not None:
+                        atomic_torch_save(result.model_state, store.model_path(config.run_id))
+                    if run_state(store.read(config.run_id), code_keys[config.method]) == "stale":
+                        progress.log(f"{config.run_id}: record made by other code moved to "
+                                     f"{store.supersede(config.run_id)}")
+                    store.write(record, result.images)
+                    store.remove_checkpoint(config.run_id)
                     lock.release()
-                    queue.append(config)
-                    continue
-                record.grid = job.name
-                if result.model_state is not None:
-                    atomic_torch_save(result.model_state, store.model_path(config.run_id))
-                if run_state(store.read(config.run_id), code_keys[config.method]) == "stale":
-                    progress.log(f"{config.run_id}: record made by other code moved to "
-                                 f"{store.supersede(config.run_id)}")
-                store.write(record, result.images)
-                store.remove_checkpoint(config.run_id)
-                lock.release()
-                store.write_table()
-                progress.finished(record)
+                    finished += 1
+                    progress.finished(record)
+                store.remove_checkpoint(pack_name(pack))
+                if finished:
+                    store.write_table()
         store.write_table()  # also when nothing ran: the tables always match the records on disk
     finally:
-        for _, _, lock, _ in running.values():
-            lock.release()
+        for _, _, locks, _ in running.values():
+            for lock in locks:
+                lock.release()
         backend.close()
         progress.close()
         summary.counts = dict(progress.counts)
     return summary
-

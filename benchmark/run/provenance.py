@@ -34,7 +34,7 @@ class _CodeOnly(ast.NodeTransformer):
     """Drops what cannot change a number: docstrings, the module paths of imports from this
     package (the imported names stay), so moving core code between modules is no change, and
     a method's declared hyperparameter ``ranges`` (they only reject configs, never change a
-    valid run)."""
+    valid run) and its ``packable`` / ``pack_scalars`` (how runs execute, not what they compute)."""
 
     def _strip_docstring(self, node: ast.AST) -> ast.AST:
         body = getattr(node, "body", None)
@@ -57,7 +57,7 @@ class _CodeOnly(ast.NodeTransformer):
 
 def _assigns_ranges(node: ast.AST) -> bool:
     targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-    return any(isinstance(t, ast.Name) and t.id == "ranges" for t in targets)
+    return any(isinstance(t, ast.Name) and t.id in ("ranges", "packable", "pack_scalars") for t in targets)
 
 
 @functools.lru_cache(maxsize=None)

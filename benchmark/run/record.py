@@ -21,8 +21,9 @@ from typing import Any, Literal
 from ..config import STREAMS, RunConfig
 
 # 2: `code` (the code version behind the numbers), host CPU in `environment`; 3: `data` (the files the
-# data came from) and `resumed`, times that count every process that worked on a resumed run
-RECORD_VERSION = 3
+# data came from) and `resumed`, times that count every process that worked on a resumed run;
+# 4: `pack` (the runs trained together with this one, when it was packed)
+RECORD_VERSION = 4
 RunState = Literal["done", "stale", "todo"]
 
 
@@ -57,6 +58,8 @@ class Record:
     eval_time_s: float | None = _optional()  # the final evaluation
     wall_time_s: float | None = _optional()  # the whole run, loading included
     resumed: int | None = _optional()  # times the run resumed from a checkpoint (0: ran in one go)
+    # A packed run (run --pack): {"size": K, "index": k, "run_ids": [...]}; its times are 1 / K of the pack's
+    pack: dict[str, Any] | None = _optional()
     data: dict[str, Any] | None = _optional()  # data.files.DataFiles.to_dict(): kind, files (path, size, sha256)
     per_class: dict[str, Any] | None = _optional()  # {"au": {label: fraction}, "kl": {label: nats}}
     noise: dict[str, Any] | None = _optional()  # noise sensitivity: variances, distance, diversity

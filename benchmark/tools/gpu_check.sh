@@ -13,6 +13,10 @@
 #
 # Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT:
 #   env.txt                nvidia-smi, python, torch, CUDA
+#   bench-packing-cuda.json  python -m benchmark bench --sections packing: packs of 1, 8, 32, 128 runs
+#                          against one run, every packable method (run --pack)
+#   pack-slice.txt         full's Fashion-MNIST vae / beta-vae runs, 2 epochs, with --pack 1 and
+#                          --pack auto: wall seconds of each
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
 #                          estimate of the paper grid, timed on this GPU
 #   dry-run-subgrids.txt   the same for full-warmup and full-capacity
@@ -108,6 +112,16 @@ rm -rf "$DATA"; mkdir -p "$DATA"
 step fake-ffhq 60 - "$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fakes import write_fake_ffhq
 write_fake_ffhq(Path('$DATA/ffhq'), n=7000, side=64, per_folder=1000)
 from benchmark.data.catalog import load_dataset; load_dataset('ffhq', data_root='$DATA', seed=0)  # builds the cached tensors"
+
+# 0. Packed training (run --pack): the bench's packing section (packs of 1, 8, 32, 128 against one
+#    run, every packable method, MLP presets), then a slice of `full` run with --pack 1 and with
+#    --pack auto on the same runs (wall seconds of each, for docs/performance.md).
+step packing 150 - "$PY" -m benchmark bench --device "$DEVICE" --sections packing --repeats 2 \
+  --throughput-examples 12800 --data-root "$DATA" --out "$OUT/bench-packing-$DEVICE.json" "${BENCH_ARGS[@]}"
+step pack-slice 220 "$OUT/pack-slice.txt" bash -c "for p in 1 auto; do s=\$SECONDS
+  '$PY' -m benchmark run --grid $CHECK_GRID --datasets fashion-mnist --methods vae,beta-vae --epochs 2 --pack \$p \
+    --device $DEVICE --data-root '$DATA' --results /tmp/gpu-pack-\$p --checkpoint-every 0 2>&1 | tail -4
+  echo \"pack=\$p wall_s=\$((SECONDS - s))\"; done"
 
 # 1. The compute estimate of the paper grid and its sub-grids on this device.
 step dry-run-full 90 "$OUT/dry-run-full.txt" "$PY" -m benchmark run --grid full --dry-run --device "$DEVICE" \

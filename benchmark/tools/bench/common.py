@@ -44,6 +44,8 @@ class Preset:
 
 FULL_PRESETS = (Preset("mlp-2x512", (512, 512), 32), Preset("mlp-1x512", (512,), 32))
 QUICK_PRESETS = (Preset("mlp-2x64", (64, 64), 8), Preset("mlp-1x64", (64,), 8))
+# The paper's capacities (the grids' mlp-shallow and mlp-deep), for the packing section.
+PACK_PRESETS = (Preset("mlp-1x512", (512,), 32), Preset("mlp-4x512", (512, 512, 512, 512), 32))
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Settings:
     sections: tuple[str, ...] = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching")
     method_steps: int = 20  # optimiser steps per method and repetition
     seed_batch: int = 4  # seeds trained as one batched model
+    pack_sizes: tuple[int, ...] = (1, 8, 32, 128)  # packing section: runs per pack
+    pack_methods: tuple[str, ...] = ("vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae")
+    pack_presets: tuple[Preset, ...] = PACK_PRESETS
     compile_modes: tuple[str, ...] = ()
     threads: int | None = None
     presets: tuple[Preset, ...] = FULL_PRESETS
@@ -77,7 +82,8 @@ class Settings:
         section runs and reports (seconds), says nothing about speed."""
         values = dict(quick=True, repeats=2, eval_repeats=1, throughput_examples=256, train_size=256,
                       test_size=128, batch_size=64, data="synthetic",
-                      method_steps=2, seed_batch=2, presets=QUICK_PRESETS, threads=1,
+                      method_steps=2, seed_batch=2, presets=QUICK_PRESETS, threads=1, pack_sizes=(1, 4),
+                      pack_presets=QUICK_PRESETS[1:],
                       eval_overrides={"nll_samples": 4, "nll_examples": 16, "geometry_points": 4,
                                       "noise_points": 4, "noise_draws": 2},
                       method_overrides={"hidden_latent": 16, "hidden_data": 16})
@@ -104,7 +110,7 @@ class Settings:
         return {k: v for k, v in self.method_overrides.items() if k in names}
 
 
-ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile")
+ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing")
 
 
 class Clock:

@@ -17,6 +17,7 @@ from ...config import EvalConfig
 from ...device import resolve_device
 from .common import ALL_SECTIONS, BENCH_VERSION, Clock, Settings, finite, load_avg, load_data, machine_info
 from .costs import bench_methods, bench_metrics, quick_grid_share
+from .packing import bench_packing, format_packing
 from .peer import bench_pythae
 from .speed import bench_compile, bench_seed_batching, bench_threads, bench_throughput
 
@@ -59,6 +60,7 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
         "pythae": lambda: bench_pythae(settings, x, device, clock),
         "seed_batching": lambda: bench_seed_batching(settings, x, device, clock),
         "compile": lambda: bench_compile(settings, x, device, clock),
+        "packing": lambda: bench_packing(settings, x, device, clock),
     }
     for name in sections:
         t0 = time.perf_counter()
@@ -144,6 +146,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ["", f"seed batching (torch.func.vmap, {s['seeds']} seeds, {s['model']}): batched epoch "
                       f"{_f(s['epoch_s']['batched'])} s vs {s['seeds']} sequential {_f(s['epoch_s']['sequential'])} s: "
                       f"speed-up {_f(s['speedup']['ratio'], '.2f')}x"]
+    if "packing" in sec:
+        lines += format_packing(sec["packing"])
     if "compile" in sec:
         for mode, c in sec["compile"]["modes"].items():
             if c.get("ok"):
@@ -190,6 +194,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the data sets (also $BENCHMARK_DATA)")
     parser.add_argument("--seed-batch", type=int, default=None, metavar="S",
                         help="seeds trained as one vmapped model in seed_batching (default 4)")
+    parser.add_argument("--pack-sizes", default=None, metavar="K,K",
+                        help="pack sizes of the packing section (default 1,8,32,128; --quick 1,4)")
+    parser.add_argument("--pack-methods", default=None, metavar="A,B",
+                        help="methods of the packing section (default: vae,beta-vae,lr-vae,lid-vae,il-lid-vae)")
     parser.add_argument("--method-steps", type=int, default=None, metavar="K",
                         help="optimiser steps per method and repetition (default 20)")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODES",
@@ -232,6 +240,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if unknown:
             raise SystemExit(f"bench: unknown section(s) {', '.join(unknown)}; valid: {', '.join(ALL_SECTIONS)}")
         overrides["sections"] = names
+    if getattr(args, "pack_sizes", None):
+        try:
+            overrides["pack_sizes"] = tuple(int(k) for k in args.pack_sizes.split(",") if k.strip())
+        except ValueError:
+            raise SystemExit(f"bench: --pack-sizes takes counts such as 1,8,32, got {args.pack_sizes!r}") from None
+        if not overrides["pack_sizes"] or min(overrides["pack_sizes"]) < 1:
+            raise SystemExit("bench: --pack-sizes must be counts of at least 1")
+    if getattr(args, "pack_methods", None):
+        overrides["pack_methods"] = tuple(m.strip() for m in args.pack_methods.split(",") if m.strip())
     if args.eval_set:
         overrides["eval_overrides"] = parse_eval_set(args.eval_set)
     if args.compile:

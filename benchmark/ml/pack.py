@@ -1,0 +1,146 @@
+"""Packs: K runs of one method trained as one model with a leading run axis.
+
+The runs' parameters and buffers are stacked ([K, ...] each, ``torch.func.stack_module_state``)
+and one copy of the method (the template, on the meta device) computes every run's loss in
+one ``torch.func.vmap`` over ``functional_call``. Runs in a pack share everything but their
+seed and the method's ``pack_scalars`` (:func:`pack_key`): method, the other hyperparameters,
+model, data set config and training config, so the template's Python state (schedules,
+constants) is every run's. A pack scalar (e.g. beta) is handed to the template as a 0-d tensor
+holding each run's value, in place of the float its config has.
+
+What stays per run: the initialisation (each method is built from its own seed before it is
+stacked), the data subset and batch order, the optimiser state (Adam's is per element), the
+gradient-norm clipping (:func:`clip_per_run`), buffers such as a schedule's last KL, and the
+loss parts. What the pack shares: the stream of sampling noise (the global RNG, vmap's
+``randomness="different"``): run k's noise is its own slice of each draw, so a packed run's
+numbers equal the unpacked run's in distribution, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from ..config import RunConfig
+from .method import Method, TrainingProgress
+
+
+def pack_problem(method: type[Method]) -> str | None:
+    """Why runs of ``method`` cannot share a pack (None: they can). A method opts in with the
+    class attribute ``packable = True``, which promises that its ``loss`` is a pure function of
+    its parameters, buffers (updated in place only), the batch and the progress, with the
+    sampling noise drawn from the global RNG (``torch.randn`` and friends); it must keep the
+    default ``training_step`` and ``on_epoch_end``."""
+    for hook in ("training_step", "on_epoch_end"):
+        if getattr(method, hook) is not getattr(Method, hook):
+            return f"{method.name} overrides {hook}, which works on one model at a time"
+    if not getattr(method, "packable", False):
+        return f"{method.name} does not declare packable = True"
+    return None
+
+
+def pack_key(config: RunConfig, scalars: Sequence[str] = ()) -> str:
+    """Runs with equal keys may share a pack: everything but the seed and the hyperparameters
+    named in ``scalars`` (the method's ``pack_scalars``) is equal."""
+    shared = sorted((k, v) for k, v in config.hyperparameters.items() if k not in scalars)
+    return repr((config.method, shared, dataclasses.asdict(config.model),
+                 dataclasses.asdict(config.dataset), dataclasses.asdict(config.train),
+                 dataclasses.asdict(config.eval)))
+
+
+class _Loss(nn.Module):
+    """Calls the wrapped method's ``loss`` as its forward, for ``functional_call``."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, x: Tensor, progress: TrainingProgress) -> dict[str, Any]:
+        return self.method.loss(x, progress)
+
+
+class StackedMethods:
+    """The parameters and buffers of ``methods`` (K >= 2 runs of one packable method, equal
+    configs) stacked along a leading run axis, and their vectorised loss."""
+
+    def __init__(self, methods: Sequence[Method]):
+        kinds = {type(m) for m in methods}
+        if len(kinds) != 1:
+            raise ValueError(f"a pack holds runs of one method, got {sorted(k.name for k in kinds)}")
+        problem = pack_problem(type(methods[0]))
+        if problem is not None:
+            raise ValueError(f"cannot pack: {problem}")
+        self.methods = list(methods)
+        self.scalar_names = tuple(getattr(type(methods[0]), "pack_scalars", ()))
+        shared = [{k: v for k, v in dataclasses.asdict(m.config).items() if k not in self.scalar_names}
+                  for m in self.methods] if dataclasses.is_dataclass(methods[0].config) else [{}]
+        if any(s != shared[0] for s in shared):
+            raise ValueError("the runs of a pack may differ only in their seed and "
+                             f"{', '.join(self.scalar_names) or 'no hyperparameter'}")
+        params, buffers = stack_module_state(self.methods)
+        self.params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+        self.buffers = buffers
+        self.template = _Loss(copy.deepcopy(self.methods[0]).to("meta"))
+        device = next(iter(self.params.values())).device
+        self.scalars = {name: torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
+                        for name in self.scalar_names}  # [K] each
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
+        """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k])."""
+        template, config = self.template, self.template.method.config
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], scalars: dict[str, Tensor],
+                xk: Tensor) -> dict[str, Tensor]:
+            named = {**{f"method.{k}": v for k, v in params.items()}, **{f"method.{k}": v for k, v in buffers.items()}}
+            if scalars:  # this run's values, without the config's checks (they ran when it was built)
+                template.method.config = copy.copy(config)
+                for name, value in scalars.items():
+                    object.__setattr__(template.method.config, name, value)
+            try:
+                parts = functional_call(template, named, (xk, progress))
+            finally:
+                template.method.config = config
+            return {k: torch.as_tensor(v, dtype=xk.dtype, device=xk.device) for k, v in parts.items()}
+
+        return vmap(one, randomness="different")(self.params, self.buffers, self.scalars, x)
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy each run's slice into its own method (for curves, evaluation and records)."""
+        for k, method in enumerate(self.methods):
+            for name, tensor in [*method.named_parameters(), *method.named_buffers()]:
+                source = self.params.get(name, self.buffers.get(name))
+                tensor.copy_(source[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": {k: v.detach().clone() for k, v in self.params.items()},
+                "buffers": {k: v.clone() for k, v in self.buffers.items()}}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state["params"].items():
+            self.params[k].copy_(v)
+        for k, v in state["buffers"].items():
+            self.buffers[k].copy_(v)
+        self.write_back()
+
+
+@torch.no_grad()
+def clip_per_run(params: Iterable[Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` for each run of a stack: run k's gradient (the slices
+    [k] of every parameter's ``.grad``) is scaled so its total 2-norm is at most ``max_norm``."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))

@@ -1,0 +1,222 @@
+"""Packed training: runs that differ only in their seed trained as one stacked model.
+
+A packed run keeps its own initialisation, batch order, optimiser state, gradient clipping and
+loss; only the stream of sampling noise is shared by the pack. So with the noise switched off
+(the reparameterised sample replaced by its mean) a packed run must match the same run trained
+alone to float tolerance, and with it on, the same grid packed and unpacked must agree within
+the noise. A run that diverges must leave the others' numbers untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import ModelConfig, TrainConfig
+from benchmark.grid import load_grid
+from benchmark.ml.method import build_method
+from benchmark.ml.models import VAE
+from benchmark.ml.pack import StackedMethods, pack_problem
+from benchmark.ml.train import PackTrainer, Trainer
+from benchmark.discovery import METHODS
+from benchmark.run.executor import make_packs
+from benchmark.run.memory import auto_pack_size, run_bytes
+
+SHAPE = (1, 8, 8)
+MODEL = ModelConfig(latent_dim=4, options={"hidden": [24]})
+LID = {"hidden_latent": 16, "hidden_data": 16}
+CASES = [("vae", {}), ("beta-vae", {"beta": 0.5}), ("lr-vae", {"z_source": "posterior-mean", "alpha_T": 2.0}),
+         ("lid-vae", LID), ("il-lid-vae", {**LID, "L": 0.5})]
+
+
+def pixels(n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def build(name: str, hp: dict, seed: int):
+    torch.manual_seed(seed)
+    return build_method(name, hp, MODEL, SHAPE)
+
+
+def betas(name: str, hp: dict, seeds: list[int]) -> list[dict]:
+    """Each run's hyperparameters: beta differs between the runs where the method packs it."""
+    if "beta" not in METHODS[name].pack_scalars:
+        return [hp] * len(seeds)
+    return [{**hp, "beta": 0.5 + k} for k in range(len(seeds))]
+
+
+def train_alone(name, hp, seed, config, epochs):
+    method = build(name, hp, seed)
+    trainer = Trainer(method, pixels(50, seed), config, torch.Generator().manual_seed(seed))
+    return method, [trainer.run_epoch() for _ in range(epochs)]
+
+
+def train_packed(name, hps, seeds, config, epochs, noise_seed: int = 7):
+    hps = hps if isinstance(hps, list) else [hps] * len(seeds)
+    methods = [build(name, hp, s) for hp, s in zip(hps, seeds)]
+    torch.manual_seed(noise_seed)
+    trainer = PackTrainer(methods, [pixels(50, s) for s in seeds], config,
+                          [torch.Generator().manual_seed(s) for s in seeds])
+    return methods, trainer, [trainer.run_epoch() for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("name,hp", CASES, ids=[c[0] for c in CASES])
+def test_a_packed_run_matches_the_run_trained_alone_when_sampling_is_deterministic(name, hp, monkeypatch):
+    monkeypatch.setattr(VAE, "sample", staticmethod(lambda mu, logvar: mu))  # no noise: runs are deterministic
+    config = TrainConfig(epochs=2, batch_size=16, grad_clip=2.0)  # clipping active: per-run norms
+    seeds = [0, 1, 2]
+    hps = betas(name, hp, seeds)
+    methods, _, packed = train_packed(name, hps, seeds, config, 2)
+    for k, seed in enumerate(seeds):
+        alone, means = train_alone(name, hps[k], seed, config, 2)
+        for epoch in range(2):
+            for key, value in means[epoch].items():
+                assert math.isclose(packed[epoch][k][key], value, rel_tol=1e-4, abs_tol=1e-5), (seed, epoch, key)
+        for (pname, p), q in zip(alone.named_parameters(), methods[k].parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=f"{name} seed {seed}: {pname}")
+
+
+def test_runs_that_differ_in_more_than_seed_and_pack_scalars_are_refused():
+    with pytest.raises(ValueError, match="differ only in their seed and beta"):
+        StackedMethods([build("lr-vae", {"alpha_T": a}, 0) for a in (0.4, 1.0)])
+
+
+def test_a_diverging_run_is_masked_and_the_others_go_on_unchanged():
+    config = TrainConfig(epochs=3, batch_size=16)
+    seeds = [0, 1, 2]
+    _, _, clean = train_packed("vae", {}, seeds, config, 3)
+    _, trainer, first = train_packed("vae", {}, seeds, config, 1)
+    with torch.no_grad():
+        next(iter(trainer.stack.params.values()))[1].fill_(float("nan"))
+    later = [trainer.run_epoch() for _ in range(2)]
+    assert first[0] == clean[0]
+    assert later[0][1] is None and later[1][1] is None and set(trainer.diverged) == {1}
+    assert trainer.diverged[1].epoch == 1
+    for k in (0, 2):
+        assert later[0][k] == clean[1][k] and later[1][k] == clean[2][k]
+
+
+def test_a_pack_resumes_from_its_state_with_the_numbers_of_an_uninterrupted_pack():
+    config = TrainConfig(epochs=2, batch_size=16, lr_schedule="cosine")
+    seeds = [3, 4]
+    _, _, straight = train_packed("lr-vae", {}, seeds, config, 2)
+    _, first, _ = train_packed("lr-vae", {}, seeds, config, 1)
+    state, rng = first.state_dict(), torch.get_rng_state()
+    methods = [build("lr-vae", {}, s) for s in (30, 40)]  # other weights: all must come from the state
+    second = PackTrainer(methods, [pixels(50, s) for s in seeds], config, [torch.Generator() for _ in seeds])
+    second.load_state_dict(state)
+    torch.set_rng_state(rng)
+    assert second.run_epoch() == straight[1]
+
+
+def test_only_runs_that_differ_in_their_seed_and_pack_scalars_share_a_pack(tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text('''
+seeds = [0, 1, 2]
+[train]
+epochs = 1
+[[datasets]]
+name = "pinwheel"
+[[methods]]
+name = "lr-vae"
+alpha_T = [0.4, 1.0]
+beta = [0.5, 2.0]
+[[methods]]
+name = "aggressive"
+''')
+    runs = [r.config for r in load_grid(str(grid)).runs()]
+    lines: list[str] = []
+    packs = make_packs(runs, 4, lines.append)
+    lr = [p for p in packs if p[0].method == "lr-vae"]
+    assert sorted(len(p) for p in lr) == [2, 2, 4, 4]
+    for p in lr:
+        assert len({c.hyperparameters["alpha_T"] for c in p}) == 1
+        assert len({(c.seed, c.hyperparameters["beta"]) for c in p}) == len(p)
+    assert [len(p) for p in packs if p[0].method == "aggressive"] == [1, 1, 1]
+    assert lines == ["aggressive runs alone: aggressive overrides training_step, which works on one model at a time"]
+    assert [len(p) for p in make_packs(runs, 1)] == [1] * len(runs)
+    assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)
+
+
+def test_the_built_in_methods_of_the_paper_pack_and_the_others_say_why_not():
+    for name in ("vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae"):
+        assert pack_problem(METHODS[name]) is None, name
+    assert "training_step" in pack_problem(METHODS["aggressive"])
+    with pytest.raises(ValueError, match="cannot pack"):
+        StackedMethods([build("bn-vae", {}, 0) for _ in range(2)]) if pack_problem(METHODS["bn-vae"]) else \
+            StackedMethods([build("aggressive", {}, 0) for _ in range(2)])
+
+
+def test_pack_auto_is_one_on_a_cpu_and_the_memory_estimate_grows_with_the_model():
+    runs = [r.config for r in load_grid("quick").runs()]
+    assert auto_pack_size(runs, torch.device("cpu")) == 1
+    by_method = {r.method: run_bytes(r) for r in runs}
+    assert by_method["lid-vae"] > by_method["vae"] > 60_000 * 784  # the training data alone
+
+
+def grid_file(tmp_path, method: str = 'name = "vae"', seeds: str = "[0, 1, 2, 3]") -> str:
+    path = tmp_path / "packgrid.toml"
+    path.write_text(f'''
+seeds = {seeds}
+[train]
+epochs = 2
+batch_size = 64
+[model]
+arch = "mlp-shallow"
+width = 128
+latent_dim = 8
+[eval]
+nll_samples = 8
+nll_examples = 64
+[[datasets]]
+name = "fashion-mnist"
+train_size = 4000
+test_size = 500
+[[methods]]
+{method}
+''')
+    return str(path)
+
+
+def run(grid: str, results, *extra: str) -> int:
+    """``run`` on the system's Fashion-MNIST (a learnable data set: on random pixels the KL is noise)."""
+    return main(["run", "--grid", grid, "--results", str(results), "--device", "cpu", "--threads", "1", *extra])
+
+
+def records(results):
+    return {r["run_id"]: r for r in (json.loads(p.read_text()) for p in (results / "packgrid" / "runs").glob("*.json"))}
+
+
+def test_a_grid_packed_and_unpacked_gives_the_same_runs_and_numbers_within_the_noise(tmp_path):
+    out = {}
+    for pack in ("1", "4"):
+        results = tmp_path / f"r{pack}"
+        assert run(grid_file(tmp_path), results, "--pack", pack) == 0
+        out[pack] = records(results)
+    assert set(out["1"]) == set(out["4"]) and len(out["1"]) == 4
+    means = {pack: {key: sum(r["curves"][-1][key] for r in runs.values()) / 4 for key in ("rec", "kl")}
+             for pack, runs in out.items()}
+    for key in ("rec", "kl"):  # over the seeds, the noise of 2 short epochs averages out
+        assert abs(means["4"][key] - means["1"][key]) <= 0.01 * means["1"][key], (key, means)
+    for run_id, alone in out["1"].items():
+        packed = out["4"][run_id]
+        assert packed["status"] == alone["status"] == "ok"
+        assert "pack" not in alone and packed["pack"]["size"] == 4 and run_id in packed["pack"]["run_ids"]
+        for key in ("rec", "kl"):  # per run, other noise draws move rec and KL by about the seeds' spread (~3%)
+            a, b = alone["curves"][-1][key], packed["curves"][-1][key]
+            assert abs(a - b) <= 0.04 * abs(a), (run_id, key, a, b)
+        assert abs(alone["metrics"]["au_count"] - packed["metrics"]["au_count"]) <= 1
+
+
+def test_a_pack_that_cannot_run_packed_is_rerun_one_run_at_a_time(tmp_path, capsys):
+    # lr-vae's scaled encoder gradient is a custom autograd.Function without a vmap rule
+    grid = grid_file(tmp_path, 'name = "lr-vae"\nencoder_grad_scale = 0.5', "[0, 1]")
+    results = tmp_path / "r"
+    assert run(grid, results, "--pack", "2", "--retries", "0") == 0
+    assert "failed in a pack of 2, rerunning it alone" in capsys.readouterr().err
+    found = records(results)
+    assert len(found) == 2 and all(r["status"] == "ok" and r["attempt"] == 1 and "pack" not in r for r in found.values())
