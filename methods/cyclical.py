@@ -26,6 +26,7 @@ class Cyclical(Method):
     """Cyclical annealing (Fu et al. 2019): rec + beta(t) * KL, beta rising 0 -> beta_max over the first R of each of M cycles."""
 
     name = "cyclical"
+    packable = True
     Config = CyclicalConfig
     ranges = {"beta_max": "[0, inf)", "cycles": "[1, inf)", "ratio": "(0, 1]"}
 

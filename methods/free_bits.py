@@ -45,6 +45,7 @@ class FreeBits(Method):
     """Free bits (Kingma et al. 2016): rec + sum over latent groups of max(lam, batch-mean KL of the group)."""
 
     name = "free-bits"
+    packable = True
     Config = FreeBitsConfig
     ranges = {"lam": "[0, inf)", "group_size": "[1, inf)"}
     requires = "latent_dim divisible by group_size"

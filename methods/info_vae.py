@@ -62,6 +62,7 @@ class InfoVAE(Method):
     """InfoVAE (Zhao et al. 2019), MMD: rec + (1 - alpha) KL + (alpha + lam - 1) MMD(q(z), p(z)) on the batch's posterior samples."""
 
     name = "info-vae"
+    packable = True
     Config = InfoVAEConfig
     ranges = {"alpha": "(-inf, 1]", "lam": "(0, inf)", "bandwidth": "(0, inf)"}
 

@@ -37,6 +37,7 @@ class KLAnnealing(Method):
     """KL annealing (Bowman et al. 2016): rec + beta(t) * KL, beta rising from beta_start to beta_max over the warm-up."""
 
     name = "kl-annealing"
+    packable = True
     Config = KLAnnealingConfig
     ranges = {"beta_start": "[0, inf)", "beta_max": "[0, inf)", "warmup": "(0, 1]", "steepness": "(0, 100]"}
 

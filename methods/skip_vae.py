@@ -95,6 +95,7 @@ class SkipVAE(Method):
     """Skip-VAE (Dieng et al. 2019): z also enters every decoder layer through its own linear map; rec + KL."""
 
     name = "skip-vae"
+    packable = True
     Config = SkipVAEConfig
     requires = (f"arch {', '.join(SKIP_ARCHS)} with at least one hidden decoder layer "
                 f"(two with skip_output = false); a decoder without hidden layers has nothing to skip into")
