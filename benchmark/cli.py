@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(prepared.listing()))
         if prepared.job.todo and not args.no_estimate:
-            print(_estimate(prepared.job.todo, args.device, args.data_root))
+            print(_estimate(prepared.job.todo, args.device, args.data_root, args.pack))
         return 0
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
@@ -200,13 +200,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.counts.get("failed") else 0
 
 
-def _estimate(runs, device: str, data_root: str | None) -> str:
+def _estimate(runs, device: str, data_root: str | None, pack: int | str = 1) -> str:
     """The dry run's compute estimate, or one line saying why it could not be made (the grid was
     checked when it was loaded; what remains is e.g. a model too large for this machine's memory)."""
     from .tools.estimate import dry_run_estimate
 
     try:
-        return dry_run_estimate(runs, device, data_root)
+        return dry_run_estimate(runs, device, data_root, pack)
     except (RuntimeError, ValueError, MemoryError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return f"no compute estimate: timing a run failed here ({type(exc).__name__}: {first}); --no-estimate skips it"

@@ -177,3 +177,34 @@ def test_check_estimate_bad_input_is_a_clear_error(capsys, no_system_data):
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["--grid", "smoke", "--datasets", "fashion-mnist", "--device", "cpu"]) == 2  # no data anywhere
     assert "fashion-mnist" in capsys.readouterr().err
+
+
+def test_packed_estimate_charges_each_run_its_share_of_its_pack(tiny, monkeypatch):
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.5, 0.01, 0.02, 1e-4))
+    packs = []
+
+    def fake_pack(run, shape, device, size, steps, warmup):
+        packs.append((run.method, size))
+        return 0.3 * size + 0.4  # s per step of a pack of `size` runs
+
+    monkeypatch.setattr(estimate, "time_pack_step", fake_pack)
+    aggressive = [dataclasses.replace(r, method="aggressive", hyperparameters={}) for r in tiny
+                  if r.method == "vae" and r.dataset.name == "pinwheel"]
+    result = estimate_compute(tiny + aggressive, "cpu", steps=2, pack=4)
+    rows = {(r.dataset, r.method): r for r in result.rows}
+    steps_per_run = 2 * math.ceil(100 / 32)
+    # beta-vae packs its 2 seeds x 2 betas (beta is a pack scalar): one pack of 4 at 1.6 s per step
+    assert rows[("pinwheel", "beta-vae")].train_hours == pytest.approx(4 * steps_per_run * 1.6 / 4 / 3600)
+    # vae: its 2 seeds, one pack of 2 at 1.0 s per step
+    assert rows[("pinwheel", "vae")].train_hours == pytest.approx(2 * steps_per_run * 1.0 / 2 / 3600)
+    # aggressive cannot pack: charged its own step time, and never timed as a pack
+    assert rows[("pinwheel", "aggressive")].train_hours == pytest.approx(2 * steps_per_run * 0.5 / 3600)
+    assert all(method != "aggressive" for method, _ in packs)
+    assert result.pack == 4 and "in packs of up to 4 runs" in format_estimate(result)
+    assert rows[("pinwheel", "beta-vae")].eval_hours == pytest.approx(4 * (3 * 0.01 + 0.02) / 3600)  # per run
+
+
+def test_real_packed_timing_on_a_tiny_grid(tiny):
+    runs = [r for r in tiny if r.dataset.name == "pinwheel" and r.method in ("vae", "il-lid-vae")]
+    text = format_estimate(estimate_compute(runs, "cpu", steps=1, warmup=1, pack=2), kinds=True)
+    assert "packs: 2 runs" in text and "in packs of up to 2 runs" in text

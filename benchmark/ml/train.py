@@ -116,9 +116,13 @@ class PackTrainer:
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
 
-    def _pack_step(self, batch: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
-        """One optimiser step of the stacked runs on ``batch`` [K, B, *shape]; parts [K] each."""
-        assert self.stack is not None
+    def train_step(self, batch: Tensor, progress: TrainingProgress) -> dict[str, Any]:
+        """One optimisation step of every run on ``batch`` [K, B, *shape] (float, in [0, 1];
+        run k's batch is ``batch[k]``); returns the loss parts, scalars for one run (from the
+        method's ``training_step``), [K] each for a pack."""
+        if self.stack is None:
+            tools = OptimiserTools(self.methods[0], self.optimizer, self.config, self.xs[0], self.orders[0])
+            return self.methods[0].training_step(batch[0], progress, tools)
         parts = self.stack.loss(batch, progress)
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].sum().backward()  # run k's parameters get run k's gradient only
@@ -130,23 +134,15 @@ class PackTrainer:
     def run_epoch(self) -> list[dict[str, float] | None]:
         """One pass over each run's data; returns per run the example-weighted mean of every
         loss part (None for a run that has diverged, now or before)."""
-        method = self.methods[0]
         for m in self.methods:
             m.train()
         perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
-        tools = (OptimiserTools(method, self.optimizer, self.config, self.xs[0], self.orders[0])
-                 if self.stack is None else None)
         runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
         sums: dict[str, Tensor] = {}
         for start in range(0, self.n, self.config.batch_size):
             progress = TrainingProgress(self.epoch, self.step, self.total_steps)
             index = perms[:, start:start + self.config.batch_size]
-            if tools is not None:
-                batch = to_unit(self.xs[0][index[0]])
-                parts = method.training_step(batch, progress, tools)
-            else:
-                batch = to_unit(self.xs[runs, index])
-                parts = self._pack_step(batch, progress)
+            parts = self.train_step(to_unit(self.xs[runs, index]), progress)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1

@@ -21,6 +21,11 @@ estimate (quadratic in the test size; small on a GPU), decoder-geometry Jacobian
 and data loading (preprocessing CelebA / FFHQ once takes minutes on its own). The estimate
 is for running the runs one after the other on the timed device;
 ``python -m benchmark.tools.check_estimate`` compares it with real runs.
+
+With ``pack`` K > 1 (``run --dry-run --pack K``), the runs of a packable kind are grouped as
+``run --pack K`` groups them (:func:`benchmark.run.executor.make_packs`) and a training step of a
+pack of each size that occurs is timed; each run of a pack is charged 1 / size of it. The
+evaluation is charged per run as without packing (it runs one run at a time).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from ..device import describe_device, resolve_device
 from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
 from ..ml.metrics import IW_BATCH, IW_CHUNK
-from ..ml.train import OptimiserTools, make_optimizer
+from ..ml.pack import pack_problem
+from ..ml.train import OptimiserTools, PackTrainer, make_optimizer
 from ..run.evaluate import EVAL_BATCH, iw_log_px
 
 
@@ -84,6 +90,7 @@ class ComputeEstimate:
     kinds: list[KindTiming] = field(default_factory=list)
     timed_steps: int = 0
     calibration_s: float = 0.0  # wall time spent timing
+    pack: int = 1  # most runs per pack (run --pack)
 
     @property
     def runs(self) -> int:
@@ -183,6 +190,26 @@ def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, step
     return step_s, encode_s, forward_s, iw_code_s
 
 
+def time_pack_step(run: RunConfig, shape: tuple[int, ...], device: torch.device, size: int, steps: int = 5,
+                   warmup: int = 2) -> float:
+    """Median seconds of one training step of a pack of ``size`` runs of ``run``'s kind on
+    ``device`` (after ``warmup`` untimed steps); the global RNG state is restored."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        methods = []
+        for seed in range(size):
+            torch.manual_seed(seed)
+            methods.append(build_method(run.method, run.hyperparameters, run.model, shape).to(device))
+        batch = (run.train.batch_size, *shape)
+        x = (torch.randint(0, 256, batch, dtype=torch.uint8, device=device) if DATASETS[run.dataset.name].kind == "image"
+             else torch.rand(batch, device=device))
+        trainer = PackTrainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
+        packed = to_unit(x).expand(size, *x.shape).contiguous()
+        total = warmup + steps
+        for i in range(warmup):
+            trainer.train_step(packed, TrainingProgress(0, i, total))
+        return _timed(lambda i: trainer.train_step(packed, TrainingProgress(0, warmup + i, total)), device, steps)
+
+
 def _curve_points(run: RunConfig) -> int:
     every = max(1, run.eval.curve_every)
     mi_every = getattr(run.eval, "mi_curve_every", 0) or 0
@@ -192,9 +219,10 @@ def _curve_points(run: RunConfig) -> int:
 
 
 def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto", data_root: str | Path | None = None,
-                     steps: int = 5, warmup: int = 2) -> ComputeEstimate:
+                     steps: int = 5, warmup: int = 2, pack: int = 1) -> ComputeEstimate:
     """Estimated hours of ``runs`` on ``device`` per data set x method (see the module
-    docstring), timing ``steps`` training steps (after ``warmup``) of each distinct kind.
+    docstring), timing ``steps`` training steps (after ``warmup``) of each distinct kind, and of
+    a pack of each size that occurs with ``pack`` > 1.
 
     ``data_root`` is only used for a data set registered without its shape and split sizes
     (it is then loaded once to learn them); the registered image sets never need their files.
@@ -209,17 +237,29 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
         kinds[cost_key(run, shapes(run.dataset.name)[0])].append(run)
     started = time.perf_counter()
     timings: dict[str, tuple[float, float, float]] = {}
-    described = []
+    described: dict[str, KindTiming] = {}
     for key, members in kinds.items():
         first = members[0]
         shape = shapes(first.dataset.name)[0]
         timings[key] = time_kind(first, shape, torch_device, steps, warmup)
-        options = ",".join(f"{k}={v}" for k, v in first.model.options.items())
-        defaults = dataclasses.asdict(METHODS[first.method].Config())
-        hyper = ",".join(f"{k}={v}" for k, v in json.loads(key)[2].items() if defaults.get(k) != v)
-        described.append(KindTiming(
-            f"{first.method}({hyper}) {list(shape)} {first.model.arch}({options}) latent {first.model.latent_dim} "
-            f"batch {first.train.batch_size}", len(members), *timings[key]))
+        described[key] = KindTiming(_describe(first, key, shape), len(members), *timings[key])
+    run_step_s: dict[str, float] = {}  # run id -> seconds of training per step charged to it
+    if pack > 1:
+        from ..run.executor import make_packs
+
+        for key, members in kinds.items():
+            if pack_problem(METHODS[members[0].method]) is not None:
+                continue
+            shape = shapes(members[0].dataset.name)[0]
+            sizes: dict[int, float] = {1: timings[key][0]}
+            for group in make_packs(members, pack):
+                if len(group) not in sizes:
+                    sizes[len(group)] = time_pack_step(group[0], shape, torch_device, len(group), steps, warmup)
+                for run in group:
+                    run_step_s[run.run_id] = sizes[len(group)] / len(group)
+            described[key] = dataclasses.replace(
+                described[key], description=described[key].description + " | packs: " + ", ".join(
+                    f"{n} runs {t:.4f} s/step" for n, t in sorted(sizes.items()) if n > 1))
     rows: dict[tuple[str, str], EstimateRow] = {}
     for key, members in kinds.items():
         step_s, encode_s, forward_s, iw_code_s = timings[key]
@@ -234,10 +274,18 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             row = rows.setdefault((run.dataset.name, run.method), EstimateRow(run.dataset.name, run.method))
             row.runs += 1
             row.steps += run_steps
-            row.train_hours += step_s * run_steps / 3600
+            row.train_hours += run_step_s.get(run.run_id, step_s) * run_steps / 3600
             row.eval_hours += eval_s / 3600
-    return ComputeEstimate(where, [rows[k] for k in sorted(rows)], described, steps,
-                           time.perf_counter() - started)
+    return ComputeEstimate(where, [rows[k] for k in sorted(rows)], list(described.values()), steps,
+                           time.perf_counter() - started, pack)
+
+
+def _describe(first: RunConfig, key: str, shape: tuple[int, ...]) -> str:
+    options = ",".join(f"{k}={v}" for k, v in first.model.options.items())
+    defaults = dataclasses.asdict(METHODS[first.method].Config())
+    hyper = ",".join(f"{k}={v}" for k, v in json.loads(key)[2].items() if defaults.get(k) != v)
+    return (f"{first.method}({hyper}) {list(shape)} {first.model.arch}({options}) latent {first.model.latent_dim} "
+            f"batch {first.train.batch_size}")
 
 
 def _hours(h: float) -> str:
@@ -258,7 +306,8 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
     evaluation = sum(r.eval_hours for r in estimate.rows)
     lines.append(f"{'total':>16} {'':<12} {estimate.runs:>5} {'':>10} {_hours(train):>9} {_hours(evaluation):>8} "
                  f"{_hours(estimate.hours):>9}")
-    per_device = f"{_hours(estimate.hours)} h one run after another on this {estimate.device.split(' ')[0]}"
+    how = "one run after another" if estimate.pack <= 1 else f"in packs of up to {estimate.pack} runs"
+    per_device = f"{_hours(estimate.hours)} h {how} on this {estimate.device.split(' ')[0]}"
     if gpus and gpus > 1:
         per_device += f"; about {_hours(estimate.hours / gpus)} h spread over {gpus} such devices"
     lines.append(f"= {per_device} (training steps and evaluation passes only; see benchmark/tools/estimate.py)")
@@ -270,9 +319,15 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
     return "\n".join(lines)
 
 
-def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path | None = None) -> str:
+def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path | None = None,
+                     pack: int | str = 1) -> str:
     """The estimate a dry run prints for ``runs`` on ``device`` ("auto", "cpu", "cuda"), with
-    the timed kinds and, on a GPU, the wall time spread over the visible GPUs."""
-    estimate = estimate_compute(runs, device, data_root=data_root)
+    the timed kinds and, on a GPU, the wall time spread over the visible GPUs; ``pack``: as
+    ``run --pack`` (a count or "auto")."""
+    if pack == "auto":
+        from ..run.memory import auto_pack_size
+
+        pack = auto_pack_size(runs, resolve_device(device))
+    estimate = estimate_compute(runs, device, data_root=data_root, pack=int(pack))
     gpus = torch.cuda.device_count() if estimate.device.startswith("cuda") else None
     return format_estimate(estimate, gpus=gpus, kinds=True)

@@ -19,6 +19,7 @@
 #                          --pack auto: wall seconds of each
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
 #                          estimate of the paper grid, timed on this GPU
+#   dry-run-full-packed.txt  the same with --pack auto: the estimate of `full` trained in packs
 #   dry-run-subgrids.txt   the same for full-warmup and full-capacity
 #   check-estimate.json    python -m benchmark.tools.check_estimate: one run of each kind of `full` on
 #                          Fashion-MNIST (real data) and a synthetic FFHQ folder (7000 random
@@ -126,6 +127,8 @@ step pack-slice 220 "$OUT/pack-slice.txt" bash -c "for p in 1 auto; do s=\$SECON
 # 1. The compute estimate of the paper grid and its sub-grids on this device.
 step dry-run-full 90 "$OUT/dry-run-full.txt" "$PY" -m benchmark run --grid full --dry-run --device "$DEVICE" \
   --results /tmp/gpu-check-results
+step dry-run-full-packed 150 "$OUT/dry-run-full-packed.txt" "$PY" -m benchmark run --grid full --dry-run \
+  --device "$DEVICE" --pack auto --results /tmp/gpu-check-results
 : >"$OUT/dry-run-subgrids.txt"
 for grid in full-warmup full-capacity; do
   step "dry-run-$grid" 60 - bash -c "'$PY' -m benchmark run --grid $grid --dry-run --device $DEVICE \
