@@ -291,22 +291,18 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                 finished = 0
                 for config, lock, result in zip(pack, locks, results):
                     record = result.record
-                    if record.status == "failed" and len(pack) > 1:
-                        attempts[config.run_id] -= 1
-                        progress.log(f"{config.run_id} failed in a pack of {len(pack)}, rerunning it alone: "
-                                     f"{record.error['message'][:200]}")
-                        progress.retrying()
-                        lock.release()
-                        queue.append([config])
-                        continue
+                    if record.status == "failed":
+                        packed = len(pack) > 1  # a failure in a pack is not charged: the run retries alone
+                        attempts[config.run_id] -= packed
+                        if packed or attempts[config.run_id] <= options.retries:
+                            why = (f"failed in a pack of {len(pack)}, rerunning it alone" if packed
+                                   else f"failed (attempt {attempts[config.run_id]}), retrying")
+                            progress.log(f"{config.run_id} {why}: {record.error['message'][:200]}")
+                            progress.retrying()
+                            lock.release()
+                            queue.append([config])
+                            continue
                     record.attempt = attempts[config.run_id]
-                    if record.status == "failed" and attempts[config.run_id] <= options.retries:
-                        progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), retrying: "
-                                     f"{record.error['message'][:200]}")
-                        progress.retrying()
-                        lock.release()
-                        queue.append([config])
-                        continue
                     record.grid = job.name
                     if result.model_state is not None:
                         atomic_torch_save(result.model_state, store.model_path(config.run_id))
