@@ -208,3 +208,23 @@ def test_real_packed_timing_on_a_tiny_grid(tiny):
     runs = [r for r in tiny if r.dataset.name == "pinwheel" and r.method in ("vae", "il-lid-vae")]
     text = format_estimate(estimate_compute(runs, "cpu", steps=1, warmup=1, pack=2), kinds=True)
     assert "packs: 2 runs" in text and "in packs of up to 2 runs" in text
+
+
+def test_check_estimate_packed_mode(tiny, tmp_path):
+    from benchmark.tools.check_estimate import check_packing, cut, format_check
+
+    runs = [cut(r, None, 30) for r in tiny if r.dataset.name == "pinwheel" and r.method == "vae" and r.seed == 0]
+    result = check_packing(runs, "cpu", None, tmp_path, 2)
+    assert result["k"] == 2 and result["runs"] == 2 and result["packed_records"] == 2
+    packed = [json.loads(p.read_text()) for p in (tmp_path / "pack-2" / "check-estimate" / "runs").glob("*.json")]
+    assert sorted(r["config"]["seed"] for r in packed) == [0, 1] and all(r["pack"]["size"] == 2 for r in packed)
+    assert result["measured_packed_train_s"] == pytest.approx(sum(r["train_time_s"] for r in packed))
+    assert all(_positive(result[k]) for k in ("packed_s", "one_at_a_time_s", "estimated_packed_train_s", "train_ratio"))
+    text = format_check({"device": "cpu", "runs": [], "rows": [], "one_at_a_time_s": 1.0, "packing": result,
+                         "totals": {k: 1.0 for k in ("estimated_train_s", "estimated_eval_s", "estimated_s",
+                                                     "train_time_s", "eval_time_s", "wall_time_s")}})
+    assert "packs of 2 (2 runs, seeds 0-1)" in text
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0

@@ -14,6 +14,10 @@ estimate leaves out), and writes them, ``eval_time_s`` too, as JSON with ``--out
 
 ``--parallel K`` runs the same runs again K at a time (K per GPU on a GPU, K worker processes
 sharing the cores on a CPU) and reports the throughput against one at a time.
+
+``--pack K`` takes K seeds (0..K-1) of each of those runs, estimates them as ``run --dry-run
+--pack K`` does, then runs them one at a time and in packs of K (``run --pack K``), and reports
+the estimated and measured training time of the packs and their speed against one at a time.
 """
 
 from __future__ import annotations
@@ -109,6 +113,22 @@ def check(runs: list[RunConfig], device: str, data_root: str | None, results: Pa
     return out
 
 
+def check_packing(runs: list[RunConfig], device: str, data_root: str | None, results: Path, pack: int) -> dict[str, Any]:
+    """Seeds 0..``pack``-1 of each of ``runs``: the packed estimate, and the wall and training
+    seconds of running them one at a time and in packs of ``pack``."""
+    seeded = list({c.run_id: c for c in (dataclasses.replace(r, seed=s) for r in runs for s in range(pack))}.values())
+    estimate = estimate_compute(seeded, device, data_root=data_root, pack=pack)
+    single = RunOptions(device=device, data_root=data_root, retries=0, checkpoint_every=0)
+    one_s, _ = _timed_grid(seeded, results / "pack-1", single)
+    packed_s, records = _timed_grid(seeded, results / f"pack-{pack}", dataclasses.replace(single, pack=pack))
+    estimated = sum(r.train_hours for r in estimate.rows) * 3600
+    measured = sum(r.train_time_s for r in records)  # each packed record holds its share of its pack's
+    return {"k": pack, "runs": len(seeded), "one_at_a_time_s": one_s, "packed_s": packed_s,
+            "speed_vs_one_at_a_time": one_s / packed_s, "estimated_packed_train_s": estimated,
+            "measured_packed_train_s": measured, "train_ratio": measured / estimated,
+            "packed_records": sum(1 for r in records if r.pack)}
+
+
 def format_check(result: dict[str, Any]) -> str:
     """The comparison as a table (seconds; ratio = measured / estimated)."""
     lines = [f"estimate vs real runs on {result['device']} ({len(result['runs'])} runs, seconds):",
@@ -127,6 +147,12 @@ def format_check(result: dict[str, Any]) -> str:
     if "parallel" in result:
         p = result["parallel"]
         lines.append(f"{p['k']} at a time: {p['elapsed_s']:.1f} s, {p['throughput_vs_one_at_a_time']:.2f}x the throughput")
+    if "packing" in result:
+        p = result["packing"]
+        lines.append(f"packs of {p['k']} ({p['runs']} runs, seeds 0-{p['k'] - 1}): {p['packed_s']:.1f} s against "
+                     f"{p['one_at_a_time_s']:.1f} s one at a time ({p['speed_vs_one_at_a_time']:.2f}x); training "
+                     f"{p['measured_packed_train_s']:.1f} s against {p['estimated_packed_train_s']:.1f} s estimated "
+                     f"(ratio {p['train_ratio']:.2f})")
     return "\n".join(lines)
 
 
@@ -141,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--data-root", help="folder holding the data sets (also $BENCHMARK_DATA)")
     parser.add_argument("--parallel", type=positive, default=1, metavar="K", help="also run them K at a time")
+    parser.add_argument("--pack", type=positive, default=1, metavar="K",
+                        help="also run K seeds of each one at a time and in packs of K (run --pack K)")
     parser.add_argument("--results", help="keep the scratch records here (default: a temporary folder)")
     parser.add_argument("--out", help="write the comparison as JSON here")
     args = parser.parse_args(argv)
@@ -154,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             check_available(name, data_root=args.data_root)  # a missing data set is named now, not per run
         with tempfile.TemporaryDirectory(prefix="check-estimate-") as scratch:
             result = check(runs, args.device, args.data_root, Path(args.results or scratch), args.parallel)
+            if args.pack > 1:
+                result["packing"] = check_packing(runs, args.device, args.data_root,
+                                                  Path(args.results or scratch), args.pack)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
