@@ -238,3 +238,20 @@ def test_two_commands_at_once_never_run_the_same_run_twice(tmp_path):
     recs = records(results)
     assert len(recs) == 4 and sorted(finished) == sorted(recs)  # each run done exactly once
     assert sorted(pd.read_csv(results / "tiny" / "runs.csv")["run_id"]) == sorted(recs)
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_packs_in_worker_processes_match_packs_in_process(tmp_path, capsys, executor):
+    if executor == "ray":
+        pytest.importorskip("ray")
+    grid = str(tiny_grid(tmp_path))  # vae and beta-vae, 2 seeds each: two packs of 2
+    code, err = run_cli(["run", "--grid", grid, "--results", str(tmp_path / "in"), "--device", "cpu", "--pack", "2"],
+                        capsys)
+    assert code == 0, err
+    code, err = run_cli(["run", "--grid", grid, "--results", str(tmp_path / "out"), "--device", "cpu", "--pack", "2",
+                         "--workers", "2", "--executor", executor], capsys)
+    assert code == 0, err
+    inside, outside = records(tmp_path / "in"), records(tmp_path / "out")
+    assert all(r["pack"]["size"] == 2 for r in outside.values())
+    assert {r["pack"]["index"] for r in outside.values()} == {0, 1}
+    assert_same_metrics(inside, outside)
