@@ -31,12 +31,19 @@ EVAL_SHARE_TARGET = 0.20  # default metrics' evaluation time / the quick grid's 
 
 @dataclass(frozen=True)
 class Preset:
-    """An MLP model preset (gaussian likelihood, ReLU, like the grids)."""
+    """A model preset (gaussian likelihood, ReLU, like the grids): an MLP of ``hidden`` widths,
+    or (``arch`` = "conv64", for the packing section) the grids' 64x64 convolutional networks,
+    which take 3 x 64 x 64 images (``shape``)."""
     name: str
     hidden: tuple[int, ...]
     latent_dim: int
+    arch: str = "mlp"
+    shape: tuple[int, ...] | None = None  # the examples' shape this preset needs (None: the bench's data)
 
     def model_config(self):
+        if self.arch != "mlp":
+            return ModelConfig(arch=self.arch, latent_dim=self.latent_dim, likelihood="gaussian",
+                               posterior_variance="logvar")
         return ModelConfig(arch="mlp", latent_dim=self.latent_dim, likelihood="gaussian",
                            posterior_variance="logvar",
                            options={"hidden": list(self.hidden), "activation": "relu"})
@@ -45,7 +52,8 @@ class Preset:
 FULL_PRESETS = (Preset("mlp-2x512", (512, 512), 32), Preset("mlp-1x512", (512,), 32))
 QUICK_PRESETS = (Preset("mlp-2x64", (64, 64), 8), Preset("mlp-1x64", (64,), 8))
 # The paper's capacities (the grids' mlp-shallow and mlp-deep), for the packing section.
-PACK_PRESETS = (Preset("mlp-1x512", (512,), 32), Preset("mlp-4x512", (512, 512, 512, 512), 32))
+PACK_PRESETS = (Preset("mlp-1x512", (512,), 32), Preset("mlp-4x512", (512, 512, 512, 512), 32),
+                Preset("conv64", (), 64, arch="conv64", shape=(3, 64, 64)))
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The bench's ``packing`` section: K runs trained as one stacked model (``run --pack K``)
 against the same K runs trained one after another, through the harness's own trainer.
 
-For each of the paper's MLP capacities (1 x 512 and 4 x 512, latent 32) and each packable method, one epoch of ``throughput_examples`` examples is timed
+For each of the paper's architectures (MLPs of 1 x 512 and 4 x 512, latent 32; conv64 on random 3 x 64 x 64
+pixels, latent 64) and each packable method, one epoch of ``throughput_examples`` examples is timed
 for a pack of K runs and for one run alone, interleaved; the speed of packing is
 ``K * t(one run) / t(pack of K)`` per repetition (median of the paired ratios), so 1.0 means
 packing gains nothing and K means the pack costs what one run costs.
@@ -39,14 +40,22 @@ def bench_packing(settings: Settings, x: Tensor, device: torch.device, clock: Cl
                            "note": "speed = K x (seconds of one run's epoch) / (seconds of the pack's epoch)"}
     for preset in settings.pack_presets:
         per_method: dict[str, Any] = {}
+        data = x
+        if preset.shape is not None and tuple(x.shape[1:]) != preset.shape:  # e.g. conv64: random 64x64 pixels
+            generator = torch.Generator().manual_seed(0)
+            data = torch.randint(0, 256, (x.shape[0], *preset.shape), generator=generator, dtype=torch.uint8).to(device)
         for method in settings.pack_methods:
-            single = _pack_epoch(settings, preset, method, x, device, 1)
+            try:
+                single = _pack_epoch(settings, preset, method, data, device, 1)
+            except (RuntimeError, ValueError, torch.OutOfMemoryError) as exc:  # e.g. a method that does not apply
+                per_method[method] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                continue
             rows: dict[str, Any] = {}
             for size in settings.pack_sizes:
                 if size == 1:
                     continue
                 try:
-                    packed = _pack_epoch(settings, preset, method, x, device, size)
+                    packed = _pack_epoch(settings, preset, method, data, device, size)
                 except (RuntimeError, torch.OutOfMemoryError) as exc:  # e.g. out of memory at this K
                     rows[str(size)] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                     continue
@@ -74,6 +83,9 @@ def format_packing(section: dict[str, Any]) -> list[str]:
              f"  {'preset':<12} {'method':<12} " + " ".join(f"{'K=' + str(k):>9}" for k in sizes)]
     for preset, methods in section["presets"].items():
         for method, rows in methods.items():
+            if "error" in rows:
+                lines.append(f"  {preset:<12} {method:<12} failed: {rows['error'][:80]}")
+                continue
             cells = []
             for k in sizes:
                 row = rows.get(str(k), {})
