@@ -31,7 +31,7 @@ MODEL = ModelConfig(latent_dim=4, options={"hidden": [24]})
 LID = {"hidden_latent": 16, "hidden_data": 16}
 CASES = [("vae", {}), ("beta-vae", {"beta": 0.5}), ("lr-vae", {"z_source": "posterior-mean", "alpha_T": 2.0}),
          ("lid-vae", LID), ("il-lid-vae", {**LID, "L": 0.5}), ("kl-annealing", {}), ("cyclical", {}),
-         ("free-bits", {}), ("delta-vae", {}), ("info-vae", {}), ("skip-vae", {})]
+         ("free-bits", {}), ("delta-vae", {}), ("bn-vae", {}), ("info-vae", {}), ("skip-vae", {})]
 
 
 def pixels(n: int, seed: int) -> torch.Tensor:
@@ -78,8 +78,16 @@ def test_a_packed_run_matches_the_run_trained_alone_when_sampling_is_determinist
         for epoch in range(2):
             for key, value in means[epoch].items():
                 assert math.isclose(packed[epoch][k][key], value, rel_tol=1e-4, abs_tol=1e-5), (seed, epoch, key)
-        for (pname, p), q in zip(alone.named_parameters(), methods[k].parameters()):
-            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=f"{name} seed {seed}: {pname}")
+        # The trained models compute the same function (compared as functions: bn-vae's batch norm
+        # cancels the mean half of the encoder's last bias, which Adam then moves by rounding noise).
+        probe = pixels(16, 99).float() / 255
+        with torch.no_grad():
+            for model in (alone.model, methods[k].model):
+                model.train()
+            (mu_a, lv_a), (mu_p, lv_p) = alone.model.encode(probe), methods[k].model.encode(probe)
+            for a, b, what in ((mu_p, mu_a, "mu"), (lv_p, lv_a, "logvar"),
+                               (methods[k].model.decode(mu_a), alone.model.decode(mu_a), "decoded")):
+                torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=f"{name} seed {seed}: {what}")
 
 
 def test_runs_that_differ_in_more_than_seed_and_pack_scalars_are_refused():
@@ -144,15 +152,13 @@ name = "aggressive"
     assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)
 
 
-def test_the_built_in_methods_pack_but_bn_vae_and_aggressive_which_say_why_not():
+def test_every_built_in_method_packs_but_aggressive_which_says_why_not():
     for name in ("vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae", "kl-annealing", "cyclical", "free-bits",
-                 "delta-vae", "info-vae", "skip-vae"):
+                 "delta-vae", "bn-vae", "info-vae", "skip-vae"):
         assert pack_problem(METHODS[name]) is None, name
     assert "training_step" in pack_problem(METHODS["aggressive"])
-    # bn-vae's batch-norm running statistics do not give the unpacked numbers under vmap
-    assert pack_problem(METHODS["bn-vae"]) == "bn-vae does not declare packable = True"
-    with pytest.raises(ValueError, match="cannot pack: bn-vae"):
-        StackedMethods([build("bn-vae", {}, 0) for _ in range(2)])
+    with pytest.raises(ValueError, match="cannot pack: aggressive overrides training_step"):
+        StackedMethods([build("aggressive", {}, 0) for _ in range(2)])
 
 
 def test_pack_auto_is_one_on_a_cpu_and_the_memory_estimate_grows_with_the_model():
