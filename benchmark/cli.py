@@ -224,6 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS
     from .ml.models import ARCHS
+    from .ml.pack import pack_problem
     from .ranges import RANGE
 
     what = args.what
@@ -233,6 +234,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {name:<14} {cls.description()}")
             if cls.requires:
                 print(f"  {'':<14}   requires: {cls.requires}")
+            why = pack_problem(cls)
+            scalars = f" or {', '.join(cls.pack_scalars)}" if cls.pack_scalars else ""
+            print(f"  {'':<14}   run --pack: " + (f"packs (runs differing in seed{scalars})" if why is None
+                                                   else f"runs alone ({why})"))
             hints, docs, ranges = typing.get_type_hints(cls.Config), cls.hyperparameter_docs(), cls.hyperparameter_ranges()
             for f in dataclasses.fields(cls.Config):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]

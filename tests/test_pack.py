@@ -230,3 +230,10 @@ def test_a_pack_that_cannot_run_packed_is_rerun_one_run_at_a_time(tmp_path, caps
     assert "failed in a pack of 2, rerunning it alone" in capsys.readouterr().err
     found = records(results)
     assert len(found) == 2 and all(r["status"] == "ok" and r["attempt"] == 1 and "pack" not in r for r in found.values())
+
+
+def test_list_methods_says_which_methods_pack(capsys):
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "run --pack: packs (runs differing in seed or beta)" in out
+    assert "run --pack: runs alone (aggressive overrides training_step" in out
