@@ -119,9 +119,9 @@ from benchmark.data.catalog import load_dataset; load_dataset('ffhq', data_root=
 #    --pack auto on the same runs (wall seconds of each, for docs/performance.md).
 step packing 150 - "$PY" -m benchmark bench --device "$DEVICE" --sections packing --repeats 2 \
   --throughput-examples 12800 --data-root "$DATA" --out "$OUT/bench-packing-$DEVICE.json" "${BENCH_ARGS[@]}"
-step pack-slice 220 "$OUT/pack-slice.txt" bash -c "for p in 1 auto; do s=\$SECONDS
+step pack-slice 220 "$OUT/pack-slice.txt" bash -c "for p in 1 auto; do rm -rf /tmp/gpu-pack-\$p; s=\$SECONDS
   '$PY' -m benchmark run --grid $CHECK_GRID --datasets fashion-mnist --methods vae,beta-vae --epochs 2 --pack \$p \
-    --device $DEVICE --data-root '$DATA' --results /tmp/gpu-pack-\$p --checkpoint-every 0 2>&1 | tail -4
+    --device $DEVICE --data-root '$DATA' --results /tmp/gpu-pack-\$p --checkpoint-every 0 2>&1 | grep -E '^--pack|runs: |failed|error' 
   echo \"pack=\$p wall_s=\$((SECONDS - s))\"; done"
 
 # 1. The compute estimate of the paper grid and its sub-grids on this device.
