@@ -186,3 +186,13 @@ def test_bench_rejects_bad_pack_sizes():
     main.add_arguments(parser)
     with pytest.raises(SystemExit, match="--pack-sizes"):
         main.settings_from_args(parser.parse_args(["--quick", "--pack-sizes", "0,4"]))
+
+
+def test_bench_pack_presets_are_named_presets():
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    settings = main.settings_from_args(parser.parse_args(["--pack-presets", "conv64,mlp-4x512"]))
+    assert [p.name for p in settings.pack_presets] == ["conv64", "mlp-4x512"]
+    assert settings.pack_presets[0].model_config().arch == "conv64"
+    with pytest.raises(SystemExit, match="--pack-presets"):
+        main.settings_from_args(parser.parse_args(["--pack-presets", "conv128"]))

@@ -14,7 +14,8 @@
 # Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT:
 #   env.txt                nvidia-smi, python, torch, CUDA
 #   bench-packing-cuda.json  python -m benchmark bench --sections packing: packs of 1, 8, 32, 128 runs
-#                          against one run, every packable method (run --pack)
+#                          against one run, the paper's five methods, MLPs 1 x 512 and 4 x 512 (run --pack)
+#   bench-packing-conv64-cuda.json  the same for conv64 (vae, lr-vae, lid-vae; packs of 1, 8, 32)
 #   pack-slice.txt         full's Fashion-MNIST vae / beta-vae runs, 2 epochs, with --pack 1 and
 #                          --pack auto: wall seconds of each
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
@@ -118,7 +119,11 @@ from benchmark.data.catalog import load_dataset; load_dataset('ffhq', data_root=
 #    run, every packable method, MLP presets), then a slice of `full` run with --pack 1 and with
 #    --pack auto on the same runs (wall seconds of each, for docs/performance.md).
 step packing 150 - "$PY" -m benchmark bench --device "$DEVICE" --sections packing --repeats 2 \
-  --throughput-examples 12800 --data-root "$DATA" --out "$OUT/bench-packing-$DEVICE.json" "${BENCH_ARGS[@]}"
+  --throughput-examples 12800 --pack-presets mlp-1x512,mlp-4x512 --data-root "$DATA" \
+  --out "$OUT/bench-packing-$DEVICE.json" "${BENCH_ARGS[@]}"
+step packing-conv64 120 - "$PY" -m benchmark bench --device "$DEVICE" --sections packing --repeats 2 \
+  --throughput-examples 6400 --pack-presets conv64 --pack-methods vae,lr-vae,lid-vae --pack-sizes 1,8,32 \
+  --data-root "$DATA" --out "$OUT/bench-packing-conv64-$DEVICE.json" "${BENCH_ARGS[@]}"
 step pack-slice 220 "$OUT/pack-slice.txt" bash -c "for p in 1 auto; do rm -rf /tmp/gpu-pack-\$p; s=\$SECONDS
   '$PY' -m benchmark run --grid $CHECK_GRID --datasets fashion-mnist --methods vae,beta-vae --epochs 2 --pack \$p \
     --device $DEVICE --data-root '$DATA' --results /tmp/gpu-pack-\$p --checkpoint-every 0 2>&1 | grep -E '^--pack|runs: |failed|error' 

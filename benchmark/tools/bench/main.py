@@ -15,7 +15,7 @@ import torch
 
 from ...config import EvalConfig
 from ...device import resolve_device
-from .common import ALL_SECTIONS, BENCH_VERSION, Clock, Settings, finite, load_avg, load_data, machine_info
+from .common import ALL_SECTIONS, BENCH_VERSION, PACK_PRESETS, Clock, Settings, finite, load_avg, load_data, machine_info
 from .costs import bench_methods, bench_metrics, quick_grid_share
 from .packing import bench_packing, format_packing
 from .peer import bench_pythae
@@ -198,6 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pack sizes of the packing section (default 1,8,32,128; --quick 1,4)")
     parser.add_argument("--pack-methods", default=None, metavar="A,B",
                         help="methods of the packing section (default: vae,beta-vae,lr-vae,lid-vae,il-lid-vae)")
+    parser.add_argument("--pack-presets", default=None, metavar="A,B",
+                        help="architectures of the packing section (default: mlp-1x512,mlp-4x512,conv64)")
     parser.add_argument("--method-steps", type=int, default=None, metavar="K",
                         help="optimiser steps per method and repetition (default 20)")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODES",
@@ -249,6 +251,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise SystemExit("bench: --pack-sizes must be counts of at least 1")
     if getattr(args, "pack_methods", None):
         overrides["pack_methods"] = tuple(m.strip() for m in args.pack_methods.split(",") if m.strip())
+    if getattr(args, "pack_presets", None):
+        known = {p.name: p for p in PACK_PRESETS}
+        wanted = [n.strip() for n in args.pack_presets.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in known]
+        if unknown or not wanted:
+            raise SystemExit(f"bench: --pack-presets {args.pack_presets!r}: valid: {', '.join(known)}")
+        overrides["pack_presets"] = tuple(known[n] for n in wanted)
     if args.eval_set:
         overrides["eval_overrides"] = parse_eval_set(args.eval_set)
     if args.compile:
