@@ -19,7 +19,6 @@ from benchmark.cli import main
 from benchmark.config import ModelConfig, TrainConfig
 from benchmark.grid import load_grid
 from benchmark.ml.method import build_method
-from benchmark.ml.models import VAE
 from benchmark.ml.pack import StackedMethods, pack_problem
 from benchmark.ml.train import PackTrainer, Trainer
 from benchmark.discovery import METHODS
@@ -50,25 +49,29 @@ def betas(name: str, hp: dict, seeds: list[int]) -> list[dict]:
     return [{**hp, "beta": 0.5 + k} for k in range(len(seeds))]
 
 
+NOISE = 100  # run s draws its sampling noise from a generator seeded NOISE + s (alone: the global RNG)
+
+
 def train_alone(name, hp, seed, config, epochs):
     method = build(name, hp, seed)
+    torch.manual_seed(NOISE + seed)
     trainer = Trainer(method, pixels(50, seed), config, torch.Generator().manual_seed(seed))
     return method, [trainer.run_epoch() for _ in range(epochs)]
 
 
-def train_packed(name, hps, seeds, config, epochs, noise_seed: int = 7):
+def train_packed(name, hps, seeds, config, epochs):
     hps = hps if isinstance(hps, list) else [hps] * len(seeds)
     methods = [build(name, hp, s) for hp, s in zip(hps, seeds)]
-    torch.manual_seed(noise_seed)
     trainer = PackTrainer(methods, [pixels(50, s) for s in seeds], config,
-                          [torch.Generator().manual_seed(s) for s in seeds])
+                          [torch.Generator().manual_seed(s) for s in seeds],
+                          noise=[torch.Generator().manual_seed(NOISE + s) for s in seeds])
     return methods, trainer, [trainer.run_epoch() for _ in range(epochs)]
 
 
 @pytest.mark.parametrize("name,hp", CASES, ids=[c[0] for c in CASES])
-def test_a_packed_run_matches_the_run_trained_alone_when_sampling_is_deterministic(name, hp, monkeypatch):
-    monkeypatch.setattr(VAE, "sample", staticmethod(lambda mu, logvar: mu))  # no noise: runs are deterministic
-    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)  # info-vae's prior samples
+def test_a_packed_run_matches_the_run_trained_alone(name, hp):
+    # Each packed run gets the noise it draws alone (its own generator, seeded as it seeds the
+    # global RNG alone), so only float rounding (batched against plain matrix products) differs.
     config = TrainConfig(epochs=2, batch_size=16, grad_clip=2.0)  # clipping active: per-run norms
     seeds = [0, 1, 2]
     hps = betas(name, hp, seeds)
@@ -92,7 +95,7 @@ def test_a_packed_run_matches_the_run_trained_alone_when_sampling_is_determinist
 
 def test_runs_that_differ_in_more_than_seed_and_pack_scalars_are_refused():
     with pytest.raises(ValueError, match="differ only in their seed and beta"):
-        StackedMethods([build("lr-vae", {"alpha_T": a}, 0) for a in (0.4, 1.0)])
+        StackedMethods([build("lr-vae", {"alpha_T": a}, 0) for a in (0.4, 1.0)], [torch.Generator()] * 2)
 
 
 def test_a_diverging_run_is_masked_and_the_others_go_on_unchanged():
@@ -158,7 +161,7 @@ def test_every_built_in_method_packs_but_aggressive_which_says_why_not():
         assert pack_problem(METHODS[name]) is None, name
     assert "training_step" in pack_problem(METHODS["aggressive"])
     with pytest.raises(ValueError, match="cannot pack: aggressive overrides training_step"):
-        StackedMethods([build("aggressive", {}, 0) for _ in range(2)])
+        StackedMethods([build("aggressive", {}, 0) for _ in range(2)], [torch.Generator()] * 2)
 
 
 def test_pack_auto_is_one_on_a_cpu_and_the_memory_estimate_grows_with_the_model():
@@ -208,17 +211,15 @@ def test_a_grid_packed_and_unpacked_gives_the_same_runs_and_numbers_within_the_n
         assert run(grid_file(tmp_path), results, "--pack", pack) == 0
         out[pack] = records(results)
     assert set(out["1"]) == set(out["4"]) and len(out["1"]) == 4
-    means = {pack: {key: sum(r["curves"][-1][key] for r in runs.values()) / 4 for key in ("rec", "kl")}
-             for pack, runs in out.items()}
-    for key in ("rec", "kl"):  # over the seeds, the noise of 2 short epochs averages out
-        assert abs(means["4"][key] - means["1"][key]) <= 0.01 * means["1"][key], (key, means)
     for run_id, alone in out["1"].items():
         packed = out["4"][run_id]
         assert packed["status"] == alone["status"] == "ok"
         assert "pack" not in alone and packed["pack"]["size"] == 4 and run_id in packed["pack"]["run_ids"]
-        for key in ("rec", "kl"):  # per run, other noise draws move rec and KL by about the seeds' spread (~3%)
+        for key in ("rec", "kl"):  # the same noise, init and batches: only float rounding differs
             a, b = alone["curves"][-1][key], packed["curves"][-1][key]
-            assert abs(a - b) <= 0.04 * abs(a), (run_id, key, a, b)
+            assert abs(a - b) <= 1e-3 * abs(a), (run_id, key, a, b)  # the issue asked for 1%
+        for key in ("rec", "kl", "mi", "nll"):
+            assert packed["metrics"][key] == pytest.approx(alone["metrics"][key], rel=1e-3), (run_id, key)
         assert abs(alone["metrics"]["au_count"] - packed["metrics"]["au_count"]) <= 1
 
 

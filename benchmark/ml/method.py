@@ -81,7 +81,8 @@ class Method(nn.Module):
     requires: ClassVar[str] = ""  # where the method applies (empty: every model); list methods shows it
     # Runs of this method may train together as one stacked model (run --pack): ``loss`` must be
     # a pure function of the parameters, buffers (in-place updates only), batch and progress,
-    # drawing noise from the global RNG, with the default training_step and on_epoch_end.
+    # drawing noise with torch.randn / randn_like only (the same draws in every step of a batch
+    # shape), with the default training_step and on_epoch_end.
     packable: ClassVar[bool] = False
     # Hyperparameters that may differ between the runs of one pack: floats the loss reads from
     # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors.

@@ -10,16 +10,22 @@ holding each run's value, in place of the float its config has.
 
 What stays per run: the initialisation (each method is built from its own seed before it is
 stacked), the data subset and batch order, the optimiser state (Adam's is per element), the
-gradient-norm clipping (:func:`clip_per_run`), buffers such as a schedule's last KL, and the
-loss parts. What the pack shares: the stream of sampling noise (the global RNG, vmap's
-``randomness="different"``): run k's noise is its own slice of each draw, so a packed run's
-numbers equal the unpacked run's in distribution, not bit for bit.
+gradient-norm clipping (:func:`clip_per_run`), buffers such as a schedule's last KL, the loss
+parts, and the sampling noise. A method draws its noise with ``torch.randn`` / ``randn_like``
+(the global RNG, when it trains alone); in a pack each run's draws come from its own generator,
+seeded as the run seeds the global RNG when it trains alone, so a packed run gets the noise of
+the same run trained alone and its numbers match it to float rounding (:class:`NoiseTape`). The
+sequence of draws of one step (their shapes) is recorded once per batch shape by calling one
+run's loss outside ``vmap``; a random call the tape does not know is an error (``vmap``'s
+``randomness="error"``), and the run is then rerun alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -34,8 +40,9 @@ def pack_problem(method: type[Method]) -> str | None:
     """Why runs of ``method`` cannot share a pack (None: they can). A method opts in with the
     class attribute ``packable = True``, which promises that its ``loss`` is a pure function of
     its parameters, buffers (updated in place only), the batch and the progress, with the
-    sampling noise drawn from the global RNG (``torch.randn`` and friends); it must keep the
-    default ``training_step`` and ``on_epoch_end``."""
+    sampling noise drawn by ``torch.randn`` / ``torch.randn_like`` only, the same draws in every
+    step of one batch shape (:class:`NoiseTape`); it must keep the default ``training_step``
+    and ``on_epoch_end``."""
     for hook in ("training_step", "on_epoch_end"):
         if getattr(method, hook) is not getattr(Method, hook):
             return f"{method.name} overrides {hook}, which works on one model at a time"
@@ -64,11 +71,95 @@ class _Loss(nn.Module):
         return self.method.loss(x, progress)
 
 
+def _like(name: str, args: tuple, kwargs: dict) -> Tensor:
+    """An uninitialised tensor of the shape, dtype and device ``torch.<name>(*args, **kwargs)``
+    would return (``randn`` or ``randn_like``), drawing nothing."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "generator"}
+    return torch.empty(*args, **kwargs) if name == "randn" else torch.empty_like(*args, **kwargs)
+
+
+class NoiseTape:
+    """Each run's sampling noise for one step of a pack, drawn from the run's own generator.
+
+    :meth:`record` learns the draws of one step (function, shape, dtype, device) from one run's
+    loss; :meth:`draw` draws them for every run ([K, *shape] each, run k's from ``generators[k]``,
+    in the recorded order, as the run would draw them from the global RNG alone); inside the
+    vectorised loss, :meth:`replay` hands the slices out in that order in place of
+    ``torch.randn`` / ``torch.randn_like``.
+    """
+
+    FUNCTIONS = ("randn", "randn_like")
+
+    def __init__(self, generators: Sequence[torch.Generator]):
+        self.generators = list(generators)
+        self.steps: dict[tuple[int, ...], list[tuple[tuple[int, ...], torch.dtype, torch.device]]] = {}
+
+    @contextlib.contextmanager
+    def _patched(self, fake):
+        originals = {name: getattr(torch, name) for name in self.FUNCTIONS}
+        try:
+            for name in self.FUNCTIONS:
+                setattr(torch, name, functools.partial(fake, originals[name], name))
+            yield
+        finally:
+            for name, fn in originals.items():
+                setattr(torch, name, fn)
+
+    def record(self, key: tuple[int, ...], loss) -> None:
+        """Learn the draws ``loss()`` makes (once per ``key``, the batch shape); the draws
+        return zeros, so nothing else is consumed."""
+        if key in self.steps:
+            return
+        draws: list[tuple[tuple[int, ...], torch.dtype, torch.device]] = []
+
+        def fake(original, name, *args, **kwargs):
+            out = _like(name, args, kwargs).zero_()
+            draws.append((tuple(out.shape), out.dtype, out.device))
+            return out
+
+        with self._patched(fake), torch.no_grad():
+            loss()
+        self.steps[key] = draws
+
+    def draw(self, key: tuple[int, ...]) -> list[Tensor]:
+        """This step's noise, [K, *shape] per recorded draw."""
+        return [torch.stack([torch.randn(shape, generator=g, dtype=dtype, device=device) for g in self.generators])
+                for shape, dtype, device in self.steps[key]]
+
+    @contextlib.contextmanager
+    def replay(self, noise: list[Tensor]):
+        """Inside the vectorised loss (``noise``: this run's slices, in order)."""
+        queue = list(noise)
+
+        def fake(original, name, *args, **kwargs):
+            expected = _like(name, args, kwargs)
+            if not queue:
+                raise RuntimeError(f"the packed loss drew more noise than its recorded step ({name}); "
+                                   "its draws must depend on the batch shape only")
+            value = queue.pop(0)
+            if tuple(value.shape) != tuple(expected.shape):
+                raise RuntimeError(f"the packed loss drew noise of shape {tuple(expected.shape)} where its recorded "
+                                   f"step drew {tuple(value.shape)}; its draws must depend on the batch shape only")
+            return value
+
+        with self._patched(fake):
+            yield
+        if queue:
+            raise RuntimeError("the packed loss drew less noise than its recorded step")
+
+    def state(self) -> list[Tensor]:
+        return [g.get_state() for g in self.generators]
+
+    def load_state(self, states: Sequence[Tensor]) -> None:
+        for g, state in zip(self.generators, states):
+            g.set_state(state)
+
+
 class StackedMethods:
     """The parameters and buffers of ``methods`` (K >= 2 runs of one packable method, equal
     configs) stacked along a leading run axis, and their vectorised loss."""
 
-    def __init__(self, methods: Sequence[Method]):
+    def __init__(self, methods: Sequence[Method], noise: Sequence[torch.Generator]):
         kinds = {type(m) for m in methods}
         if len(kinds) != 1:
             raise ValueError(f"a pack holds runs of one method, got {sorted(k.name for k in kinds)}")
@@ -89,6 +180,9 @@ class StackedMethods:
         device = next(iter(self.params.values())).device
         self.scalars = {name: torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
                         for name in self.scalar_names}  # [K] each
+        if len(noise) != len(self.methods):
+            raise ValueError("a pack needs one noise generator per run")
+        self.noise = NoiseTape(noise)
 
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
@@ -97,20 +191,28 @@ class StackedMethods:
         """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k])."""
         template, config = self.template, self.template.method.config
 
-        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], scalars: dict[str, Tensor],
-                xk: Tensor) -> dict[str, Tensor]:
+        def call(params: dict[str, Tensor], buffers: dict[str, Tensor], scalars: dict[str, Tensor],
+                 xk: Tensor) -> dict[str, Any]:
             named = {**{f"method.{k}": v for k, v in params.items()}, **{f"method.{k}": v for k, v in buffers.items()}}
             if scalars:  # this run's values, without the config's checks (they ran when it was built)
                 template.method.config = copy.copy(config)
                 for name, value in scalars.items():
                     object.__setattr__(template.method.config, name, value)
             try:
-                parts = functional_call(template, named, (xk, progress))
+                return functional_call(template, named, (xk, progress))
             finally:
                 template.method.config = config
+
+        def one(params, buffers, scalars, noise, xk) -> dict[str, Tensor]:
+            with self.noise.replay(noise):
+                parts = call(params, buffers, scalars, xk)
             return {k: torch.as_tensor(v, dtype=xk.dtype, device=xk.device) for k, v in parts.items()}
 
-        return vmap(one, randomness="different")(self.params, self.buffers, self.scalars, x)
+        key = tuple(x.shape[1:])
+        first = {k: v[0] for k, v in self.params.items()}
+        self.noise.record(key, lambda: call(first, {k: v[0].clone() for k, v in self.buffers.items()},
+                                            {k: v[0] for k, v in self.scalars.items()}, x[0]))
+        return vmap(one, randomness="error")(self.params, self.buffers, self.scalars, self.noise.draw(key), x)
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -122,7 +224,7 @@ class StackedMethods:
 
     def state_dict(self) -> dict[str, Any]:
         return {"params": {k: v.detach().clone() for k, v in self.params.items()},
-                "buffers": {k: v.clone() for k, v in self.buffers.items()}}
+                "buffers": {k: v.clone() for k, v in self.buffers.items()}, "noise": self.noise.state()}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -130,6 +232,7 @@ class StackedMethods:
             self.params[k].copy_(v)
         for k, v in state["buffers"].items():
             self.buffers[k].copy_(v)
+        self.noise.load_state(state["noise"])
         self.write_back()
 
 

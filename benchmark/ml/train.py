@@ -74,7 +74,9 @@ class PackTrainer:
     ``methods[k]`` is run k's model (its own initialisation), ``xs[k]`` [N, *shape] its training
     data on the training device (float32 or uint8 pixels, converted per batch with
     :func:`benchmark.data.splits.to_unit`; every run has the same N), ``orders[k]`` its
-    batch-order generator (CPU) and ``held_outs[k]`` the split its ``on_epoch_end`` gets.
+    batch-order generator (CPU), ``held_outs[k]`` the split its ``on_epoch_end`` gets and, in a
+    pack, ``noise[k]`` the generator its sampling noise comes from (on the training device;
+    None: seeded from the global RNG). A run alone draws its noise from the global RNG.
 
     K = 1: each batch is one call of the method's ``training_step`` (loss, backward, clip, one
     optimiser step by default). K >= 2: the methods must be packable
@@ -87,7 +89,8 @@ class PackTrainer:
     """
 
     def __init__(self, methods: Sequence[Method], xs: Sequence[Tensor], config: TrainConfig,
-                 orders: Sequence[torch.Generator], held_outs: Sequence[Tensor | None] | None = None):
+                 orders: Sequence[torch.Generator], held_outs: Sequence[Tensor | None] | None = None,
+                 noise: Sequence[torch.Generator] | None = None):
         if not len(methods) == len(xs) == len(orders) >= 1:
             raise ValueError("a pack needs one method, one data tensor and one order generator per run")
         if len({x.shape for x in xs}) != 1:
@@ -103,7 +106,9 @@ class PackTrainer:
             params: Iterable[Tensor] = self.methods[0].parameters()
         else:
             self.xs = torch.stack(list(xs))  # [K, N, *shape]
-            self.stack = StackedMethods(self.methods)
+            if noise is None:  # no seeds given: each run's noise stream seeded from the global RNG
+                noise = [torch.Generator(xs[0].device).manual_seed(int(torch.randint(2**62, ()))) for _ in xs]
+            self.stack = StackedMethods(self.methods, noise)
             params = self.stack.parameters()
         self.optimizer = make_optimizer(params, config)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)

@@ -4,9 +4,9 @@ as one stacked model), evaluate each, and return one record per run.
 The runner reads and writes no file but the checkpoint it is handed (resuming from it when it
 is the pack's own); which runs to execute, and which share a pack, is the executor's choice and
 the store writes the records. Every random stream of a run is seeded from its run id
-(:meth:`RunConfig.stream_seed`), so the same config gives the same numbers on the same CPU; the
-runs of a pack share one stream of sampling noise (seeded by the first run's), see
-:mod:`benchmark.ml.pack`.
+(:meth:`RunConfig.stream_seed`), so the same config gives the same numbers on the same CPU; a
+run in a pack gets the sampling noise it gets alone (:mod:`benchmark.ml.pack`), so its numbers
+match the run trained alone to float rounding.
 """
 
 from __future__ import annotations
@@ -117,7 +117,10 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
 
         torch.manual_seed(records[0].seeds["train"])
         train = configs[0].train
-        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, [d.test.x for d in datas])
+        # A run alone draws its noise from the global RNG seeded with its "train" seed; in a pack each
+        # run draws the same noise from its own generator seeded alike (benchmark.ml.pack.NoiseTape).
+        noise = [torch.Generator(torch_device).manual_seed(r.seeds["train"]) for r in records]
+        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, [d.test.x for d in datas], noise)
         generators = [{"curves": g} for g in curve_gens]
         train_time = 0.0
         if checkpoint is not None and checkpoint.exists():
