@@ -209,8 +209,8 @@ class StackedMethods:
             return {k: torch.as_tensor(v, dtype=xk.dtype, device=xk.device) for k, v in parts.items()}
 
         key = tuple(x.shape[1:])
-        first = {k: v[0] for k, v in self.params.items()}
-        self.noise.record(key, lambda: call(first, {k: v[0].clone() for k, v in self.buffers.items()},
+        self.noise.record(key, lambda: call({k: v[0] for k, v in self.params.items()},
+                                            {k: v[0].clone() for k, v in self.buffers.items()},
                                             {k: v[0] for k, v in self.scalars.items()}, x[0]))
         return vmap(one, randomness="error")(self.params, self.buffers, self.scalars, self.noise.draw(key), x)
 

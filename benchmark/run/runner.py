@@ -72,7 +72,8 @@ def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = 
 def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_root: str | None = None,
                  download: bool = False, log: Log = print, checkpoint: Path | None = None,
                  checkpoint_every: int = 0, keep_model: bool = False) -> list[RunResult]:
-    """Train ``configs`` (runs that differ only in their seed, :func:`benchmark.ml.pack.pack_key`)
+    """Train ``configs`` (runs that differ only in their seed and their method's pack scalars,
+    :func:`benchmark.ml.pack.pack_key`)
     together and evaluate each; one result per run, in order. Never raises for a failing run
     (status ``failed`` or ``diverged`` in its record; an error that stops the pack fails every
     run still in it), except KeyboardInterrupt, which leaves no record.

@@ -151,6 +151,15 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _synthetic_batch(run: RunConfig, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """One training batch [batch_size, *shape] as the trainer sees it: random uint8 pixels for
+    image sets (converted each step), uniform in [0, 1] otherwise."""
+    batch = (run.train.batch_size, *shape)
+    if DATASETS[run.dataset.name].kind == "image":
+        return torch.randint(0, 256, batch, dtype=torch.uint8, device=device)
+    return torch.rand(batch, device=device)
+
+
 def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, steps: int = 5,
               warmup: int = 2) -> tuple[float, float, float, float]:
     """:class:`KindTiming`'s (step_s, encode_s, forward_s, iw_code_s) of ``run``'s kind on
@@ -160,10 +169,7 @@ def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, step
         torch.manual_seed(0)
         method: Method = build_method(run.method, run.hyperparameters, run.model, shape).to(device)
         optimizer = make_optimizer(method.parameters(), run.train)
-        batch = (run.train.batch_size, *shape)
-        # As the trainer sees it: image sets as uint8 pixels, converted each step.
-        x = (torch.randint(0, 256, batch, dtype=torch.uint8, device=device) if DATASETS[run.dataset.name].kind == "image"
-             else torch.rand(batch, device=device))
+        x = _synthetic_batch(run, shape, device)
         total = warmup + steps
 
         # The method's own training step (a remedy may take several optimiser steps per batch,
@@ -199,9 +205,7 @@ def time_pack_step(run: RunConfig, shape: tuple[int, ...], device: torch.device,
         for seed in range(size):
             torch.manual_seed(seed)
             methods.append(build_method(run.method, run.hyperparameters, run.model, shape).to(device))
-        batch = (run.train.batch_size, *shape)
-        x = (torch.randint(0, 256, batch, dtype=torch.uint8, device=device) if DATASETS[run.dataset.name].kind == "image"
-             else torch.rand(batch, device=device))
+        x = _synthetic_batch(run, shape, device)
         trainer = PackTrainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
         packed = to_unit(x).expand(size, *x.shape).contiguous()
         total = warmup + steps
