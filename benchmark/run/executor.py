@@ -3,7 +3,8 @@
 Backends: in this process (one worker, one device), local worker processes (joblib's loky;
 each pinned to a GPU slot or given its share of the CPU threads) or Ray tasks (local instance
 or a cluster; the driver writes every record itself, so workers need no shared filesystem).
-A submission is a pack: up to ``--pack`` runs that differ only in their seed, trained as one
+A submission is a pack: up to ``--pack`` runs that differ only in their seed (and their
+method's pack scalars), trained as one
 stacked model (:mod:`benchmark.ml.pack`; a single run is a pack of one). Every run is claimed
 with a lock first, so concurrent ``run`` commands never run it twice; a run another process
 finished meanwhile is skipped; failed runs are retried, one at a time. What to run (and the
@@ -128,14 +129,20 @@ def pack_name(configs: Sequence[RunConfig]) -> str:
     return "pack-" + hashlib.sha256(",".join(c.run_id for c in configs).encode()).hexdigest()[:16]
 
 
+def _execute(configs: list[RunConfig], options: RunOptions, slot: Slot, checkpoint: str | None,
+             log: Callable[[str], None]) -> list[RunResult]:
+    """Train the pack ``configs`` on ``slot`` with ``options``' data, checkpoint and model settings."""
+    return execute_pack(configs, device=slot.device, data_root=options.data_root, download=options.download,
+                        log=log, checkpoint=Path(checkpoint) if checkpoint else None,
+                        checkpoint_every=options.checkpoint_every, keep_model=options.keep_model)
+
+
 def _run_in_worker(configs: list[RunConfig], options: RunOptions, slot: Slot, checkpoint: str | None) -> list[RunResult]:
     """Entry point of a worker process (loky or Ray): pin the device and threads, then run."""
     torch.set_num_threads(slot.threads)
     if slot.device.startswith("cuda:"):
         torch.cuda.set_device(slot.device)
-    return execute_pack(configs, device=slot.device, data_root=options.data_root, download=options.download,
-                        log=lambda line: print(line, flush=True), checkpoint=Path(checkpoint) if checkpoint else None,
-                        checkpoint_every=options.checkpoint_every, keep_model=options.keep_model)
+    return _execute(configs, options, slot, checkpoint, lambda line: print(line, flush=True))
 
 
 class InProcessBackend:
@@ -149,11 +156,7 @@ class InProcessBackend:
 
     def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
         future: Future = Future()
-        future.set_result(execute_pack(configs, device=slot.device, data_root=self.options.data_root,
-                                       download=self.options.download, log=self.log,
-                                       checkpoint=Path(checkpoint) if checkpoint else None,
-                                       checkpoint_every=self.options.checkpoint_every,
-                                       keep_model=self.options.keep_model))
+        future.set_result(_execute(configs, self.options, slot, checkpoint, self.log))
         return future
 
     def close(self) -> None:
