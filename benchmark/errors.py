@@ -7,6 +7,16 @@ prints it without a traceback and exits with status 2.
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def first_line(text: Any, limit: int = 200) -> str:
+    """The first non-blank-stripped line of ``text`` (None: ""), cut to ``limit`` characters
+    with an ellipsis: an error message short enough for a log line or a table cell."""
+    text = str(text or "").strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
 
 class BenchmarkError(Exception):
     """An error caused by the user's input or environment, with an actionable message."""

@@ -7,14 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import first_line
 from ..run.plan import PLAN_FILE
 from .format import md_escape
 from .load import NOT_RECORDED, GridData, value_text
-
-
-def _first_line(text: Any, limit: int = 200) -> str:
-    line = str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
-    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def _flat(section: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +66,7 @@ def missing_section(data: GridData) -> list[str]:
         for r in group:
             label = r.record.label or f"{r.setting['method']} seed {r.seed}"
             error = r.record.error or {}
-            reason = _first_line(error.get("message")) or "no error message recorded"
+            reason = first_line(error.get("message")) or "no error message recorded"
             if status == "diverged" and r.record.diverged_epoch is not None:
                 reason = f"epoch {r.record.diverged_epoch}: {reason}"
             elif error.get("type"):
@@ -84,7 +80,7 @@ def missing_section(data: GridData) -> list[str]:
                 f"{r.record.resumed} time{'s' if r.record.resumed != 1 else ''}" for r in resumed]
     if data.unreadable:
         out.append(f"- **Unreadable records** ({len(data.unreadable)}), ignored:")
-        out += [f"  - `{name}` — {md_escape(_first_line(reason))}" for name, reason in data.unreadable]
+        out += [f"  - `{name}` — {md_escape(first_line(reason))}" for name, reason in data.unreadable]
     ok = [r for r in data.runs if r.status == "ok"]
     # a field that is present but empty was recorded (e.g. `artifacts: {}` for 2-D data without images)
     fields = [("IW-NLL (`metrics.nll`)", lambda r: r.metric("nll") is not None),

@@ -21,7 +21,7 @@ from ..config import RunConfig
 from ..data.catalog import check_available
 from ..data.roots import check_data_root
 from ..device import resolve_device
-from ..errors import BenchmarkError
+from ..errors import BenchmarkError, first_line
 from ..grid import Grid, load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
@@ -57,7 +57,7 @@ class Prepared:
         lines, others = [], []
         for name, why in self.unreadable:
             run = runs.get(Path(name).stem)
-            why = _short(why)
+            why = first_line(why, 160)
             if run is not None:
                 lines.append(f"warning: the record of {run.run_id} ({run.label()}) in {where}/ cannot be read "
                              f"({why}): the run is rerun and the file replaced")
@@ -139,8 +139,3 @@ def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | Non
     if prepared.plan is not None:
         job.store.write_plan(prepared.plan)
     return run_grid(job, options, device, progress)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit - 1] + "…"
