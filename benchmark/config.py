@@ -28,8 +28,7 @@ def setting(default: Any = dataclasses.MISSING, valid: str | None = None, *,
     """A config field with its valid range as interval text (``"[1, inf)"``, checked when a grid
     is loaded, :func:`benchmark.ranges.field_problems`; for a list, each item). Metadata only:
     no run id changes. ``factory`` for a mutable default."""
-    metadata = {RANGE: str(Interval.parse(valid))} if valid is not None else {}
-    return field(default=default, default_factory=factory, metadata=metadata)
+    return field(default=default, default_factory=factory, metadata=_range_metadata(valid))
 
 
 def added_field(default: Any, since: str, valid: str | None = None) -> Any:
@@ -37,8 +36,12 @@ def added_field(default: Any, since: str, valid: str | None = None) -> Any:
     reproduce the behaviour from before the field existed) it is left out of the run id, so
     adding it changes no existing run id. ``since`` names the change, for readers; ``valid``
     its range, as for :func:`setting`."""
-    metadata = {"added": since, **({RANGE: str(Interval.parse(valid))} if valid is not None else {})}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata={"added": since, **_range_metadata(valid)})
+
+
+def _range_metadata(valid: str | None) -> dict[str, str]:
+    """A field's metadata for its valid range (checked, normalised interval text), or none."""
+    return {RANGE: str(Interval.parse(valid))} if valid is not None else {}
 
 
 def identity(config: Any) -> dict[str, Any]:

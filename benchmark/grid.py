@@ -42,14 +42,14 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from .data.catalog import DATASETS
 from .discovery import METHODS
 from .errors import BenchmarkError, GridError, UnknownNameError
 from .headline import Entry, headline_entries
-from .ranges import field_problems, problem
+from .ranges import Interval, field_problems
 from .ml.likelihoods import LIKELIHOODS
 from .ml.models import ARCHS
 from .ml.schedules import SCHEDULES
@@ -119,7 +119,8 @@ class Grid:
     def headline(self, runs: list[GridRun] | None = None) -> tuple[Entry, ...]:
         """The grid's pre-registered headline settings (``headline``, see :mod:`benchmark.headline`),
         checked against its runs (default: all of them)."""
-        configs = [r.config for r in (runs if runs is not None else self.runs())]
+        # The headline names methods and hyperparameters: one seed's runs hold every setting.
+        configs = [r.config for r in (runs if runs is not None else self.runs(seeds=self._seeds()[:1]))]
         return headline_entries(self.data.get("headline"), configs, self.error)
 
     @property
@@ -192,12 +193,7 @@ class Grid:
         ranges = METHODS[name].hyperparameter_ranges()
         combos = []
         for combo in itertools.product(*axes):
-            config = self._build(cls, dict(combo), where, check_ranges=False, context=name)
-            values = dataclasses.asdict(config)
-            for key, value in values.items():
-                why = problem(value, ranges.get(key))
-                if why is not None:
-                    raise self.error(f"{where}.{key}", f"{name}: {why}")
+            values = dataclasses.asdict(self._build(cls, dict(combo), where, context=name, ranges=ranges))
             self._check_schedules(name, values, where)
             combos.append(values)
         return combos
@@ -257,9 +253,10 @@ class Grid:
         merged = {k: v for layer in layers for k, v in _table(layer, name, self).items()}
         return self._build(cls, merged, name)
 
-    def _build(self, cls: type, values: dict[str, Any], where: str, check_ranges: bool = True, context: str = ""):
-        """Instantiate dataclass ``cls`` from ``values``, checking names, types and (with
-        ``check_ranges``) the ranges its fields declare; ``context`` prefixes the messages."""
+    def _build(self, cls: type, values: dict[str, Any], where: str, context: str = "",
+               ranges: Mapping[str, Interval] | None = None):
+        """Instantiate dataclass ``cls`` from ``values``, checking names, types and ranges (the
+        ones its fields declare, or ``ranges``: a method's); ``context`` prefixes the messages."""
         prefix = f"{context}: " if context else ""
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
@@ -279,9 +276,8 @@ class Grid:
             config = cls(**checked)
         except (BenchmarkError, TypeError, ValueError) as exc:  # a missing required field, a check in __post_init__
             raise self.error(where, f"{prefix}{exc}") from None
-        if check_ranges:
-            for key, why in field_problems(config):
-                raise self.error(f"{where}.{key}", f"{prefix}{why}")
+        for key, why in field_problems(config, ranges):
+            raise self.error(f"{where}.{key}", f"{prefix}{why}")
         return config
 
 

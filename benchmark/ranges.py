@@ -15,7 +15,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 RANGE = "range"  # dataclass field metadata key: the field's valid interval as text
 
@@ -89,12 +89,15 @@ def declared_range(f: dataclasses.Field) -> Interval | None:
     return Interval.parse(text) if text is not None else None
 
 
-def field_problems(config: Any) -> list[tuple[str, str]]:
+def field_problems(config: Any, ranges: Mapping[str, Interval] | None = None) -> list[tuple[str, str]]:
     """(field name, why) for each field of the dataclass instance ``config`` whose value lies
-    outside its declared range or holds a non-finite float (see :func:`problem`)."""
+    outside its range or holds a non-finite float (see :func:`problem`). The ranges are the
+    fields' declared ones, or those of ``ranges`` (field name -> interval, e.g. a method's
+    :meth:`~benchmark.ml.method.Method.hyperparameter_ranges`) when given."""
     found = []
     for f in dataclasses.fields(config):
-        why = problem(getattr(config, f.name), declared_range(f))
+        interval = declared_range(f) if ranges is None else ranges.get(f.name)
+        why = problem(getattr(config, f.name), interval)
         if why is not None:
             found.append((f.name, why))
     return found
