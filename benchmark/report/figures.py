@@ -10,7 +10,7 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .exact import mean_ci
@@ -128,6 +128,14 @@ def shade(method: str, k: int, n: int) -> str:
     base = to_rgb(colour(method))
     mix = 0.0 if n < 2 else 0.55 * k / (n - 1)
     return to_hex(tuple(c + (1 - c) * mix for c in base))
+
+
+def draw_mi_caps(ax, caps: Iterable[float]) -> None:
+    """Each distinct MI cap log N (nats) as a dashed line, labelled at the right."""
+    for cap in sorted({round(c, 6) for c in caps}):
+        ax.axhline(cap, color="0.3", ls="--", lw=0.8)
+        ax.text(0.99, cap, f"cap log {round(math.exp(cap))} = {cap:.2f}", transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom", fontsize=5.5, color="0.3")
 
 
 def legend_label(setting: Setting, with_method: bool = True) -> str:

@@ -4,9 +4,9 @@ setting, one column of panels per method; one thin line per seed under the mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
-from .figures import LINESTYLES, Figure, legend_below, legend_label, new_figure, render, shade
+from .figures import LINESTYLES, Figure, draw_mi_caps, legend_below, legend_label, new_figure, render, shade
 from .load import Run, Setting, finite, method_order
 
 PANELS = {"test_au": "test AU (fraction)", "test_kl": "test KL (nats)", "test_mi": "test MI (nats)",
@@ -38,13 +38,6 @@ def curve_mi_cap(run: Run) -> float | None:
     if estimators.get("mi_estimator") == "aggregate-batch":
         size = min(int((run.record.config.get("eval") or {}).get("mi_batch_size", 50)), size)
     return math.log(size)
-
-
-def _draw_mi_caps(ax, caps: Iterable[float]) -> None:
-    for cap in sorted({round(c, 6) for c in caps}):
-        ax.axhline(cap, color="0.3", ls="--", lw=0.8)
-        ax.text(0.99, cap, f"cap log {round(math.exp(cap))} = {cap:.2f}", transform=ax.get_yaxis_transform(),
-                ha="right", va="bottom", fontsize=5.5, color="0.3")
 
 
 def panels_for(settings: Sequence[Setting], keys: Sequence[str]) -> list[str]:
@@ -110,7 +103,7 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
             if key == "test_au":
                 ax.set_ylim(-0.03, 1.03)
             if key == "test_mi":
-                _draw_mi_caps(ax, [cap for cap in (curve_mi_cap(run) for s in group for run in s.ok
+                draw_mi_caps(ax, [cap for cap in (curve_mi_cap(run) for s in group for run in s.ok
                                                    if curve(run, key)) if cap is not None])
     legend_below(fig, axes, columns=3)
     return render(fig, figure)

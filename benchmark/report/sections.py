@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .exact import permutation_test
-from .figures import SPREAD_NOTE, Figure, dots_and_mean, method_style, new_figure, render
+from .figures import SPREAD_NOTE, Figure, dots_and_mean, draw_mi_caps, method_style, new_figure, render
 from .figures_curves import figure_curves
 from .figures_latents import figure_images
 from .format import Table, fixed, symbol_text
@@ -79,10 +79,7 @@ def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Seque
             dots_and_mean(ax, positions[(s.method, preset(s))], s.values_of(key), method_style(s.method), spread=0.3,
                           short=s.short)
         if key == "mi":  # the MI caps log N, dashed
-            for cap in sorted({round(c[0], 6) for c in (s.mi_cap() for s in settings) if c is not None}):
-                ax.axhline(cap, color="0.3", ls="--", lw=0.8)
-                ax.text(0.99, cap, f"cap log {round(math.exp(cap))} = {cap:.2f}", transform=ax.get_yaxis_transform(),
-                        ha="right", va="bottom", fontsize=5.5, color="0.3")
+            draw_mi_caps(ax, [c[0] for c in (s.mi_cap() for s in settings) if c is not None])
         ax.set_xticks([positions[k] for k in used], [f"{m}\n{short[p]}" for m, p in used], fontsize=6)
         ax.set_ylabel(f"{COLUMN[key].name} ({'fraction' if key == 'au' else 'nats'})")
         if key == "au":
