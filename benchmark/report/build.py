@@ -29,7 +29,7 @@ from .figures import Figure, figure_style
 from .figures_curves import figure_curves
 from .figures_latents import figure_images, figure_kl_heatmap, figure_noise, figure_per_class, figure_spectra
 from .figures_sweeps import figure_au_vs_beta, figure_ranking, figure_rate_distortion, figure_sweep
-from .format import Table, slug, to_csv
+from .format import Table, slug
 from .html import html
 from .load import BASELINE, GridData, find_grids, load_grid_records, method_order, order, relabel
 from .missing import missing_section
@@ -193,13 +193,10 @@ def _section_blocks(page: Page, writer: Writer, folder: str, dataset: str, secti
     page.text(section.intro)
     for name, table in section.tables.items():
         stem = f"{name}.{slug(dataset)}"
-        rows = [dict(zip(table.header, row)) for row in table.rows]
-        import pandas as pd
-
         title = section.titles.get(name, "")
         links = _tables(writer, folder, stem, table, f"{section.title} on {dataset}"
                         + (f": {title.replace('**', '')}" if title else "") + ".",
-                        to_csv(pd.DataFrame(rows, columns=table.header)))
+                        table.csv())
         page.add("table", table=table, links=links, text=title)
     for figure in section.figures:
         _figure(page, writer, folder, figure, skipped)
@@ -259,7 +256,7 @@ def runs_page(data: GridData, records_link: str) -> Page:
                          str(run.seed), run.status, *(("—" if run.metric(k) is None else
                                                        f"{run.metric(k):.{COLUMN[k].decimals}f}")
                                                       for k in ("au", "kl", "nll")), images or "—"])
-    table = Table(header, rows, [[False] * len(header) for _ in rows], "llllrlrrrl")
+    table = Table.plain(header, rows, "llllrlrrrl")
     page.add("table", table=table)
     return page
 
@@ -279,12 +276,9 @@ def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> 
                  for s in chosen if s.dataset == dataset}
         rows.append([dataset] + [f"{cells[c].mean_std('au')[0]:.3f}" if c in cells and cells[c].values_of("au")
                                  else "—" for c in columns])
-    table = Table(["dataset"] + [f"AU: {c}" for c in columns], rows, [[False] * (len(columns) + 1) for _ in rows],
-                  "l" + "r" * len(columns))
-    import pandas as pd
-
+    table = Table.plain(["dataset"] + [f"AU: {c}" for c in columns], rows, "l" + "r" * len(columns))
     links = _tables(writer, folder, "summary", table, f"Mean AU of each headline setting per data set (grid "
-                    f"{data.name}).", to_csv(pd.DataFrame(rows, columns=table.header)))
+                    f"{data.name}).", table.csv())
     page.add("table", table=table, links=links, text="Mean AU of each method's headline setting per data set.")
     with figure_style():
         _figure(page, writer, folder, figure_ranking(datasets, chosen), [])

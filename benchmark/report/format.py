@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -72,6 +73,15 @@ class Table:
     bold: list[list[bool]]
     align: str  # one of l / r / p (wrapped text) per column
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def plain(cls, header: list[str], rows: list[list[str]], align: str, notes: Sequence[str] = ()) -> Table:
+        """A table without bold cells."""
+        return cls(header, rows, [[False] * len(header) for _ in rows], align, list(notes))
+
+    def csv(self) -> str:
+        """The header and rows as CSV (:func:`to_csv`)."""
+        return to_csv(pd.DataFrame(self.rows, columns=self.header))
 
     def markdown(self, notes: bool = False) -> str:
         """The table; with ``notes``, its notes as lines below it (for the standalone file)."""

@@ -42,7 +42,7 @@ def hp_label(s: Setting, without: Sequence[str] = ()) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str], align: str, short: bool) -> Table:
-    return Table(header, rows, [[False] * len(header) for _ in rows], align, [SHORT_NOTE] if short else [])
+    return Table.plain(header, rows, align, [SHORT_NOTE] if short else [])
 
 
 def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Setting]) -> Section | None:

@@ -267,7 +267,7 @@ def comparison_table(comparisons: Sequence[Comparison], key: str, with_dataset: 
         rows.append(row)
     align = ("l" if with_dataset else "") + "lpl" + "r" * len(STAT_HEADER)
     notes = [SHORT_NOTE] if any(c.setting.short or (c.baseline and c.baseline.short) for c in comparisons) else []
-    return Table(header, rows, [[False] * len(header) for _ in rows], align, notes)
+    return Table.plain(header, rows, align, notes)
 
 
 def comparison_csv(comparisons: Sequence[Comparison]) -> str:
