@@ -130,6 +130,19 @@ def shade(method: str, k: int, n: int) -> str:
     return to_hex(tuple(c + (1 - c) * mix for c in base))
 
 
+def method_styles(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """Colour and line style per entry of ``methods`` (one per setting or series): the k-th of a
+    method's n entries in :func:`shade` (k, n) and ``LINESTYLES[k]`` (cycling)."""
+    totals = {m: sum(1 for x in methods if x == m) for m in methods}
+    seen: dict[str, int] = {}
+    styles = []
+    for method in methods:
+        k = seen.setdefault(method, 0)
+        seen[method] += 1
+        styles.append((shade(method, k, totals[method]), LINESTYLES[k % len(LINESTYLES)]))
+    return styles
+
+
 def draw_mi_caps(ax, caps: Iterable[float]) -> None:
     """Each distinct MI cap log N (nats) as a dashed line, labelled at the right."""
     for cap in sorted({round(c, 6) for c in caps}):

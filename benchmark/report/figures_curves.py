@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from .figures import LINESTYLES, Figure, draw_mi_caps, legend_below, legend_label, new_figure, render, shade
+from .figures import Figure, draw_mi_caps, legend_below, legend_label, method_styles, new_figure, render
 from .load import Run, Setting, finite, method_order
 
 PANELS = {"test_au": "test AU (fraction)", "test_kl": "test KL (nats)", "test_mi": "test MI (nats)",
@@ -74,12 +74,7 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
     fig, axes = new_figure(min(2.4 * len(groups) + 0.5, 12.0), 1.9 * len(keys) + 1.0 + 0.12 * len(settings),
                            len(keys), len(groups), sharex="col")
     for c, group in enumerate(groups):
-        counts: dict[str, int] = {}
-        totals = {m: sum(1 for s in group if s.method == m) for m in {s.method for s in group}}
-        for s in group:
-            k = counts.setdefault(s.method, 0)
-            counts[s.method] += 1
-            col, ls = shade(s.method, k, totals[s.method]), LINESTYLES[k % len(LINESTYLES)]
+        for s, (col, ls) in zip(group, method_styles([s.method for s in group])):
             for r, key in enumerate(keys):
                 ax = axes[r * len(groups) + c]
                 curves = [p for p in (curve(run, key) for run in s.ok) if p]

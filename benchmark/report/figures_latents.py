@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .figures import (LINESTYLES, SPREAD_NOTE, Figure, class_names, dots_and_mean, legend_below, legend_label,
-                      method_style, new_figure, render, sample_std, shade)
+                      method_style, method_styles, new_figure, render, sample_std)
 from .load import NOT_RECORDED, Setting, finite, order
 
 
@@ -86,12 +86,7 @@ def figure_spectra(dataset: str, chosen: Sequence[Setting]) -> Figure:
     fig, (ax, ax2) = new_figure(8.0, 3.6, 1, 2)
     floor = 1e-8
     deltas = np.logspace(-5, 1, 121)
-    counts: dict[str, int] = {}
-    totals = {m: sum(1 for s, _ in lines if s.method == m) for m in {s.method for s, _ in lines}}
-    for s, seeds in lines:
-        k = counts.setdefault(s.method, 0)
-        counts[s.method] += 1
-        col, ls = shade(s.method, k, totals[s.method]), LINESTYLES[k % len(LINESTYLES)]
+    for (s, seeds), (col, ls) in zip(lines, method_styles([s.method for s, _ in lines])):
         spectra = np.array([sorted(v, reverse=True) for v in seeds])
         dims = np.arange(1, spectra.shape[1] + 1)
         au = np.array([[np.mean(np.array(v) >= d) for d in deltas] for v in seeds])

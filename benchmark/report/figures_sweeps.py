@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .figures import (LINESTYLES, SPREAD_NOTE, Figure, colour, dots_and_mean, legend_below, legend_label,
-                      log_worthy, method_style, mpl_text, new_figure, rec_unit, render, shade, tick_values)
+from .figures import (SPREAD_NOTE, Figure, colour, dots_and_mean, legend_below, legend_label, log_worthy,
+                      method_style, method_styles, mpl_text, new_figure, rec_unit, render, tick_values)
 from .format import symbol_text
 from .load import BASELINE, Setting, method_order, order, value_text
 
@@ -49,12 +49,8 @@ def _draw_series(ax, items: list[Series], column: str, metric: str, positions: d
                  width: float, lines: bool = True) -> None:
     """Per series a line through the means (``lines``; not between categories) and per-seed dots;
     series dodged sideways, each method's series in its colour, lighter and dashed from the second on."""
-    per_method = {m: sum(1 for x in items if x[0] == m) for m, _, _ in items}
-    seen: dict[str, int] = {}
-    for k, (method, rest, members) in enumerate(items):
-        j = seen.setdefault(method, 0)
-        seen[method] += 1
-        style = (shade(method, j, per_method[method]), method_style(method)[1])
+    for k, ((method, rest, members), (col, ls)) in enumerate(zip(items, method_styles([m for m, _, _ in items]))):
+        style = (col, method_style(method)[1])
         offset = (k - (len(items) - 1) / 2) * width
         xs, means = [], []
         for s in members:
@@ -65,8 +61,8 @@ def _draw_series(ax, items: list[Series], column: str, metric: str, positions: d
                 xs.append(x)
                 means.append(mean)
         label = mpl_text(method + (f" ({rest})" if rest else ""))
-        ax.plot(xs, means, color=style[0], ls=LINESTYLES[j % len(LINESTYLES)] if lines else "none", lw=1.1,
-                marker=style[1], ms=0 if lines else 4, label=label, zorder=1)
+        ax.plot(xs, means, color=col, ls=ls if lines else "none", lw=1.1, marker=style[1], ms=0 if lines else 4,
+                label=label, zorder=1)
 
 
 def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
@@ -179,13 +175,9 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
         rest = ", ".join(symbol_text(text) for c, text in s.parts if c != "hp.beta")
         groups.setdefault((s.method, rest), []).append(s)
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0] == BASELINE, method_order(kv[0][0]), kv[0][1]))
-    per_method: dict[str, int] = {}
-    totals = {m: sum(1 for (mm, _) in groups if mm == m) for (m, _) in groups}
-    for (method, rest), members in ordered:
+    for ((method, rest), members), (col, ls) in zip(ordered, method_styles([m for (m, _), _ in ordered])):
         members = sorted(members, key=lambda s: order(s.values.get("hp.beta")))
-        k = per_method.setdefault(method, 0)
-        per_method[method] += 1
-        col, marker = shade(method, k, totals[method]), method_style(method)[1]
+        marker = method_style(method)[1]
         on_top = 6 if method == BASELINE else 3
         for ax, y_of in ((ax1, _distortion), (ax2, lambda s: s.values_of("au"))):
             xs, ys = [], []
@@ -205,8 +197,8 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
                 xs.append(x)
                 ys.append(y)
             label = mpl_text(method + (f" ({rest})" if rest else ""))
-            ax.plot(xs, ys, color=col, ls=LINESTYLES[k % len(LINESTYLES)], lw=1.0, zorder=on_top - 2, marker=marker,
-                    ms=3, label=label if ax is ax1 else None)
+            ax.plot(xs, ys, color=col, ls=ls, lw=1.0, zorder=on_top - 2, marker=marker, ms=3,
+                    label=label if ax is ax1 else None)
     ax1.set_xlabel("rate: KL (nats)")
     ax1.set_ylabel("distortion: −E log p(x|z) (nats)")
     ax1.set_title("rate-distortion")
