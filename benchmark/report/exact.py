@@ -15,6 +15,7 @@ Everything here is exact or deterministic:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -41,21 +42,24 @@ class TestResult:
     exact: bool
 
 
+@functools.lru_cache(maxsize=32)
 def _splits(total: int, n: int) -> tuple[np.ndarray, bool]:
     """Boolean masks [S, total] of the group-a members: every split (exact) or a fixed-seed
-    sample of :data:`MONTE_CARLO` splits plus the observed one first."""
+    sample of :data:`MONTE_CARLO` splits plus the observed one first; cached, so read-only."""
     count = math.comb(total, n)
-    if count <= EXACT_LIMIT:
+    exact = count <= EXACT_LIMIT
+    if exact:
         masks = np.zeros((count, total), dtype=bool)
         for row, members in enumerate(itertools.combinations(range(total), n)):
             masks[row, list(members)] = True
-        return masks, True
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    masks = np.zeros((MONTE_CARLO + 1, total), dtype=bool)
-    masks[0, :n] = True
-    for row in range(1, MONTE_CARLO + 1):
-        masks[row, rng.permutation(total)[:n]] = True
-    return masks, False
+    else:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        masks = np.zeros((MONTE_CARLO + 1, total), dtype=bool)
+        masks[0, :n] = True
+        for row in range(1, MONTE_CARLO + 1):
+            masks[row, rng.permutation(total)[:n]] = True
+    masks.flags.writeable = False
+    return masks, exact
 
 
 def _two_sided(pooled: np.ndarray, n: int) -> TestResult:
