@@ -128,6 +128,16 @@ def bootstrap_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) ->
     return float(low), float(high)
 
 
+def sample_mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and standard deviation (N-1 divisor) of ``values``: both None without values, the std
+    None for one value."""
+    if not values:
+        return None, None
+    mean = math.fsum(values) / len(values)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return mean, std
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
     """Percentile bootstrap CI of the mean of ``values`` (fixed seed, as :func:`bootstrap_ci`);
     None with fewer than :data:`MIN_BOOTSTRAP_N` values."""

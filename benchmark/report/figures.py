@@ -163,14 +163,6 @@ def legend_label(setting: Setting, with_method: bool = True) -> str:
     return mpl_text(text.strip() or setting.method)
 
 
-def sample_std(values: Sequence[float]) -> float:
-    """Standard deviation with the N-1 divisor; 0 for one value."""
-    if len(values) < 2:
-        return 0.0
-    mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def jitter(i: int, n: int, width: float) -> float:
     """A deterministic offset in [-width/2, width/2] for the i-th of n dots."""
     return 0.0 if n < 2 else width * (i / (n - 1) - 0.5)

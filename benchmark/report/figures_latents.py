@@ -10,8 +10,9 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from .exact import sample_mean_std
 from .figures import (LINESTYLES, SPREAD_NOTE, Figure, class_names, dots_and_mean, legend_below, legend_label,
-                      method_style, method_styles, new_figure, render, sample_std)
+                      method_style, method_styles, new_figure, render)
 from .load import NOT_RECORDED, Setting, finite, order
 
 
@@ -54,7 +55,8 @@ def figure_per_class(dataset: str, chosen: Sequence[Setting]) -> Figure:
         for j, c in enumerate(classes):
             values = [float(p[c]) for p in seeds if c in p]
             if values:
-                means[i, j], stds[i, j] = math.fsum(values) / len(values), sample_std(values)
+                mean, std = sample_mean_std(values)
+                means[i, j], stds[i, j] = mean, 0.0 if std is None else std
     fig, (ax,) = new_figure(0.62 * len(classes) + 3.2, 0.42 * len(rows) + 1.6)
     image = ax.imshow(np.ma.masked_invalid(means), vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for i in range(len(rows)):

@@ -22,6 +22,7 @@ from ..run.plan import Plan
 from ..run.record import Record
 from ..run.store import ResultStore
 from ..run.table import records_table, setting_columns
+from .exact import sample_mean_std
 
 BASELINE = "vae"
 NOT_RECORDED = "not recorded"
@@ -92,10 +93,7 @@ class Setting:
 
     def mean_std(self, key: str) -> tuple[float | None, float | None, int]:
         values = self.values_of(key)
-        if not values:
-            return None, None, 0
-        mean = math.fsum(values) / len(values)
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+        mean, std = sample_mean_std(values)
         return mean, std, len(values)
 
     def not_ok(self) -> dict[str, int]:

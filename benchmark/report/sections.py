@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .exact import permutation_test
+from .exact import permutation_test, sample_mean_std
 from .figures import SPREAD_NOTE, Figure, dots_and_mean, draw_mi_caps, method_style, new_figure, render
 from .figures_curves import figure_curves
 from .figures_latents import figure_images
@@ -154,9 +154,7 @@ def noise(dataset: str, chosen: Sequence[Setting], runs_dir: Path) -> Section | 
             for v in variances:
                 values = [float(n[key][n["variances"].index(v)]) for n in (r.record.noise or {} for r in s.ok)
                           if v in (n.get("variances") or []) and len(n.get(key) or []) == len(n["variances"])]
-                mean = math.fsum(values) / len(values) if values else None
-                std = (math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (len(values) - 1))
-                       if len(values) > 1 else None)
+                mean, std = sample_mean_std(values)
                 row.append("—" if mean is None else fixed(mean, 2) + ("" if std is None else f" ± {fixed(std, 2)}"))
             rows.append(row + [s.n_text])
         header = ["method", "setting"] + [f"s²={v:g}" for v in variances] + ["n"]
