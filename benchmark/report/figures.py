@@ -47,7 +47,6 @@ class Figure:
     png: bytes | None = None
     pdf: bytes | None = None
     skipped: str | None = None  # why it was not drawn
-    section: str = "figures"  # which part of the report shows it
 
     @property
     def stem(self) -> str:

@@ -206,7 +206,7 @@ def figure_images(name: str, dataset: str, chosen: Sequence[Setting], runs_dir: 
 
     figure = Figure(f"images_{name}", dataset, IMAGE_CAPTIONS.get(name, f"Stored image `{name}`") + f" on {dataset}: "
                     f"one column per headline setting, one row per seed (up to {seeds}), from the PNGs stored with "
-                    "the runs.", section="images")
+                    "the runs.")
     cells: list[tuple[Setting, list[tuple[object, object]]]] = []
     for s in chosen:
         found = []

@@ -215,7 +215,7 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
     and its mean rank; numbers: mean AU."""
     figure = Figure("ranking", "all", "Ranking across data sets: rank of each method's headline setting by mean AU "
                     "on each data set (1 = most active units; ties share the mean rank), numbers: mean AU; last "
-                    "column: mean rank over the data sets where the method ran.", section="summary")
+                    "column: mean rank over the data sets where the method ran.")
     table: dict[str, dict[str, float]] = {}
     for dataset in datasets:
         here = [s for s in chosen if s.dataset == dataset and s.values_of("au")]

@@ -13,7 +13,7 @@ from .format import Table, md_escape
 
 @dataclass
 class Block:
-    """One piece of a page. ``kind``: heading | text | list | table | figure | images."""
+    """One piece of a page. ``kind``: heading | text | list | table | figure."""
 
     kind: str
     text: str = ""  # heading / text (inline Markdown) / caption

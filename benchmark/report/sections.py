@@ -23,7 +23,6 @@ from .tables import COLUMN, SHORT_NOTE, cell_text, label_text, p_text, per_seed_
 class Section:
     """A titled part of a data set's page: text, tables (name -> Table, saved as md / tex / csv) and figures."""
 
-    key: str
     title: str
     intro: str
     tables: dict[str, Table] = field(default_factory=dict)
@@ -50,7 +49,7 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
     if len({s.values.get("model.arch") for s in settings}) < 2:
         return None
     rows_of = sorted([s for s in chosen if s.ok], key=lambda s: (method_order(s.method), preset(s), s.sort_key))
-    section = Section("architectures", "Architectures", f"The headline setting of every method under each "
+    section = Section("Architectures", f"The headline setting of every method under each "
                       f"architecture preset of {dataset} (the settings differ in `model.arch`): mean ± std over "
                       "seeds and the per-seed values (seed order).")
     keys = ["au", "kl", "mi", "nll"]
@@ -65,8 +64,7 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
 def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequence[str]) -> Figure:
     figure = Figure("architectures", dataset, f"Architectures on {dataset}: each method's headline setting under "
                     "each architecture preset (x: method and preset), AU, KL, MI (dashed: its cap log N) and IW-NLL. "
-                    + SPREAD_NOTE + ".",
-                    section="architectures")
+                    + SPREAD_NOTE + ".")
     presets = sorted({preset(s) for s in settings})
     archs = {p: next((s.values.get("model.arch") for s in settings if preset(s) == p), p) for p in presets}
     short = {p: str(archs[p]) if len(set(archs.values())) == len(presets) else p for p in presets}
@@ -101,7 +99,7 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
               if len({s.values["hp.alpha_schedule"] for s in v}) > 1}
     if not paired:
         return None
-    section = Section("warmup", "Warm-up of α", f"LR-VAE on {dataset} with the same α_T, β and architecture under "
+    section = Section("Warm-up of α", f"LR-VAE on {dataset} with the same α_T, β and architecture under "
                       "each α schedule (`linear`: warmed up from 0 over the run; `constant`: α_T from the first "
                       "step). Δ: this schedule's mean − the `linear` one's; p: exact permutation test over the seeds.")
     header = ["preset", "setting", "schedule", "AU ↑", "KL", "IW-NLL ↓", "n", "AU per seed", "Δ AU", "p (AU)",
@@ -132,7 +130,6 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
         caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of LR-VAE, one "
         "column per α_T / β / architecture, one line per α schedule (solid: the first in name order, `constant`; "
         "dashed: `linear`); thin lines: seeds."))
-    section.figures[-1].section = "warmup"
     return section
 
 
@@ -142,7 +139,7 @@ def noise(dataset: str, chosen: Sequence[Setting], runs_dir: Path) -> Section | 
     found = [s for s in chosen if any(r.record.noise for r in s.ok)]
     if not found:
         return None
-    section = Section("noise", "Noise sensitivity", f"Decoding μ + s·ε on {dataset} (headline settings): the L2 "
+    section = Section("Noise sensitivity", f"Decoding μ + s·ε on {dataset} (headline settings): the L2 "
                       "distance of the decoded mean from the decoding of μ (pixel space; lower: the decoder ignores "
                       "the noise) and the diversity between noise draws (higher: varied images), mean ± std over "
                       "seeds per noise variance s².")
@@ -164,7 +161,7 @@ def noise(dataset: str, chosen: Sequence[Setting], runs_dir: Path) -> Section | 
                                           "diversity": "**Diversity** between noise draws (L2, pixel space)"}[key]
     pair = [s for s in found if s.method in (BASELINE, "lr-vae")] or list(found)
     grid = figure_images("noise", dataset, pair, runs_dir)
-    grid.kind, grid.section = "noise_grids", "noise"
+    grid.kind = "noise_grids"
     grid.caption = ("Noise grids side by side (" + ", ".join(f"{s.method} ({label_text(s)})" for s in pair)
                     + f") on {dataset}: each "
                     "column of a grid decodes one test image's posterior mean μ plus noise of variance s² (rows, "

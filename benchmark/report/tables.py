@@ -254,18 +254,17 @@ def stat_cells(result: dict[str, Any] | None, key: str) -> list[str]:
 STAT_HEADER = ["Δ [95% CI]", "p exact", "min p", "p Holm", "Cliff's δ"]
 
 
-def comparison_table(comparisons: Sequence[Comparison], key: str, with_dataset: bool = True) -> Table:
+def comparison_table(comparisons: Sequence[Comparison], key: str) -> Table:
     """One metric of every comparison with `vae`: n, Δ [95% CI], exact p, smallest attainable p,
     Holm's p (family members, primary metrics only) and Cliff's δ."""
-    header = (["dataset"] if with_dataset else []) + ["method", "setting", "n vs vae"] + STAT_HEADER
+    header = ["dataset", "method", "setting", "n vs vae"] + STAT_HEADER
     rows = []
     for c in comparisons:
         n_base = c.baseline.n_text if c.baseline else "0"
-        row = ([c.setting.dataset] if with_dataset else []) + [c.setting.method, label_text(c.setting),
-                                                                f"{c.setting.n_text} vs {n_base}"]
+        row = [c.setting.dataset, c.setting.method, label_text(c.setting), f"{c.setting.n_text} vs {n_base}"]
         row += stat_cells(c.results.get(key), key) if c.baseline else [c.note, "—", "—", "—", "—"]
         rows.append(row)
-    align = ("l" if with_dataset else "") + "lpl" + "r" * len(STAT_HEADER)
+    align = "llpl" + "r" * len(STAT_HEADER)
     notes = [SHORT_NOTE] if any(c.setting.short or (c.baseline and c.baseline.short) for c in comparisons) else []
     return Table.plain(header, rows, align, notes)
 
