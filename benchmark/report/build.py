@@ -171,7 +171,8 @@ def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, 
         role = "confirmatory family" if confirmatory_only and key in PRIMARY else (
             "primary; Holm over the family" if key in PRIMARY else "exploratory")
         links = _tables(writer, folder, f"vs_vae.{key}", table, f"{COLUMN[key].name} against {BASELINE} (grid "
-                        f"{data.name}, {role}): difference in means with its 95% bootstrap CI, exact permutation p, "
+                        f"{data.name}, {role}): difference in means with its 95% CI from inverting the exact "
+                        "permutation test (shift model; it excludes 0 exactly when p ≤ 0.05), exact permutation p, "
                         "the smallest attainable p, Holm-adjusted p and Cliff's delta.")
         page.add("table", table=table, links=links + [("CSV (all metrics)", f"{folder}/tables/vs_vae.csv")],
                  text=f"**{COLUMN[key].name}** ({role})")

@@ -7,8 +7,10 @@ Everything here is exact or deterministic:
   split could give (with 5 vs 5 distinct values 2 / C(10, 5) = 2/252);
 - :func:`mann_whitney`: the exact Mann-Whitney (Wilcoxon rank-sum) test on the same splits, with
   mid-ranks for ties (conditional on the ties); equal to scipy's exact test without ties;
-- :func:`bootstrap_ci`: the percentile bootstrap CI of the difference in means from a fixed seed
-  (identical on every run), only with at least :data:`MIN_BOOTSTRAP_N` values per group;
+- :func:`permutation_ci`: the CI of a shift in means from inverting that permutation test, so it
+  excludes 0 exactly when the test's p is at most 1 - level;
+- :func:`mean_ci`: the percentile bootstrap CI of one group's mean (figures only) from a fixed seed
+  (identical on every run), only with at least :data:`MIN_BOOTSTRAP_N` values;
 - :func:`cliffs_delta`: P(a > b) - P(a < b), which stays meaningful when neither group varies;
 - :func:`holm`: Holm's step-down adjustment over a fixed family.
 """
@@ -27,7 +29,7 @@ EXACT_LIMIT = 200_000  # splits enumerated exactly; above, a fixed-seed Monte Ca
 MONTE_CARLO = 20_000
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 20_260_101
-MIN_BOOTSTRAP_N = 4  # fewer values per group: the percentile bootstrap's coverage is too poor to state a CI
+MIN_BOOTSTRAP_N = 4  # fewer values: the percentile bootstrap's coverage is too poor to state a CI of a mean
 TOLERANCE = 1e-9  # relative: statistics this close to the observed one count as equally extreme
 
 
@@ -114,18 +116,41 @@ def cliffs_delta(a: Sequence[float], b: Sequence[float]) -> float:
     return float((np.sum(x > y) - np.sum(x < y)) / (x.size * y.size))
 
 
-def bootstrap_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of mean(a) - mean(b): each group resampled with replacement,
-    :data:`BOOTSTRAP_RESAMPLES` times from the fixed :data:`BOOTSTRAP_SEED`; None with fewer than
-    :data:`MIN_BOOTSTRAP_N` values in a group."""
-    if min(len(a), len(b)) < MIN_BOOTSTRAP_N:
-        return None
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    means_a = x[rng.integers(0, len(x), (BOOTSTRAP_RESAMPLES, len(x)))].mean(axis=1)
-    means_b = y[rng.integers(0, len(y), (BOOTSTRAP_RESAMPLES, len(y)))].mean(axis=1)
-    low, high = np.percentile(means_a - means_b, [50 * (1 - level), 50 * (1 + level)])
-    return float(low), float(high)
+def permutation_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """CI for the shift delta = mean(a) - mean(b) by inverting :func:`permutation_test`: every delta
+    with ``permutation_test([x - delta for x in a], b).p > 1 - level``, on the same splits (the
+    same Monte Carlo sample beyond :data:`EXACT_LIMIT`). (-inf, inf) when no shift reaches that p
+    (3 vs 3: p >= 2/20 at any shift); a single point when neither group varies.
+
+    With a shifted by delta, the centred sum of a split s with k_s members of ``a`` is
+    D_s = S_s - k_s delta - n (T - n delta) / N (S_s, T: sums at delta = 0). D_s^2 - D_obs^2 is a
+    concave quadratic in delta (|d D_s / d delta| <= |d D_obs / d delta| = n m / N), so s counts
+    (|D_s| >= |D_obs|) on the closed interval between its roots, D_s = D_obs and D_s = -D_obs,
+    which holds the estimate (D_obs = 0 there); the observed split and, for n = m, its mirror count
+    at any delta. So p falls monotonically away from the estimate, the accepted set is one closed
+    interval, and its ends are the c-th smallest lower and c-th largest upper root, c the fewest
+    splits with c / S > 1 - level. Ties within :data:`TOLERANCE` count as in the test: where its p
+    at delta = 0 exceeds 1 - level, 0 is inside even if rounding put an end a hair beside it."""
+    if not a or not b:
+        raise ValueError("both groups need at least one value")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), not {level}")
+    pooled = np.asarray([*a, *b], dtype=float)
+    n, m = len(a), len(b)
+    masks, _ = _splits(n + m, n)
+    sums, k = masks.astype(float) @ pooled, masks[:, :n].sum(axis=1)  # [S] S_s, k_s
+    observed, total = float(pooled[:n].sum()), float(pooled.sum())
+    always = (k == n) | ((n == m) & (k == 0))
+    same = (sums - observed) / np.where(always, 1, k - n)  # [S] delta where D_s = D_obs
+    mirror = ((n + m) * (sums + observed) - 2 * n * total) / np.where(always, 1, (n + m) * k + n * (m - n))
+    lower = np.where(always, -np.inf, np.minimum(same, mirror))  # [S] where s starts to count
+    upper = np.where(always, np.inf, np.maximum(same, mirror))  # [S] and where it stops
+    alpha = 1 - level
+    needed = int(np.argmax(np.arange(1, len(masks) + 1) / len(masks) > alpha)) + 1  # fewest counted splits
+    low, high = float(np.sort(lower)[needed - 1]), float(np.sort(upper)[len(masks) - needed])
+    if permutation_test(a, b).p > alpha:  # the test's own verdict at 0, ties within TOLERANCE included
+        low, high = min(low, 0.0), max(high, 0.0)
+    return low + 0.0, high + 0.0  # + 0.0: no -0.0
 
 
 def sample_mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -139,8 +164,8 @@ def sample_mean_std(values: Sequence[float]) -> tuple[float | None, float | None
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of the mean of ``values`` (fixed seed, as :func:`bootstrap_ci`);
-    None with fewer than :data:`MIN_BOOTSTRAP_N` values."""
+    """Percentile bootstrap CI of the mean of ``values``: :data:`BOOTSTRAP_RESAMPLES` resamples from
+    the fixed :data:`BOOTSTRAP_SEED`; None with fewer than :data:`MIN_BOOTSTRAP_N` values."""
     if len(values) < MIN_BOOTSTRAP_N:
         return None
     rng = np.random.default_rng(BOOTSTRAP_SEED)

@@ -5,6 +5,7 @@ and CSV; best values marked per column."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
@@ -230,12 +231,13 @@ def p_text(p: float | None) -> str:
 
 
 def diff_text(result: dict[str, Any], decimals: int) -> str:
-    """``Δ [low, high]`` (the 95% bootstrap CI when there is one)."""
+    """``Δ [low, high]``: the 95% CI from inverting the exact permutation test, ``[unbounded]``
+    where no shift can give p <= ALPHA."""
     if result.get("diff") is None:
         return "—"
     sign = lambda v: ("+" if v > 0 else "") + fixed(v, decimals)  # noqa: E731
-    ci = result.get("ci")
-    return sign(result["diff"]) + (f" [{sign(ci[0])}, {sign(ci[1])}]" if ci else "")
+    ci = result["ci"]
+    return sign(result["diff"]) + (" [unbounded]" if math.isinf(ci[1]) else f" [{sign(ci[0])}, {sign(ci[1])}]")
 
 
 def stat_cells(result: dict[str, Any] | None, key: str) -> list[str]:
@@ -299,8 +301,10 @@ def comparison_csv(comparisons: Sequence[Comparison]) -> str:
 
 def stats_legend(family: Family) -> str:
     """What the comparison columns mean (Markdown)."""
-    return (f"Δ: setting mean − `{BASELINE}` mean, with the 95% percentile bootstrap CI (10000 resamples from a "
-            "fixed seed; only with at least 4 ok seeds on both sides). p exact: two-sided exact permutation test "
+    return (f"Δ: setting mean − `{BASELINE}` mean, with its 95% CI from inverting the exact permutation test "
+            "(shift model: every shift of the setting's seeds that the test does not reject): it excludes 0 exactly "
+            f"when p ≤ {ALPHA:g}; [unbounded] where no shift can give p ≤ {ALPHA:g} with so few seeds (3 vs 3: "
+            "p ≥ 2/20 = 0.1 whatever the values). p exact: two-sided exact permutation test "
             "of the difference in means over every split of the pooled seeds (the exact Mann-Whitney p is in the "
             "CSV); min p: the smallest p that test can give for these seeds (5 vs 5: 2/252 = 0.0079; 2 vs 2: "
             "1/3). p Holm: adjusted over the confirmatory family only (* at most "
