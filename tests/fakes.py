@@ -141,3 +141,52 @@ def write_fake_ffhq(directory: Path, n: int = 7, side: int = 128, per_folder: in
         Image.fromarray(np.broadcast_to(colour, (side, side, 3)).copy()).save(path)
         files.append(path)
     return files
+
+
+# --- text corpora ----------------------------------------------------------------------------
+
+TEXT_WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "N", "<unk>", "and", "big")
+
+
+def fake_sentences(n: int, rng: np.random.Generator, max_words: int = 9) -> list[list[str]]:
+    """``n`` sentences of 1..max_words words of :data:`TEXT_WORDS`."""
+    return [[str(w) for w in rng.choice(TEXT_WORDS, rng.integers(1, max_words + 1))] for _ in range(n)]
+
+
+def write_fake_ptb(directory: Path, n: tuple[int, int, int] = (30, 8, 10), seed: int = 0) -> dict[str, list[list[str]]]:
+    """``ptb.{train,valid,test}.txt`` in Mikolov's format (a space before and after each
+    sentence, ``<unk>`` and ``N`` as words) in ``directory``. The first training sentence holds
+    every word of :data:`TEXT_WORDS`, so valid and test use only training words. Returns the
+    sentences of each split."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, count in zip(("train", "valid", "test"), n):
+        sentences = fake_sentences(count, rng)
+        if split == "train":
+            sentences[0] = list(TEXT_WORDS)
+        (directory / f"ptb.{split}.txt").write_text("".join(f" {' '.join(s)} \n" for s in sentences))
+        written[split] = sentences
+    return written
+
+
+def write_fake_lagging(directory: Path, name: str, labels: int | None = None, n: tuple[int, int, int] = (30, 8, 10),
+                       seed: int = 0) -> dict[str, tuple[list[list[str]], list[int] | None]]:
+    """``<name>.{train,valid,test}.txt`` in the lagging-encoder release's format in ``directory``:
+    one document per line, ``LABEL<TAB>text`` with labels 0..labels-1 when ``labels`` is given
+    (yelp), plain text otherwise (yahoo). Every label occurs in training. Returns (sentences,
+    labels) of each split."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, count in zip(("train", "valid", "test"), n):
+        sentences = fake_sentences(count, rng, max_words=15)
+        if split == "train":
+            sentences[0] = list(TEXT_WORDS)
+        ys = None if labels is None else [i % labels if split == "train" else int(rng.integers(labels))
+                                          for i in range(count)]
+        texts = [" ".join(s) for s in sentences]
+        lines = texts if ys is None else [f"{y}\t{text}" for y, text in zip(ys, texts)]
+        (directory / f"{name}.{split}.txt").write_text("".join(line + "\n" for line in lines))
+        written[split] = (sentences, ys)
+    return written

@@ -2,8 +2,9 @@
 and :func:`load_dataset`, which hands out (subsets of) their splits.
 
 Image sets are read from files (never downloaded unless asked), toy sets generated from the
-seed; docs/datasets.md says where each comes from and how it is preprocessed. The full splits
-are loaded once per process and kept as stored (image pixels as uint8).
+seed, text sets read from files or a Python package (:mod:`.text`); docs/datasets.md says where
+each comes from and how it is preprocessed. The full splits are loaded once per process and kept
+as stored (image pixels as uint8, token ids as int64).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from .ffhq import load_ffhq
 from .idx import load_idx_dataset
 from .omniglot import load_omniglot
 from .splits import Dataset, LoadRequest, stream_generator
+from .text import load_ptb, load_yahoo, load_yelp
 from .toys import TOY_TEST_SIZE, TOY_TRAIN_SIZE, chessboard, gaussian_mixture, load_toy, pinwheel
+
+KINDS = ("image", "toy", "sequence")  # what a data set's x holds: pixels, 2-D points, token ids
 
 
 @dataclass(frozen=True)
@@ -34,15 +38,17 @@ class DatasetSpec:
 
     name: str
     description: str  # one line, shown by `python -m benchmark list datasets`
-    kind: str  # "image" or "toy"
-    load: Callable[[LoadRequest], Dataset]  # full splits, on CPU (x float32, or uint8 pixels)
-    shape: tuple[int, ...] | None = None  # per-example shape of x, e.g. (1, 28, 28)
+    kind: str  # one of KINDS: "image", "toy" or "sequence" (token ids)
+    load: Callable[[LoadRequest], Dataset]  # full splits, on CPU (x float32, uint8 pixels or int64 token ids)
+    shape: tuple[int, ...] | None = None  # per-example shape of x, e.g. (1, 28, 28) or (T_max,)
     train_size: int | None = None  # examples in the published training split (None: unknown)
     test_size: int | None = None  # examples in the published test split (None: unknown)
+    valid_size: int | None = None  # examples in the published validation split (None: none or unknown)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("image", "toy"):
-            raise ValueError(f"dataset {self.name!r}: kind must be 'image' or 'toy', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"dataset {self.name!r}: kind must be one of {', '.join(map(repr, KINDS))}, "
+                             f"got {self.kind!r}")
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -83,6 +89,15 @@ for _spec in [
           ("chessboard", "2-D uniform on the 8 dark cells of a 4x4 board on [-2, 2]^2; y = cell", chessboard, 8),
           ("gaussian-mixture", "2-D mixture of 8 Gaussians on a circle, two holding 98% of the mass; "
            "y = component", gaussian_mixture, 8)]),
+    DatasetSpec("ptb", "Penn Treebank, Mikolov's split: 42068 train / 3370 valid / 3761 test sentences, 10k words "
+                "with <unk>; x = token ids <s> ... </s> padded to 84; y = 0", "sequence", load_ptb, shape=(84,),
+                train_size=42_068, test_size=3_761, valid_size=3_370),
+    DatasetSpec("yahoo", "Yahoo Answers documents (Yang et al. 2017, lagging-encoder release): 100000 train / "
+                "10000 valid / 10000 test, 20k words with <unk>; x = token ids; y = 0", "sequence", load_yahoo,
+                train_size=100_000, test_size=10_000, valid_size=10_000),
+    DatasetSpec("yelp", "Yelp reviews (Yang et al. 2017, lagging-encoder release): 100000 train / 10000 valid / "
+                "10000 test, 20k words with <unk>; x = token ids; y = rating (5 classes)", "sequence", load_yelp,
+                train_size=100_000, test_size=10_000, valid_size=10_000),
 ]:
     register_dataset(_spec)
 
@@ -104,7 +119,9 @@ def load_dataset(
     returned tensors may be shared with the cache: do not modify them in place. ``x`` is
     float32 in [0, 1], except the training split of an image set with ``float_train=False``:
     uint8 pixels, a quarter of the memory, for a training loop that converts each batch with
-    :func:`benchmark.data.splits.to_unit` (the same values as the float split).
+    :func:`benchmark.data.splits.to_unit` (the same values as the float split), and text sets,
+    whose ``x`` is int64 token ids [N, T_max] (see :mod:`.text`). A published validation split
+    (``valid``, text sets) is handed out whole, on ``device``.
     """
     for label, size in (("train_size", train_size), ("test_size", test_size)):
         if size is not None and size < 1:
@@ -115,7 +132,8 @@ def load_dataset(
     train = full.train.subset(train_size, stream_generator(seed, "train-subset")).to(device)
     train = train.as_float() if float_train else train
     test = full.test.subset(test_size, stream_generator(seed, "test-subset")).to(device).as_float()
-    return dataclasses.replace(full, train=train, test=test)
+    valid = full.valid.to(device).as_float() if full.valid is not None else None
+    return dataclasses.replace(full, train=train, test=test, valid=valid)
 
 
 def full_splits(name: str, data_root: str | Path | None = None, seed: int = 0, download: bool = False) -> Dataset:
@@ -123,7 +141,7 @@ def full_splits(name: str, data_root: str | Path | None = None, seed: int = 0, d
     if there. Do not modify them in place."""
     spec = DATASETS[name]
     root = Path(data_root).expanduser().resolve() if data_root is not None else None
-    # Toy data depend on the seed only; image files on where they are looked for.
+    # Toy data depend on the seed only; image and text files on where they are looked for.
     key = (name, seed) if spec.kind == "toy" else (name, root, os.environ.get(roots.DATA_ENV))
     if key not in _CACHE:
         _CACHE[key] = spec.load(LoadRequest(root, seed, download))

