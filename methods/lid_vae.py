@@ -9,9 +9,6 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-# One import line per line of the file's first version: a record's code key digests this file's
-# syntax tree with the module paths of these imports blanked (benchmark/run/provenance.py), so
-# merging them into one line would mark every record of this method stale.
 from benchmark.plugin import added_field
 from benchmark.plugin import GridError
 from benchmark.plugin import ICNNInit, LIDDecoder

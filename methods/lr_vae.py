@@ -9,9 +9,6 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-# One import line per line of the file's first version: a record's code key digests this file's
-# syntax tree with the module paths of these imports blanked (benchmark/run/provenance.py), so
-# merging them into one line would mark every record of this method stale.
 from benchmark.plugin import GridError
 from benchmark.plugin import Method, TrainingProgress, register_method
 from benchmark.plugin import VAE, VAEOutput

@@ -1,9 +1,9 @@
-"""Run ids, labels and code keys are pinned: moving code around must not change them.
+"""Run ids and labels are pinned: moving code around must not change them.
 
 ``run_ids.json`` holds, for every named grid in ``benchmark/grids/``, the run id and label of each
-run of its expansion (in order), and the code key of every built-in method (the digest of its
-plugin files and the core's ``NUMERICS_VERSION``, see ``benchmark/run/provenance.py``). A changed
-run id would orphan every record made before; a changed code key would mark them stale.
+run of its expansion (in order). A changed run id would orphan every record made before. (Code
+keys follow the code by themselves, :mod:`benchmark.run.code_key`; tests/test_code_version.py
+checks what changes them.)
 
 Rewrite the pins only after a deliberate change of identities:
 ``.venv/bin/python tests/test_run_ids.py --write``.
@@ -18,16 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmark.grid import grid_names, load_grid  # noqa: E402
-from benchmark.run.provenance import method_code  # noqa: E402
 
 PINS = Path(__file__).resolve().parent / "run_ids.json"
-BUILTIN_METHODS = ["aggressive", "beta-vae", "bn-vae", "cyclical", "delta-vae", "free-bits", "il-lid-vae", "info-vae",
-                   "kl-annealing", "lid-vae", "lr-vae", "skip-vae", "vae"]
 
 
 def current() -> dict:
     grids = {name: [[run.run_id, run.label()] for run in load_grid(name).expand()] for name in grid_names()}
-    return {"grids": grids, "code_keys": {name: method_code(name)["key"] for name in BUILTIN_METHODS}}
+    return {"grids": grids}
 
 
 def test_every_named_grid_keeps_its_run_ids_and_labels():
@@ -35,10 +32,6 @@ def test_every_named_grid_keeps_its_run_ids_and_labels():
     assert set(pinned) <= set(now), f"named grids gone: {sorted(set(pinned) - set(now))}"  # new grids may be unpinned
     for name in pinned:
         assert now[name] == pinned[name], f"grid {name}: run ids or labels changed"
-
-
-def test_builtin_methods_keep_their_code_keys():
-    assert current()["code_keys"] == json.loads(PINS.read_text())["code_keys"]
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

@@ -66,7 +66,7 @@ class Job:
     store: ResultStore
     runs: list[RunConfig]  # every run of the command, in grid order
     todo: list[RunConfig]  # the runs to execute (no ok record of the current code, or all with force)
-    code_keys: dict[str, str]  # method -> the key of its current code (run.provenance.method_code)
+    code_keys: dict[str, str]  # run id -> the key of its current code (run.code_key.run_code)
     force: bool = False  # rerun runs that have an ok record
     keep_stale: bool = False  # count ok records made by other code as done
 
@@ -257,7 +257,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                         progress.skip()
                         continue
                     if not force and attempts.get(config.run_id) is None and run_state(
-                            store.read(config.run_id), code_keys[config.method], keep_stale) == "done":
+                            store.read(config.run_id), code_keys[config.run_id], keep_stale) == "done":
                         lock.release()  # finished by another process since we looked
                         progress.skip()
                         continue
@@ -309,7 +309,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                     record.grid = job.name
                     if result.model_state is not None:
                         atomic_torch_save(result.model_state, store.model_path(config.run_id))
-                    if run_state(store.read(config.run_id), code_keys[config.method]) == "stale":
+                    if run_state(store.read(config.run_id), code_keys[config.run_id]) == "stale":
                         progress.log(f"{config.run_id}: record made by other code moved to "
                                      f"{store.supersede(config.run_id)}")
                     store.write(record, result.images)

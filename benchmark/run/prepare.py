@@ -26,7 +26,7 @@ from ..grid import Grid, load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
 from .progress import GridProgress
-from .provenance import method_code
+from .code_key import changed_units, run_code
 from .record import RunState, run_state
 from .store import ResultStore
 
@@ -40,6 +40,9 @@ class Prepared:
     source: str  # where the runs come from (the grid file), for messages
     plan: Plan | None = None
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file in runs/, why) of non-records
+    # run id of a stale run -> the definitions whose code changed since its record (empty: the
+    # record predates the per-definition code key, record version < 5)
+    why_stale: dict[str, list[str]] = field(default_factory=dict)
 
     def header(self) -> str:
         """The line that opens a ``run``: how many runs, how many done, stale and to run."""
@@ -69,25 +72,43 @@ class Prepared:
         return lines
 
     def listing(self) -> list[str]:
-        """The dry run's lines: runs per data set and method, then one line per run with its state."""
+        """The dry run's lines: runs per data set and method, one line per run with its state, then
+        why the stale ones are stale."""
         per_pair = collections.Counter((r.dataset.name, r.method) for r in self.job.runs)
         lines = [f"{dataset:>18} {method:<14} {count} runs" for (dataset, method), count in sorted(per_pair.items())]
-        return lines + [f"{self.states[r.run_id]:<5} {r.run_id}  {r.label()}" for r in self.job.runs]
+        lines += [f"{self.states[r.run_id]:<5} {r.run_id}  {r.label()}" for r in self.job.runs]
+        return lines + self.stale_summary()
+
+    def stale_summary(self) -> list[str]:
+        """One line per changed definition: how many stale runs it makes stale (a run counts
+        under each definition that changed for it)."""
+        stale = [run_id for run_id, state in self.states.items() if state == "stale"]
+        if not stale:
+            return []
+        counts = collections.Counter(label for run_id in stale for label in self.why_stale.get(run_id) or
+                                     ["(recorded before code keys covered the core: record version < 5)"])
+        return [f"stale: {len(stale)} runs; the code that changed since their records (runs affected):"] + [
+            f"  {label}  ({n})" for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def prepare_runs(name: str, runs: list[RunConfig], store: ResultStore, *, force: bool = False,
                  keep_stale: bool = False, source: str = "") -> Prepared:
     """Prepare ``runs`` (of grid ``name``) against the records in ``store``; ``force`` turns
     ``done`` into ``todo``."""
-    code_keys = {method: method_code(method)["key"] for method in {r.method for r in runs}}
+    codes = {r.run_id: run_code(r) for r in runs}
     records, unreadable = store.scan()
     by_id = {record.run_id: record for record in records}
-    states: dict[str, RunState] = {r.run_id: run_state(by_id.get(r.run_id), code_keys[r.method], keep_stale)
+    states: dict[str, RunState] = {r.run_id: run_state(by_id.get(r.run_id), codes[r.run_id]["key"], keep_stale)
                                    for r in runs}
+    why_stale = {run_id: changed_units((by_id[run_id].code or {}).get("units", {}), codes[run_id]["units"])
+                 if (by_id[run_id].code or {}).get("units") else []
+                 for run_id, state in states.items() if state == "stale"}
     if force:
         states = {run_id: "todo" if state == "done" else state for run_id, state in states.items()}
     todo = [r for r in runs if states[r.run_id] != "done"]
-    return Prepared(Job(name, store, runs, todo, code_keys, force, keep_stale), states, source, unreadable=unreadable)
+    code_keys = {run_id: code["key"] for run_id, code in codes.items()}
+    return Prepared(Job(name, store, runs, todo, code_keys, force, keep_stale), states, source, unreadable=unreadable,
+                    why_stale=why_stale)
 
 
 def check_same_grid(grid: Grid, planned: list[str], store: ResultStore) -> None:

@@ -22,8 +22,9 @@ from ..config import STREAMS, RunConfig
 
 # 2: `code` (the code version behind the numbers), host CPU in `environment`; 3: `data` (the files the
 # data came from) and `resumed`, times that count every process that worked on a resumed run;
-# 4: `pack` (the runs trained together with this one, when it was packed)
-RECORD_VERSION = 4
+# 4: `pack` (the runs trained together with this one, when it was packed); 5: `code` covers the core
+# (`key` and the digest of every definition the numbers depend on, `units`; no `numerics_version`)
+RECORD_VERSION = 5
 RunState = Literal["done", "stale", "todo"]
 
 
@@ -48,7 +49,7 @@ class Record:
     method_extras: dict[str, Any] = field(default_factory=dict)  # Method.record_extras()
     seeds: dict[str, int] = field(default_factory=dict)  # seed of each random stream (config.STREAMS)
     record_version: int = RECORD_VERSION
-    code: dict[str, Any] | None = _optional()  # run.provenance.code_version: key, numerics_version, method_files
+    code: dict[str, Any] | None = _optional()  # run.code_key.run_code: key, units (definition -> digest)
     started_at: str | None = _optional()  # UTC, ISO 8601
     finished_at: str | None = _optional()
     device: str | None = _optional()  # e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H100 80GB HBM3)"
@@ -108,7 +109,7 @@ class Record:
 
 def run_state(record: Record | None, code_key: str, keep_stale: bool = False) -> RunState:
     """``done``: an ``ok`` record made by the current code (``code_key``, see
-    :func:`benchmark.run.provenance.method_code`); ``stale``: an ``ok`` record made by other code
+    :func:`benchmark.run.code_key.run_code`); ``stale``: an ``ok`` record made by other code
     (done too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
     if record is None or record.status != "ok":
         return "todo"

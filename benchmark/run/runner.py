@@ -27,7 +27,8 @@ from ..ml.method import build_method
 from ..ml.train import PackTrainer
 from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
 from .evaluate import CurvePoints, Evaluation, evaluate
-from .provenance import environment, method_code
+from .code_key import run_code
+from .provenance import environment
 from .record import Record, utc_now
 
 Log = Callable[[str], None]
@@ -55,7 +56,7 @@ def _finish(record: Record, started: float, device: str, before: float = 0.0, sh
 
 def failed_result(config: RunConfig, error_type: str, message: str, trace: str | None = None) -> RunResult:
     """The result of a run that died outside :func:`execute` (e.g. its worker process was killed)."""
-    record = Record.start(config, method_code(config.method))
+    record = Record.start(config, run_code(config))
     record.fail(error_type, message, trace)
     return RunResult(_finish(record, time.perf_counter(), "unknown"), {})
 
@@ -88,7 +89,7 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
     """
     t0 = time.perf_counter()
     size = len(configs)
-    records = [Record.start(config, method_code(config.method)) for config in configs]
+    records = [Record.start(config, run_code(config)) for config in configs]
     evaluations = [Evaluation() for _ in configs]
     states: list[dict[str, Any] | None] = [None] * size
     before = SpentSoFar(0.0, 0.0, 0)
