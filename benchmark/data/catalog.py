@@ -64,42 +64,54 @@ def _idx(name: str, torchvision_name: str, apt_package: str | None) -> Callable[
                              num_classes=10, apt_package=apt_package)
 
 
-for _spec in [
-    DatasetSpec("fashion-mnist", "Fashion-MNIST: 28x28 grey clothing images, 10 classes, 60000 train / 10000 test",
-                "image", _idx("fashion-mnist", "FashionMNIST", "dataset-fashion-mnist"),
-                shape=(1, 28, 28), train_size=60_000, test_size=10_000),
-    DatasetSpec("mnist", "MNIST: 28x28 grey handwritten digits, 10 classes, 60000 train / 10000 test",
-                "image", _idx("mnist", "MNIST", None), shape=(1, 28, 28), train_size=60_000, test_size=10_000),
-    DatasetSpec("omniglot", "Omniglot: 105x105 characters resized to 28x28 grey (ink 1), background set 19280 "
-                "train / evaluation set 13180 test; y = character (1623)",
-                "image", functools.partial(load_omniglot, name="omniglot", binary=False),
-                shape=(1, 28, 28), train_size=19_280, test_size=13_180),
-    DatasetSpec("omniglot-binary", "Omniglot as `omniglot`, binarised with a fixed threshold at 0.5",
-                "image", functools.partial(load_omniglot, name="omniglot-binary", binary=True),
-                shape=(1, 28, 28), train_size=19_280, test_size=13_180),
-    DatasetSpec("celeba", "CelebA aligned faces, center crop 148, 64x64 RGB; partition 0 train (162770) / 2 test "
-                "(19962); y = Male", "image", load_celeba, shape=(3, 64, 64), train_size=162_770, test_size=19_962),
-    DatasetSpec("ffhq", "FFHQ faces (any release, e.g. the 128x128 thumbnails) resized to 64x64 RGB; sorted files, "
-                "first 60000 train / last 10000 test; y = 0", "image", load_ffhq, shape=(3, 64, 64),
-                train_size=60_000, test_size=10_000),
-    *(DatasetSpec(name, description, "toy", functools.partial(load_toy, name, sample, classes), shape=(2,),
-                  train_size=TOY_TRAIN_SIZE, test_size=TOY_TEST_SIZE)
-      for name, description, sample, classes in [
-          ("pinwheel", "2-D pinwheel with 5 spiralling arms (Johnson et al. 2016); y = arm", pinwheel, 5),
-          ("chessboard", "2-D uniform on the 8 dark cells of a 4x4 board on [-2, 2]^2; y = cell", chessboard, 8),
-          ("gaussian-mixture", "2-D mixture of 8 Gaussians on a circle, two holding 98% of the mass; "
-           "y = component", gaussian_mixture, 8)]),
-    DatasetSpec("ptb", "Penn Treebank, Mikolov's split: 42068 train / 3370 valid / 3761 test sentences, 10k words "
-                "with <unk>; x = token ids <s> ... </s> padded to 84; y = 0", "sequence", load_ptb, shape=(84,),
-                train_size=42_068, test_size=3_761, valid_size=3_370),
-    DatasetSpec("yahoo", "Yahoo Answers documents (Yang et al. 2017, lagging-encoder release): 100000 train / "
-                "10000 valid / 10000 test, 20k words with <unk>; x = token ids; y = 0", "sequence", load_yahoo,
-                train_size=100_000, test_size=10_000, valid_size=10_000),
-    DatasetSpec("yelp", "Yelp reviews (Yang et al. 2017, lagging-encoder release): 100000 train / 10000 valid / "
-                "10000 test, 20k words with <unk>; x = token ids; y = rating (5 classes)", "sequence", load_yelp,
-                train_size=100_000, test_size=10_000, valid_size=10_000),
-]:
-    register_dataset(_spec)
+# One registration per statement: a run's code key includes only the one its data set names
+# (benchmark/run/code_key.py), so a change to one loader leaves the other data sets' records alone.
+register_dataset(DatasetSpec(
+    "fashion-mnist", "Fashion-MNIST: 28x28 grey clothing images, 10 classes, 60000 train / 10000 test",
+    "image", _idx("fashion-mnist", "FashionMNIST", "dataset-fashion-mnist"), shape=(1, 28, 28), train_size=60_000,
+    test_size=10_000))
+register_dataset(DatasetSpec(
+    "mnist", "MNIST: 28x28 grey handwritten digits, 10 classes, 60000 train / 10000 test",
+    "image", _idx("mnist", "MNIST", None), shape=(1, 28, 28), train_size=60_000, test_size=10_000))
+register_dataset(DatasetSpec(
+    "omniglot", "Omniglot: 105x105 characters resized to 28x28 grey (ink 1), background set 19280 train / "
+    "evaluation set 13180 test; y = character (1623)",
+    "image", functools.partial(load_omniglot, name="omniglot", binary=False), shape=(1, 28, 28),
+    train_size=19_280, test_size=13_180))
+register_dataset(DatasetSpec(
+    "omniglot-binary", "Omniglot as `omniglot`, binarised with a fixed threshold at 0.5",
+    "image", functools.partial(load_omniglot, name="omniglot-binary", binary=True), shape=(1, 28, 28),
+    train_size=19_280, test_size=13_180))
+register_dataset(DatasetSpec(
+    "celeba", "CelebA aligned faces, center crop 148, 64x64 RGB; partition 0 train (162770) / 2 test (19962); "
+    "y = Male", "image", load_celeba, shape=(3, 64, 64), train_size=162_770, test_size=19_962))
+register_dataset(DatasetSpec(
+    "ffhq", "FFHQ faces (any release, e.g. the 128x128 thumbnails) resized to 64x64 RGB; sorted files, first 60000 "
+    "train / last 10000 test; y = 0", "image", load_ffhq, shape=(3, 64, 64), train_size=60_000, test_size=10_000))
+register_dataset(DatasetSpec(
+    "pinwheel", "2-D pinwheel with 5 spiralling arms (Johnson et al. 2016); y = arm", "toy",
+    functools.partial(load_toy, "pinwheel", pinwheel, 5), shape=(2,), train_size=TOY_TRAIN_SIZE,
+    test_size=TOY_TEST_SIZE))
+register_dataset(DatasetSpec(
+    "chessboard", "2-D uniform on the 8 dark cells of a 4x4 board on [-2, 2]^2; y = cell", "toy",
+    functools.partial(load_toy, "chessboard", chessboard, 8), shape=(2,), train_size=TOY_TRAIN_SIZE,
+    test_size=TOY_TEST_SIZE))
+register_dataset(DatasetSpec(
+    "gaussian-mixture", "2-D mixture of 8 Gaussians on a circle, two holding 98% of the mass; y = component", "toy",
+    functools.partial(load_toy, "gaussian-mixture", gaussian_mixture, 8), shape=(2,), train_size=TOY_TRAIN_SIZE,
+    test_size=TOY_TEST_SIZE))
+register_dataset(DatasetSpec(
+    "ptb", "Penn Treebank, Mikolov's split: 42068 train / 3370 valid / 3761 test sentences, 10k words with <unk>; "
+    "x = token ids <s> ... </s> padded to 84; y = 0", "sequence", load_ptb, shape=(84,),
+    train_size=42_068, test_size=3_761, valid_size=3_370))
+register_dataset(DatasetSpec(
+    "yahoo", "Yahoo Answers documents (Yang et al. 2017, lagging-encoder release): 100000 train / 10000 valid / "
+    "10000 test, 20k words with <unk>; x = token ids; y = 0", "sequence", load_yahoo,
+    train_size=100_000, test_size=10_000, valid_size=10_000))
+register_dataset(DatasetSpec(
+    "yelp", "Yelp reviews (Yang et al. 2017, lagging-encoder release): 100000 train / 10000 valid / 10000 test, "
+    "20k words with <unk>; x = token ids; y = rating (5 classes)", "sequence", load_yelp,
+    train_size=100_000, test_size=10_000, valid_size=10_000))
 
 
 def load_dataset(

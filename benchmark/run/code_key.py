@@ -343,7 +343,7 @@ def closure(roots: Iterable[tuple[str | Path, str]], wanted: Iterable[str] = (),
             for unit in module.units:
                 if (module.path, unit.name) in included or unit.binds and unit.key is None:
                     continue  # included already, or a plain definition (included when used)
-                if unit.key is None or (unit.key in wanted and (unit.refs | {a for a, _ in unit.attrs}) & reached):
+                if unit.key is None or unit.key in wanted:
                     queue.append((module, unit))
     return sorted(included.values(), key=lambda u: u.label), set(parsed)
 
