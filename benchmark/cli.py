@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
                        seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale)
     print(prepared.header(), file=sys.stderr)
-    for line in prepared.warnings() + ([] if args.dry_run else prepared.stale_summary()):
+    for line in prepared.warnings() + prepared.retired_text() + ([] if args.dry_run else prepared.stale_summary()):
         print(line, file=sys.stderr)
     if args.dry_run:
         print("\n".join(prepared.listing()))

@@ -152,7 +152,7 @@ class RunConfig:
         """What the run id hashes: :meth:`to_dict` without fields added later that are still at
         their defaults (:func:`added_field`; method hyperparameters too)."""
         values = self.to_dict()
-        values["eval"] = identity(self.eval)
+        values["eval"], values["dataset"] = identity(self.eval), identity(self.dataset)
         hp_fields = {f.name: f for f in dataclasses.fields(METHODS[self.method].Config)}
         values["hyperparameters"] = {k: v for k, v in self.hyperparameters.items()
                                      if not ("added" in getattr(hp_fields.get(k), "metadata", {})
@@ -170,7 +170,7 @@ class RunConfig:
         The "data" stream (subset selection, toy-data generation) depends only on the data
         set config and the seed, so every method of a seed sees the same examples.
         """
-        basis: Any = ([dataclasses.asdict(self.dataset), self.seed] if stream == "data"
+        basis: Any = ([identity(self.dataset), self.seed] if stream == "data"
                       else [self.run_id, stream])
         return int(_digest(basis)[:15], 16)
 

@@ -1,6 +1,7 @@
 """Aggressive inference network optimisation (He et al. 2019, "lagging inference networks"):
 while aggressive, the encoder is trained to convergence on fresh minibatches before each decoder
-step; aggressive training ends for good once the held-out mutual information stops rising."""
+step; aggressive training ends for good once the mutual information on the validation split (held
+out from the training data, never the test split) stops rising."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class AggressiveConfig:
     block: inner encoder steps per block; the inner loop stops when a block's mean loss exceeds the previous block's (the image code: 10; the text code: 15).
     max_inner_steps: most encoder-only steps before each decoder step (the public code's loop test sub_iter < 100 allows 99).
     mi_patience: held-out MI checks (one per epoch, while aggressive) below the best so far before aggressive training stops for good (1: the paper and the text code, stop at the first drop; the image code: 5).
-    mi_examples: first examples of the held-out split the MI is estimated on (0: all of it).
+    valid_fraction: fraction of the training examples held out as the validation split the MI check runs on (data sets with a published validation split use that one); the test split is never used for this decision.
+    mi_examples: first examples of the validation split the MI is estimated on (0: all of it).
     mi_mixture: the MI estimator's aggregate posterior: all (the whole held-out set, the harness's estimator) or batch (He et al.'s per-minibatch mixture).
     mi_batch_size: minibatch size of mi_mixture = batch.
     """
@@ -35,6 +37,7 @@ class AggressiveConfig:
     block: int = 10
     max_inner_steps: int = 100
     mi_patience: int = 1
+    valid_fraction: float = 0.1
     mi_examples: int = 0
     mi_mixture: Mixture = "all"
     mi_batch_size: int = 50
@@ -75,7 +78,8 @@ class Aggressive(Method):
     name = "aggressive"
     Config = AggressiveConfig
     ranges = {"beta_start": "[0, 1]", "warmup": "(0, 1]", "block": "[1, inf)", "max_inner_steps": "[1, inf)",
-              "mi_patience": "[1, inf)", "mi_examples": "[0, inf)", "mi_batch_size": "[2, inf)"}
+              "mi_patience": "[1, inf)", "valid_fraction": "(0, 1)", "mi_examples": "[0, inf)",
+              "mi_batch_size": "[2, inf)"}
 
     def __init__(self, config: AggressiveConfig, model: VAE):
         super().__init__(config, model)
@@ -87,6 +91,7 @@ class Aggressive(Method):
         self.inner_steps_per_epoch: list[int] = []
         self.epoch_inner = 0
         self.stopped_after_epoch: int | None = None
+        self.held_out_examples = 0
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
         out = self.model(x)
@@ -113,11 +118,16 @@ class Aggressive(Method):
         self.epoch_inner += rule.steps
         return {**parts, "inner_steps": float(rule.steps), "aggressive": 1.0}
 
+    @classmethod
+    def validation_fraction(cls, config: AggressiveConfig) -> float:
+        return config.valid_fraction
+
     def on_epoch_end(self, epoch: int, held_out: Tensor | None) -> None:
         self.inner_steps_per_epoch.append(self.epoch_inner)
         self.epoch_inner = 0
-        if not self.aggressive or held_out is None:
+        if not self.aggressive or held_out is None:  # None: the bench (no held-out data), it stays aggressive
             return
+        self.held_out_examples = held_out[:self.config.mi_examples or None].shape[0]
         mi = self.held_out_mi(held_out)
         self.mi_checks.append(mi)
         if mi < self.best_mi:
@@ -142,16 +152,18 @@ class Aggressive(Method):
     def get_extra_state(self) -> dict[str, Any]:
         return {"aggressive": self.aggressive, "best_mi": self.best_mi, "misses": self.misses,
                 "mi_checks": list(self.mi_checks), "inner_steps_per_epoch": list(self.inner_steps_per_epoch),
-                "epoch_inner": self.epoch_inner, "stopped_after_epoch": self.stopped_after_epoch}
+                "epoch_inner": self.epoch_inner, "stopped_after_epoch": self.stopped_after_epoch,
+                "held_out_examples": self.held_out_examples}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.aggressive, self.best_mi, self.misses = state["aggressive"], state["best_mi"], state["misses"]
         self.mi_checks, self.inner_steps_per_epoch = list(state["mi_checks"]), list(state["inner_steps_per_epoch"])
         self.epoch_inner, self.stopped_after_epoch = state["epoch_inner"], state["stopped_after_epoch"]
+        self.held_out_examples = state.get("held_out_examples", 0)
 
     def record_extras(self) -> dict[str, Any]:
         return {"inner_steps_per_epoch": list(self.inner_steps_per_epoch),
                 "inner_steps_total": sum(self.inner_steps_per_epoch) + self.epoch_inner,
                 "aggressive_stopped_after_epoch": self.stopped_after_epoch,
                 "held_out_mi_checks": list(self.mi_checks),
-                "mi_data": "the runner's held-out evaluation split (the test split)"}
+                "mi_data": f"the run's validation split ({self.held_out_examples} examples; never the test split)"}

@@ -402,3 +402,22 @@ if __name__ == "__main__" and "--write" in sys.argv:
         FINGERPRINT.write_text(json.dumps({"host": host(), "methods": measure(Path(tmp))}, indent=1, sort_keys=True)
                                + "\n")
     print(f"wrote {FINGERPRINT}")
+
+
+def test_records_of_settings_an_edited_grid_no_longer_holds_are_moved_to_superseded(tmp_path, capsys):
+    results, grid = tmp_path / "results", grid_file(tmp_path)
+    grid.write_text(grid.read_text().replace('name = "scaled"\n[[methods]]\n', ''))  # vae only
+    run = ["run", "--grid", str(grid), "--results", str(results), "--device", "cpu"]
+    assert main(run) == 0
+    first = sorted(p.stem for p in (results / "tiny" / "runs").glob("*.json"))
+    assert len(first) == 2
+    assert main(run + ["--seeds", "0", "--dry-run", "--no-estimate"]) == 0  # fewer seeds: no setting left the grid
+    assert "no longer holds" not in capsys.readouterr().err
+    grid.write_text(grid.read_text().replace('name = "vae"', 'name = "beta-vae"\nbeta = 0.5'))
+    assert main(run + ["--dry-run", "--no-estimate"]) == 0
+    assert "2 record(s) in" in capsys.readouterr().err and (results / "tiny" / "runs" / f"{first[0]}.json").exists()
+    assert main(run) == 0
+    assert "2 record(s) in" in capsys.readouterr().err
+    now = sorted(p.stem for p in (results / "tiny" / "runs").glob("*.json"))
+    assert len(now) == 2 and not set(now) & set(first)
+    assert sorted(p.name.split(".")[0] for p in (results / "tiny" / "superseded").glob("*.json")) == first

@@ -437,3 +437,25 @@ def test_skip_output_false_leaves_the_output_layer_alone():
 def test_skip_vae_refuses_a_decoder_without_layers_to_skip_into(hidden, options, message):
     with pytest.raises(GridError, match=message):
         build("skip-vae", hidden=hidden, **options)
+
+
+def test_aggressive_decides_on_a_validation_split_held_out_from_training_never_the_test_split(monkeypatch):
+    from benchmark.data.catalog import load_dataset
+    from benchmark.grid import load_grid
+    from benchmark.run.runner import execute
+
+    config = next(r for r in load_grid("smoke").expand() if r.method == "aggressive" and r.dataset.name == "pinwheel")
+    seen: list[torch.Tensor] = []
+    cls = METHODS["aggressive"]
+    monkeypatch.setattr(cls, "held_out_mi", lambda self, held_out: seen.append(held_out.clone()) or 0.0)
+    result = execute(config, device="cpu", log=lambda line: None)
+    assert result.record.status == "ok" and seen
+    data = load_dataset("pinwheel", seed=config.stream_seed("data"), train_size=config.dataset.train_size,
+                        test_size=config.dataset.test_size)
+    rows = lambda t: {tuple(r) for r in t.tolist()}  # noqa: E731
+    held, test, train = rows(seen[0]), rows(data.test.x), rows(data.train.x)
+    fraction = config.hyperparameters["valid_fraction"]
+    assert len(seen[0]) == round(fraction * config.dataset.train_size)
+    assert held <= train and not held & test  # drawn from the training examples, none from the test split
+    assert result.record.data["valid"] == {"examples": len(seen[0]), "source": "held out from the training split"}
+    assert "validation split" in result.record.method_extras["mi_data"]

@@ -124,6 +124,7 @@ def load_dataset(
     device: str | torch.device = "cpu",
     download: bool = False,
     float_train: bool = True,
+    valid_fraction: float = 0.0,
 ) -> Dataset:
     """Data set ``name`` with random subsets of ``train_size`` / ``test_size`` examples (None: all).
 
@@ -133,18 +134,27 @@ def load_dataset(
     uint8 pixels, a quarter of the memory, for a training loop that converts each batch with
     :func:`benchmark.data.splits.to_unit` (the same values as the float split), and text sets,
     whose ``x`` is int64 token ids [N, T_max] (see :mod:`.text`). A published validation split
-    (``valid``, text sets) is handed out whole, on ``device``.
+    (``valid``, text sets) is handed out whole, on ``device``; for a set without one,
+    ``valid_fraction`` > 0 holds that fraction of the training subset out as ``valid`` (drawn from
+    the seed: every run of a seed asking for it holds out the same examples) and leaves the rest
+    as ``train``.
     """
     for label, size in (("train_size", train_size), ("test_size", test_size)):
         if size is not None and size < 1:
             raise DataError(f"{label} must be a positive number of examples, got {size}")
+    if not 0 <= valid_fraction < 1:
+        raise DataError(f"valid_fraction must lie in [0, 1), got {valid_fraction}")
     full = full_splits(name, data_root, seed, download)
     # Subsets are drawn in the stored dtype, moved, and only then converted to float32: the
     # cache stays uint8 and a GPU run copies a quarter of the bytes.
-    train = full.train.subset(train_size, stream_generator(seed, "train-subset")).to(device)
+    train = full.train.subset(train_size, stream_generator(seed, "train-subset"))
+    valid = full.valid
+    if valid_fraction and valid is None:
+        train, valid = train.split(valid_fraction, stream_generator(seed, "valid-subset"))
+    train = train.to(device)
     train = train.as_float() if float_train else train
     test = full.test.subset(test_size, stream_generator(seed, "test-subset")).to(device).as_float()
-    valid = full.valid.to(device).as_float() if full.valid is not None else None
+    valid = valid.to(device).as_float() if valid is not None else None
     return dataclasses.replace(full, train=train, test=test, valid=valid)
 
 

@@ -55,6 +55,17 @@ class DataSplit:
         idx = torch.randperm(len(self), generator=generator)[:n].to(self.x.device)
         return DataSplit(self.x[idx], self.y[idx])
 
+    def split(self, fraction: float, generator: torch.Generator) -> tuple[DataSplit, DataSplit]:
+        """(rest, held out): ``round(fraction * N)`` examples (at least 2) drawn without
+        replacement are held out; both keep their examples' original order."""
+        held = max(2, round(fraction * len(self)))
+        if held >= len(self):
+            raise ValueError(f"cannot hold out {held} of {len(self)} examples and train on the rest")
+        mask = torch.zeros(len(self), dtype=torch.bool)
+        mask[torch.randperm(len(self), generator=generator)[:held]] = True
+        mask = mask.to(self.x.device)
+        return DataSplit(self.x[~mask], self.y[~mask]), DataSplit(self.x[mask], self.y[mask])
+
     def as_float(self) -> DataSplit:
         """``x`` as float32 in [0, 1]: uint8 pixels v become v / 255 (other dtypes unchanged).
 

@@ -136,10 +136,17 @@ class Method(nn.Module):
         tools.step(parts["loss"])
         return parts
 
+    @classmethod
+    def validation_fraction(cls, config: Any) -> float:
+        """Fraction of the training examples to hold out as the validation split that
+        :meth:`on_epoch_end` gets, for data sets without a published one (0: none; default).
+        A method that takes training decisions on held-out data asks for one here."""
+        return 0.0
+
     def on_epoch_end(self, epoch: int, held_out: Tensor | None) -> None:
-        """Called after each training epoch (``epoch`` 0-based) with the held-out split
-        [N, *shape] (float, in [0, 1]; the runner's evaluation split, or None when the trainer
-        has none), in training mode; its time counts as training time. Default: nothing.
+        """Called after each training epoch (``epoch`` 0-based) with the validation split
+        [N, *shape] (float, in [0, 1]; None when the run has none; never the test split), in
+        training mode; its time counts as training time. Default: nothing.
         State it keeps must live in buffers or ``get_extra_state`` to survive checkpoints."""
 
     def record_extras(self) -> dict[str, Any]:
@@ -197,6 +204,13 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
                           f"{inspect.getsourcefile(existing)}; rename one of them")
     return METHODS.replace(cls.name, cls)
+
+
+def validation_fraction(name: str, hyperparameters: dict[str, Any]) -> float:
+    """The fraction of its training examples method ``name`` holds out as a validation split
+    (:meth:`Method.validation_fraction`)."""
+    cls = METHODS[name]
+    return cls.validation_fraction(cls.Config(**hyperparameters))
 
 
 def build_method(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig,

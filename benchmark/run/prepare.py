@@ -14,6 +14,7 @@ nothing.
 from __future__ import annotations
 
 import collections
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +22,13 @@ from ..config import RunConfig
 from ..data.catalog import check_available
 from ..data.roots import check_data_root
 from ..device import resolve_device
-from ..errors import BenchmarkError, first_line
+from ..errors import BenchmarkError, UnknownNameError, first_line
 from ..grid import Grid, load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
 from .progress import GridProgress
 from .code_key import changed_units, run_code
-from .record import RunState, run_state
+from .record import Record, RunState, run_state
 from .store import ResultStore
 
 
@@ -43,6 +44,9 @@ class Prepared:
     # run id of a stale run -> the definitions whose code changed since its record (empty: the
     # record predates the per-definition code key, record version < 5)
     why_stale: dict[str, list[str]] = field(default_factory=dict)
+    # records in runs/ of settings the grid no longer holds (an edited grid file): moved to
+    # superseded/ when the plan is written, never deleted
+    retired: list[str] = field(default_factory=list)
 
     def header(self) -> str:
         """The line that opens a ``run``: how many runs, how many done, stale and to run."""
@@ -51,6 +55,15 @@ class Prepared:
                       f"{job.store.superseded_dir()}/; --keep-stale accepts them)" if stale else "")
         return (f"grid {job.name} ({self.source}): {len(job.runs)} runs, {len(job.runs) - len(job.todo)} already done "
                 f"(skipped), {len(job.todo)} to run{stale_text} -> {job.store.dir}")
+
+    def retired_text(self) -> list[str]:
+        """The line saying which records leave ``runs/`` because their setting left the grid."""
+        if not self.retired:
+            return []
+        return [f"{len(self.retired)} record(s) in {self.job.store.runs_dir}/ are of settings this grid file no "
+                f"longer holds: {'they would be' if self.plan is None else 'moved'} to "
+                f"{self.job.store.superseded_dir()}/ when the plan is written ({', '.join(self.retired[:4])}"
+                f"{', ...' if len(self.retired) > 4 else ''})"]
 
     def warnings(self) -> list[str]:
         """One line per unreadable record of a run of this command (it is rerun, the file
@@ -144,7 +157,34 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
     prepared.plan = Plan(grid.name, grid.description, grid.source,
                          tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned))
+    prepared.retired = retired_records(store.scan()[0], [run.config for run in planned])
     return prepared
+
+
+def setting_key(config: RunConfig) -> str:
+    """What identifies a run's setting whatever its seed and epochs (``run --seeds`` / ``--epochs``)."""
+    values = config.identity()
+    values.pop("seed")
+    values["train"] = {k: v for k, v in values["train"].items() if k != "epochs"}
+    return json.dumps(values, sort_keys=True)
+
+
+def retired_records(records: list[Record], planned: list[RunConfig]) -> list[str]:
+    """Run ids of ``records`` whose setting none of the ``planned`` runs has (seeds and epochs
+    aside): left by an edit of the grid file. Records of methods this process does not know are
+    kept (a plugin may be missing)."""
+    settings = {setting_key(config) for config in planned}
+    retired = []
+    for record in records:
+        try:
+            key = setting_key(RunConfig.from_dict(record.config))
+        except UnknownNameError:
+            continue
+        except (KeyError, TypeError, ValueError):
+            key = None  # a config this code cannot read back: no setting of the grid
+        if key not in settings:
+            retired.append(record.run_id)
+    return sorted(retired)
 
 
 def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | None = None) -> GridSummary:
@@ -159,4 +199,6 @@ def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | Non
         check_available(name, data_root=options.data_root, download=options.download)
     if prepared.plan is not None:
         job.store.write_plan(prepared.plan)
+        for run_id in prepared.retired:
+            job.store.supersede(run_id)
     return run_grid(job, options, device, progress)

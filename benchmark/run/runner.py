@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from ..config import RunConfig
-from ..data.catalog import load_dataset
+from ..data.catalog import DATASETS, load_dataset
 from ..device import describe_device, resolve_device
 from ..errors import DivergedError
-from ..ml.method import build_method
+from ..ml.method import build_method, validation_fraction
 from ..ml.train import PackTrainer
 from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
 from .evaluate import CurvePoints, Evaluation, evaluate
@@ -107,7 +107,8 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
             seeds = record.seeds
             data = load_dataset(config.dataset.name, data_root=data_root, seed=seeds["data"],
                                 train_size=config.dataset.train_size, test_size=config.dataset.test_size,
-                                device=torch_device, download=download, float_train=False)
+                                device=torch_device, download=download, float_train=False,
+                                valid_fraction=validation_fraction(config.method, config.hyperparameters))
             torch.manual_seed(seeds["init"])
             methods.append(build_method(config.method, config.hyperparameters, config.model, data.shape).to(torch_device))
             datas.append(data)
@@ -116,13 +117,17 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
             eval_gens.append(torch.Generator(torch_device).manual_seed(seeds["eval"]))
             curves.append(CurvePoints(config.eval, config.train.epochs, curve_gens[-1]))
             record.data = data.files.to_dict() if data.files is not None else None
+            if data.valid is not None:
+                where = "published" if DATASETS[config.dataset.name].valid_size else "held out from the training split"
+                record.data = {**(record.data or {}), "valid": {"examples": len(data.valid), "source": where}}
 
         torch.manual_seed(records[0].seeds["train"])
         train = configs[0].train
         # A run alone draws its noise from the global RNG seeded with its "train" seed; in a pack each
         # run draws the same noise from its own generator seeded alike (benchmark.ml.pack.NoiseTape).
         noise = [torch.Generator(torch_device).manual_seed(r.seeds["train"]) for r in records]
-        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, [d.test.x for d in datas], noise)
+        held_outs = [d.valid.x if d.valid is not None else None for d in datas]  # never the test split
+        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, held_outs, noise)
         generators = [{"curves": g} for g in curve_gens]
         train_time = 0.0
         if checkpoint is not None and checkpoint.exists():
