@@ -74,3 +74,24 @@ def test_the_plan_carries_the_headline(tmp_path):
     # a plan without a headline keeps the file as before (no key)
     bare = Plan("g", "", "g.toml", tuple(PlannedRun(r.run_id, r.label, r.named, r.config) for r in plan.runs))
     assert "headline" not in bare.to_json() and Plan.from_json(bare.to_json()).headline == ()
+
+
+def test_the_plan_records_whether_the_headline_came_before_any_result(tmp_path):
+    from benchmark.cli import main
+
+    path = grid_file(tmp_path, 'headline = {"lr-vae" = {alpha_T = 1.0, beta = 0.2}}')
+    path.write_text(path.read_text().replace("seeds = [0, 1]", "seeds = [0]\n[train]\nepochs = 1\n[eval]\n"
+                                             "nll_samples = 0\ngeometry_points = 0\nnoise_points = 0"))
+    results = tmp_path / "results"
+    run = ["run", "--grid", str(path), "--results", str(results), "--device", "cpu", "--methods", "vae"]
+    assert main(run) == 0
+    store_plan = results / "g" / "plan.json"
+    first = Plan.from_json(store_plan.read_text())
+    assert first.declared["results_before"] == 0 and first.declared["runs"] == 5 and first.preregistered
+    assert main(run) == 0  # the same headline keeps its declaration
+    assert Plan.from_json(store_plan.read_text()).declared == first.declared
+    path.write_text(path.read_text().replace("alpha_T = 1.0, beta = 0.2", "alpha_T = 0.4, beta = 1.0"))
+    assert main(run) == 0  # a headline changed after a result: not pre-registered, and the plan says so
+    changed = Plan.from_json(store_plan.read_text())
+    assert changed.declared["results_before"] == 1 and not changed.preregistered
+    assert changed.declared["sha256"] != first.declared["sha256"]

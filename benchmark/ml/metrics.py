@@ -110,8 +110,9 @@ def mutual_information(mu: Tensor, logvar: Tensor, mixture: Literal["all", "batc
     but the noise cancels, so every per-example term is at most ``log M`` (the estimate never
     exceeds ``cap`` beyond rounding), prior-equal posteriors give 0 and distinct
     deterministic codes give ``log M``. It can be slightly negative and is not clipped.
-    Returns ``{"mi": float, "estimator": "aggregate-all" | "aggregate-batch",
-    "cap": log(M), "mixture_size": M}`` (for "batch", ``M = min(batch_size, N)``).
+    Returns ``{"mi": float, "se": float, "estimator": "aggregate-all" | "aggregate-batch",
+    "cap": log(M), "mixture_size": M}`` (for "batch", ``M = min(batch_size, N)``); ``se`` is the
+    standard error of the mean over the N per-example terms (0 for one example).
     """
     if mixture not in ("all", "batch"):
         raise ValueError(f"mixture must be 'all' or 'batch', got {mixture!r}")
@@ -125,7 +126,9 @@ def mutual_information(mu: Tensor, logvar: Tensor, mixture: Literal["all", "batc
         _log_mixture_density(z_b, mu_b, lv_b, chunk_size)
         for z_b, mu_b, lv_b in zip(z.split(size), mu.split(size), logvar.split(size))
     ])
-    return {"mi": float((log_q_own - log_q_agg).mean()), "estimator": f"aggregate-{mixture}",
+    terms = log_q_own - log_q_agg
+    se = float(terms.std() / math.sqrt(n)) if n > 1 else 0.0
+    return {"mi": float(terms.mean()), "se": se, "estimator": f"aggregate-{mixture}",
             "cap": math.log(size), "mixture_size": size}
 
 

@@ -7,6 +7,7 @@ generator, and collects the record sections they fill.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ class Evaluation:
     per_class: dict[str, dict[str, float]] | None = None  # per label: AU fraction, mean KL (nats)
     noise: dict[str, Any] | None = None  # noise sensitivity (when eval.noise_points > 0)
     images: dict[str, Tensor] = field(default_factory=dict)
+    invalid: dict[str, str] = field(default_factory=dict)  # metric -> why its estimator's own check rejects it
+    neg_elbo_terms: Tensor | None = None  # per-example -ELBO [N] (nats, float64): the IW-NLL's check
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -91,7 +94,7 @@ def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalC
     mi = metrics.mutual_information(mi_mu, mi_logvar, mixture=config.mi_mixture,
                                     batch_size=config.mi_batch_size, generator=generator)
     out.metrics.update({"au": au["fraction"], "au_count": au["count"], "kl": float(kl.mean()),
-                                  "mi": mi["mi"], "mi_at_cap": mi["mi"] >= mi["cap"] - config.mi_cap_margin,
+                        "mi": mi["mi"], "mi_at_cap": mi["mi"] >= mi["cap"] - config.mi_cap_margin,
                                   **{f"kl_{k}": v for k, v in metrics.kl_quantiles(kl).items()}})
     out.vectors = {"au_variances": au["variances"].tolist(),
                              "kl_per_dim": metrics.kl_per_dimension(mu, logvar).tolist()}
@@ -99,9 +102,9 @@ def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalC
         "au": {str(c): v["fraction"] for c, v in metrics.active_units_per_class(mu, labels, config.au_threshold).items()},
         "kl": {str(c): v for c, v in metrics.kl_per_class(kl, labels).items()}}
     out.estimators.update({"au_threshold": config.au_threshold, "mi_estimator": mi["estimator"],
-                                     "mi_split": config.mi_split, "mi_examples": mi_mu.shape[0],
-                                     "mi_cap": mi["cap"], "mi_cap_margin": config.mi_cap_margin,
-                                     "mi_mixture_size": mi["mixture_size"]})
+                           "mi_split": config.mi_split, "mi_examples": mi_mu.shape[0], "mi_se": mi["se"],
+                           "mi_cap": mi["cap"], "mi_cap_margin": config.mi_cap_margin,
+                           "mi_mixture_size": mi["mixture_size"]})
 
 
 def reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
@@ -109,17 +112,18 @@ def reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, ge
     """rec (likelihood units), neg_elbo (beta = 1, full constants; needs ``out.metrics["kl"]``) and
     per-pixel mse of ``x`` [N, *shape] with posteriors ``mu``, ``logvar`` [N, d], one posterior
     sample per example; added to ``out``."""
-    rec_sum = log_lik_sum = mse_sum = 0.0
+    rec_sum = mse_sum = 0.0
+    log_lik = []
     for i in range(0, x.shape[0], EVAL_BATCH):
         xb, mb, lb = x[i:i + EVAL_BATCH], mu[i:i + EVAL_BATCH], logvar[i:i + EVAL_BATCH]
         eps = torch.randn(mb.shape, generator=generator, device=mb.device, dtype=mb.dtype)
         params = model.decode(mb + torch.exp(0.5 * lb) * eps)
         rec_sum += float(model.likelihood.rec(params, xb).sum())
-        log_lik_sum += float(model.likelihood.log_prob(params, xb).sum())
+        log_lik.append(model.likelihood.log_prob(params, xb).double())
         mse_sum += float(((model.likelihood.mean(params) - xb) ** 2).flatten(1).mean(1).sum())
     n = x.shape[0]
-    kl = out.metrics["kl"]
-    out.metrics.update({"rec": rec_sum / n, "neg_elbo": kl - log_lik_sum / n, "mse": mse_sum / n})
+    out.neg_elbo_terms = metrics.kl_to_prior(mu.double(), logvar.double()) - torch.cat(log_lik)
+    out.metrics.update({"rec": rec_sum / n, "neg_elbo": float(out.neg_elbo_terms.mean()), "mse": mse_sum / n})
     out.estimators.update({"rec_samples": 1, "likelihood": model.likelihood.name,
                                      "neg_elbo": "beta = 1, one posterior sample, full likelihood constants"})
 
@@ -140,6 +144,37 @@ def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generato
     log_px = iw_log_px(model, x, config.nll_samples, generator)
     out.metrics["nll"] = -float(log_px.mean())
     out.estimators.update({"nll_samples": config.nll_samples, "nll_examples": x.shape[0]})
+    if out.neg_elbo_terms is not None:  # the -ELBO on the same examples, with its standard error
+        same = out.neg_elbo_terms[:x.shape[0]]
+        se = float(same.std() / same.numel() ** 0.5) if same.numel() > 1 else 0.0
+        out.estimators["nll_check"] = {"neg_elbo": float(same.mean()), "neg_elbo_se": se}
+
+
+CHECK_SE = 3.0  # an estimate this many of its own standard errors past a bound it cannot cross is invalid
+
+
+def invalid_metrics(metrics: dict[str, Any], estimators: dict[str, Any]) -> dict[str, str]:
+    """Metric -> why its estimator's own checks reject the value (docs/metrics.md, "Invalid values"):
+    not finite; MI below 0 by more than :data:`CHECK_SE` standard errors of its Monte Carlo mean, or
+    above its cap log M (which no per-example term can exceed) beyond rounding; IW-NLL above the
+    single-sample -ELBO of the same examples by more than :data:`CHECK_SE` standard errors (the IW
+    bound is never looser than the ELBO). Such values are kept in the record, flagged, and left out
+    of means, tests and rankings by the report."""
+    invalid = {key: "not finite" for key, value in metrics.items()
+               if isinstance(value, float) and not math.isfinite(value)}
+    mi, se, cap = metrics.get("mi"), estimators.get("mi_se"), estimators.get("mi_cap")
+    if "mi" not in invalid and mi is not None and se is not None:
+        if mi < -CHECK_SE * se - 1e-9:
+            invalid["mi"] = f"{mi:.4g} nats: below 0 by more than {CHECK_SE:g} standard errors ({se:.3g})"
+        elif cap is not None and mi > cap + 1e-9 * max(1.0, cap):
+            invalid["mi"] = f"{mi:.6g} nats: above its cap log M = {cap:.6g}"
+    nll, check = metrics.get("nll"), estimators.get("nll_check")
+    if "nll" not in invalid and nll is not None and check is not None:
+        bound = check["neg_elbo"] + CHECK_SE * check["neg_elbo_se"]
+        if nll > bound:
+            invalid["nll"] = (f"{nll:.6g} nats: above the -ELBO of the same examples ({check['neg_elbo']:.6g}) by more "
+                              f"than {CHECK_SE:g} standard errors ({check['neg_elbo_se']:.3g})")
+    return invalid
 
 
 def _decoder_metrics(model: VAE, mu: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
@@ -217,6 +252,7 @@ def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: to
     _decoder_metrics(model, mu, config, generator, out)
     _image_samples(model, x, mu, generator, out)
     _latent_images(model, x, mu, generator, out)
+    out.invalid = invalid_metrics(out.metrics, out.estimators)
     return out
 
 

@@ -9,6 +9,8 @@ yet and to label settings, so it never interprets grid files itself.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +56,31 @@ class Plan:
     source: str  # the grid file
     runs: tuple[PlannedRun, ...]
     plan_version: int = PLAN_VERSION
-    # the grid's pre-registered headline settings: {"method": name, "hyperparameters": {name: value}}
+    # the grid's headline settings: {"method": name, "hyperparameters": {name: value}}
     headline: tuple[dict[str, Any], ...] = ()
+    # when this headline was first seen: {"sha256": of the headline, "first_seen": UTC time,
+    # "results_before": runs of the grid's folder with a record then (superseded ones included),
+    # "runs": planned runs}; results_before = 0 is what makes a headline pre-registered
+    declared: dict[str, Any] | None = None
+
+    @property
+    def headline_sha256(self) -> str:
+        return hashlib.sha256(json.dumps(list(self.headline), sort_keys=True).encode()).hexdigest()
+
+    @property
+    def preregistered(self) -> bool:
+        """The headline was first seen before any run of the grid had a result."""
+        return bool(self.headline) and self.declared is not None and self.declared.get("results_before") == 0
+
+    def declaration(self, previous: Plan | None, results: int, now: str) -> Plan:
+        """This plan with its headline's declaration: the previous plan's when it held the same
+        headline, else one made ``now`` with ``results`` runs already done."""
+        if not self.headline:
+            return dataclasses.replace(self, declared=None)
+        if previous is not None and previous.declared and previous.declared.get("sha256") == self.headline_sha256:
+            return dataclasses.replace(self, declared=previous.declared)
+        return dataclasses.replace(self, declared={"sha256": self.headline_sha256, "first_seen": now,
+                                                   "results_before": results, "runs": len(self.runs)})
 
     def named_hyperparameters(self) -> dict[str, set[str]]:
         """Method -> the hyperparameters any of its grid entries names."""
@@ -70,6 +95,8 @@ class Plan:
                 "source": self.source, "runs": runs}
         if self.headline:
             data["headline"] = list(self.headline)
+        if self.declared:
+            data["headline_declared"] = self.declared
         return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
@@ -80,5 +107,6 @@ class Plan:
                      for r in data["runs"])
         headline = tuple({"method": str(e["method"]), "hyperparameters": dict(e["hyperparameters"])}
                          for e in data.get("headline", []))
+        declared = data.get("headline_declared")
         return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), runs,
-                   int(data["plan_version"]), headline)
+                   int(data["plan_version"]), headline, dict(declared) if isinstance(declared, dict) else None)

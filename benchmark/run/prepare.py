@@ -28,7 +28,7 @@ from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
 from .progress import GridProgress
 from .code_key import changed_units, run_code
-from .record import Record, RunState, run_state
+from .record import Record, RunState, run_state, utc_now
 from .store import ResultStore
 
 
@@ -157,7 +157,10 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
     prepared.plan = Plan(grid.name, grid.description, grid.source,
                          tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned))
-    prepared.retired = retired_records(store.scan()[0], [run.config for run in planned])
+    records = store.scan()[0]
+    prepared.retired = retired_records(records, [run.config for run in planned])
+    results = len({r.run_id for r in records} | store.superseded_run_ids())
+    prepared.plan = prepared.plan.declaration(store.read_plan(), results, utc_now())
     return prepared
 
 

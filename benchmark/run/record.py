@@ -64,6 +64,9 @@ class Record:
     data: dict[str, Any] | None = _optional()  # data.files.DataFiles.to_dict(): kind, files (path, size, sha256)
     per_class: dict[str, Any] | None = _optional()  # {"au": {label: fraction}, "kl": {label: nats}}
     noise: dict[str, Any] | None = _optional()  # noise sensitivity: variances, distance, diversity
+    # metric -> why its estimator's own checks reject the value (run.evaluate.invalid_metrics); such
+    # values stay in `metrics` and are left out of means and tests
+    invalid: dict[str, str] | None = _optional()
     environment: dict[str, Any] | None = _optional()  # run.provenance.environment()
     attempt: int | None = _optional()  # 1 for the first try of a run
     grid: str | None = _optional()  # the grid (results folder) it was run for

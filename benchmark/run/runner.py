@@ -168,6 +168,7 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
                 evaluation = evaluations[k]
                 record.metrics, record.estimators, record.vectors = evaluation.metrics, evaluation.estimators, evaluation.vectors
                 record.per_class, record.noise = evaluation.per_class, evaluation.noise
+                record.invalid = evaluation.invalid or None
                 curves[k].final_mi(record.curves, evaluation)
                 record.method_extras = methods[k].record_extras()
                 record.status = "ok"

@@ -171,6 +171,10 @@ class ResultStore:
     def superseded_dir(self) -> Path:
         return self.dir / "superseded"
 
+    def superseded_run_ids(self) -> set[str]:
+        """Run ids with a record in ``superseded/`` (named ``<run_id>.<code key>.json``)."""
+        return {path.name.split(".")[0] for path in self.superseded_dir().glob("*.json")}
+
     def supersede(self, run_id: str) -> Path | None:
         """Move run ``run_id``'s record and its images out of ``runs/`` into ``superseded/``, named
         by the code version that made them (``<run_id>.<code key>.json``); never deletes. Returns
