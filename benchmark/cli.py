@@ -223,7 +223,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .discovery import METHODS
     from .grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS
-    from .ml.models import ARCHS
+    from .ml.archs import ARCHS
     from .ml.pack import pack_problem
     from .ranges import RANGE
 

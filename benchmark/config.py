@@ -92,10 +92,19 @@ class TrainConfig(Section):
     epochs: int = setting(10, "[1, inf)")
     batch_size: int = setting(128, "[1, inf)")
     lr: float = setting(1e-3, "(0, inf)")
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # sgd: plain SGD (the text-VAE reference code's, lr 1.0)
     weight_decay: float = setting(0.0, "[0, inf)")
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    # plateau: the text-VAE reference code's schedule: from epoch decay_start on, lr times
+    # decay_factor after decay_patience epochs without a better validation -ELBO, the best weights
+    # reloaded (and the optimiser restarted) at each decay; training stops after max_decays decays
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
     grad_clip: float = setting(0.0, "[0, inf)")  # max global gradient norm; 0 disables clipping
+    decay_patience: int = added_field(2, "plateau schedule", "[1, inf)")
+    decay_start: int = added_field(15, "plateau schedule", "[0, inf)")
+    decay_factor: float = added_field(0.5, "plateau schedule", "(0, 1)")
+    max_decays: int = added_field(5, "plateau schedule", "[1, inf)")
+    # evaluate the weights of the epoch with the best validation -ELBO (beta = 1), not the last's
+    select_best: bool = added_field(False, "model selection on the validation split")
 
 
 @dataclass
@@ -152,7 +161,7 @@ class RunConfig:
         """What the run id hashes: :meth:`to_dict` without fields added later that are still at
         their defaults (:func:`added_field`; method hyperparameters too)."""
         values = self.to_dict()
-        values["eval"], values["dataset"] = identity(self.eval), identity(self.dataset)
+        values["eval"], values["dataset"], values["train"] = identity(self.eval), identity(self.dataset), identity(self.train)
         hp_fields = {f.name: f for f in dataclasses.fields(METHODS[self.method].Config)}
         values["hyperparameters"] = {k: v for k, v in self.hyperparameters.items()
                                      if not ("added" in getattr(hp_fields.get(k), "metadata", {})

@@ -51,11 +51,12 @@ from .errors import BenchmarkError, GridError, UnknownNameError
 from .headline import Entry, headline_entries
 from .ranges import Interval, field_problems
 from .ml.likelihoods import LIKELIHOODS
-from .ml.models import ARCHS
+from .ml.archs import ARCHS
 from .ml.schedules import SCHEDULES
 from .registry import Registry
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
+SEQUENCE_LIKELIHOOD = "categorical"
 TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods", "headline"}
 OVERRIDE_KEYS = {"model", "train"}
 ALL_METHODS = "*"
@@ -217,10 +218,16 @@ class Grid:
                         context=f"{name}: schedule {kind!r}")
 
     def _check_shape(self, model: ModelConfig, dataset: DatasetConfig, index: int) -> None:
-        """The architecture must take the data set's examples (known from the catalogue)."""
-        shape = DATASETS[dataset.name].shape
-        check = getattr(ARCHS[model.arch](**model.options), "shape_problem", None)
-        why = check(tuple(shape)) if shape is not None and check is not None else None
+        """The architecture must take the data set's examples: sentences for the LSTM archs,
+        fixed-size examples for the others, of the shape the catalogue knows."""
+        spec, arch = DATASETS[dataset.name], ARCHS[model.arch](**model.options)
+        why = None
+        if (spec.kind == "sequence") != (arch.kind == "sequence"):
+            why = (f"{dataset.name!r} holds {'sentences of token ids' if spec.kind == 'sequence' else spec.kind + 's'} "
+                   f"and arch {model.arch!r} takes {'sentences' if arch.kind == 'sequence' else 'fixed-size examples'}"
+                   f": use {'an LSTM arch (lstm, lstm-ptb, lstm-yahoo, lstm-small)' if spec.kind == 'sequence' else 'mlp or conv'}")
+        elif spec.shape is not None:
+            why = arch.shape_problem(spec.shape)
         if why is not None:
             raise self.error("model.arch", f"arch {model.arch!r} cannot take data set {dataset.name!r} "
                                            f"(datasets[{index}]): {why}")
@@ -236,11 +243,18 @@ class Grid:
     def _model(self, layers: list[dict], where: str) -> ModelConfig:
         merged = {k: v for layer in layers for k, v in _table(layer, "model", self).items()}
         own = {f.name for f in dataclasses.fields(ModelConfig)} - {"options"}
+        arch = merged.get("arch", ModelConfig.arch)
+        if "likelihood" not in merged and arch in ARCHS and ARCHS[arch].kind == "sequence":
+            merged["likelihood"] = SEQUENCE_LIKELIHOOD  # the only one a sentence model has
         config = self._build(ModelConfig, {k: v for k, v in merged.items() if k in own}, "model")
         for kind, registry, value in (("arch", ARCHS, config.arch), ("likelihood", LIKELIHOODS, config.likelihood)):
             if value not in registry:
                 raise self.error(f"model.{kind}", str(UnknownNameError(registry.kind, value, registry.names())))
         arch_cls = ARCHS[config.arch]
+        if (arch_cls.kind == "sequence") != (config.likelihood == SEQUENCE_LIKELIHOOD):
+            raise self.error("model.likelihood", f"arch {config.arch!r} and likelihood {config.likelihood!r} do not go "
+                             f"together: likelihood {SEQUENCE_LIKELIHOOD!r} scores sentences, for the LSTM archs only "
+                             "(leave it out there), the others score fixed-size examples")
         options = {k: v for k, v in merged.items() if k not in own}
         for key in options:
             if key not in {f.name for f in dataclasses.fields(arch_cls)}:

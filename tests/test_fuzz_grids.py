@@ -29,7 +29,7 @@ from benchmark.discovery import METHODS
 from benchmark.errors import BenchmarkError
 from benchmark.grid import load_grid
 from benchmark.ml.likelihoods import LIKELIHOODS
-from benchmark.ml.models import ARCHS
+from benchmark.ml.archs import ARCHS
 from benchmark.ml.schedules import SCHEDULES
 
 EXAMPLES = 150

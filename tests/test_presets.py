@@ -12,7 +12,8 @@ from benchmark.discovery import METHODS
 from benchmark.grid import load_grid
 from benchmark.config import ModelConfig
 from benchmark.ml.method import build_method
-from benchmark.ml.models import ARCHS, ConvArch, MLPArch, build_arch
+from benchmark.ml.archs import ARCHS, build_arch
+from benchmark.ml.models import ConvArch, MLPArch
 
 MNIST, FACES = (1, 28, 28), (3, 64, 64)
 

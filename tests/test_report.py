@@ -253,7 +253,7 @@ def test_headline_is_never_chosen_by_a_metric(tmp_path):
     data = load_grid_records(results / GRID)
     assert [s.method for s in headlines(data)] == ["vae", "lr-vae"]  # methods with one setting; beta-vae has two
     index = Page("index", "report")
-    headline_blocks(index, data, Writer(tmp_path / "out"), GRID, compare_with_vae(data)[0])
+    headline_blocks(index, data, Writer(tmp_path / "out"), GRID, *compare_with_vae(data))
     assert "declares none" in index.blocks[-1].text or "declares no headline" in index.blocks[-1].text
 
 

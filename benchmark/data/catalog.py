@@ -26,7 +26,7 @@ from .ffhq import load_ffhq
 from .idx import load_idx_dataset
 from .omniglot import load_omniglot
 from .splits import Dataset, LoadRequest, stream_generator
-from .text import load_ptb, load_yahoo, load_yelp
+from .text import SequenceShape, load_ptb, load_yahoo, load_yelp
 from .toys import TOY_TEST_SIZE, TOY_TRAIN_SIZE, chessboard, gaussian_mixture, load_toy, pinwheel
 
 KINDS = ("image", "toy", "sequence")  # what a data set's x holds: pixels, 2-D points, token ids
@@ -40,7 +40,7 @@ class DatasetSpec:
     description: str  # one line, shown by `python -m benchmark list datasets`
     kind: str  # one of KINDS: "image", "toy" or "sequence" (token ids)
     load: Callable[[LoadRequest], Dataset]  # full splits, on CPU (x float32, uint8 pixels or int64 token ids)
-    shape: tuple[int, ...] | None = None  # per-example shape of x, e.g. (1, 28, 28) or (T_max,)
+    shape: tuple[int, ...] | None = None  # per-example shape of x, e.g. (1, 28, 28); a text set: its SequenceShape
     train_size: int | None = None  # examples in the published training split (None: unknown)
     test_size: int | None = None  # examples in the published test split (None: unknown)
     valid_size: int | None = None  # examples in the published validation split (None: none or unknown)
@@ -102,7 +102,7 @@ register_dataset(DatasetSpec(
     test_size=TOY_TEST_SIZE))
 register_dataset(DatasetSpec(
     "ptb", "Penn Treebank, Mikolov's split: 42068 train / 3370 valid / 3761 test sentences, 10k words with <unk>; "
-    "x = token ids <s> ... </s> padded to 84; y = 0", "sequence", load_ptb, shape=(84,),
+    "x = token ids <s> ... </s> padded to 84; y = 0", "sequence", load_ptb, shape=SequenceShape(84, 10_002),
     train_size=42_068, test_size=3_761, valid_size=3_370))
 register_dataset(DatasetSpec(
     "yahoo", "Yahoo Answers documents (Yang et al. 2017, lagging-encoder release): 100000 train / 10000 valid / "

@@ -55,6 +55,12 @@ class DataSplit:
         idx = torch.randperm(len(self), generator=generator)[:n].to(self.x.device)
         return DataSplit(self.x[idx], self.y[idx])
 
+    @property
+    def lengths(self) -> torch.Tensor | None:
+        """Tokens per sentence [N] (``<s>`` and ``</s>`` included) of a text split (int64 token ids,
+        padding 0); None for any other data."""
+        return (self.x != 0).sum(1) if self.x.dtype == torch.int64 else None
+
     def split(self, fraction: float, generator: torch.Generator) -> tuple[DataSplit, DataSplit]:
         """(rest, held out): ``round(fraction * N)`` examples (at least 2) drawn without
         replacement are held out; both keep their examples' original order."""
@@ -113,7 +119,10 @@ class Dataset:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Per-example shape, e.g. (1, 28, 28), (2,) or (T_max,) for a text set."""
+        """Per-example shape, e.g. (1, 28, 28) or (2,); for a text set its
+        :class:`~.text.SequenceShape` (T_max, vocabulary size)."""
+        if self.vocabulary is not None:
+            return self.vocabulary.sequence_shape(self.train.x.shape[1])
         return tuple(self.train.x.shape[1:])
 
     def to(self, device: str | torch.device) -> Dataset:

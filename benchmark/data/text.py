@@ -41,7 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,15 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 RESERVED = frozenset({PAD, BOS, EOS})  # may not occur in a corpus (``<unk>`` may: it is id 1)
 SPLITS = ("train", "valid", "test")
 _SHOWN = 5  # missing words named in an error
+
+
+class SequenceShape(NamedTuple):
+    """What a sequence model needs to know of its data (a text set's ``Dataset.shape``): the
+    longest sentence ``max_length`` in tokens (``<s>`` and ``</s>`` included; x is [N, max_length])
+    and the vocabulary size."""
+
+    max_length: int
+    vocab_size: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,10 @@ class Vocabulary:
         counts = Counter(itertools.chain.from_iterable(sentences))
         counts.pop(UNK, None)
         return cls(SPECIAL_TOKENS + tuple(sorted(counts, key=lambda w: (-counts[w], w))), source)
+
+    def sequence_shape(self, max_length: int) -> SequenceShape:
+        """The shape of sentences of up to ``max_length`` tokens over this vocabulary."""
+        return SequenceShape(max_length, len(self))
 
     def __len__(self) -> int:
         return len(self.words)

@@ -2,7 +2,8 @@
 
 The decoder outputs natural parameters ``params`` with the data's shape. All functions
 broadcast over leading sample dimensions: ``params`` [..., B, *shape], ``x`` [B, *shape];
-results are summed over the data dimensions, in nats.
+results are summed over the data dimensions, in nats. ``categorical`` scores sentences: x is
+token ids [B, T] and params the logits [..., B, T - 1, V] of its predicted tokens x[:, 1:].
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.text import PAD_ID
 from ..registry import Registry
 
 
@@ -74,3 +76,20 @@ LIKELIHOODS.add("gaussian", Likelihood(
 LIKELIHOODS.add("sigma", Likelihood(
     "sigma", "sigma-VAE: variance set to its per-example optimum; rec = D/2 (log(2 pi mse) + 1)",
     rec=_sigma_rec, log_prob=lambda p, x: -_sigma_rec(p, x), mean=lambda p: p))
+
+
+def _token_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p of a sentence's predicted tokens, summed over the sentence: logits [..., B, T' - 1, V]
+    and ids x [B, T] -> [..., B] (x[:, 1:T'] predicted, ``</s>`` included, padding masked; x's
+    tokens after T' must be padding: the logits of a batch trimmed to its longest sentence)."""
+    target = x[:, 1:logits.shape[-2] + 1]
+    lead = logits.shape[:-3]
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                          target.expand(*lead, *target.shape).reshape(-1), reduction="none")
+    return (nll.reshape(*lead, *target.shape) * (target != PAD_ID)).sum(-1)
+
+
+LIKELIHOODS.add("categorical", Likelihood(
+    "categorical", "logits over the vocabulary at each token; rec = -log p of the sentence's tokens (</s> included, "
+    "<s> not predicted, padding masked), summed over the sentence",
+    rec=_token_nll, log_prob=lambda p, x: -_token_nll(p, x), mean=lambda p: p.softmax(-1)))

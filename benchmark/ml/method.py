@@ -20,7 +20,8 @@ from ..discovery import METHODS
 from ..errors import GridError, PluginError
 from ..ranges import Interval
 from .likelihoods import LIKELIHOODS
-from .models import VAE, build_arch
+from .archs import architecture, build_arch
+from .models import VAE
 
 
 @dataclass(frozen=True)
@@ -225,5 +226,6 @@ def build_method(name: str, hyperparameters: dict[str, Any], model_config: Model
     decoder = cls.build_decoder(config, shape, model_config) or decoder
     encoder = cls.wrap_encoder(config, encoder, model_config)
     decoder = cls.wrap_decoder(config, decoder, model_config)
-    model = VAE(encoder, decoder, LIKELIHOODS[model_config.likelihood], model_config.posterior_variance)
+    model = architecture(model_config).model(encoder, decoder, LIKELIHOODS[model_config.likelihood],
+                                             model_config.posterior_variance)
     return cls(config, model)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, NamedTuple, get_args
+from typing import Callable, ClassVar, Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig, PosteriorVariance, setting
-from ..registry import Registry
+from ..config import PosteriorVariance, setting
+from ..data.text import SequenceShape
 from .likelihoods import Likelihood
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -60,8 +60,27 @@ class Reshape(nn.Module):
         return x.reshape(*x.shape[:-1], *self.shape)
 
 
+class Architecture:
+    """What every architecture preset (a dataclass of options) provides: the ``kind`` of data it
+    takes, :meth:`shape_problem` (checked when a grid is loaded, nothing built), ``build(shape,
+    latent_dim) -> (encoder, decoder)`` and :meth:`model`, the VAE tying them to a likelihood."""
+
+    kind: ClassVar[str] = "vector"  # "vector": any fixed-size example (images, 2-D points); "image"; "sequence"
+
+    def shape_problem(self, shape: tuple[int, ...] | SequenceShape) -> str | None:
+        """Why data of per-example ``shape`` cannot go through this architecture (None: it can)."""
+        if isinstance(shape, SequenceShape):
+            return ("it takes fixed-size examples, and a text set's sentences of token ids are none: use an LSTM "
+                    "architecture (lstm, lstm-ptb, lstm-yahoo, lstm-small)")
+        return None
+
+    def model(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
+              posterior_variance: PosteriorVariance) -> VAE:
+        return VAE(encoder, decoder, likelihood, posterior_variance)
+
+
 @dataclass
-class MLPArch:
+class MLPArch(Architecture):
     """Fully connected encoder and mirrored decoder (any data shape; flattened)."""
 
     hidden: list[int] = setting(valid="[1, inf)", factory=lambda: [512, 512])  # widths; [] is linear
@@ -79,7 +98,7 @@ class MLPArch:
 
 
 @dataclass
-class ConvArch:
+class ConvArch(Architecture):
     """Strided-convolution encoder and transposed-convolution decoder for square images.
 
     Each of ``channels`` halves the side (kernel 4, stride 2, padding 1), so the side must be
@@ -91,12 +110,17 @@ class ConvArch:
     activation: Activation = "relu"
     hidden: int = setting(256, "[1, inf)")
 
+    kind: ClassVar[str] = "image"
+
     def _channels(self, side: int) -> list[int]:
         return self.channels or ([32, 64] if side <= 32 else [32, 32, 64, 64])
 
-    def shape_problem(self, shape: tuple[int, ...]) -> str | None:
+    def shape_problem(self, shape: tuple[int, ...] | SequenceShape) -> str | None:
         """Why data of per-example ``shape`` cannot go through this architecture (None: it can);
         builds nothing, so a grid is checked when it is loaded."""
+        why = super().shape_problem(shape)
+        if why is not None:
+            return why
         if len(shape) != 3 or shape[1] != shape[2]:
             return f"conv needs square images [C, H, H], got shape {list(shape)}"
         layers = len(self._channels(shape[1]))
@@ -134,7 +158,7 @@ def _check_positive(arch: str, **values: int) -> None:
 
 
 @dataclass
-class MLPShallowArch:
+class MLPShallowArch(Architecture):
     """One hidden layer of ``width`` units in the encoder and in the decoder (any data shape).
 
     The "shallow" networks of the paper's capacity comparison; latent 32 for 28x28 data by the
@@ -150,7 +174,7 @@ class MLPShallowArch:
 
 
 @dataclass
-class MLPDeepArch:
+class MLPDeepArch(Architecture):
     """``depth`` hidden layers of ``width`` units in the encoder and in the decoder (any shape).
 
     The deeper counterpart of ``mlp-shallow`` (default 4 x 512); ``depth = 1`` is ``mlp-shallow``.
@@ -184,15 +208,6 @@ class Conv64Arch(ConvArch):
     """
 
     channels: list[int] = setting(valid="[1, inf)", factory=lambda: [32, 32, 64, 64])
-
-
-ARCHS: Registry[type] = Registry("architecture")
-ARCHS.add("mlp", MLPArch)
-ARCHS.add("conv", ConvArch)
-ARCHS.add("mlp-shallow", MLPShallowArch)
-ARCHS.add("mlp-deep", MLPDeepArch)
-ARCHS.add("conv28", Conv28Arch)
-ARCHS.add("conv64", Conv64Arch)
 
 
 class VAEOutput(NamedTuple):
@@ -233,6 +248,11 @@ class VAE(nn.Module):
         """z [B, d] -> decoder mean in data space [B, *shape]."""
         return self.likelihood.mean(self.decoder(z))
 
+    def decode_given(self, z: Tensor, x: Tensor) -> Tensor:
+        """The likelihood parameters that score ``x`` [B, *shape] given z [B, d]: here
+        ``decode(z)`` (a sentence decoder also reads x's tokens: teacher forcing)."""
+        return self.decode(z)
+
     @staticmethod
     def sample(mu: Tensor, logvar: Tensor) -> Tensor:
         """Reparameterised z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (global RNG)."""
@@ -245,7 +265,7 @@ class VAE(nn.Module):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         return VAEOutput(mu, logvar, z, params, self.likelihood.rec(params, x), kl)
 
-
-def build_arch(config: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """Encoder and decoder of the registered architecture ``config.arch`` for data of ``shape``."""
-    return ARCHS[config.arch](**config.options).build(tuple(shape), config.latent_dim)
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) [S, B] with every constant, for x [B, *shape] and latents z [S, B, d]."""
+        params = self.decode(z.flatten(0, 1))
+        return self.likelihood.log_prob(params.unflatten(0, z.shape[:2]), x)

@@ -32,17 +32,22 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..config import RunConfig
+from ..config import ModelConfig, RunConfig
+from .archs import arch_kind
 from .method import Method, TrainingProgress
 
 
-def pack_problem(method: type[Method]) -> str | None:
-    """Why runs of ``method`` cannot share a pack (None: they can). A method opts in with the
-    class attribute ``packable = True``, which promises that its ``loss`` is a pure function of
-    its parameters, buffers (updated in place only), the batch and the progress, with the
-    sampling noise drawn by ``torch.randn`` / ``torch.randn_like`` only, the same draws in every
-    step of one batch shape (:class:`NoiseTape`); it must keep the default ``training_step``
-    and ``on_epoch_end``."""
+def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str | None:
+    """Why runs of ``method`` (on ``model``, when given) cannot share a pack (None: they can). A
+    method opts in with the class attribute ``packable = True``, which promises that its ``loss``
+    is a pure function of its parameters, buffers (updated in place only), the batch and the
+    progress, with the sampling noise drawn by ``torch.randn`` / ``torch.randn_like`` only, the
+    same draws in every step of one batch shape (:class:`NoiseTape`); it must keep the default
+    ``training_step`` and ``on_epoch_end``. LSTM models never pack: ``torch.func.vmap`` has no
+    batching rule for ``aten::lstm`` (torch 2.14), and their length-bucketed batches differ in
+    size from run to run."""
+    if model is not None and arch_kind(model) == "sequence":
+        return f"{model.arch} is an LSTM: torch.func.vmap has no batching rule for aten::lstm"
     for hook in ("training_step", "on_epoch_end"):
         if getattr(method, hook) is not getattr(Method, hook):
             return f"{method.name} overrides {hook}, which works on one model at a time"

@@ -25,13 +25,106 @@ from .pack import StackedMethods, clip_per_run
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam / AdamW, fused where every parameter allows it (about 1.3x faster steps on CPU,
-    docs/performance.md)."""
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
+def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """Adam / AdamW (fused where every parameter allows it: about 1.3x faster steps on CPU,
+    docs/performance.md) or plain SGD, at ``lr`` (default: the config's)."""
     params = list(params)
+    lr = config.lr if lr is None else lr
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=config.weight_decay)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return cls(params, lr=lr, weight_decay=config.weight_decay, fused=fused)
+
+
+def length_buckets(lengths: Tensor, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """One epoch's batches of sentence indices [B_i], every batch of one length (the text-VAE
+    reference code's bucketing): each length's sentences in random order cut into batches of at
+    most ``batch_size``, the batches in random order; ``lengths`` [N] on the CPU."""
+    perm = torch.randperm(len(lengths), generator=generator)
+    order = perm[torch.argsort(lengths[perm], stable=True)]
+    _, counts = torch.unique_consecutive(lengths[order], return_counts=True)
+    batches = [chunk for group in order.split(counts.tolist()) for chunk in group.split(batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def bucket_count(lengths: Tensor, batch_size: int) -> int:
+    """Batches per epoch of :func:`length_buckets`."""
+    _, counts = torch.unique(lengths, return_counts=True)
+    return int(sum(math.ceil(c / batch_size) for c in counts.tolist()))
+
+
+@torch.no_grad()
+def validation_neg_elbo(method: Method, x: Tensor, generator: torch.Generator, batch_size: int = 1000) -> float:
+    """Mean -ELBO at beta = 1 (full likelihood constants, one posterior sample from
+    ``generator``) of the held-out ``x`` [N, *shape], in eval mode (training mode restored)."""
+    was_training = method.training
+    method.eval()
+    try:
+        model, total = method.model, 0.0
+        for i in range(0, x.shape[0], batch_size):
+            xb = to_unit(x[i:i + batch_size])
+            mu, logvar = model.encode(xb)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, device=mu.device,
+                                                           dtype=mu.dtype)
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+            total += float((kl - model.likelihood.log_prob(model.decode_given(z, xb), xb)).sum())
+        return total / x.shape[0]
+    finally:
+        method.train(was_training)
+
+
+class Plateau:
+    """Model selection and the plateau schedule on the validation split (``train.select_best`` /
+    ``lr_schedule = "plateau"``) of a run alone: after every epoch the -ELBO of the held-out split
+    (:func:`validation_neg_elbo`, its sample from a generator seeded by the epoch); the best
+    weights kept (on the CPU). The schedule, as the lagging-encoder text code: from epoch
+    ``decay_start`` on, after ``decay_patience`` epochs without a better value the learning rate
+    is multiplied by ``decay_factor``, the best weights reloaded and the optimiser restarted (the
+    best value is then set to the current one, as that code does); after ``max_decays`` decays
+    training stops."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.best, self.best_epoch, self.best_state = math.inf, 0, None
+        self.bad, self.decays, self.stopped = 0, 0, False
+        self.lr = config.lr
+
+    def after_epoch(self, trainer: PackTrainer, epoch: int) -> dict[str, float]:
+        """Validate after ``epoch`` (1-based) and apply the schedule; returns what the curves log."""
+        method, held_out = trainer.methods[0], trainer.held_outs[0]
+        value = validation_neg_elbo(method, held_out, torch.Generator(held_out.device).manual_seed(epoch))
+        if value < self.best:
+            self.best, self.best_epoch, self.bad = value, epoch, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
+        else:
+            self.bad += 1
+            if self.config.lr_schedule == "plateau" and epoch >= self.config.decay_start \
+                    and self.bad >= self.config.decay_patience:
+                self.decays += 1
+                self.lr *= self.config.decay_factor
+                self.best, self.bad = value, 0
+                self.restore_best(method)
+                trainer.optimizer = make_optimizer(method.parameters(), self.config, self.lr)
+                self.stopped = self.decays >= self.config.max_decays
+        return {"valid_neg_elbo": value, "lr": self.lr}
+
+    def restore_best(self, method: Method) -> None:
+        if self.best_state is not None:
+            method.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state, "bad": self.bad,
+                "decays": self.decays, "stopped": self.stopped, "lr": self.lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def extras(self) -> dict[str, Any]:
+        """For the run record: the selected epoch, the decays, whether the schedule stopped training."""
+        return {"selected_epoch": self.best_epoch, "best_valid_neg_elbo": self.best, "lr_decays": self.decays,
+                "stopped_early": self.stopped, "final_lr": self.lr}
 
 
 class OptimiserTools:
@@ -45,8 +138,10 @@ class OptimiserTools:
     """
 
     def __init__(self, method: Method, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                 x: Tensor | None = None, order: torch.Generator | None = None):
+                 x: Tensor | None = None, order: torch.Generator | None = None,
+                 batches: Sequence[Tensor] | None = None):
         self.method, self.optimizer, self.config, self.x, self.order = method, optimizer, config, x, order
+        self.batches = batches  # this epoch's length buckets (sentences): fresh batches are drawn from them
 
     def step(self, loss: Tensor, params: Iterable[nn.Parameter] | None = None) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -63,9 +158,11 @@ class OptimiserTools:
     def fresh_batch(self) -> Tensor:
         if self.x is None or self.order is None:
             raise RuntimeError("these step tools have no training data to draw fresh minibatches from")
-        n = self.x.shape[0]
-        index = torch.randperm(n, generator=self.order)[:self.config.batch_size].to(self.x.device)
-        return to_unit(self.x[index])
+        if self.batches:
+            index = self.batches[int(torch.randint(len(self.batches), (), generator=self.order))]
+        else:
+            index = torch.randperm(self.x.shape[0], generator=self.order)[:self.config.batch_size]
+        return to_unit(self.x[index.to(self.x.device)])
 
 
 class PackTrainer:
@@ -90,7 +187,7 @@ class PackTrainer:
 
     def __init__(self, methods: Sequence[Method], xs: Sequence[Tensor], config: TrainConfig,
                  orders: Sequence[torch.Generator], held_outs: Sequence[Tensor | None] | None = None,
-                 noise: Sequence[torch.Generator] | None = None):
+                 noise: Sequence[torch.Generator] | None = None, lengths: Tensor | None = None):
         if not len(methods) == len(xs) == len(orders) >= 1:
             raise ValueError("a pack needs one method, one data tensor and one order generator per run")
         if len({x.shape for x in xs}) != 1:
@@ -99,7 +196,18 @@ class PackTrainer:
         self.held_outs = list(held_outs) if held_outs is not None else [None] * len(methods)
         self.size = len(self.methods)
         self.n = xs[0].shape[0]
-        self.steps_per_epoch = math.ceil(self.n / config.batch_size)
+        self.lengths = lengths.cpu() if lengths is not None else None  # sentences: length-bucketed batches
+        if self.size > 1 and (lengths is not None or config.lr_schedule == "plateau" or config.select_best):
+            raise ValueError("a pack trains its runs on shared batches with one schedule: length buckets, the "
+                             "plateau schedule and model selection are for runs alone")
+        validated = config.lr_schedule == "plateau" or config.select_best
+        if validated and self.held_outs[0] is None:
+            raise ValueError("lr_schedule = plateau and select_best decide on a validation split, and this run has "
+                             "none: use a data set with one")
+        self.plateau = Plateau(config) if validated else None
+        self.epoch_batches: list[Tensor] = []
+        self.steps_per_epoch = (bucket_count(self.lengths, config.batch_size) if self.lengths is not None
+                                else math.ceil(self.n / config.batch_size))
         self.total_steps = self.steps_per_epoch * config.epochs
         if self.size == 1:
             self.xs, self.stack = xs[0].unsqueeze(0), None
@@ -119,14 +227,24 @@ class PackTrainer:
 
     @property
     def done(self) -> bool:
-        return self.epoch >= self.config.epochs
+        return self.epoch >= self.config.epochs or (self.plateau is not None and self.plateau.stopped)
+
+    def finish(self) -> dict[str, Any]:
+        """After training: the selected weights back in place (``select_best``); returns what the
+        run record keeps of the schedule (empty without one)."""
+        if self.plateau is None:
+            return {}
+        if self.config.select_best:
+            self.plateau.restore_best(self.methods[0])
+        return self.plateau.extras()
 
     def train_step(self, batch: Tensor, progress: TrainingProgress) -> dict[str, Any]:
         """One optimisation step of every run on ``batch`` [K, B, *shape] (float, in [0, 1];
         run k's batch is ``batch[k]``); returns the loss parts, scalars for one run (from the
         method's ``training_step``), [K] each for a pack."""
         if self.stack is None:
-            tools = OptimiserTools(self.methods[0], self.optimizer, self.config, self.xs[0], self.orders[0])
+            tools = OptimiserTools(self.methods[0], self.optimizer, self.config, self.xs[0], self.orders[0],
+                                   self.epoch_batches)
             return self.methods[0].training_step(batch[0], progress, tools)
         parts = self.stack.loss(batch, progress)
         self.optimizer.zero_grad(set_to_none=True)
@@ -141,12 +259,16 @@ class PackTrainer:
         loss part (None for a run that has diverged, now or before)."""
         for m in self.methods:
             m.train()
-        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
         runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
+        if self.lengths is not None:
+            self.epoch_batches = length_buckets(self.lengths, self.config.batch_size, self.orders[0])
+            indices = [b.to(self.xs.device).unsqueeze(0) for b in self.epoch_batches]
+        else:
+            perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
+            indices = [perms[:, start:start + self.config.batch_size] for start in range(0, self.n, self.config.batch_size)]
         sums: dict[str, Tensor] = {}
-        for start in range(0, self.n, self.config.batch_size):
+        for index in indices:
             progress = TrainingProgress(self.epoch, self.step, self.total_steps)
-            index = perms[:, start:start + self.config.batch_size]
             parts = self.train_step(to_unit(self.xs[runs, index]), progress)
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -168,12 +290,15 @@ class PackTrainer:
         for k, m in enumerate(self.methods):
             if k not in self.diverged:
                 m.on_epoch_end(self.epoch - 1, self.held_outs[k])
+        if self.plateau is not None and out[0] is not None:
+            out[0].update(self.plateau.after_epoch(self, self.epoch))
         return out
 
     def state_dict(self) -> dict[str, Any]:
         state = {"optimizer": self.optimizer.state_dict(),
                  "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-                 "epoch": self.epoch, "step": self.step}
+                 "epoch": self.epoch, "step": self.step,
+                 "plateau": None if self.plateau is None else self.plateau.state_dict()}
         if self.stack is None:
             return {"method": self.methods[0].state_dict(), "order": self.orders[0].get_state(), **state}
         return {"stack": self.stack.state_dict(), "orders": [g.get_state() for g in self.orders],
@@ -188,6 +313,9 @@ class PackTrainer:
             for g, s in zip(self.orders, state["orders"]):
                 g.set_state(s)
             self.diverged = {int(k): DivergedError(*v) for k, v in state["diverged"].items()}
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
+            self.optimizer = make_optimizer(self.methods[0].parameters(), self.config, self.plateau.lr)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])

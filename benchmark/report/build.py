@@ -4,7 +4,7 @@ Reads ``<results>/<grid>/runs/*.json`` (and the PNGs stored beside them) and the
 ``plan.json``, and nothing else: it never imports torch or training code, never reads grid
 files and never retrains. Writes (see docs/report.md)::
 
-    <out>/README.md, <out>/index.html        every grid: headline, confirmatory comparison with `vae`,
+    <out>/README.md, <out>/index.html        every grid: headline, its Holm family against `vae`,
                                              summary across data sets, links to the pages below
     <out>/<grid>/<dataset>.{md,html}         one page per data set: figures, sections, all tables
     <out>/<grid>/runs.html                   every run: status, numbers, links to its record and images
@@ -31,13 +31,13 @@ from .figures_latents import figure_images, figure_kl_heatmap, figure_noise, fig
 from .figures_sweeps import figure_au_vs_beta, figure_ranking, figure_rate_distortion, figure_sweep
 from .format import Table, slug
 from .html import html
-from .load import BASELINE, GridData, find_grids, load_grid_records, method_order, order, relabel
+from .load import BASELINE, GridData, Run, find_grids, load_grid_records, method_order, order, relabel
 from .missing import missing_section
 from .pages import Page, markdown
 from .sections import Section, architectures, noise, preset, warmup
-from .stats import COMPARED, PRIMARY, Comparison, Family, compare_with_vae, family_text
-from .tables import (COLUMN, COLUMNS, comparison_csv, comparison_table, headlines, label_text, per_seed_csv,
-                     settings_csv, settings_table, stat_cells, stats_legend)
+from .stats import COMPARED, PRIMARY, Comparison, Family, compare_with_vae, declaration_text, family_text
+from .tables import (COLUMN, COLUMNS, INVALID, INVALID_NOTE, cell_text, comparison_csv, comparison_table, headlines,
+                     invalid_notes, label_text, per_seed_csv, settings_csv, settings_table, stat_cells, stats_legend)
 
 MANY_DATASETS = 4  # from this many data sets on, the index shows summaries and links, no figures
 
@@ -125,15 +125,18 @@ def _figure(page: Page, writer: Writer, folder: str, figure: Figure, skipped: li
              anchor=figure.kind)
 
 
-HEADLINE_TEXT = ("Headline settings: declared in the grid file before any result (`headline = {...}`, "
-                 "written into `plan.json`), never chosen on the test split; a method the grid does not name is "
-                 "shown where it has a single setting. **Bold**: best per column (higher AU and MI, MI only below "
-                 "its cap; lower IW-NLL, rec and time; KL not marked; rec and IW-NLL only between rows with one "
-                 "likelihood). p Holm: AU against `vae` in the confirmatory family (below).")
+def headline_text(family: Family) -> str:
+    """What the headline table shows: how its settings were named and when (as the plan records it)."""
+    return (f"Headline settings: named in the grid file (`headline = {{...}}`, written into `plan.json`); "
+            f"{declaration_text(family)}; the report never picks a setting by a metric; a method the grid does not "
+            "name is shown where it has a single setting. **Bold**: best per column (higher AU and MI, MI only below "
+            "its cap; lower IW-NLL, rec and time; KL not marked; rec and IW-NLL only between rows with one "
+            "likelihood; never an invalid value). p Holm: AU against `vae` in the "
+            + ("confirmatory family (below)." if family.confirmatory else "Holm family (below; not confirmatory)."))
 
 
 def headline_blocks(page: Page, data: GridData, writer: Writer, folder: str,
-                     comparisons: Sequence[Comparison]) -> None:
+                    comparisons: Sequence[Comparison], family: Family) -> None:
     chosen = headlines(data)
     page.heading("Headline settings", 3)
     if not chosen:
@@ -148,28 +151,29 @@ def headline_blocks(page: Page, data: GridData, writer: Writer, folder: str,
                                      stat_cells(by_key[s.key].results.get("au"), "au")[3] if s.key in by_key and
                                      by_key[s.key].results.get("au") else "no baseline") for s in chosen]}
     table = settings_table(chosen, with_dataset=True, extra=extra, per_seed=["au"])
-    links = _tables(writer, folder, "headline", table, f"Headline settings (grid {data.name}, declared in the grid "
-                    "file): mean ± std over seeds, per-seed AU; bold: best per column.",
+    links = _tables(writer, folder, "headline", table, f"Headline settings of grid {data.name}; "
+                    f"{declaration_text(family)}. Mean ± std over seeds, per-seed AU; bold: best per column.",
                     settings_csv(chosen, comparisons))
     undeclared = "" if data.headline_declared else (
         " This grid declares no headline, so only methods with a single setting are shown.")
-    page.add("table", table=table, links=links, text=HEADLINE_TEXT + undeclared)
+    page.add("table", table=table, links=links, text=headline_text(family) + undeclared)
 
 
 def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, comparisons: Sequence[Comparison],
-                       family: Family, metrics: Sequence[str], confirmatory_only: bool) -> None:
+                       family: Family, metrics: Sequence[str], family_only: bool) -> None:
     page.heading(f"Against the plain VAE (`{BASELINE}`)", 3)
     if not comparisons:
         page.text(f"Nothing to compare: no ok runs of methods other than `{BASELINE}`.")
         return
     page.text(family_text(family), stats_legend(family))
     for key in metrics:
-        shown = [c for c in comparisons if c.in_family] if confirmatory_only and key in PRIMARY else list(comparisons)
+        shown = [c for c in comparisons if c.in_family] if family_only and key in PRIMARY else list(comparisons)
         if not shown:
             continue
         table = comparison_table(shown, key)
-        role = "confirmatory family" if confirmatory_only and key in PRIMARY else (
-            "primary; Holm over the family" if key in PRIMARY else "exploratory")
+        name = "confirmatory family" if family.confirmatory else "Holm family, not confirmatory"
+        role = name if family_only and key in PRIMARY else (
+            f"primary; Holm over the {name}" if key in PRIMARY else "exploratory")
         links = _tables(writer, folder, f"vs_vae.{key}", table, f"{COLUMN[key].name} against {BASELINE} (grid "
                         f"{data.name}, {role}): difference in means with its 95% CI from inverting the exact "
                         "permutation test (shift model; it excludes 0 exactly when p ≤ 0.05), exact permutation p, "
@@ -234,7 +238,7 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
         for section in found:
             _section_blocks(page, writer, folder, dataset, section, skipped)
     mine = [c for c in comparisons if c.setting.dataset == dataset]
-    _comparison_blocks(page, data, writer, folder, mine, family, COMPARED, confirmatory_only=False)
+    _comparison_blocks(page, data, writer, folder, mine, family, COMPARED, family_only=False)
     _full_table(page, writer, folder, data, dataset)
     if skipped:
         page.heading("Not drawn", 3)
@@ -254,12 +258,19 @@ def runs_page(data: GridData, records_link: str) -> Page:
             images = " ".join(f"[{name}]({records_link}/{file})" for name, file in sorted((run.record.artifacts
                                                                                            or {}).items()))
             rows.append([f"[{run.run_id}]({records_link}/{run.run_id}.json)", s.dataset, s.method, label_text(s),
-                         str(run.seed), run.status, *(("—" if run.metric(k) is None else
-                                                       f"{run.metric(k):.{COLUMN[k].decimals}f}")
-                                                      for k in ("au", "kl", "nll")), images or "—"])
-    table = Table.plain(header, rows, "llllrlrrrl")
+                         str(run.seed), run.status, *(_run_cell(run, k) for k in ("au", "kl", "nll")), images or "—"])
+    flagged = any(r.invalid(k) for s in data.settings for r in s.ok for k in ("au", "kl", "nll"))
+    table = Table.plain(header, rows, "llllrlrrrl", [INVALID_NOTE] if flagged else [])
     page.add("table", table=table)
     return page
+
+
+def _run_cell(run: Run, key: str) -> str:
+    """One run's metric at the column's decimals, ``invalid`` where its estimator's check rejects it."""
+    if run.invalid(key):
+        return INVALID
+    value = run.metric(key)
+    return "—" if value is None else f"{value:.{COLUMN[key].decimals}f}"
 
 
 def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> None:
@@ -275,9 +286,10 @@ def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> 
     for dataset in datasets:
         cells = {s.method + ("" if preset(s) == "—" else f" ({preset(s)})"): s
                  for s in chosen if s.dataset == dataset}
-        rows.append([dataset] + [f"{cells[c].mean_std('au')[0]:.3f}" if c in cells and cells[c].values_of("au")
-                                 else "—" for c in columns])
-    table = Table.plain(["dataset"] + [f"AU: {c}" for c in columns], rows, "l" + "r" * len(columns))
+        rows.append([dataset] + [cell_text(cells[c], "au", spread=False)[0] if c in cells and cells[c].ok else "—"
+                                 for c in columns])
+    table = Table.plain(["dataset"] + [f"AU: {c}" for c in columns], rows, "l" + "r" * len(columns),
+                        invalid_notes(chosen, ["au"]))
     links = _tables(writer, folder, "summary", table, f"Mean AU of each headline setting per data set (grid "
                     f"{data.name}).", table.csv())
     page.add("table", table=table, links=links, text="Mean AU of each method's headline setting per data set.")
@@ -294,8 +306,8 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     if data.description:
         index.text(f"*{data.description}*")
     index.add("list", items=_provenance(data))
-    headline_blocks(index, data, writer, folder, comparisons)
-    _comparison_blocks(index, data, writer, folder, comparisons, family, PRIMARY, confirmatory_only=True)
+    headline_blocks(index, data, writer, folder, comparisons, family)
+    _comparison_blocks(index, data, writer, folder, comparisons, family, PRIMARY, family_only=True)
     writer.add(f"{folder}/tables/vs_vae.csv", comparison_csv(comparisons))
     writer.add(f"{folder}/tables/per_seed.csv", per_seed_csv(data.settings))
     _summary_blocks(index, data, writer, folder)
@@ -361,7 +373,8 @@ def build_report(results: Path, out: Path, grid: str | None = None, page: str = 
     index.text(f"Generated by `python -m benchmark report` from the run records in `{str(results).rstrip('/')}/` "
                "(nothing retrained); do not edit by hand — rerun the command. Metrics: mean ± standard deviation "
                "over the seeds of the ok runs, n = number of ok seeds (\"k of P\" and † when fewer than the P "
-               "planned). ↑ / ↓: higher / lower is better. Column meanings:")
+               "planned); a value its estimator's own check rejects is invalid: left out of means, tests and rankings "
+               "and counted (\"1 of 5 invalid\"). ↑ / ↓: higher / lower is better. Column meanings:")
     index.add("list", items=[f"**{c.name}**: {c.meaning}." for c in COLUMNS])
     summaries = []
     for grid_dir in grid_dirs:

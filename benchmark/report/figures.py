@@ -190,6 +190,16 @@ def dots_and_mean(ax, x: float, values: Sequence[float], style: tuple[str, str],
     return mean
 
 
+def invalid_caption(settings: Sequence[Setting], keys: Sequence[str]) -> str:
+    """A caption sentence counting, per metric of ``keys``, the values of ``settings`` left out as
+    invalid (empty when none)."""
+    names = {"au": "AU", "kl": "KL", "mi": "MI", "nll": "IW-NLL", "rec": "rec", "neg_elbo": "−ELBO"}
+    counts = [(names.get(key, key), sum(s.invalid(key) for s in settings)) for key in keys]
+    parts = [f"{n} {name} value{'s' if n > 1 else ''}" for name, n in counts if n]
+    return (" Not drawn: " + ", ".join(parts) + " invalid (a value its estimator's own check rejects, "
+            "docs/metrics.md; listed under What is missing).") if parts else ""
+
+
 def log_worthy(values: Sequence[float]) -> bool:
     """Positive values spanning at least a factor of 20: drawn on a log axis."""
     return bool(values) and min(values) > 0 and max(values) / min(values) >= 20

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .figures import (SPREAD_NOTE, Figure, colour, dots_and_mean, legend_below, legend_label, log_worthy,
-                      method_style, method_styles, mpl_text, new_figure, rec_unit, render, tick_values)
+from .figures import (SPREAD_NOTE, Figure, colour, dots_and_mean, invalid_caption, legend_below, legend_label,
+                      log_worthy, method_style, method_styles, mpl_text, new_figure, rec_unit, render, tick_values)
 from .format import symbol_text
-from .load import BASELINE, Setting, method_order, order, value_text
+from .load import BASELINE, Run, Setting, method_order, order, value_text
 
 Series = tuple[str, str, list[Setting]]  # method, the label of the other settings, settings along the sweep
 
@@ -73,7 +73,7 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
     figure = Figure("au_vs_beta", dataset, f"AU (fraction of latent dims active) against β on {dataset}, per method "
                     "that sweeps β (series dodged sideways so none hides another); right: methods with a single β "
                     f"(their loss weights the KL by that β), the `{BASELINE}` mean dashed across both panels. "
-                    + SPREAD_NOTE + ".")
+                    + SPREAD_NOTE + "." + invalid_caption(settings, ["au"]))
     items = series(settings, "hp.beta", methods)
     if not items:
         figure.skipped = "no method sweeps `beta`"
@@ -127,7 +127,8 @@ def figure_sweep(dataset: str, settings: Sequence[Setting]) -> Figure:
         figure.skipped = "no method sweeps a hyperparameter"
         return figure
     metrics = [("au", "AU (fraction)"), ("kl", "KL (nats)"), ("rec", "rec (per image)")]
-    figure.caption += f" rec: {rec_unit(settings)}."
+    drawn = [s for _, _, items in rows for _, _, members in items for s in members]
+    figure.caption += f" rec: {rec_unit(settings)}." + invalid_caption(drawn, [key for key, _ in metrics])
     fig, axes = new_figure(8.0, 2.1 * len(rows) + 0.8, len(rows), 3)
     for r, (method, column, items) in enumerate(rows):
         values = [s.values[column] for _, _, members in items for s in members]
@@ -149,23 +150,26 @@ def figure_sweep(dataset: str, settings: Sequence[Setting]) -> Figure:
     return render(fig, figure)
 
 
-def _distortion(s: Setting) -> list[float]:
-    """-E log p(x|z) per seed in nats: the negative ELBO (beta = 1, full constants) minus the KL."""
-    out = []
-    for run in s.ok:
-        neg_elbo, kl = run.metric("neg_elbo"), run.metric("kl")
-        if neg_elbo is not None and kl is not None:
-            out.append(neg_elbo - kl)
-    return out
+def _distortion(run: Run) -> float | None:
+    """-E log p(x|z) of a run in nats: the negative ELBO (beta = 1, full constants) minus the KL
+    (None unless both are valid)."""
+    neg_elbo, kl = run.metric("neg_elbo"), run.metric("kl")
+    return None if neg_elbo is None or kl is None else neg_elbo - kl
+
+
+def _against_kl(s: Setting, y_of: Callable[[Run], float | None]) -> list[tuple[float, float]]:
+    """(KL, y) of every ok run where both are valid, in seed order."""
+    return [(kl, y) for kl, y in ((r.metric("kl"), y_of(r)) for r in s.ok) if kl is not None and y is not None]
 
 
 def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
     """Rate (KL) against distortion (nats) and AU against KL, sweeps connected along beta."""
-    usable = [s for s in settings if s.values_of("kl") and _distortion(s)]
+    usable = [s for s in settings if _against_kl(s, _distortion)]
     figure = Figure("rate_distortion", dataset, f"Rate-distortion on {dataset}: rate = KL (nats), distortion = "
                     "−E log p(x|z) (nats, full likelihood constants: −ELBO − KL), lower left is better; right: "
                     "AU against KL. One marker per setting (mean over seeds, dots: seeds, hollow: one seed), settings "
-                    "that differ only in β joined in β order (numbers: β); the plain VAE drawn on top.")
+                    "that differ only in β joined in β order (numbers: β); the plain VAE drawn on top."
+                    + invalid_caption(usable, ["kl", "neg_elbo", "au"]))
     if not usable:
         figure.skipped = "no ok runs with KL and −ELBO"
         return figure
@@ -179,14 +183,15 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
         members = sorted(members, key=lambda s: order(s.values.get("hp.beta")))
         marker = method_style(method)[1]
         on_top = 6 if method == BASELINE else 3
-        for ax, y_of in ((ax1, _distortion), (ax2, lambda s: s.values_of("au"))):
+        for ax, y_of in ((ax1, _distortion), (ax2, lambda r: r.metric("au"))):
             xs, ys = [], []
             for s in members:
-                kl, ys_seed = s.values_of("kl"), y_of(s)
-                pairs = list(zip(kl, ys_seed))
+                pairs = _against_kl(s, y_of)
+                if not pairs:
+                    continue
                 ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=5, color=col, alpha=0.35, linewidths=0,
                            zorder=on_top - 1)
-                x, y = math.fsum(kl) / len(kl), math.fsum(ys_seed) / len(ys_seed)
+                x, y = (math.fsum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
                 ax.plot([x], [y], marker=marker, ms=6 if method == BASELINE else 4.5, color=col, ls="none",
                         markerfacecolor="white" if len(s.ok) == 1 else col, zorder=on_top, markeredgewidth=1.2)
                 if (len(members) > 1 and s.values.get("hp.beta") is not None) or s.short:
@@ -215,7 +220,7 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
     and its mean rank; numbers: mean AU."""
     figure = Figure("ranking", "all", "Ranking across data sets: rank of each method's headline setting by mean AU "
                     "on each data set (1 = most active units; ties share the mean rank), numbers: mean AU; last "
-                    "column: mean rank over the data sets where the method ran.")
+                    "column: mean rank over the data sets where the method ran." + invalid_caption(chosen, ["au"]))
     table: dict[str, dict[str, float]] = {}
     for dataset in datasets:
         here = [s for s in chosen if s.dataset == dataset and s.values_of("au")]

@@ -29,7 +29,8 @@ WRAP_PT = 110.0  # width of a wrapped ("p") column, e.g. long setting labels
 SYMBOLS = {"beta": "β", "alpha_T": "α_T"}  # hyperparameter names shown as symbols (LaTeX: \beta, \alpha_T)
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
 NUMERIC_CELL = re.compile(rf"(?P<num>{NUMBER}(?: ± {NUMBER})?(?: \[{NUMBER}, {NUMBER}\])?)(?P<rest>(?: .*)?)")
-SEED_LIST = re.compile(rf"{NUMBER}(?: {NUMBER})+")
+SEED_VALUE = rf"(?:{NUMBER}|invalid)"  # a per-seed value, or the word for one its estimator's check rejects
+SEED_LIST = re.compile(rf"{SEED_VALUE}(?: {SEED_VALUE})+")
 
 
 def symbol_text(text: str) -> str:
@@ -54,7 +55,7 @@ def _tex_number(text: str) -> str:
 def _tex_cell(text: str, bold: bool) -> str:
     """A cell: numbers in math mode (bold as ``\\mathbf``), anything else escaped text."""
     if SEED_LIST.fullmatch(text):
-        body = r"\;".join(text.split())
+        body = r"\;".join(r"\mathrm{invalid}" if value == "invalid" else value for value in text.split())
         return "$" + (rf"\mathbf{{{body}}}" if bold else body) + "$"
     m = NUMERIC_CELL.fullmatch(text)
     if not m:

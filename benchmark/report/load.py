@@ -21,7 +21,7 @@ from ..config import MI_CAP_MARGIN
 from ..run.plan import Plan
 from ..run.record import Record
 from ..run.store import ResultStore
-from ..run.table import records_table, setting_columns
+from ..run.table import invalid_values, records_table, setting_columns
 from .exact import sample_mean_std
 
 BASELINE = "vae"
@@ -48,11 +48,25 @@ class Run:
     def seed(self) -> Any:
         return self.record.config["seed"]
 
-    def metric(self, key: str) -> float | None:
+    def value(self, key: str) -> float | None:
+        """The number recorded for metric ``key`` (finite or not), None when there is none."""
         value = self.record.wall_time_s if key == "wall_time_s" else (self.record.metrics or {}).get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        return float(value)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def invalid(self, key: str) -> str | None:
+        """Why metric ``key`` is invalid (its estimator's own check rejects it, or it is not finite);
+        None when it is valid or not recorded."""
+        value = self.value(key)
+        reason = invalid_values(self.record).get(key)
+        return reason or (None if value is None or math.isfinite(value) else "not finite")
+
+    def recorded(self, key: str) -> bool:
+        """Whether the run has metric ``key``, valid or not."""
+        return self.value(key) is not None or self.invalid(key) is not None
+
+    def metric(self, key: str) -> float | None:
+        """The valid value of metric ``key``: None when it is not recorded or invalid."""
+        return None if self.invalid(key) else self.value(key)
 
 
 @dataclass
@@ -80,16 +94,22 @@ class Setting:
         """``n`` as shown: the ok seeds, and ``of P`` when fewer than the P planned."""
         return f"{len(self.ok)} of {self.planned}" if self.short else str(len(self.ok))
 
-    def seeds(self, key: str) -> list[tuple[Any, float]]:
-        """(seed, value) of metric ``key`` per ok run that has it, in seed order."""
-        return [(r.seed, v) for r, v in ((r, r.metric(key)) for r in self.ok) if v is not None]
 
     @property
     def ok(self) -> list[Run]:
         return sorted((r for r in self.runs if r.status == "ok"), key=lambda r: (order(r.seed), r.run_id))
 
     def values_of(self, key: str) -> list[float]:
+        """The valid values of metric ``key`` over the ok runs, in seed order (invalid ones left out)."""
         return [v for v in (r.metric(key) for r in self.ok) if v is not None]
+
+    def invalid(self, key: str) -> int:
+        """How many ok runs have metric ``key`` invalid (left out of :meth:`values_of`)."""
+        return sum(1 for r in self.ok if r.invalid(key))
+
+    def recorded(self, key: str) -> int:
+        """How many ok runs have metric ``key``, valid or not."""
+        return sum(1 for r in self.ok if r.recorded(key))
 
     def mean_std(self, key: str) -> tuple[float | None, float | None, int]:
         values = self.values_of(key)

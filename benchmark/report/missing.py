@@ -1,6 +1,7 @@
 """What is missing from a grid's results: planned runs without a record (from the plan ``run``
-wrote), failed and diverged runs with their reasons, runs resumed from a checkpoint, unreadable
-files, and fields some ok runs lack."""
+wrote), failed and diverged runs with their reasons, values their estimator's own checks reject
+(invalid, left out of means and tests), runs resumed from a checkpoint, unreadable files, and
+fields some ok runs lack."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from ..errors import first_line
 from ..run.plan import PLAN_FILE
 from .format import md_escape
+from ..run.table import invalid_values
 from .load import NOT_RECORDED, GridData, value_text
 
 
@@ -72,6 +74,14 @@ def missing_section(data: GridData) -> list[str]:
             elif error.get("type"):
                 reason = f"{error['type']}: {reason}"
             out.append(f"  - `{r.run_id}` {md_escape(label)} — {md_escape(reason)}")
+    invalid = [(r, invalid_values(r.record)) for r in sorted(data.runs, key=lambda r: (r.setting["dataset"], r.run_id))
+               if r.status == "ok" and invalid_values(r.record)]
+    if invalid:
+        out.append(f"- **Invalid values** ({sum(len(v) for _, v in invalid)} in {len(invalid)} ok runs): their "
+                   "estimator's own check rejects them (docs/metrics.md); left out of means, tests and rankings:")
+        out += [f"  - `{r.run_id}` {md_escape(r.record.label or r.setting['method'])} — "
+                + "; ".join(f"{key}: {md_escape(first_line(reason))}" for key, reason in values.items())
+                for r, values in invalid]
     resumed = sorted((r for r in data.runs if (r.record.resumed or 0) > 0), key=lambda r: r.run_id)
     if resumed:
         out.append(f"- Resumed from a checkpoint ({len(resumed)}); their times add up every process that worked on "
@@ -83,8 +93,8 @@ def missing_section(data: GridData) -> list[str]:
         out += [f"  - `{name}` — {md_escape(first_line(reason))}" for name, reason in data.unreadable]
     ok = [r for r in data.runs if r.status == "ok"]
     # a field that is present but empty was recorded (e.g. `artifacts: {}` for 2-D data without images)
-    fields = [("IW-NLL (`metrics.nll`)", lambda r: r.metric("nll") is not None),
-              ("MI (`metrics.mi`)", lambda r: r.metric("mi") is not None),
+    fields = [("IW-NLL (`metrics.nll`)", lambda r: r.recorded("nll")),
+              ("MI (`metrics.mi`)", lambda r: r.recorded("mi")),
               ("per-class AU (`per_class`)", lambda r: r.record.per_class is not None),
               ("noise sensitivity (`noise`)", lambda r: r.record.noise is not None),
               ("stored images (`artifacts`)", lambda r: r.record.artifacts is not None),

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .exact import permutation_test, sample_mean_std
-from .figures import SPREAD_NOTE, Figure, dots_and_mean, draw_mi_caps, method_style, new_figure, render
+from .figures import (SPREAD_NOTE, Figure, dots_and_mean, draw_mi_caps, invalid_caption, method_style, new_figure,
+                      render)
 from .figures_curves import figure_curves
 from .figures_latents import figure_images
 from .format import Table, fixed, symbol_text
 from .load import BASELINE, Setting, method_order, order
-from .tables import COLUMN, SHORT_NOTE, cell_text, label_text, p_text, per_seed_text
+from .tables import COLUMN, SHORT_NOTE, cell_text, invalid_notes, label_text, p_text, per_seed_text
 
 
 @dataclass
@@ -40,8 +41,11 @@ def hp_label(s: Setting, without: Sequence[str] = ()) -> str:
     return ", ".join(symbol_text(text) for c, text in s.parts if c.startswith("hp.") and c not in without) or "—"
 
 
-def _table(rows: list[list[str]], header: list[str], align: str, short: bool) -> Table:
-    return Table.plain(header, rows, align, [SHORT_NOTE] if short else [])
+def _table(rows: list[list[str]], header: list[str], align: str, settings: Sequence[Setting],
+           keys: Sequence[str] = ()) -> Table:
+    """A section's table, its notes on short settings and on invalid values of metrics ``keys``."""
+    short = [SHORT_NOTE] if any(s.short for s in settings) else []
+    return Table.plain(header, rows, align, short + invalid_notes(settings, keys))
 
 
 def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Setting]) -> Section | None:
@@ -56,7 +60,7 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
     header = ["method", "setting", "preset"] + [COLUMN[k].header for k in keys] + ["n", "AU per seed", "KL per seed"]
     rows = [[s.method, hp_label(s), preset(s), *(cell_text(s, k)[0] for k in keys), s.n_text,
              per_seed_text(s, "au"), per_seed_text(s, "kl")] for s in rows_of]
-    section.tables["architectures"] = _table(rows, header, "lpp" + "r" * 5 + "rr", any(s.short for s in rows_of))
+    section.tables["architectures"] = _table(rows, header, "lpp" + "r" * 5 + "rr", rows_of, keys)
     section.figures.append(_figure_architectures(dataset, rows_of, keys))
     return section
 
@@ -64,7 +68,7 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
 def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequence[str]) -> Figure:
     figure = Figure("architectures", dataset, f"Architectures on {dataset}: each method's headline setting under "
                     "each architecture preset (x: method and preset), AU, KL, MI (dashed: its cap log N) and IW-NLL. "
-                    + SPREAD_NOTE + ".")
+                    + SPREAD_NOTE + "." + invalid_caption(settings, keys))
     presets = sorted({preset(s) for s in settings})
     archs = {p: next((s.values.get("model.arch") for s in settings if preset(s) == p), p) for p in presets}
     short = {p: str(archs[p]) if len(set(archs.values())) == len(presets) else p for p in presets}
@@ -121,7 +125,8 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
             rows.append([preset(s), hp_label(s, ["hp.alpha_schedule"]), str(s.values["hp.alpha_schedule"]),
                          cell_text(s, "au")[0], cell_text(s, "kl")[0], cell_text(s, "nll")[0], s.n_text,
                          per_seed_text(s, "au"), *cells])
-    section.tables["warmup"] = _table(rows, header, "ppl" + "r" * 9, any(s.short for v in paired.values() for s in v))
+    section.tables["warmup"] = _table(rows, header, "ppl" + "r" * 9, [s for v in paired.values() for s in v],
+                                      ["au", "kl", "nll"])
     columns = [(f"{json.loads(k)[1]}\n{json.loads(k)[0]}", v) for k, v in sorted(paired.items())]
     section.figures.append(figure_curves(
         dataset, [s for v in paired.values() for s in v], kind="warmup", keys=("test_au", "test_kl", "loss"),
@@ -155,8 +160,7 @@ def noise(dataset: str, chosen: Sequence[Setting], runs_dir: Path) -> Section | 
                 row.append("—" if mean is None else fixed(mean, 2) + ("" if std is None else f" ± {fixed(std, 2)}"))
             rows.append(row + [s.n_text])
         header = ["method", "setting"] + [f"s²={v:g}" for v in variances] + ["n"]
-        section.tables[f"noise_{key}"] = _table(rows, header, "lp" + "r" * (len(variances) + 1),
-                                                any(s.short for s in found))
+        section.tables[f"noise_{key}"] = _table(rows, header, "lp" + "r" * (len(variances) + 1), found)
         section.titles[f"noise_{key}"] = {"distance": "**Distance** from the noiseless decoding (L2, pixel space)",
                                           "diversity": "**Diversity** between noise draws (L2, pixel space)"}[key]
     pair = [s for s in found if s.method in (BASELINE, "lr-vae")] or list(found)

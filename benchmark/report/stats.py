@@ -1,13 +1,16 @@
 """Every setting against the plain VAE, for small n: difference in means with the 95% CI from
 inverting the exact permutation test (it excludes 0 exactly when p <= ALPHA), exact permutation
 and Mann-Whitney tests with their smallest attainable p, Cliff's delta, and Holm's adjustment
-over a family fixed by the plan (:mod:`benchmark.report.exact`).
+over a family fixed by the plan (:mod:`benchmark.report.exact`). Values a run's record marks
+invalid are left out of every test.
 
-The confirmatory family of a grid is every planned headline setting (declared in the grid
-file; every planned setting when the grid declares none) against `vae` on the primary metric
-AU. Its size comes from the plan, so it does not shrink when settings fail: a planned
-comparison without a result enters with p = 1. Every other metric and setting is exploratory:
-raw exact p only, never marked significant.
+The Holm family of a grid is every planned headline setting (named in the grid file; every
+planned setting when the grid declares none) against `vae` on the primary metric AU. Its size
+comes from the plan, so it does not shrink when settings fail: a planned comparison without a
+result enters with p = 1. It is confirmatory (p Holm <= ALPHA marked significant) only when the
+plan records that the headline was first seen before any run of the grid had a result
+(:attr:`benchmark.run.plan.Plan.preregistered`); otherwise it is Holm-adjusted but exploratory.
+Every other metric and setting is exploratory: raw exact p only, never marked significant.
 """
 
 from __future__ import annotations
@@ -31,19 +34,26 @@ class Comparison:
     baseline: Setting | None
     note: str  # how the baseline was matched, or why there is none
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    in_family: bool = False  # part of the confirmatory family (its primary metrics are Holm-adjusted)
+    in_family: bool = False  # part of the Holm family (its primary metrics are Holm-adjusted)
 
 
 @dataclass
 class Family:
-    """The confirmatory family: its members (setting keys, planned ones without a result
-    included), metrics, size m and the smallest Holm-adjusted p any member could reach."""
+    """The Holm family: its members (setting keys, planned ones without a result included),
+    metrics, size m, the smallest Holm-adjusted p any member could reach, and when the plan first
+    saw the headline (confirmatory only when that was before any result)."""
 
     members: list[str]
     metrics: tuple[str, ...]
     declared: bool  # the grid declares its headline (else: every planned setting)
     from_plan: bool  # the members come from the plan (else: from the records found)
     floor: float | None = None  # m x the smallest attainable p in the family: no Holm p can be below it
+    # the headline was first seen before any run had a result (True), after some had (False), or
+    # that is not recorded (None: no headline, no plan, or a plan from before it was recorded)
+    preregistered: bool | None = None
+    first_seen: str | None = None  # when the plan first saw the headline (UTC)
+    results_before: int | None = None  # runs of the grid with a result then
+    planned_runs: int | None = None  # runs the plan held then
 
     @property
     def size(self) -> int:
@@ -52,6 +62,11 @@ class Family:
     @property
     def reachable(self) -> bool:
         return self.floor is not None and self.floor <= ALPHA
+
+    @property
+    def confirmatory(self) -> bool:
+        """Its Holm p can support a claim: the headline was declared before any result."""
+        return self.declared and self.preregistered is True
 
 
 def find_baseline(setting: Setting, settings: Sequence[Setting]) -> tuple[Setting | None, str]:
@@ -100,11 +115,29 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
 
 
 def planned_family(data: GridData) -> Family:
-    """The confirmatory family of ``data``'s grid: its planned headline settings other than `vae`
-    (every planned setting when the grid declares no headline), recorded or not."""
+    """The Holm family of ``data``'s grid: its planned headline settings other than `vae` (every
+    planned setting when the grid declares no headline), recorded or not, with when the plan first
+    saw the headline."""
     pool = [*data.settings, *data.unrun]
     members = [s for s in pool if s.method != BASELINE and (s.headline or not data.headline_declared)]
-    return Family(sorted(s.key for s in members), PRIMARY, data.headline_declared, data.plan is not None)
+    family = Family(sorted(s.key for s in members), PRIMARY, data.headline_declared, data.plan is not None)
+    declared = (data.plan.declared or {}) if data.plan and data.headline_declared else {}
+    before, runs = declared.get("results_before"), declared.get("runs")
+    if isinstance(before, int) and not isinstance(before, bool):
+        family.preregistered, family.results_before = data.plan.preregistered, before
+        family.first_seen = str(declared.get("first_seen") or "at a time not recorded")
+        family.planned_runs = runs if isinstance(runs, int) and not isinstance(runs, bool) else None
+    return family
+
+
+def invalid_note(setting: Setting, baseline: Setting, key: str) -> str:
+    """What the test of ``key`` left out as invalid, per side (empty when nothing)."""
+    parts = []
+    for who, s in (("setting", setting), (BASELINE, baseline)):
+        if s.invalid(key):
+            parts.append(f"{s.invalid(key)} invalid {who} value{'s' if s.invalid(key) > 1 else ''} left out "
+                         f"(n = {len(s.values_of(key))})")
+    return "; ".join(parts)
 
 
 def compare_with_vae(data: GridData) -> tuple[list[Comparison], Family]:
@@ -122,7 +155,13 @@ def compare_with_vae(data: GridData) -> tuple[list[Comparison], Family]:
         comp = Comparison(s, base, note, in_family=s.key in members)
         if base is not None:
             for key in COMPARED:
-                comp.results[key] = compare(s.values_of(key), base.values_of(key))
+                result = compare(s.values_of(key), base.values_of(key))
+                result.update(invalid=s.invalid(key), invalid_base=base.invalid(key))
+                left_out = invalid_note(s, base, key)
+                if left_out:  # "not recorded" is wrong where both sides recorded values, all invalid on one
+                    wrong = result["note"] == NOT_RECORDED and s.recorded(key) and base.recorded(key)
+                    result["note"] = "; ".join(x for x in ("" if wrong else result["note"], left_out) if x)
+                comp.results[key] = result
         comparisons.append(comp)
     by_key = {c.setting.key: c for c in comparisons}
     for metric in family.metrics:
@@ -135,27 +174,57 @@ def compare_with_vae(data: GridData) -> tuple[list[Comparison], Family]:
         for key, p in holm(pvalues).items():
             if key in by_key and metric in by_key[key].results:
                 result = by_key[key].results[metric]
-                result["p_holm"] = p
-                result["significant"] = p <= ALPHA
+                result.update(p_holm=p, confirmatory=family.confirmatory,
+                              significant=(p <= ALPHA) if family.confirmatory else None)
         if floors:
             floor = len(pvalues) * min(floors)
             family.floor = floor if family.floor is None else min(family.floor, floor)
     return comparisons, family
 
 
+def declaration_text(family: Family) -> str:
+    """When the headline was declared, as the plan records it."""
+    if not family.declared:
+        return "the grid declares no headline"
+    if family.preregistered:
+        return (f"declared before the first run of the grid (headline first seen {family.first_seen}, "
+                "before any result)")
+    if family.preregistered is False:
+        planned = "" if family.planned_runs is None else f" of {family.planned_runs}"
+        return f"chosen after {family.results_before}{planned} runs had results (headline first seen {family.first_seen})"
+    return "when the headline was declared is not recorded"
+
+
+def not_confirmatory_text(family: Family) -> str:
+    """Why the family's Holm p supports no claim (empty when it is confirmatory)."""
+    if family.confirmatory:
+        return ""
+    if not family.from_plan:
+        return ("Holm-adjusted over every setting found; not confirmatory: when the headline was declared is not "
+                "recorded (no plan.json)")
+    if not family.declared:
+        return "Holm-adjusted over every planned setting; not confirmatory: the grid declares no headline"
+    if family.preregistered is False:
+        return "Holm-adjusted over the headline settings; not confirmatory: the headline was chosen after results existed"
+    return "Holm-adjusted over the headline settings; not confirmatory: when the headline was declared is not recorded"
+
+
 def family_text(family: Family) -> str:
-    """One paragraph: what the family is, its size, and whether any member can reach ALPHA."""
+    """One paragraph: what the family is, its size, when its headline was declared, whether it is
+    confirmatory and whether any member can reach ALPHA."""
     if not family.members:
-        return "No confirmatory family: no planned setting other than `vae`."
-    who = ("the grid's pre-registered headline settings" if family.declared else
-           "every planned setting (the grid declares no `headline`)")
+        return "No Holm family: no planned setting other than `vae`."
+    who = "the grid's headline settings" if family.declared else "every planned setting (the grid declares no `headline`)"
     where = "from the plan" if family.from_plan else "from the records found (no plan.json)"
-    text = (f"Confirmatory family ({where}): {who} against `{BASELINE}` on "
-            + ", ".join(m.upper() for m in family.metrics)
-            + f", m = {family.size} comparisons, Holm-adjusted, α = {ALPHA:g}; a planned comparison without a "
-            "result counts with p = 1, so the family does not shrink as settings fail. Every other p is "
-            "exploratory (raw, never marked).")
+    name = "Confirmatory family" if family.confirmatory else "Holm family"
+    text = (f"{name} ({where}): {who} against `{BASELINE}` on " + ", ".join(m.upper() for m in family.metrics)
+            + f", m = {family.size} comparisons" + (", Holm-adjusted" if family.confirmatory else "")
+            + f", α = {ALPHA:g}; a planned comparison without a result counts with p = 1, so the family does not "
+            "shrink as settings fail. " + (f"Headline: {declaration_text(family)}. " if family.declared else ""))
+    text += ("Every other p is exploratory (raw, never marked)." if family.confirmatory else
+             f"{not_confirmatory_text(family)}; no p is marked significant, every p is exploratory.")
     if family.floor is not None and not family.reachable:
         text += (f" **No comparison of this family can reach α = {ALPHA:g}**: m × the smallest attainable p = "
-                 f"{family.floor:.3g} > {ALPHA:g}; more seeds are needed for a confirmatory claim.")
+                 f"{family.floor:.3g} > {ALPHA:g}" + ("; more seeds are needed for a confirmatory claim."
+                                                     if family.confirmatory else "."))
     return text

@@ -19,6 +19,9 @@ from .format import symbol_text
 from .stats import ALPHA, COMPARED, PRIMARY, Comparison, Family
 
 AT_CAP = " (at cap)"
+INVALID = "invalid"
+INVALID_NOTE = ("invalid: a value its estimator's own check rejects (docs/metrics.md); left out of means, tests "
+                "and rankings")
 
 
 @dataclass(frozen=True)
@@ -56,19 +59,31 @@ COLUMN = {c.key: c for c in COLUMNS}
 SAME_LIKELIHOOD = {"rec", "nll"}
 
 
-def cell_text(setting: Setting, key: str) -> tuple[str, float | None]:
-    """``mean ± std`` at the column's decimals (``mean`` alone for one seed; `` (at cap)`` after an
-    MI at its cap); the rounded mean."""
+def cell_text(setting: Setting, key: str, spread: bool = True) -> tuple[str, float | None]:
+    """``mean ± std`` of the valid values at the column's decimals (the mean alone for one value or
+    without ``spread``), `` (n=k)`` when not every ok run recorded the metric, `` (i of k invalid)``
+    when i of the k recorded values are invalid (``invalid (k of k)`` when all are), `` (at cap)``
+    after an MI at its cap; the rounded mean (None when there is none)."""
     column = COLUMN[key]
     mean, std, n = setting.mean_std(key)
-    if n == 0:
+    recorded, invalid = setting.recorded(key), setting.invalid(key)
+    if recorded == 0:
         return (NOT_RECORDED if setting.ok else "—"), None
-    text = fixed(mean, column.decimals) + ("" if std is None else f" ± {fixed(std, column.decimals)}")
-    if n < len(setting.ok):
-        text += f" (n={n})"
+    if n == 0:
+        return f"{INVALID} ({invalid} of {recorded})", None
+    text = fixed(mean, column.decimals) + ("" if std is None or not spread else f" ± {fixed(std, column.decimals)}")
+    counts = ([f"n={n}"] if recorded < len(setting.ok) else []) + ([f"{invalid} of {recorded} {INVALID}"] if invalid
+                                                                    else [])
+    if counts:
+        text += f" ({'; '.join(counts)})"
     if key == "mi" and setting.mi_at_cap():
         text += AT_CAP
     return text, round(mean, column.decimals)
+
+
+def invalid_notes(settings: Sequence[Setting], keys: Sequence[str]) -> list[str]:
+    """[:data:`INVALID_NOTE`] when any of ``settings`` has an invalid value of a metric in ``keys``."""
+    return [INVALID_NOTE] if any(s.invalid(k) for s in settings for k in keys) else []
 
 
 def best_rows(settings: Sequence[Setting], key: str) -> tuple[set[str], str | None]:
@@ -116,8 +131,10 @@ def label_text(setting: Setting) -> str:
 
 
 def per_seed_text(setting: Setting, key: str) -> str:
-    """The metric's per-seed values at the column's decimals, in seed order (space-separated)."""
-    return " ".join(fixed(v, COLUMN[key].decimals) for _, v in setting.seeds(key)) or "—"
+    """The metric's per-seed values at the column's decimals, in seed order (space-separated),
+    ``invalid`` for a seed whose value is invalid."""
+    return " ".join(INVALID if r.invalid(key) else fixed(r.metric(key), COLUMN[key].decimals)
+                    for r in setting.ok if r.recorded(key)) or "—"
 
 
 def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
@@ -150,7 +167,8 @@ def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
              + "r" * (len(per_seed) + len(extra or {})))
     mi_note = mi_cap_note(settings)
     short = [SHORT_NOTE] if any(s.short for s in settings) else []
-    return Table(header, rows, bold, align, notes + ([mi_note] if mi_note else []) + short)
+    invalid = invalid_notes(settings, [c.key for c in COLUMNS] + list(per_seed))
+    return Table(header, rows, bold, align, notes + ([mi_note] if mi_note else []) + short + invalid)
 
 
 def mi_cap_note(settings: Sequence[Setting]) -> str | None:
@@ -168,13 +186,15 @@ def mi_cap_note(settings: Sequence[Setting]) -> str | None:
 
 
 def _metric_keys(settings: Sequence[Setting]) -> list[str]:
-    return sorted({k for s in settings for r in s.ok for k, v in (r.record.metrics or {}).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)} | {"wall_time_s"})
+    """Every scalar metric of the ok runs (those flagged invalid included), and the wall time."""
+    return sorted({k for s in settings for r in s.ok for k in r.record.metrics or {} if r.recorded(k)}
+                  | {"wall_time_s"})
 
 
 def settings_csv(settings: Sequence[Setting], comparisons: Sequence[Comparison] = ()) -> str:
-    """Raw numbers: the setting columns, planned and ok seeds, mean / std / n of every scalar
-    metric, which columns the row is best in, and (``comparisons``) AU against `vae`."""
+    """Raw numbers: the setting columns, planned and ok seeds, mean / std / n of the valid values of
+    every scalar metric and ``<metric>_invalid`` (the ok runs whose value is invalid, left out), which
+    columns the row is best in, and (``comparisons``) AU against `vae`."""
     metric_keys = _metric_keys(settings)
     value_columns = sorted({c for s in settings for c in s.values} - {"dataset", "method"})
     marks = _marks(settings)[0]
@@ -192,6 +212,7 @@ def settings_csv(settings: Sequence[Setting], comparisons: Sequence[Comparison] 
         for key in metric_keys:
             mean, std, n = s.mean_std(key)
             row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_n"] = mean, std, n
+            row[f"{key}_invalid"] = s.invalid(key)
         if "mi" in metric_keys:
             cap = s.mi_cap()
             row["mi_cap"], row["mi_at_cap"] = (cap[0] if cap else None), s.mi_at_cap()
@@ -206,17 +227,19 @@ def settings_csv(settings: Sequence[Setting], comparisons: Sequence[Comparison] 
 
 
 def per_seed_csv(settings: Sequence[Setting]) -> str:
-    """Long format: one row per ok run and scalar metric (dataset, method, setting, seed, run id, metric, value)."""
+    """Long format: one row per ok run and scalar metric it recorded (dataset, method, setting, seed,
+    run id, metric, value as recorded, and ``invalid``: why the value is invalid, empty when it is valid)."""
     rows = []
     for s in settings:
         keys = _metric_keys([s])
         for run in s.ok:
             for key in keys:
-                value = run.metric(key)
-                if value is not None:
+                if run.recorded(key):
                     rows.append({"dataset": s.dataset, "method": s.method, "setting": s.label, "seed": run.seed,
-                                 "run_id": run.run_id, "metric": key, "value": value})
-    return to_csv(pd.DataFrame(rows, columns=["dataset", "method", "setting", "seed", "run_id", "metric", "value"]))
+                                 "run_id": run.run_id, "metric": key, "value": run.value(key),
+                                 "invalid": run.invalid(key) or ""})
+    return to_csv(pd.DataFrame(rows, columns=["dataset", "method", "setting", "seed", "run_id", "metric", "value",
+                                              "invalid"]))
 
 
 def headlines(data: GridData) -> list[Setting]:
@@ -262,13 +285,23 @@ def comparison_table(comparisons: Sequence[Comparison], key: str) -> Table:
     header = ["dataset", "method", "setting", "n vs vae"] + STAT_HEADER
     rows = []
     for c in comparisons:
-        n_base = c.baseline.n_text if c.baseline else "0"
-        row = [c.setting.dataset, c.setting.method, label_text(c.setting), f"{c.setting.n_text} vs {n_base}"]
+        result = c.results.get(key) or {}
+        n_base = n_text(c.baseline, result.get("n_base"), result.get("invalid_base")) if c.baseline else "0"
+        row = [c.setting.dataset, c.setting.method, label_text(c.setting),
+               f"{n_text(c.setting, result.get('n'), result.get('invalid'))} vs {n_base}"]
         row += stat_cells(c.results.get(key), key) if c.baseline else [c.note, "—", "—", "—", "—"]
         rows.append(row)
     align = "llpl" + "r" * len(STAT_HEADER)
     notes = [SHORT_NOTE] if any(c.setting.short or (c.baseline and c.baseline.short) for c in comparisons) else []
+    notes += [INVALID_NOTE] if any(r.get("invalid") or r.get("invalid_base")
+                                   for c in comparisons for r in [c.results.get(key) or {}]) else []
     return Table.plain(header, rows, align, notes)
+
+
+def n_text(setting: Setting, n: int | None, invalid: int | None) -> str:
+    """A side's n in a comparison: the values tested and the invalid ones left out (``4 (1 invalid)``),
+    else the setting's ok seeds (:attr:`Setting.n_text`)."""
+    return f"{n} ({invalid} {INVALID})" if invalid else setting.n_text
 
 
 def comparison_csv(comparisons: Sequence[Comparison]) -> str:
@@ -282,6 +315,7 @@ def comparison_csv(comparisons: Sequence[Comparison]) -> str:
                          "baseline": c.baseline.legend if c.baseline else None, "metric": key,
                          "primary": key in PRIMARY, "in_family": c.in_family and key in PRIMARY,
                          "n": r.get("n", len(c.setting.ok)), "n_vae": r.get("n_base"),
+                         "invalid": r.get("invalid"), "invalid_vae": r.get("invalid_base"),
                          "planned": c.setting.planned or None,
                          "planned_vae": (c.baseline.planned or None) if c.baseline else None,
                          "values": json.dumps(r.get("values")) if r else None,
@@ -290,23 +324,25 @@ def comparison_csv(comparisons: Sequence[Comparison]) -> str:
                          "ci_low": ci[0], "ci_high": ci[1], "p_exact": r.get("p"), "p_min": r.get("p_min"),
                          "exact": r.get("exact"), "p_mann_whitney": r.get("p_mw"),
                          "p_mann_whitney_min": r.get("p_mw_min"),
-                         "p_holm": r.get("p_holm"), "significant": r.get("significant"), "cliffs_delta": r.get("delta"),
+                         "p_holm": r.get("p_holm"), "confirmatory": r.get("confirmatory"),
+                         "significant": r.get("significant"), "cliffs_delta": r.get("delta"),
                          "note": "; ".join(x for x in (c.note, r.get("note", "")) if x)})
-    columns = ["dataset", "method", "setting", "baseline", "metric", "primary", "in_family", "n", "n_vae", "planned",
-               "planned_vae", "values", "values_vae", "mean", "mean_vae", "diff", "ci_low", "ci_high", "p_exact",
-               "p_min", "exact", "p_mann_whitney", "p_mann_whitney_min", "p_holm", "significant", "cliffs_delta",
-               "note"]
+    columns = ["dataset", "method", "setting", "baseline", "metric", "primary", "in_family", "n", "n_vae", "invalid",
+               "invalid_vae", "planned", "planned_vae", "values", "values_vae", "mean", "mean_vae", "diff", "ci_low",
+               "ci_high", "p_exact", "p_min", "exact", "p_mann_whitney", "p_mann_whitney_min", "p_holm", "confirmatory",
+               "significant", "cliffs_delta", "note"]
     return to_csv(pd.DataFrame(rows, columns=columns))
 
 
 def stats_legend(family: Family) -> str:
-    """What the comparison columns mean (Markdown)."""
+    """What the comparison columns mean (Markdown); p Holm is starred only in a confirmatory family."""
+    holm = (f"adjusted over the confirmatory family only (* at most {ALPHA:g})" if family.confirmatory else
+            "adjusted over the Holm family only (not confirmatory, so never marked)")
     return (f"Δ: setting mean − `{BASELINE}` mean, with its 95% CI from inverting the exact permutation test "
             "(shift model: every shift of the setting's seeds that the test does not reject): it excludes 0 exactly "
             f"when p ≤ {ALPHA:g}; [unbounded] where no shift can give p ≤ {ALPHA:g} with so few seeds (3 vs 3: "
             "p ≥ 2/20 = 0.1 whatever the values). p exact: two-sided exact permutation test "
             "of the difference in means over every split of the pooled seeds (the exact Mann-Whitney p is in the "
             "CSV); min p: the smallest p that test can give for these seeds (5 vs 5: 2/252 = 0.0079; 2 vs 2: "
-            "1/3). p Holm: adjusted over the confirmatory family only (* at most "
-            f"{ALPHA:g}); Cliff's δ = P(setting > vae) − P(setting < vae) over all seed pairs, in [−1, 1] "
+            f"1/3). p Holm: {holm}; Cliff's δ = P(setting > vae) − P(setting < vae) over all seed pairs, in [−1, 1] "
             "(±1: every seed on one side; defined without any spread).")

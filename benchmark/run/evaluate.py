@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..config import EvalConfig
 from ..data.splits import DataSplit, to_unit
+from ..data.text import PAD_ID, Vocabulary
 from ..ml import images, metrics
 from ..ml.method import Method
 from ..ml.models import VAE
@@ -53,6 +54,7 @@ class Evaluation:
     per_class: dict[str, dict[str, float]] | None = None  # per label: AU fraction, mean KL (nats)
     noise: dict[str, Any] | None = None  # noise sensitivity (when eval.noise_points > 0)
     images: dict[str, Tensor] = field(default_factory=dict)
+    texts: dict[str, list[str]] | None = None  # text runs: greedy decodings (reconstructions, samples)
     invalid: dict[str, str] = field(default_factory=dict)  # metric -> why its estimator's own check rejects it
     neg_elbo_terms: Tensor | None = None  # per-example -ELBO [N] (nats, float64): the IW-NLL's check
 
@@ -98,9 +100,10 @@ def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalC
                                   **{f"kl_{k}": v for k, v in metrics.kl_quantiles(kl).items()}})
     out.vectors = {"au_variances": au["variances"].tolist(),
                              "kl_per_dim": metrics.kl_per_dimension(mu, logvar).tolist()}
-    out.per_class = {
-        "au": {str(c): v["fraction"] for c, v in metrics.active_units_per_class(mu, labels, config.au_threshold).items()},
-        "kl": {str(c): v for c, v in metrics.kl_per_class(kl, labels).items()}}
+    if labels.unique().numel() > 1:  # a data set without labels (all 0) has no classes to compare
+        out.per_class = {
+            "au": {str(c): v["fraction"] for c, v in metrics.active_units_per_class(mu, labels, config.au_threshold).items()},
+            "kl": {str(c): v for c, v in metrics.kl_per_class(kl, labels).items()}}
     out.estimators.update({"au_threshold": config.au_threshold, "mi_estimator": mi["estimator"],
                            "mi_split": config.mi_split, "mi_examples": mi_mu.shape[0], "mi_se": mi["se"],
                            "mi_cap": mi["cap"], "mi_cap_margin": config.mi_cap_margin,
@@ -108,42 +111,60 @@ def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalC
 
 
 def reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
-                            out: Evaluation) -> None:
-    """rec (likelihood units), neg_elbo (beta = 1, full constants; needs ``out.metrics["kl"]``) and
-    per-pixel mse of ``x`` [N, *shape] with posteriors ``mu``, ``logvar`` [N, d], one posterior
-    sample per example; added to ``out``."""
+                           out: Evaluation, kind: str = "vector") -> None:
+    """rec (likelihood units), neg_elbo (beta = 1, full constants) of ``x`` [N, *shape] with
+    posteriors ``mu``, ``logvar`` [N, d], one posterior sample per example, and the per-pixel mse
+    of the decoder mean (fixed-size data) or the perplexity bound exp(-ELBO / tokens) (sentences,
+    :data:`SEQUENCE`); added to ``out``."""
     rec_sum = mse_sum = 0.0
     log_lik = []
     for i in range(0, x.shape[0], EVAL_BATCH):
         xb, mb, lb = x[i:i + EVAL_BATCH], mu[i:i + EVAL_BATCH], logvar[i:i + EVAL_BATCH]
         eps = torch.randn(mb.shape, generator=generator, device=mb.device, dtype=mb.dtype)
-        params = model.decode(mb + torch.exp(0.5 * lb) * eps)
+        params = model.decode_given(mb + torch.exp(0.5 * lb) * eps, xb)
         rec_sum += float(model.likelihood.rec(params, xb).sum())
         log_lik.append(model.likelihood.log_prob(params, xb).double())
-        mse_sum += float(((model.likelihood.mean(params) - xb) ** 2).flatten(1).mean(1).sum())
+        if kind != SEQUENCE:
+            mse_sum += float(((model.likelihood.mean(params) - xb) ** 2).flatten(1).mean(1).sum())
     n = x.shape[0]
     out.neg_elbo_terms = metrics.kl_to_prior(mu.double(), logvar.double()) - torch.cat(log_lik)
-    out.metrics.update({"rec": rec_sum / n, "neg_elbo": float(out.neg_elbo_terms.mean()), "mse": mse_sum / n})
+    out.metrics.update({"rec": rec_sum / n, "neg_elbo": float(out.neg_elbo_terms.mean())})
     out.estimators.update({"rec_samples": 1, "likelihood": model.likelihood.name,
-                                     "neg_elbo": "beta = 1, one posterior sample, full likelihood constants"})
+                           "neg_elbo": "beta = 1, one posterior sample, full likelihood constants"})
+    if kind == SEQUENCE:
+        tokens = predicted_tokens(x)
+        out.metrics["ppl_elbo"] = math.exp(float(out.neg_elbo_terms.sum()) / int(tokens.sum()))
+        out.estimators.update({"tokens": int(tokens.sum()), "tokens_counted": TOKENS_COUNTED})
+    else:
+        out.metrics["mse"] = mse_sum / n
 
 
-def iw_log_px(model: VAE, x: Tensor, num_samples: int, generator: torch.Generator | None) -> Tensor:
+SEQUENCE = "sequence"
+TOKENS_COUNTED = "every predicted token: the words and </s> (not <s>, not padding)"
+
+
+def predicted_tokens(x: Tensor) -> Tensor:
+    """Predicted tokens per sentence [N] of token ids ``x`` [N, T]: ``</s>`` included, ``<s>`` not."""
+    return (x[:, 1:] != PAD_ID).sum(1)
+
+
+def iw_log_px(model: VAE, x: Tensor, num_samples: int, generator: torch.Generator | None,
+              batch_size: int = metrics.IW_BATCH) -> Tensor:
     """Importance-weighted ``log p(x)`` [N] (nats, float64) of ``x`` [N, *shape] under ``model``."""
-    shape = x.shape[1:]
-
-    def log_likelihood(xb: Tensor, z: Tensor) -> Tensor:  # z [S, B, d] -> [S, B]
-        return model.likelihood.log_prob(model.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2]).reshape(*z.shape[:2], *shape), xb)
-
-    return metrics.importance_weighted_log_likelihood(x, model.encode, log_likelihood, num_samples=num_samples,
-                                                      generator=generator)
+    return metrics.importance_weighted_log_likelihood(x, model.encode, model.log_likelihood, num_samples=num_samples,
+                                                      generator=generator, batch_size=batch_size)
 
 
-def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation,
+            kind: str = "vector") -> None:
     x = x[:config.nll_examples]
     log_px = iw_log_px(model, x, config.nll_samples, generator)
     out.metrics["nll"] = -float(log_px.mean())
     out.estimators.update({"nll_samples": config.nll_samples, "nll_examples": x.shape[0]})
+    if kind == SEQUENCE:
+        tokens = int(predicted_tokens(x).sum())
+        out.metrics["ppl"] = math.exp(-float(log_px.sum()) / tokens)
+        out.estimators["nll_tokens"] = tokens
     if out.neg_elbo_terms is not None:  # the -ELBO on the same examples, with its standard error
         same = out.neg_elbo_terms[:x.shape[0]]
         se = float(same.std() / same.numel() ** 0.5) if same.numel() > 1 else 0.0
@@ -234,24 +255,70 @@ def _latent_images(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator
                                        "interpolation_steps": len(TRAVERSAL_VALUES)}
 
 
+TEXT_SAMPLES = 8  # sentences of each kind in a text run's samples
+SAMPLE_STREAM = 0x7E47  # mixed into the evaluation seed: the text samples' own random stream
+
+
+def _text_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation,
+                  vocabulary: Vocabulary | None) -> None:
+    """Greedy decodings, as text: the first test sentences from their posterior means
+    (``reconstructions``: the sentence, then its decoding) and from prior draws (``samples``), on
+    their own generator (no other number changes)."""
+    if vocabulary is None:
+        return
+    own = torch.Generator(mu.device).manual_seed((generator.initial_seed() ^ SAMPLE_STREAM) % 2 ** 63)
+    z = torch.randn((TEXT_SAMPLES, mu.shape[1]), generator=own, device=mu.device, dtype=mu.dtype)
+    length = x.shape[1]
+
+    def words(ids: Tensor) -> str:
+        return " ".join(w for w in vocabulary.decode(ids) if w not in ("<s>", "</s>", "<pad>"))
+
+    recon = model.generate(mu[:TEXT_SAMPLES], length)
+    out.texts = {"reconstructions": [f"{words(a)} => {words(b)}" for a, b in zip(x[:TEXT_SAMPLES], recon)],
+                 "samples": [words(ids) for ids in model.generate(z, length)]}
+
+
+# What is measured beyond the posterior metrics, rec / -ELBO and the IW-NLL, per kind of data; the
+# others are recorded as not applicable (estimators["not_applicable"]).
+KIND_STEPS = {
+    "vector": ("decoder_geometry", "noise_sensitivity", "images"),
+    "image": ("decoder_geometry", "noise_sensitivity", "images"),
+    SEQUENCE: ("text_samples",),
+}
+NOT_APPLICABLE = {  # step or metric -> why it has no value for a kind of data
+    SEQUENCE: {"mse": "per-pixel error: a sentence has no pixels",
+               "decoder_geometry": "decoder Jacobian in data space: tokens are discrete",
+               "noise_sensitivity": "distances between decoded images: tokens are discrete",
+               "images": "image grids: the data are sentences (see texts)"},
+}
+
+
 @torch.no_grad()
 def evaluate(method: Method, split: DataSplit, config: EvalConfig, generator: torch.Generator,
-             mi_x: Tensor | None = None) -> Evaluation:
+             mi_x: Tensor | None = None, kind: str = "vector", vocabulary: Vocabulary | None = None) -> Evaluation:
     """End-of-run metrics on the evaluation split (docs/metrics.md): ``metrics`` (scalars),
-    ``vectors`` (per latent dimension), ``per_class``, ``noise``, ``estimators`` (every setting).
-    MI uses ``config.mi_split``: with ``"train"``, ``mi_x`` [N', *shape] is the training split."""
+    ``vectors`` (per latent dimension), ``per_class``, ``noise``, ``estimators`` (every setting),
+    for data of ``kind`` (:data:`KIND_STEPS`; a text set also passes its ``vocabulary``). MI uses
+    ``config.mi_split``: with ``"train"``, ``mi_x`` [N', *shape] is the training split."""
     method.eval()
     model, x = method.model, split.x
     out = Evaluation(estimators={"split": "test", "examples": x.shape[0]})
     mu, logvar = encode_all(method, x)
     _posterior_metrics(mu, logvar, split.y, config, generator, out,
                        _mi_posteriors(method, mu, logvar, mi_x, config))
-    reconstruction_metrics(model, x, mu, logvar, generator, out)
+    reconstruction_metrics(model, x, mu, logvar, generator, out, kind)
     if config.nll_samples:
-        _iw_nll(model, x, config, generator, out)
-    _decoder_metrics(model, mu, config, generator, out)
-    _image_samples(model, x, mu, generator, out)
-    _latent_images(model, x, mu, generator, out)
+        _iw_nll(model, x, config, generator, out, kind)
+    steps = KIND_STEPS[kind]
+    if "decoder_geometry" in steps:
+        _decoder_metrics(model, mu, config, generator, out)
+    if "images" in steps:
+        _image_samples(model, x, mu, generator, out)
+        _latent_images(model, x, mu, generator, out)
+    if "text_samples" in steps:
+        _text_samples(model, x, mu, generator, out, vocabulary)
+    if kind in NOT_APPLICABLE:
+        out.estimators["not_applicable"] = NOT_APPLICABLE[kind]
     out.invalid = invalid_metrics(out.metrics, out.estimators)
     return out
 

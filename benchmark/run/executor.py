@@ -104,12 +104,12 @@ def make_packs(runs: Sequence[RunConfig], size: int, log: Callable[[str], None] 
     method that cannot pack are packs of one (``log`` says why, once per method)."""
     packs: list[list[RunConfig]] = []
     open_packs: dict[str, list[RunConfig]] = {}
-    told: set[str] = set()
+    told: set[tuple[str, str]] = set()
     for config in runs:
-        problem = pack_problem(METHODS[config.method]) if size > 1 else "no packing"
+        problem = pack_problem(METHODS[config.method], config.model) if size > 1 else "no packing"
         if problem is not None:
-            if size > 1 and config.method not in told:
-                told.add(config.method)
+            if size > 1 and (config.method, config.model.arch) not in told:
+                told.add((config.method, config.model.arch))
                 log(f"{config.method} runs alone: {problem}")
             packs.append([config])
             continue

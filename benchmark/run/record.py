@@ -67,6 +67,7 @@ class Record:
     # metric -> why its estimator's own checks reject the value (run.evaluate.invalid_metrics); such
     # values stay in `metrics` and are left out of means and tests
     invalid: dict[str, str] | None = _optional()
+    texts: dict[str, list[str]] | None = _optional()  # text runs: greedy decodings (reconstructions, samples)
     environment: dict[str, Any] | None = _optional()  # run.provenance.environment()
     attempt: int | None = _optional()  # 1 for the first try of a run
     grid: str | None = _optional()  # the grid (results folder) it was run for

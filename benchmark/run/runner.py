@@ -23,6 +23,7 @@ from ..config import RunConfig
 from ..data.catalog import DATASETS, load_dataset
 from ..device import describe_device, resolve_device
 from ..errors import DivergedError
+from ..ml.archs import arch_kind
 from ..ml.method import build_method, validation_fraction
 from ..ml.train import PackTrainer
 from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
@@ -127,7 +128,8 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
         # run draws the same noise from its own generator seeded alike (benchmark.ml.pack.NoiseTape).
         noise = [torch.Generator(torch_device).manual_seed(r.seeds["train"]) for r in records]
         held_outs = [d.valid.x if d.valid is not None else None for d in datas]  # never the test split
-        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, held_outs, noise)
+        lengths = datas[0].train.lengths if size == 1 else None  # sentences: length-bucketed batches
+        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, held_outs, noise, lengths)
         generators = [{"curves": g} for g in curve_gens]
         train_time = 0.0
         if checkpoint is not None and checkpoint.exists():
@@ -158,19 +160,22 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
             if checkpoint is not None and checkpoint_every and trainer.epoch % checkpoint_every == 0 and not trainer.done:
                 wall = before.wall_time_s + time.perf_counter() - t0
                 save_checkpoint(checkpoint, trainer, generators, records, SpentSoFar(train_time, wall, records[0].resumed))
+        schedule = trainer.finish() if active else {}
         for k in active:
             record, config = records[k], configs[k]
             record.train_time_s = train_time / size
             t_eval = time.perf_counter()
             try:
                 evaluations[k] = evaluate(methods[k], datas[k].test, config.eval, eval_gens[k],
-                                          mi_x=datas[k].train.x if config.eval.mi_split == "train" else None)
+                                          mi_x=datas[k].train.x if config.eval.mi_split == "train" else None,
+                                          kind=arch_kind(config.model), vocabulary=datas[k].vocabulary)
                 evaluation = evaluations[k]
                 record.metrics, record.estimators, record.vectors = evaluation.metrics, evaluation.estimators, evaluation.vectors
                 record.per_class, record.noise = evaluation.per_class, evaluation.noise
                 record.invalid = evaluation.invalid or None
+                record.texts = evaluation.texts
                 curves[k].final_mi(record.curves, evaluation)
-                record.method_extras = methods[k].record_extras()
+                record.method_extras = {**methods[k].record_extras(), **({"validation": schedule} if schedule else {})}
                 record.status = "ok"
                 if keep_model:
                     states[k] = {key: v.detach().cpu() for key, v in methods[k].state_dict().items()}

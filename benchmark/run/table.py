@@ -1,9 +1,13 @@
 """The runs table and its summary, always rebuilt from the records.
 
 ``runs.csv``: one row per record (ids, every hyperparameter as ``hp.*``, model / train / data /
-eval settings, status details, every scalar metric); ``summary.csv``: per setting, the mean,
-std and count over the seeds of its ``ok`` runs. The report groups settings with the same
-columns (:func:`setting_columns`).
+eval settings, status details, every scalar metric as recorded, and ``invalid``: the metrics
+whose value its estimator's own check rejects, names joined by ``;``, empty when none).
+``summary.csv``: per setting, over the seeds of its ``ok`` runs, ``<metric>_mean`` and
+``<metric>_std`` of the valid values, ``<metric>_invalid`` (how many of those runs had that
+metric invalid, left out of the mean and std; a column for every summarised metric, 0 when
+none) and ``n`` (the ok runs). The report groups settings with the same columns
+(:func:`setting_columns`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ SUMMARY_METRICS = ["au", "au_count", "kl", "mi", "nll", "rec", "neg_elbo", "mse"
 SETTING_PREFIXES = ("hp.", "model.", "train.", "dataset.", "eval.")
 
 
+def invalid_values(record: Record) -> dict[str, str]:
+    """Metric -> why its value is invalid: flagged in the record (``invalid``, from its
+    estimator's own checks), or not finite (records from before the flag flag nothing)."""
+    found = {k: "not finite" for k, v in (record.metrics or {}).items()
+             if isinstance(v, float) and not math.isfinite(v)}
+    return dict(sorted({**found, **(record.invalid or {})}.items()))
+
+
 def records_table(records: Iterable[Record]) -> pd.DataFrame:
     """One row per record: ids, every hyperparameter (``hp.*``), model / train / data settings,
-    status details and every scalar metric."""
+    status details, every scalar metric and the invalid ones (``invalid``, joined by ``;``)."""
     rows = []
     for r in records:
         config = r.config
@@ -43,6 +55,7 @@ def records_table(records: Iterable[Record]) -> pd.DataFrame:
             row["resumed"] = r.resumed
         row["device"] = r.device
         row.update({k: v for k, v in (r.metrics or {}).items() if isinstance(v, (int, float)) or v is None})
+        row["invalid"] = ";".join(invalid_values(r))
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -60,17 +73,26 @@ def setting_columns(table: pd.DataFrame) -> list[str]:
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per setting, over the seeds of its ``ok`` runs: ``<metric>_mean``, ``<metric>_std`` and ``n``."""
+    """Per setting, over the seeds of its ``ok`` runs: ``<metric>_mean`` and ``<metric>_std`` of
+    the valid values, ``<metric>_invalid`` (the runs whose value is invalid, left out) and ``n``."""
     ok = runs[runs["status"] == "ok"] if "status" in runs else runs
     if ok.empty:
         return pd.DataFrame(columns=["dataset", "method", "n"])
     keys = setting_columns(ok)
     present = [m for m in SUMMARY_METRICS if m in ok]
-    grouped = ok.groupby(keys, dropna=False, sort=True)
+    flagged = (ok["invalid"] if "invalid" in ok else pd.Series("", index=ok.index)).fillna("").str.split(";")
+    invalid = pd.DataFrame({m: flagged.map(lambda names, m=m: m in names) for m in present}, index=ok.index)
+    valid = ok[keys].join(ok[present].mask(invalid))
+    grouped = valid.groupby(keys, dropna=False, sort=True)
     stats = grouped[present].agg(["mean", "std"])
-    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    stats["n"] = grouped.size()
-    return stats.reset_index()
+    counts = ok[keys].join(invalid).groupby(keys, dropna=False, sort=True)[present].sum()
+    columns = {}
+    for metric in present:
+        columns[f"{metric}_mean"], columns[f"{metric}_std"] = stats[(metric, "mean")], stats[(metric, "std")]
+        columns[f"{metric}_invalid"] = counts[metric].astype(int)
+    out = pd.DataFrame(columns, index=stats.index)
+    out["n"] = grouped.size()
+    return out.reset_index()
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -99,5 +121,7 @@ def _cell_text(value: Any) -> str:
 
 
 def _mean_std(row: pd.Series, metric: str) -> str:
-    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-    return f"{mean:.3g}" + ("" if pd.isna(std) else f" ± {std:.2g}")
+    """``mean ± std`` of the valid values, and how many were invalid (left out)."""
+    mean, std, invalid = row[f"{metric}_mean"], row[f"{metric}_std"], int(row[f"{metric}_invalid"])
+    text = "invalid" if pd.isna(mean) and invalid else f"{mean:.3g}" + ("" if pd.isna(std) else f" ± {std:.2g}")
+    return text + (f" ({invalid} invalid)" if invalid else "")

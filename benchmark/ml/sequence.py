@@ -1,0 +1,281 @@
+"""Sequence (text) VAEs: an LSTM encoder and an LSTM decoder over token ids, the model that ties
+them to the categorical likelihood, and the LSTM architectures.
+
+Shapes: a sentence is ``x`` int64 [B, T] token ids ``<s> w1 ... wn </s>`` padded with ``<pad>``
+(id 0), T <= T_max; its predicted tokens are ``x[:, 1:]`` (``</s>`` included, ``<s>`` never
+predicted, padding masked). The decoder reads ``x[:, :-1]`` and z [B, d] and returns logits
+[B, T - 1, V]. An encoder also reads *soft tokens*: float [B, T, V] rows that are distributions
+over the vocabulary (all-zero rows are padding), embedded as expected embeddings (LR-VAE's
+decoded sentences). The skeleton is the lagging-encoder code's (He et al. 2019): the encoder's
+last hidden state -> (mu, logvar); z concatenated to every decoder input embedding and the
+decoder's initial state a linear map of z (both options); dropout on the decoder's input
+embeddings and output; every weight uniform in +-0.01 and the embeddings in +-0.1 at init.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..config import PosteriorVariance, setting
+from ..data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
+from .icnn import ICNNInit, LIDDecoder
+from .likelihoods import Likelihood
+from .models import Architecture, VAE, VAEOutput
+
+INIT_WEIGHT, INIT_EMBEDDING = 0.01, 0.1  # the reference code's uniform init ranges
+LOGIT_TOKENS = 8192  # tokens whose logits are formed at a time when scoring many samples
+
+
+def lengths_of(x: Tensor) -> Tensor:
+    """Tokens per sentence [B] (``<s>`` and ``</s>`` included) of ids [B, T] or soft tokens [B, T, V]."""
+    return (x != PAD_ID).sum(1) if x.dim() == 2 else (x.sum(-1) > 0).sum(1)
+
+
+def trim(x: Tensor) -> Tensor:
+    """``x`` [B, T(, V)] without the trailing positions that are padding in every sentence."""
+    return x[:, :int(lengths_of(x).max())] if x.shape[0] else x
+
+
+def embed(embedding: nn.Embedding, x: Tensor) -> Tensor:
+    """Embeddings [B, T, E] of ids [B, T], or expected embeddings of soft tokens [B, T, V]."""
+    return embedding(x) if x.dim() == 2 else x @ embedding.weight
+
+
+def _init_uniform(module: nn.Module) -> None:
+    for name, p in module.named_parameters():
+        bound = INIT_EMBEDDING if "embedding" in name else INIT_WEIGHT
+        nn.init.uniform_(p, -bound, bound)
+
+
+class LSTMEncoder(nn.Module):
+    """x [B, T] ids or [B, T, V] soft tokens -> (mu, raw_logvar), each [B, d]: a one-layer LSTM
+    over the word embeddings, its hidden state at each sentence's last token through a linear map."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 2 * latent_dim)
+        _init_uniform(self)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = trim(x)
+        out, _ = self.lstm(embed(self.embedding, x))  # [B, T, H]; causal, so padding after the end changes nothing
+        last = out[torch.arange(x.shape[0], device=x.device), lengths_of(x) - 1]
+        mu, raw_logvar = self.head(last).chunk(2, dim=-1)
+        return mu, raw_logvar
+
+
+class LSTMDecoder(nn.Module):
+    """(z [B, d], x [B, T]) -> logits [B, T - 1, V] of the tokens x[:, 1:] given x[:, :-1] and z.
+
+    ``z_input``: z concatenated to every input embedding; ``z_init``: the initial cell state a
+    linear map of z (hidden state its tanh), else zero; ``z_output``: z also concatenated to the
+    LSTM's output before the vocabulary layer (skip-VAE's path into every step's output; off by
+    default). Dropout ``dropout_in`` on the input embeddings, ``dropout_out`` on the LSTM output.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int, z_input: bool = True,
+                 z_init: bool = True, z_output: bool = False, dropout_in: float = 0.5, dropout_out: float = 0.5):
+        super().__init__()
+        self.latent_dim, self.z_input, self.z_output = latent_dim, z_input, z_output
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.lstm = nn.LSTM(embed_dim + latent_dim * z_input, hidden, batch_first=True)
+        self.init_state = nn.Linear(latent_dim, hidden) if z_init else None
+        self.output = nn.Linear(hidden + latent_dim * z_output, vocab_size, bias=False)
+        self.dropout_in, self.dropout_out = nn.Dropout(dropout_in), nn.Dropout(dropout_out)
+        _init_uniform(self)
+
+    def states(self, z: Tensor, x: Tensor) -> Tensor:
+        """The features the vocabulary layer reads at each predicted position: [B, T - 1, H (+ d)]."""
+        inputs = self.dropout_in(embed(self.embedding, x[:, :-1]))
+        steps = inputs.shape[1]
+        if self.z_input:
+            inputs = torch.cat([inputs, z[:, None, :].expand(-1, steps, -1)], dim=-1)
+        state = None
+        if self.init_state is not None:
+            c0 = self.init_state(z)[None]
+            state = (torch.tanh(c0), c0)
+        out, _ = self.lstm(inputs, state)
+        out = self.dropout_out(out)
+        return torch.cat([out, z[:, None, :].expand(-1, steps, -1)], dim=-1) if self.z_output else out
+
+    def forward(self, z: Tensor, x: Tensor) -> Tensor:
+        return self.output(self.states(z, x))
+
+
+class LIDSequenceDecoder(nn.Module):
+    """The LID authors' sequential decoder (LIDSVAE): an LSTM over the previous tokens whose state
+    never sees z (its initial state a linear map of a constant), and at every step the logits
+    ``grad G2(Bmat grad G1([h_t; z]))`` of an injective :class:`~.icnn.LIDDecoder` over
+    [h_t; z] (dimension H + d) into the vocabulary: z reaches the logits only through the
+    injective path, so for each prefix the map z -> logits is injective (inverse-Lipschitz with
+    ``lam1``, ``lam2`` > 0). Dropout on the input embeddings and on h_t."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int, hidden_latent: int,
+                 hidden_data: int, num_layers: int = 2, trainable_lift: bool = False, s_min: float = 1.0,
+                 s_max: float = 10.0, init: ICNNInit = "fan-in", gain: float = 1.0, dropout_in: float = 0.5,
+                 dropout_out: float = 0.5):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
+        self.init_state = nn.Linear(latent_dim, hidden)
+        self.dropout_in, self.dropout_out = nn.Dropout(dropout_in), nn.Dropout(dropout_out)
+        _init_uniform(self)
+        self.lid = LIDDecoder(hidden + latent_dim, (vocab_size,), hidden_latent, hidden_data, num_layers,
+                              trainable_lift=trainable_lift, s_min=s_min, s_max=s_max, init=init, gain=gain)
+
+    def forward(self, z: Tensor, x: Tensor) -> Tensor:
+        inputs = self.dropout_in(embed(self.embedding, x[:, :-1]))
+        c0 = self.init_state(torch.ones_like(z))[None]  # as the reference: a state independent of z
+        out, _ = self.lstm(inputs, (torch.tanh(c0), c0))
+        h = self.dropout_out(out)
+        return self.lid(torch.cat([h, z[:, None, :].expand(-1, h.shape[1], -1)], dim=-1))
+
+    # the LID decoder's interface (il-lid-vae sets and reads its constants through it)
+    @property
+    def lift(self):
+        return self.lid.lift
+
+    @property
+    def latent_map(self):
+        return self.lid.latent_map
+
+    def set_strong_convexity(self, lam1: float, lam2: float) -> None:
+        self.lid.set_strong_convexity(lam1, lam2)
+
+    @property
+    def inverse_lipschitz(self) -> float:
+        return self.lid.inverse_lipschitz
+
+
+class SequenceVAE(VAE):
+    """A VAE over sentences: q(z|x) from the encoder, prior N(0, I), p(x|z) = prod_t
+    Cat(x_t | decoder logits given x_<t and z). Every per-sentence quantity (``rec``, ``kl``,
+    log-likelihoods) is in nats per sentence."""
+
+    def decode(self, z: Tensor, x: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        """Logits [B, T - 1, V] of x's tokens given their prefixes and z [B, d] (teacher forcing)."""
+        if x is None:
+            raise TypeError("a sequence decoder needs the sentence it scores: decode(z, x)")
+        return self.decoder(z, x)
+
+    def decode_mean(self, z: Tensor, x: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        """The decoder's token distributions [B, T - 1, V] (teacher forcing)."""
+        return self.decode(z, x).softmax(-1)
+
+    def decode_given(self, z: Tensor, x: Tensor) -> Tensor:
+        """Logits [B, T' - 1, V] of x's tokens given their prefixes and z (x trimmed to T' tokens)."""
+        return self.decoder(z, trim(x))
+
+    def forward(self, x: Tensor) -> VAEOutput:
+        x = trim(x)
+        mu, logvar = self.encode(x)
+        z = self.sample(mu, logvar)
+        logits = self.decoder(z, x)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        return VAEOutput(mu, logvar, z, logits, self.likelihood.rec(logits, x), kl)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) [S, B] for latents z [S, B, d] (nats per sentence); the logits are formed
+        about :data:`LOGIT_TOKENS` tokens at a time, so S x B may be large."""
+        x = trim(x)
+        samples, batch = z.shape[:2]
+        per_row = max(1, LOGIT_TOKENS // max(1, x.shape[1]))  # (sample, sentence) pairs scored together
+        flat_z = z.reshape(samples * batch, -1)
+        rows = torch.arange(samples * batch, device=z.device) % batch
+        out = torch.cat([self.likelihood.log_prob(self.decoder(flat_z[i:i + per_row], x[rows[i:i + per_row]]),
+                                                  x[rows[i:i + per_row]])
+                         for i in range(0, samples * batch, per_row)])
+        return out.reshape(samples, batch)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, max_length: int) -> Tensor:
+        """Greedy decoding from z [B, d]: ids [B, <= max_length] starting with ``<s>``, padded
+        after each sentence's ``</s>`` (re-reading the prefix each step: for samples, not speed)."""
+        x = torch.full((z.shape[0], 1), BOS_ID, dtype=torch.long, device=z.device)
+        done = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        for _ in range(max_length - 1):
+            step = self.decoder(z, torch.cat([x, torch.zeros_like(x[:, :1])], dim=1))[:, -1].argmax(-1)
+            step = torch.where(done, torch.full_like(step, PAD_ID), step)
+            x = torch.cat([x, step[:, None]], dim=1)
+            done |= step == EOS_ID
+            if bool(done.all()):
+                break
+        return x
+
+
+@dataclass
+class LSTMArch(Architecture):
+    """One-layer LSTM encoder and decoder over word embeddings (He et al. 2019's text VAE).
+
+    The decoder reads z at every step (``z_input``) and starts from a state made from z
+    (``z_init``); ``max_length`` (0: none) refuses data with longer sentences.
+    """
+
+    kind: ClassVar[str] = "sequence"
+    embed: int = setting(256, "[1, inf)")
+    hidden: int = setting(256, "[1, inf)")
+    dropout_in: float = setting(0.5, "[0, 1)")
+    dropout_out: float = setting(0.5, "[0, 1)")
+    z_input: bool = True
+    z_init: bool = True
+    max_length: int = setting(0, "[0, inf)")
+
+    def shape_problem(self, shape: tuple[int, ...] | SequenceShape) -> str | None:
+        """Why data of this shape cannot go through this architecture (None: it can)."""
+        if not isinstance(shape, SequenceShape):
+            return (f"an LSTM reads sentences of token ids, not examples of shape {list(shape)}: use a text data set "
+                    "(ptb, yahoo, yelp)")
+        if self.max_length and shape.max_length > self.max_length:
+            return (f"its longest sentence has {shape.max_length} tokens (<s> and </s> included), more than this "
+                    f"model's max_length = {self.max_length}: raise max_length (0: no limit)")
+        if not (self.z_input or self.z_init):
+            return "a decoder with neither z_input nor z_init never sees z: set one of them"
+        return None
+
+    def build(self, shape: SequenceShape, latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        why = self.shape_problem(shape)
+        if why is not None:
+            raise ValueError(why)
+        encoder = LSTMEncoder(shape.vocab_size, self.embed, self.hidden, latent_dim)
+        decoder = LSTMDecoder(shape.vocab_size, self.embed, self.hidden, latent_dim, self.z_input, self.z_init,
+                              dropout_in=self.dropout_in, dropout_out=self.dropout_out)
+        return encoder, decoder
+
+    def model(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
+              posterior_variance: PosteriorVariance) -> VAE:
+        return SequenceVAE(encoder, decoder, likelihood, posterior_variance)
+
+
+@dataclass
+class LSTMPTBArch(LSTMArch):
+    """``lstm`` at the PTB size of the text-VAE literature (bn-vae, vae-pretraining-encoder):
+    embedding 256, hidden 256 (z 32 by the grids)."""
+
+
+@dataclass
+class LSTMYahooArch(LSTMArch):
+    """``lstm`` at the Yahoo / Yelp size of the lagging-encoder code: embedding 512, hidden 1024."""
+
+    embed: int = setting(512, "[1, inf)")
+    hidden: int = setting(1024, "[1, inf)")
+
+
+@dataclass
+class LSTMSmallArch(LSTMArch):
+    """A small ``lstm`` for CPU grids: embedding 64, hidden 128 (the same skeleton)."""
+
+    embed: int = setting(64, "[1, inf)")
+    hidden: int = setting(128, "[1, inf)")
+
+
+def perplexity(nll_sum: float, tokens: int) -> float:
+    """exp(total NLL in nats / predicted tokens)."""
+    return math.exp(nll_sum / tokens) if tokens else math.nan
