@@ -21,7 +21,7 @@ A grid file::
     beta = [0.1, 0.2]  # a list sweeps (for a list-typed field: a list of lists)
 
     [[methods]]
-    name = "*"         # every registered method (plugins included), default hyperparameters
+    name = "*"         # every registered method (plugins included) that applies to the model, defaults
 
 Expansion order: datasets x methods x hyperparameter combinations x seeds. Every field is checked
 against the registries and the config dataclasses (``benchmark.config``) before anything runs:
@@ -110,7 +110,10 @@ class Grid:
                     train.epochs = epochs
                 evaluation = self._section(EvalConfig, [self.data.get("eval", {})], "eval")
                 named = tuple(k for k in m_entry if k not in OVERRIDE_KEYS | {"name"})
+                every = m_entry.get("name") == ALL_METHODS
                 for hp in self._sweep(name, m_entry, where):
+                    if every and self._refusal(name, hp, model) is not None:
+                        continue  # "*": every method that applies to this model
                     self._check_applies(name, hp, model, where, ds_index)
                     for seed in seeds if seeds is not None else self._seeds():
                         run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
@@ -232,10 +235,15 @@ class Grid:
             raise self.error("model.arch", f"arch {model.arch!r} cannot take data set {dataset.name!r} "
                                            f"(datasets[{index}]): {why}")
 
+    @staticmethod
+    def _refusal(name: str, hp: dict[str, Any], model: ModelConfig) -> str | None:
+        """Why method ``name`` with ``hp`` does not apply to ``model`` (``Method.check_model``), or None."""
+        cls = METHODS[name]
+        return cls.check_model(cls.Config(**hp), model)
+
     def _check_applies(self, name: str, hp: dict[str, Any], model: ModelConfig, where: str, ds_index: int) -> None:
         """Refuse a method on a model it does not apply to (``Method.check_model``)."""
-        cls = METHODS[name]
-        why = cls.check_model(cls.Config(**hp), model)
+        why = self._refusal(name, hp, model)
         if why is not None:
             raise self.error(where, f"{name} does not apply to the model of datasets[{ds_index}] "
                                     f"(arch {model.arch!r}): {why}")

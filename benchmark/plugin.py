@@ -8,11 +8,17 @@ and decorate the class with :func:`register_method`; the optional hooks are :cla
 
 from .config import ModelConfig, added_field
 from .errors import GridError
+from .data.text import SequenceShape
+from .ml.archs import arch_kind, architecture
 from .ml.icnn import ICNNInit, LIDDecoder
 from .ml.method import Method, StepTools, TrainingProgress, register_method
 from .ml.metrics import kl_per_dimension, mutual_information
 from .ml.models import VAE, VAEOutput
 from .ml.schedules import make_schedule
+from .ml.sequence import (LIDSequenceDecoder, LSTMDecoder, PriorEncoder, SequenceVAE, sequence_decoder,
+                          teacher_forced_soft_tokens)
 
-__all__ = ["GridError", "ICNNInit", "LIDDecoder", "Method", "ModelConfig", "StepTools", "TrainingProgress", "VAE",
-           "VAEOutput", "added_field", "kl_per_dimension", "make_schedule", "mutual_information", "register_method"]
+__all__ = ["GridError", "ICNNInit", "LIDDecoder", "LIDSequenceDecoder", "LSTMDecoder", "Method", "ModelConfig",
+           "PriorEncoder", "SequenceShape", "SequenceVAE", "StepTools", "TrainingProgress", "VAE", "VAEOutput",
+           "added_field", "arch_kind", "architecture", "kl_per_dimension", "make_schedule", "mutual_information",
+           "register_method", "sequence_decoder", "teacher_forced_soft_tokens"]

@@ -1,5 +1,7 @@
 """LID-VAE (Wang et al. 2021) and IL-LID-VAE (Kinoshita et al. 2023): injective Brenier-map
-decoders, the second with a guaranteed inverse-Lipschitz constant L."""
+decoders, the second with a guaranteed inverse-Lipschitz constant L. On text (an LSTM arch), the
+LID authors' sequential variant (LIDSVAE): an LSTM state that never sees z, and at every step the
+logits grad G2(Bmat grad G1([h_t; z])), so z reaches them only through the injective path."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from torch import Tensor
 
 from benchmark.plugin import added_field
 from benchmark.plugin import GridError
-from benchmark.plugin import ICNNInit, LIDDecoder
+from benchmark.plugin import ICNNInit, LIDDecoder, LIDSequenceDecoder, arch_kind, architecture
 from benchmark.plugin import Method, TrainingProgress, register_method
 from benchmark.plugin import VAE, ModelConfig
 from benchmark.plugin import make_schedule
@@ -59,11 +61,15 @@ class LIDVAE(Method):
               "lift_s_min": "(0, inf)", "lift_s_max": "(0, inf)", "icnn_init_gain": "(0, inf)"}
 
     @classmethod
-    def build_decoder(cls, config: LIDVAEConfig, shape: tuple[int, ...], model_config: ModelConfig) -> LIDDecoder:
-        return LIDDecoder(model_config.latent_dim, shape, config.hidden_latent, config.hidden_data,
-                          config.num_layers, trainable_lift=config.trainable_lift,
-                          s_min=config.lift_s_min, s_max=config.lift_s_max, init=config.icnn_init,
-                          gain=config.icnn_init_gain)
+    def build_decoder(cls, config: LIDVAEConfig, shape, model_config: ModelConfig) -> LIDDecoder | LIDSequenceDecoder:
+        icnn = dict(hidden_latent=config.hidden_latent, hidden_data=config.hidden_data, num_layers=config.num_layers,
+                    trainable_lift=config.trainable_lift, s_min=config.lift_s_min, s_max=config.lift_s_max,
+                    init=config.icnn_init, gain=config.icnn_init_gain)
+        if arch_kind(model_config) == "sequence":
+            arch = architecture(model_config)
+            return LIDSequenceDecoder(shape.vocab_size, arch.embed, arch.hidden, model_config.latent_dim,
+                                      dropout_in=arch.dropout_in, dropout_out=arch.dropout_out, **icnn)
+        return LIDDecoder(model_config.latent_dim, shape, **icnn)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
         out = self.model(x)

@@ -1,4 +1,13 @@
-"""LR-VAE (Song, Kim, Lee 2025): the encoder mean must invert the decoder on latent space."""
+"""LR-VAE (Song, Kim, Lee 2025): the encoder mean must invert the decoder on latent space.
+
+On text (an LSTM arch; not in the paper, defined here and recorded): D(z) is a *soft sentence*,
+rows of token distributions the encoder reads as expected embeddings. ``sequence_decoding``:
+``teacher-forced`` (default) decodes the batch's own sentences from z (the decoder's softmax at
+every position of the sentence, ``<s>`` one-hot first, padding after its end), so D depends on z
+and on the sentence's prefixes; ``free-running`` rolls the decoder out from ``<s>`` for
+``decode_length`` steps, each step's softmax fed back as the next input (no sentence involved).
+Straight-through Gumbel-softmax tokens are not offered.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +22,10 @@ from benchmark.plugin import GridError
 from benchmark.plugin import Method, TrainingProgress, register_method
 from benchmark.plugin import VAE, VAEOutput
 from benchmark.plugin import make_schedule
+from benchmark.plugin import SequenceVAE, added_field, teacher_forced_soft_tokens
 
 ZSource = Literal["prior", "posterior", "posterior-mean"]
+SequenceDecoding = Literal["teacher-forced", "free-running"]
 StopGradient = Literal["none", "z", "decoded"]
 Reduction = Literal["mean", "sum"]
 
@@ -30,6 +41,8 @@ class LRVAEConfig:
     stop_gradient: none, z (the latents and target are constants) or decoded (D(z) is a constant: the decoder gets no L_LR gradient).
     encoder_grad_scale: factor on the encoder's gradient from L_LR (the reference code used 1e-4); the decoder keeps the full L_LR gradient.
     lr_reduction: mean over examples (default) or sum over the batch (a later reference-code quirk: B times larger than the other terms).
+    sequence_decoding: text only: how D(z) becomes a soft sentence the encoder reads: teacher-forced (the batch's own sentences decoded from z) or free-running (decode_length steps from <s>, softmax fed back).
+    decode_length: text only: tokens a free-running decoding produces after <s>.
     """
 
     beta: float = 1.0
@@ -41,9 +54,12 @@ class LRVAEConfig:
     stop_gradient: StopGradient = "none"
     encoder_grad_scale: float = 1.0
     lr_reduction: Reduction = "mean"
+    sequence_decoding: SequenceDecoding = added_field("teacher-forced", "LR-VAE on text")
+    decode_length: int = added_field(20, "LR-VAE on text")
 
     def __post_init__(self) -> None:
-        for name, valid in (("z_source", ZSource), ("stop_gradient", StopGradient), ("lr_reduction", Reduction)):
+        for name, valid in (("z_source", ZSource), ("stop_gradient", StopGradient), ("lr_reduction", Reduction),
+                            ("sequence_decoding", SequenceDecoding)):
             if getattr(self, name) not in get_args(valid):
                 raise GridError(f"lr-vae: {name} = {getattr(self, name)!r}; valid: {', '.join(get_args(valid))}")
         if self.num_samples < 1:
@@ -74,9 +90,20 @@ def _encoder_mean(model: VAE, x: Tensor, grad_scale: float) -> Tensor:
     return functional_call(model.encoder, params, (x,))[0]
 
 
-def latent_reconstruction(model: VAE, out: VAEOutput, config: LRVAEConfig) -> Tensor:
+def decode_for_lr(model: VAE, z: Tensor, x: Tensor, config: LRVAEConfig) -> Tensor:
+    """D(z) for latents z [N, d]: the decoder mean [N, *shape], or for a sentence model a soft
+    sentence [N, T, V] (``sequence_decoding``; teacher forcing reads the sentences ``x`` [N, T])."""
+    if not isinstance(model, SequenceVAE):
+        return model.decode_mean(z)
+    if config.sequence_decoding == "free-running":
+        return model.decoder.soft_rollout(z, config.decode_length)
+    return teacher_forced_soft_tokens(model.decode_given(z, x), x)
+
+
+def latent_reconstruction(model: VAE, out: VAEOutput, config: LRVAEConfig, x: Tensor) -> Tensor:
     """L_LR = ||E_mu(D(z)) - target||^2 summed over latents, averaged over the S samples and
-    (``lr_reduction = "mean"``) over the B examples of ``out``, or summed over them (``"sum"``)."""
+    (``lr_reduction = "mean"``) over the B examples of ``out`` (the batch ``x``), or summed over
+    them (``"sum"``)."""
     s, scale = config.num_samples, config.encoder_grad_scale
     if config.z_source == "prior":
         z = torch.randn(s, *out.mu.shape, dtype=out.mu.dtype, device=out.mu.device)
@@ -89,7 +116,7 @@ def latent_reconstruction(model: VAE, out: VAEOutput, config: LRVAEConfig) -> Te
             z, target = _ScaleGrad.apply(z, scale), _ScaleGrad.apply(target, scale)
     if config.stop_gradient == "z":
         z, target = z.detach(), target.detach()
-    decoded = model.decode_mean(z.flatten(0, 1))  # [S * B, *shape]
+    decoded = decode_for_lr(model, z.flatten(0, 1), x.repeat(s, *([1] * (x.dim() - 1))), config)  # [S * B, ...]
     if config.stop_gradient == "decoded":
         decoded = decoded.detach()
     error = (_encoder_mean(model, decoded, scale).view_as(z) - target).square().sum(-1)  # [S, B]
@@ -117,6 +144,6 @@ class LRVAE(Method):
         rec, kl = out.rec.mean(), out.kl.mean()
         alpha = self.alpha_schedule(progress, self.last_kl)
         self.last_kl.copy_(kl.detach())
-        lr = latent_reconstruction(self.model, out, self.config)
+        lr = latent_reconstruction(self.model, out, self.config, x)
         loss = rec + self.config.beta * kl + alpha * lr
         return {"loss": loss, "rec": rec, "kl": kl, "lr": lr, "alpha": alpha}

@@ -1,5 +1,7 @@
 """Skip-VAE (Dieng et al. 2019): the latent feeds every layer of the decoder, so the decoder
-cannot ignore z without paying in reconstruction."""
+cannot ignore z without paying in reconstruction. On an LSTM decoder (the setting it was
+introduced for), z enters every step's input (as in the plain text VAE) and every step's output
+layer: the vocabulary layer reads [h_t; z]."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from benchmark.plugin import Method, ModelConfig, TrainingProgress, register_method
+from benchmark.plugin import Method, ModelConfig, TrainingProgress, arch_kind, register_method, sequence_decoder
 
 AFFINE = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
-SKIP_ARCHS = ("mlp", "mlp-shallow", "mlp-deep", "conv", "conv28", "conv64")
+SKIP_ARCHS = ("mlp", "mlp-shallow", "mlp-deep", "conv", "conv28", "conv64", "lstm", "lstm-ptb", "lstm-yahoo",
+              "lstm-small")
 
 
 @dataclass
@@ -80,6 +83,9 @@ def skip_problem(model_config: ModelConfig, skip_output: bool) -> str | None:
     arch, options = model_config.arch, model_config.options
     if arch not in SKIP_ARCHS:
         return f"arch {arch!r} has no skip decoder; use one of {', '.join(SKIP_ARCHS)}"
+    if arch_kind(model_config) == "sequence":
+        return None if skip_output else ("on an LSTM decoder the skip path is z into every step's output layer: "
+                                         "skip_output = false leaves the plain text VAE; set it true")
     if arch.startswith("conv"):
         return None  # FC, FC, then one transposed convolution per channel entry: always >= 3 layers
     hidden = {"mlp": len(options.get("hidden", [512, 512])), "mlp-shallow": 1, "mlp-deep": options.get("depth", 4)}[arch]
@@ -97,15 +103,23 @@ class SkipVAE(Method):
     name = "skip-vae"
     packable = True
     Config = SkipVAEConfig
-    requires = (f"arch {', '.join(SKIP_ARCHS)} with at least one hidden decoder layer "
-                f"(two with skip_output = false); a decoder without hidden layers has nothing to skip into")
+    requires = (f"arch {', '.join(SKIP_ARCHS)}: an MLP with at least one hidden decoder layer (two with "
+                f"skip_output = false), any conv, or an LSTM (z into every step's output; skip_output = true)")
 
     @classmethod
     def check_model(cls, config: SkipVAEConfig, model_config: ModelConfig) -> str | None:
         return skip_problem(model_config, config.skip_output)
 
     @classmethod
+    def build_decoder(cls, config: SkipVAEConfig, shape, model_config: ModelConfig) -> nn.Module | None:
+        if arch_kind(model_config) == "sequence":
+            return sequence_decoder(shape, model_config, z_output=True)
+        return None
+
+    @classmethod
     def wrap_decoder(cls, config: SkipVAEConfig, decoder: nn.Module, model_config: ModelConfig) -> nn.Module:
+        if arch_kind(model_config) == "sequence":
+            return decoder  # the skip path is built in (z_output)
         return SkipDecoder(decoder, model_config.latent_dim, config.skip_output)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:

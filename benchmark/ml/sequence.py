@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import PosteriorVariance, setting
@@ -107,6 +108,62 @@ class LSTMDecoder(nn.Module):
 
     def forward(self, z: Tensor, x: Tensor) -> Tensor:
         return self.output(self.states(z, x))
+
+    def soft_rollout(self, z: Tensor, steps: int) -> Tensor:
+        """Free-running decoding with soft tokens: from ``<s>``, each step's softmax fed back as
+        the next input's expected embedding; returns soft tokens [B, steps + 1, V] (the first row
+        ``<s>`` one-hot), differentiable in z and in every weight."""
+        vocab = self.output.out_features
+        first = F.one_hot(torch.full(z.shape[:1], BOS_ID, device=z.device), vocab).to(z.dtype)
+        rows, token, state = [first], first, None
+        if self.init_state is not None:
+            c0 = self.init_state(z)[None]
+            state = (torch.tanh(c0), c0)
+        for _ in range(steps):
+            inp = self.dropout_in(embed(self.embedding, token[:, None, :]))
+            if self.z_input:
+                inp = torch.cat([inp, z[:, None, :]], dim=-1)
+            out, state = self.lstm(inp, state)
+            out = self.dropout_out(out)
+            if self.z_output:
+                out = torch.cat([out, z[:, None, :]], dim=-1)
+            token = self.output(out)[:, 0].softmax(-1)
+            rows.append(token)
+        return torch.stack(rows, dim=1)
+
+
+def teacher_forced_soft_tokens(logits: Tensor, x: Tensor) -> Tensor:
+    """The soft sentence a teacher-forced decoding gives: ``<s>`` one-hot, then the decoder's
+    distributions (softmax of ``logits`` [B, T' - 1, V]) at the positions of x's tokens, zero rows
+    (padding) after each sentence's end; [B, T', V]."""
+    probs = logits.softmax(-1) * (x[:, 1:logits.shape[1] + 1] != PAD_ID)[..., None]
+    first = F.one_hot(torch.full(logits.shape[:1], BOS_ID, device=logits.device), logits.shape[-1]).to(probs.dtype)
+    return torch.cat([first[:, None, :], probs], dim=1)
+
+
+def sequence_decoder(shape: SequenceShape, model_config, **overrides) -> LSTMDecoder:
+    """The LSTM decoder of ``model_config``'s architecture for data of ``shape``, with some of its
+    conditioning changed (``z_input``, ``z_init``, ``z_output``): what a method that replaces the
+    decoder (``build_decoder``) builds."""
+    from .archs import architecture
+
+    arch = architecture(model_config)
+    options = {"z_input": arch.z_input, "z_init": arch.z_init, **overrides}
+    return LSTMDecoder(shape.vocab_size, arch.embed, arch.hidden, model_config.latent_dim, dropout_in=arch.dropout_in,
+                       dropout_out=arch.dropout_out, **options)
+
+
+class PriorEncoder(nn.Module):
+    """q(z|x) = p(z) = N(0, I) for every x: (mu, logvar) = (0, 0) [B, d], no parameters (the
+    language model's posterior: KL, AU and MI are exactly 0 and the IW-NLL is its exact NLL)."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        zeros = torch.zeros((x.shape[0], self.latent_dim), device=x.device)
+        return zeros, zeros
 
 
 class LIDSequenceDecoder(nn.Module):

@@ -38,20 +38,25 @@ def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torc
 
 
 def length_buckets(lengths: Tensor, batch_size: int, generator: torch.Generator) -> list[Tensor]:
-    """One epoch's batches of sentence indices [B_i], every batch of one length (the text-VAE
-    reference code's bucketing): each length's sentences in random order cut into batches of at
-    most ``batch_size``, the batches in random order; ``lengths`` [N] on the CPU."""
+    """One epoch's batches of sentence indices [B_i], bucketed by length (as the text-VAE
+    reference code, which pads nothing): the sentences sorted by length (random order within a
+    length) and cut into consecutive batches of ``batch_size``, the batches in random order. A
+    batch spans consecutive lengths (one or two where each length has at least ``batch_size``
+    sentences, as most of PTB's), and all but one hold ``batch_size`` sentences
+    (a last batch of one is merged into the one before: a batch norm needs two); ``lengths`` [N]
+    on the CPU."""
     perm = torch.randperm(len(lengths), generator=generator)
     order = perm[torch.argsort(lengths[perm], stable=True)]
-    _, counts = torch.unique_consecutive(lengths[order], return_counts=True)
-    batches = [chunk for group in order.split(counts.tolist()) for chunk in group.split(batch_size)]
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches[-2:] = [torch.cat(batches[-2:])]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def bucket_count(lengths: Tensor, batch_size: int) -> int:
-    """Batches per epoch of :func:`length_buckets`."""
-    _, counts = torch.unique(lengths, return_counts=True)
-    return int(sum(math.ceil(c / batch_size) for c in counts.tolist()))
+def bucket_count(n: int, batch_size: int) -> int:
+    """Batches per epoch of :func:`length_buckets` over ``n`` sentences."""
+    batches = math.ceil(n / batch_size)
+    return batches - 1 if batches > 1 and n % batch_size == 1 else batches
 
 
 @torch.no_grad()
@@ -206,7 +211,7 @@ class PackTrainer:
                              "none: use a data set with one")
         self.plateau = Plateau(config) if validated else None
         self.epoch_batches: list[Tensor] = []
-        self.steps_per_epoch = (bucket_count(self.lengths, config.batch_size) if self.lengths is not None
+        self.steps_per_epoch = (bucket_count(self.n, config.batch_size) if self.lengths is not None
                                 else math.ceil(self.n / config.batch_size))
         self.total_steps = self.steps_per_epoch * config.epochs
         if self.size == 1:

@@ -1,0 +1,263 @@
+"""Text VAEs: the LSTM models, their likelihood, every method's text form and its defining property,
+length-bucketed batches, the validation schedule, and the grid's checks for text runs."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import ModelConfig, TrainConfig
+from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
+from benchmark.discovery import METHODS
+from benchmark.ml.method import TrainingProgress, build_method
+from benchmark.ml.sequence import LSTMEncoder, SequenceVAE, lengths_of, teacher_forced_soft_tokens
+from benchmark.ml.train import PackTrainer, length_buckets, validation_neg_elbo
+
+SHAPE = SequenceShape(max_length=9, vocab_size=24)
+MODEL = ModelConfig(arch="lstm-small", latent_dim=4, likelihood="categorical",
+                    options={"embed": 8, "hidden": 16, "dropout_in": 0.0, "dropout_out": 0.0, "z_input": True,
+                             "z_init": True, "max_length": 0})
+TEXT_METHODS = [n for n in METHODS.names() if METHODS[n].check_model(METHODS[n].Config(), MODEL) is None]
+
+
+def sentences(n: int = 12, seed: int = 0) -> torch.Tensor:
+    """Random sentences of 1-7 words: ids [n, 9] <s> w.. </s> <pad>..."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, SHAPE.max_length), PAD_ID, dtype=torch.long)
+    for i in range(n):
+        words = int(torch.randint(1, SHAPE.max_length - 1, (), generator=g))
+        x[i, 0] = BOS_ID
+        x[i, 1:words + 1] = torch.randint(4, SHAPE.vocab_size, (words,), generator=g)
+        x[i, words + 1] = EOS_ID
+    return x
+
+
+def build(name: str, seed: int = 0, **hyperparameters):
+    torch.manual_seed(seed)
+    return build_method(name, hyperparameters, MODEL, SHAPE)
+
+
+def progress(step: int = 0, total: int = 10) -> TrainingProgress:
+    return TrainingProgress(epoch=0, step=step, total_steps=total)
+
+
+def test_every_method_applies_to_text_or_says_why_not():
+    assert set(TEXT_METHODS) == set(METHODS.names())  # every built-in method has a text form
+    assert METHODS["lstm-lm"].check_model(METHODS["lstm-lm"].Config(), ModelConfig()) is not None
+
+
+def test_the_encoder_reads_each_sentence_up_to_its_last_token_whatever_the_padding():
+    torch.manual_seed(0)
+    encoder = LSTMEncoder(SHAPE.vocab_size, 8, 16, 4).eval()
+    x = sentences()
+    padded = torch.cat([x, torch.zeros(len(x), 5, dtype=torch.long)], dim=1)
+    alone = torch.cat([encoder(x[i:i + 1, :int(lengths_of(x[i:i + 1]))])[0] for i in range(len(x))])
+    torch.testing.assert_close(encoder(padded)[0], alone, rtol=1e-5, atol=1e-6)
+    soft = torch.nn.functional.one_hot(x, SHAPE.vocab_size).float() * (x != PAD_ID)[..., None]
+    torch.testing.assert_close(encoder(soft)[0], encoder(x)[0], rtol=1e-5, atol=1e-6)  # one-hot rows = the ids
+
+
+def test_the_categorical_likelihood_is_the_sentence_cross_entropy_and_the_forward_agrees():
+    method = build("vae").eval()
+    model: SequenceVAE = method.model
+    x = sentences()
+    z = torch.randn(len(x), 4)
+    with torch.no_grad():
+        logits = model.decode_given(z, x)
+    manual = torch.tensor([
+        -sum(float(torch.log_softmax(logits[i, t], -1)[x[i, t + 1]]) for t in range(int(lengths_of(x[i:i + 1])) - 1))
+        for i in range(len(x))])
+    torch.testing.assert_close(model.likelihood.rec(logits, x).double(), manual.double(), rtol=1e-5, atol=1e-4)
+    many = torch.randn(3, len(x), 4)  # log_likelihood scores S x B pairs in chunks: the same numbers
+    with torch.no_grad():
+        direct = torch.stack([model.likelihood.log_prob(model.decode_given(many[s], x), x) for s in range(3)])
+        torch.testing.assert_close(model.log_likelihood(x, many), direct, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n in TEXT_METHODS if n != "lstm-lm"])
+def test_every_text_decoder_depends_on_z_at_init(name):
+    model = build(name).eval().model
+    x = sentences()
+    with torch.no_grad():
+        a = model.log_likelihood(x, torch.zeros(1, len(x), 4))
+        b = model.log_likelihood(x, 3 * torch.randn(1, len(x), 4))
+    assert float((a - b).abs().max()) > 1e-4, f"{name}: log p(x|z) does not change with z at init"
+
+
+def test_the_language_model_ignores_z_its_kl_and_mi_are_zero_and_its_iw_nll_is_exact():
+    from benchmark.ml import metrics
+
+    method = build("lstm-lm").eval()
+    model, x = method.model, sentences()
+    with torch.no_grad():
+        a = model.log_likelihood(x, torch.zeros(1, len(x), 4))
+        b = model.log_likelihood(x, 5 * torch.randn(1, len(x), 4))
+        out = model(x)
+        iw = metrics.importance_weighted_log_likelihood(x, model.encode, model.log_likelihood, num_samples=7)
+    torch.testing.assert_close(a, b)
+    assert float(out.kl.abs().max()) == 0.0
+    torch.testing.assert_close(iw, a[0].double(), rtol=1e-6, atol=1e-5)
+    mu, logvar = model.encode(x)
+    assert metrics.mutual_information(mu, logvar)["mi"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_skip_vae_feeds_z_into_every_steps_output():
+    model = build("skip-vae").eval().model
+    assert model.decoder.z_output and model.decoder.output.in_features == 16 + 4
+    with pytest.raises(Exception, match="skip_output"):
+        build("skip-vae", skip_output=False)
+
+
+def test_the_lid_sequence_decoder_is_injective_in_z_through_its_icnn_path_only():
+    method = build("il-lid-vae", L=0.5, hidden_latent=16, hidden_data=16).eval()
+    decoder, x = method.model.decoder, sentences(6)
+    za, zb = torch.randn(len(x), 4), torch.randn(len(x), 4)
+    la, lb = decoder(za, x), decoder(zb, x)
+    gap = (la - lb).norm(dim=-1)  # [B, T - 1]: every position
+    assert bool((gap >= decoder.inverse_lipschitz * (za - zb).norm(dim=-1)[:, None] - 1e-5).all())
+    assert decoder.inverse_lipschitz == pytest.approx(0.5)
+    state = decoder.init_state(torch.ones_like(za))  # the LSTM's state is the same for every z
+    torch.testing.assert_close(state, decoder.init_state(torch.ones_like(zb)))
+
+
+@pytest.mark.parametrize("decoding", ["teacher-forced", "free-running"])
+def test_lr_vae_on_text_reaches_encoder_and_decoder_and_falls_when_trained(decoding):
+    lr_module = sys.modules[METHODS["lr-vae"].__module__]
+    method = build("lr-vae", sequence_decoding=decoding, decode_length=6)
+    x = sentences(16)
+    config = method.config
+    out = method.model(x)
+    decoded = lr_module.decode_for_lr(method.model, out.z, x, config)
+    rows = decoded.sum(-1)
+    assert bool((((rows - 1).abs() < 1e-5) | (rows == 0)).all())  # distributions, or padding
+    loss = lr_module.latent_reconstruction(method.model, out, config, x)
+    loss.backward()
+    for part in (method.model.encoder, method.model.decoder):
+        assert any(float(p.grad.abs().sum()) > 0 for p in part.parameters() if p.grad is not None)
+    # Trained on L_LR alone with the same latents every step (a fixed seed), E_mu(D(z)) learns to
+    # recover z: the term falls towards 0, its defining property.
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
+    first = float(loss.detach())
+    for _ in range(200):
+        torch.manual_seed(5)
+        optimizer.zero_grad()
+        lr_module.latent_reconstruction(method.model, method.model(x), config, x).backward()
+        optimizer.step()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        last = float(lr_module.latent_reconstruction(method.model, method.model(x), config, x))
+    assert last < 0.25 * first, f"L_LR {first:.3g} -> {last:.3g}: E_mu(D(z)) did not learn to recover z"
+
+
+def test_teacher_forced_soft_tokens_follow_the_sentence():
+    x = sentences(4)
+    logits = torch.randn(4, x.shape[1] - 1, SHAPE.vocab_size)
+    soft = teacher_forced_soft_tokens(logits, x)
+    assert bool((soft[:, 0].argmax(-1) == BOS_ID).all())
+    torch.testing.assert_close(lengths_of(soft), lengths_of(x))
+
+
+def test_length_buckets_cover_every_sentence_once_in_batches_of_near_equal_length():
+    lengths = torch.randint(3, 40, (1000,), generator=torch.Generator().manual_seed(0))
+    batches = length_buckets(lengths, 32, torch.Generator().manual_seed(1))
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    assert all(len(b) >= 2 for b in batches) and sum(len(b) != 32 for b in batches) <= 1
+    ranges = sorted((int(lengths[b].min()), int(lengths[b].max())) for b in batches)
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(ranges, ranges[1:]))  # slices of the sorted order
+    again = length_buckets(lengths, 32, torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+
+
+def test_plateau_schedule_decays_reloads_the_best_weights_and_stops(monkeypatch):
+    import benchmark.ml.train as train
+
+    method = build("vae")
+    x, held = sentences(32), sentences(8, seed=1)
+    values = iter([5.0, 4.0, 4.5, 4.6, 4.7, 3.0, 3.5, 3.6])
+    monkeypatch.setattr(train, "validation_neg_elbo", lambda *a, **k: next(values))
+    config = TrainConfig(epochs=20, batch_size=8, optimizer="sgd", lr=1.0, lr_schedule="plateau", decay_start=2,
+                         decay_patience=2, max_decays=2, select_best=True)
+    trainer = PackTrainer([method], [x], config, [torch.Generator().manual_seed(0)], [held],
+                          lengths=lengths_of(x))
+    logged = []
+    while not trainer.done:
+        logged.append(trainer.run_epoch()[0])
+    assert [m["lr"] for m in logged] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]
+    assert trainer.epoch == 8 and trainer.plateau.stopped  # after max_decays decays
+    extras = trainer.finish()
+    assert extras["selected_epoch"] == 6 and extras["lr_decays"] == 2
+    assert validation_neg_elbo is not train.validation_neg_elbo  # (the real one is tested below)
+
+
+def test_validation_neg_elbo_is_the_mean_negative_elbo_of_the_held_out_sentences():
+    method = build("vae")
+    held = sentences(8)
+    value = validation_neg_elbo(method, held, torch.Generator().manual_seed(0))
+    model = method.model.eval()
+    with torch.no_grad():
+        mu, logvar = model.encode(held)
+        g = torch.Generator().manual_seed(0)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)
+        expected = float((0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1) - model.log_likelihood(held, z[None])[0]).mean())
+    assert value == pytest.approx(expected, rel=1e-5)
+    assert method.training  # its mode restored
+
+
+TEXT_GRID = """
+seeds = [0]
+[train]
+epochs = 1
+batch_size = 16
+[model]
+arch = "{arch}"
+latent_dim = 4
+{model}
+[eval]
+nll_samples = 4
+nll_examples = 8
+[[datasets]]
+name = "{dataset}"
+train_size = 64
+test_size = 16
+[[methods]]
+name = "{method}"
+"""
+
+
+@pytest.mark.parametrize("arch, dataset, model, method, message", [
+    ("mlp", "ptb", "", "vae", "holds sentences of token ids and arch 'mlp' takes fixed-size examples"),
+    ("lstm-small", "pinwheel", "", "vae", "takes sentences"),
+    ("lstm-small", "ptb", 'likelihood = "gaussian"', "vae", "do not go together"),
+    ("lstm-small", "ptb", "max_length = 40", "vae", "more than this model's max_length = 40"),
+    ("mlp", "pinwheel", "", "lstm-lm", "a language model reads sentences"),
+])
+def test_text_and_image_mismatches_are_one_line_errors_before_anything_trains(tmp_path, capsys, arch, dataset,
+                                                                               model, method, message):
+    grid = tmp_path / "bad.toml"
+    grid.write_text(TEXT_GRID.format(arch=arch, dataset=dataset, model=model, method=method))
+    assert main(["run", "--grid", str(grid), "--results", str(tmp_path / "results"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert not (tmp_path / "results" / "bad" / "runs").exists()
+
+
+def test_a_text_run_records_what_the_literature_reports(tmp_path):
+    grid = tmp_path / "tiny.toml"
+    grid.write_text(TEXT_GRID.format(arch="lstm-small", dataset="ptb", model="embed = 8\nhidden = 16", method="vae"))
+    results = tmp_path / "results"
+    assert main(["run", "--grid", str(grid), "--results", str(results), "--device", "cpu", "--pack", "4"]) == 0
+    import json
+
+    (record,) = [json.loads(p.read_text()) for p in (results / "tiny" / "runs").glob("*.json")]
+    m, est = record["metrics"], record["estimators"]
+    assert {"ppl", "ppl_elbo", "nll", "neg_elbo", "kl", "mi", "au"} <= set(m) and "mse" not in m
+    assert not any(k.startswith("geo_") for k in m) and record.get("noise") is None and not record.get("artifacts")
+    assert set(est["not_applicable"]) == {"mse", "decoder_geometry", "noise_sensitivity", "images"}
+    assert est["tokens"] > 16 and est["nll_tokens"] > 8 and "</s>" in est["tokens_counted"]
+    assert m["ppl"] == pytest.approx(math.exp(m["nll"] * est["nll_examples"] / est["nll_tokens"]), rel=1e-9)
+    assert len(record["texts"]["samples"]) == 8 and "=>" in record["texts"]["reconstructions"][0]
+    assert record["data"]["kind"] == "package" and record["data"]["valid"]["source"] == "published"
