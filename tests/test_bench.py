@@ -11,7 +11,7 @@ import torch
 
 from benchmark.discovery import METHODS
 from benchmark.ml.method import TrainingProgress
-from benchmark.tools.bench import common, loops, main, peer, speed
+from benchmark.tools.bench import common, loops, main, peer, speed, text
 
 
 def _numbers(obj):
@@ -85,7 +85,8 @@ def test_quick_bench_metric_and_method_costs(quick_result):
         assert grid["method_ratios_used"] is True
     methods = result["sections"]["methods"]
     assert not methods["failed"]
-    assert set(methods["methods"]) == set(METHODS.names())
+    assert set(methods["methods"]) | set(methods["not_applicable"]) == set(METHODS.names())
+    assert "vae" in methods["methods"] and "lstm-lm" in methods["not_applicable"]  # a text-only method
     assert methods["methods"]["vae"]["step_cost_vs_vae"] == pytest.approx(1.0)
     for entry in methods["methods"].values():
         for key in ("step_ms", "evaluate_s", "step_cost_vs_vae", "evaluate_cost_vs_vae"):
@@ -196,3 +197,81 @@ def test_bench_pack_presets_are_named_presets():
     assert settings.pack_presets[0].model_config().arch == "conv64"
     with pytest.raises(SystemExit, match="--pack-presets"):
         main.settings_from_args(parser.parse_args(["--pack-presets", "conv128"]))
+
+
+# --- text (LSTM) section ----------------------------------------------------------------------
+
+
+def _fake_ptb_root(tmp_path):
+    from fakes import write_fake_ptb
+
+    write_fake_ptb(tmp_path / "ptb", n=(40, 4, 4))
+    return tmp_path
+
+
+def test_the_text_section_times_the_harness_against_a_minimal_lstm_vae(tmp_path, capsys):
+    root = _fake_ptb_root(tmp_path)
+    out = tmp_path / "text.json"
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "text", "--data-root", str(root),
+                                        "--text-sentences", "24", "--text-epochs", "2", "--out", str(out)]))
+    result = json.loads(out.read_text())
+    assert code == 0, result["errors"]
+    section = result["sections"]["text"]
+    assert set(result["sections"]) == {"text"}
+    assert section["sentences"] == 24 and section["batch_size"] == 32 and section["bound"] == common.TEXT_STEP_BOUND
+    assert set(section["presets"]) == {"lstm-ptb", "lstm-small"}
+    ptb = section["presets"]["lstm-ptb"]
+    assert (ptb["embed"], ptb["hidden"]) == (256, 256)
+    for entry in section["presets"].values():
+        for arm in ("harness", "minimal"):
+            assert len(entry["times_s"][arm]) == section["epochs_timed"] + 1 == 3
+            assert _positive(entry["step_ms"][arm])
+        assert _positive(entry["harness_vs_minimal"]["ratio"])
+        assert entry["harness_step_cost"] == pytest.approx(1 / entry["harness_vs_minimal"]["ratio"])
+        assert isinstance(entry["meets_bound"], bool)
+    assert "text (LSTM) step" in capsys.readouterr().out
+
+
+def test_the_text_section_is_skipped_without_ptb(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    out = tmp_path / "text.json"
+    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "text", "--data-root",
+                                        str(tmp_path / "empty"), "--out", str(out)]))
+    result = json.loads(out.read_text())
+    assert code == 0 and not result["errors"]
+    assert "ptb not available" in result["sections"]["text"]["skipped"]
+    assert "text (LSTM) step: skipped: ptb not available" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arch", ["lstm-ptb", "lstm-small"])
+def test_minimal_lstm_vae_has_the_harness_math(tmp_path, arch):
+    """Same weights, batch (a length bucket) and noise (the global RNG seeded alike,
+    dropout active): the minimal loop's first-step loss and gradients are the harness's."""
+    from benchmark.config import TrainConfig
+    from benchmark.ml.train import PackTrainer, length_buckets
+
+    settings = common.Settings(data_root=str(_fake_ptb_root(tmp_path)), text_sentences=40)
+    device = torch.device("cpu")
+    (x, lengths, shape), why = text.load_text(settings, device)
+    assert why is None
+    method = text.harness_text_method(arch, 32, shape, device)
+    minimal = text.MinimalLSTMVAE.like(method.model, text.text_model_config(arch, 32), shape)
+    trainer = PackTrainer([method], [x], TrainConfig(epochs=1, batch_size=16), [torch.Generator().manual_seed(1)],
+                          lengths=lengths)
+    # a length bucket of short sentences (the batch is trimmed to its longest)
+    index = min(length_buckets(lengths, 16, torch.Generator().manual_seed(1)), key=lambda b: int(lengths[b].max()))
+    longest = int(lengths[index].max())
+    assert longest < x.shape[1]  # the harness trims the padding itself
+    torch.manual_seed(5)
+    harness_loss = trainer.train_step(x[index].unsqueeze(0), TrainingProgress(0, 0, 1))["loss"]
+    minimal.train()
+    torch.manual_seed(5)
+    minimal_loss = minimal(x[index, :longest], lengths[index])
+    minimal_loss.backward()
+    assert float(minimal_loss.detach()) == pytest.approx(float(harness_loss.detach()), rel=1e-6)
+    # trainer.train_step took its optimiser step: compare the gradients it used
+    for (name, p), q in zip(method.named_parameters(), minimal.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7), name

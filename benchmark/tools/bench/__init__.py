@@ -15,12 +15,16 @@
   defaults and with the ``quick`` grid's ``[eval]`` table), relative to one training epoch,
   and the resulting evaluation share of the ``quick`` grid's training time;
 - ``methods``: the cost per training step (and of ``evaluate()``) of every registered method
-  relative to ``vae``;
+  relative to ``vae`` (methods that do not apply to the MLP, such as text-only ones, listed as such);
 - ``pythae``: pythae's published trainer (optional dependency) on the same encoder/decoder,
   data and batch size;
 - ``seed_batching`` (stretch): S seeds of one configuration trained as one model batched with
   ``torch.func.vmap`` over stacked parameters, against S minimal loops one after another;
-- ``compile`` (only with ``--compile``): ``torch.compile`` on the minimal loop.
+- ``compile`` (only with ``--compile``): ``torch.compile`` on the minimal loop;
+- ``packing`` (only with ``--sections packing``): packs of K runs against one run;
+- ``text`` (only with ``--sections text``): a training step of the PTB LSTM VAE (``lstm-ptb``,
+  ``lstm-small``) through the harness (``PackTrainer``, ``vae``, length buckets) against a
+  hand-written LSTM VAE with the same math, weights, optimiser and batches (bound: 1.2x).
 
 Measurement discipline (the machine may be shared): the arms of a comparison are interleaved
 (A B C A B C ...) in one process, the first repetition of every arm is a warm-up and is
@@ -31,5 +35,6 @@ after); the ratios are what to read.
 Modules: :mod:`.common` (settings, timing helpers, the machine, the data), :mod:`.loops` (the
 minimal loop and the harness's), :mod:`.speed` (throughput, threads, seed batching, compile),
 :mod:`.costs` (metrics, methods, the quick grid's evaluation share), :mod:`.peer` (pythae),
+:mod:`.packing` (packs), :mod:`.text` (the LSTM text VAE),
 :mod:`.main` (the driver, the table, the options).
 """

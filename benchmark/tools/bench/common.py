@@ -27,6 +27,7 @@ BENCH_VERSION = 1
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before --threads
 THROUGHPUT_TARGET = 0.95  # harness / minimal examples per second, MLP presets (issue: fast enough)
 EVAL_SHARE_TARGET = 0.20  # default metrics' evaluation time / the quick grid's training time
+TEXT_STEP_BOUND = 1.2  # harness / minimal time of a training step of the PTB LSTM VAE (issue: at most 1.2x)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class Settings:
     pack_sizes: tuple[int, ...] = (1, 8, 32, 128)  # packing section: runs per pack
     pack_methods: tuple[str, ...] = ("vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae")
     pack_presets: tuple[Preset, ...] = PACK_PRESETS
+    text_sentences: int = 256  # text section: PTB training sentences per timed epoch
+    text_epochs: int = 6  # text section: timed epochs per arm, after one warm-up
+    text_batch_size: int = 32  # text section: sentences per batch (the text-VAE literature's)
+    text_presets: tuple[str, ...] = ("lstm-ptb", "lstm-small")  # text section: LSTM architectures
+    text_latent_dim: int = 32
     compile_modes: tuple[str, ...] = ()
     threads: int | None = None
     presets: tuple[Preset, ...] = FULL_PRESETS
@@ -91,7 +97,7 @@ class Settings:
         values = dict(quick=True, repeats=2, eval_repeats=1, throughput_examples=256, train_size=256,
                       test_size=128, batch_size=64, data="synthetic",
                       method_steps=2, seed_batch=2, presets=QUICK_PRESETS, threads=1, pack_sizes=(1, 4),
-                      pack_presets=QUICK_PRESETS[1:],
+                      pack_presets=QUICK_PRESETS[1:], text_sentences=128, text_epochs=4,
                       eval_overrides={"nll_samples": 4, "nll_examples": 16, "geometry_points": 4,
                                       "noise_points": 4, "noise_draws": 2},
                       method_overrides={"hidden_latent": 16, "hidden_data": 16})
@@ -118,7 +124,7 @@ class Settings:
         return {k: v for k, v in self.method_overrides.items() if k in names}
 
 
-ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing")
+ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing", "text")
 
 
 class Clock:

@@ -160,13 +160,23 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
     """Every registered method: ``train()`` over ``method_steps`` steps (every round, the first
     a warm-up) and ``evaluate()`` with the quick grid's evaluation settings (the first
     ``eval_repeats`` rounds, all kept: it takes seconds), interleaved round-robin; costs relative
-    to ``vae``, default hyperparameters, the first preset's model."""
+    to ``vae``, default hyperparameters, the first preset's model. A method that does not apply
+    to that model (its ``check_model`` refuses it: a text-only method) is listed under
+    ``not_applicable`` with its reason, not as a failure."""
     preset = settings.presets[0]
     shape, bs = tuple(x.shape[1:]), settings.batch_size
     steps = settings.method_steps
     subset = x[: steps * bs]
-    built, failed = {}, {}
+    built, failed, not_applicable = {}, {}, {}
     for name in METHODS.names():
+        cls = METHODS[name]
+        try:
+            why = cls.check_model(cls.Config(**settings.hyperparameters(name)), preset.model_config())
+        except Exception:  # building it reports what is wrong
+            why = None
+        if why is not None:
+            not_applicable[name] = why
+            continue
         try:
             built[name] = harness_method(preset, shape, device, name, hyperparameters=settings.hyperparameters(name))
         except Exception as exc:  # a method that cannot build this model is reported, not fatal
@@ -192,6 +202,7 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
                            "persistent_optimizer": True,
                            "eval_settings": asdict(config),
                            "test_examples": len(split), "methods": {}, "failed": failed,
+                           "not_applicable": not_applicable,
                            "times_s": {"train": train_t, "evaluate": eval_t}}
     for name in built:
         out["methods"][name] = {

@@ -20,6 +20,7 @@ from .costs import bench_methods, bench_metrics, quick_grid_share
 from .packing import bench_packing, format_packing
 from .peer import bench_pythae
 from .speed import bench_compile, bench_seed_batching, bench_threads, bench_throughput
+from .text import bench_text, format_text
 
 
 def run_bench(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -47,11 +48,16 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
     result: dict[str, Any] = {"bench_version": BENCH_VERSION, "machine": machine_info(device),
                               "settings": finite(asdict(settings)), "command": _command_line(),
                               "sections": {}, "errors": {}}
-    x, split, source = load_data(settings, device)
+    sections = [s for s in ALL_SECTIONS if s in settings.sections or (s == "compile" and settings.compile_modes)]
+    if set(sections) <= {"text"}:  # the text section loads PTB itself
+        x = split = None
+        source = "ptb (text section only)"
+    else:
+        x, split, source = load_data(settings, device)
     result["data"] = source
     log(f"bench: {source} on {device} ({result['machine']['cpu']}, {torch.get_num_threads()} threads, "
-        f"load {result['machine']['load_avg']}); {settings.repeats} timed repetitions + 1 warm-up")
-    sections = [s for s in ALL_SECTIONS if s in settings.sections or (s == "compile" and settings.compile_modes)]
+        f"load {result['machine']['load_avg']}); {settings.repeats} timed repetitions + 1 warm-up"
+        + (f" (text: {settings.text_epochs} timed epochs + 1)" if "text" in sections else ""))
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "throughput": lambda: bench_throughput(settings, x, device, clock),
         "threads": lambda: bench_threads(settings, x, device, clock),
@@ -61,6 +67,7 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
         "seed_batching": lambda: bench_seed_batching(settings, x, device, clock),
         "compile": lambda: bench_compile(settings, x, device, clock),
         "packing": lambda: bench_packing(settings, x, device, clock),
+        "text": lambda: bench_text(settings, device, clock),
     }
     for name in sections:
         t0 = time.perf_counter()
@@ -131,6 +138,8 @@ def format_table(result: dict[str, Any]) -> str:
                          f"{_f(c['evaluate_s'], '11.3f')} {_f(c['evaluate_cost_vs_vae'], '7.2f')}")
         for name, err in s.get("failed", {}).items():
             lines.append(f"  {name:<12} failed to build: {err}")
+        if s.get("not_applicable"):
+            lines.append(f"  not applicable to {s['model']}: {', '.join(s['not_applicable'])}")
     if "pythae" in sec:
         s = sec["pythae"]
         lines.append("")
@@ -148,6 +157,8 @@ def format_table(result: dict[str, Any]) -> str:
                       f"speed-up {_f(s['speedup']['ratio'], '.2f')}x"]
     if "packing" in sec:
         lines += format_packing(sec["packing"])
+    if "text" in sec:
+        lines += format_text(sec["text"])
     if "compile" in sec:
         for mode, c in sec["compile"]["modes"].items():
             if c.get("ok"):
@@ -181,7 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="PATH",
                         help="JSON output (default: results/bench/<device>.json)")
     parser.add_argument("--sections", metavar="A,B", default=None,
-                        help=f"subset of {','.join(ALL_SECTIONS)} (default: all but compile, which --compile adds)")
+                        help=f"subset of {','.join(ALL_SECTIONS)} (default: all but compile, which --compile adds, "
+                             "packing and text)")
     parser.add_argument("--train-size", type=int, default=None, metavar="N",
                         help="training examples per epoch (default 20000, the quick grid's)")
     parser.add_argument("--throughput-examples", type=int, default=None, metavar="N",
@@ -200,6 +212,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="methods of the packing section (default: vae,beta-vae,lr-vae,lid-vae,il-lid-vae)")
     parser.add_argument("--pack-presets", default=None, metavar="A,B",
                         help="architectures of the packing section (default: mlp-1x512,mlp-4x512,conv64)")
+    parser.add_argument("--text-sentences", type=int, default=None, metavar="N",
+                        help="text section: PTB training sentences per timed epoch (default 256; 128 with --quick)")
+    parser.add_argument("--text-epochs", type=int, default=None, metavar="N",
+                        help="text section: timed epochs per arm after one warm-up (default 6; 4 with --quick)")
     parser.add_argument("--method-steps", type=int, default=None, metavar="K",
                         help="optimiser steps per method and repetition (default 20)")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODES",
@@ -230,7 +246,7 @@ def parse_eval_set(text: str) -> dict[str, Any]:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for key in ("repeats", "eval_repeats", "throughput_examples", "train_size", "test_size", "batch_size", "data", "seed_batch", "method_steps",
-                "threads"):
+                "threads", "text_sentences", "text_epochs"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -264,6 +280,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["compile_modes"] = tuple(m.strip() for m in args.compile.split(",") if m.strip())
     if overrides.get("repeats", 1) < 1 or overrides.get("eval_repeats", 1) < 1:
         raise SystemExit("bench: --repeats and --eval-repeats must be at least 1")
+    if overrides.get("text_sentences", 2) < 2 or overrides.get("text_epochs", 1) < 1:
+        raise SystemExit("bench: --text-sentences must be at least 2 and --text-epochs at least 1")
     if args.quick:
         quick = Settings.quick_mode()
         overrides["eval_overrides"] = {**quick.eval_overrides, **overrides.get("eval_overrides", {})}
