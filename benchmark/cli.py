@@ -224,19 +224,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS
     from .ml.archs import ARCHS
+    from .config import ModelConfig
     from .ml.pack import pack_problem
     from .ranges import RANGE
 
     what = args.what
     if what in (None, "methods"):
         print("methods:")
+        kinds = {"images and vectors (mlp)": ModelConfig(arch="mlp"),
+                 "sentences (lstm)": ModelConfig(arch="lstm", likelihood="categorical")}
         for name, cls in METHODS.items():
             print(f"  {name:<14} {cls.description()}")
             if cls.requires:
                 print(f"  {'':<14}   requires: {cls.requires}")
+            for kind, model in kinds.items():
+                refused = cls.check_model(cls.Config(), model)
+                print(f"  {'':<14}   on {kind}: " + ("applies" if refused is None else f"does not apply ({refused})"))
             why = pack_problem(cls)
             scalars = f" or {', '.join(cls.pack_scalars)}" if cls.pack_scalars else ""
-            print(f"  {'':<14}   run --pack: " + (f"packs (runs differing in seed{scalars})" if why is None
+            print(f"  {'':<14}   run --pack: " + (f"packs (runs differing in seed{scalars}; on an LSTM they run alone: "
+                                                   "vmap has no batching rule for aten::lstm)" if why is None
                                                    else f"runs alone ({why})"))
             hints, docs, ranges = typing.get_type_hints(cls.Config), cls.hyperparameter_docs(), cls.hyperparameter_ranges()
             for f in dataclasses.fields(cls.Config):

@@ -68,7 +68,8 @@ class LIDVAE(Method):
         if arch_kind(model_config) == "sequence":
             arch = architecture(model_config)
             return LIDSequenceDecoder(shape.vocab_size, arch.embed, arch.hidden, model_config.latent_dim,
-                                      dropout_in=arch.dropout_in, dropout_out=arch.dropout_out, **icnn)
+                                      dropout_in=arch.dropout_in, dropout_out=arch.dropout_out, lstm_init=arch.init,
+                                      **icnn)
         return LIDDecoder(model_config.latent_dim, shape, **icnn)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import write_fake_fashion  # noqa: E402
+from fakes import write_fake_fashion, write_fake_ptb  # noqa: E402
 
 
 def _has_cuda() -> bool:
@@ -21,9 +21,12 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _has_cuda(),
 
 @pytest.fixture(scope="session")
 def fake_fashion_root(tmp_path_factory) -> Path:
-    """A tiny Fashion-MNIST look-alike (300 train / 150 test) in the original IDX format."""
+    """A data root with a tiny Fashion-MNIST look-alike (300 train / 150 test) in the original IDX
+    format, and a tiny PTB look-alike (300 / 40 / 80 sentences) in Mikolov's format (the smoke grid
+    runs both: a data root given is the only place data are read from)."""
     root = tmp_path_factory.mktemp("fashion")
     write_fake_fashion(root, gz=True, n_train=300, n_test=150)
+    write_fake_ptb(root / "ptb", n=(300, 40, 80))
     return root
 
 
@@ -58,3 +61,13 @@ def no_system_data(tmp_path, monkeypatch):
     monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path / "system"])
     monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path / "cache")
     monkeypatch.delenv(roots.DATA_ENV, raising=False)
+
+
+def smoke_runs(seeds: int = 1) -> int:
+    """Runs of the smoke grid: every method on Fashion-MNIST and on pinwheel (those that take
+    fixed-size examples: all but the language model) and every method on PTB."""
+    from benchmark.config import ModelConfig
+    from benchmark.discovery import METHODS
+
+    vector = [n for n in METHODS.names() if METHODS[n].check_model(METHODS[n].Config(), ModelConfig()) is None]
+    return seeds * (2 * len(vector) + len(METHODS.names()))

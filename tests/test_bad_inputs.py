@@ -136,7 +136,7 @@ def test_records_name_the_files_their_data_came_from(tmp_path, fake_fashion_root
                         "--data-root", str(fake_fashion_root)], capsys)
     assert code == 0, err
     by_data = {r["config"]["dataset"]["name"]: r for r in records(tmp_path, "tiny").values()}
-    assert by_data["fashion-mnist"]["record_version"] == RECORD_VERSION == 4
+    assert by_data["fashion-mnist"]["record_version"] == RECORD_VERSION == 5
     data = by_data["fashion-mnist"]["data"]
     assert data["kind"] == "source" and len(data["files"]) == 4
     for entry in data["files"]:

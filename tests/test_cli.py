@@ -13,7 +13,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.discovery import METHODS
-from conftest import DEVICES
+from conftest import DEVICES, smoke_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def test_smoke_grid_end_to_end(tmp_path, fake_fashion_root, capsys, device):
     code, out, err = run(smoke(results, fake_fashion_root, device=device), capsys)
     assert code == 0, err
     recs = records(results)
-    expected = 2 * len(METHODS.names())  # fashion-mnist and pinwheel x every method
+    expected = smoke_runs()  # fashion-mnist, pinwheel and ptb x every method that applies
     assert len(recs) == expected and all(r["status"] == "ok" for r in recs.values()), err
     assert all(r["device"].startswith(device) for r in recs.values())
     record = next(iter(recs.values()))
@@ -106,7 +106,7 @@ def test_same_seed_same_metrics(tmp_path, fake_fashion_root, capsys):
 def test_dry_run_trains_nothing(tmp_path, fake_fashion_root, capsys):
     code, out, err = run(smoke(tmp_path, fake_fashion_root, "--dry-run", "--seeds", "0-2", "--no-estimate"), capsys)
     assert code == 0 and not (tmp_path / "smoke").exists()
-    assert re.search(r"pinwheel\s+vae\s+3 runs", out) and out.count("todo ") == 6 * len(METHODS.names())
+    assert re.search(r"pinwheel\s+vae\s+3 runs", out) and out.count("todo ") == smoke_runs(seeds=3)
     code, out, err = run(smoke(tmp_path, fake_fashion_root, "--dry-run", "--methods", "vae,lr-vae"), capsys)
     assert code == 0 and not (tmp_path / "smoke").exists()
     assert "estimate" in out.lower() and "lr-vae" in out
@@ -120,7 +120,8 @@ def test_readme_plugin_example_runs_through_smoke(tmp_path, fake_fashion_root, p
     code, out, err = run(smoke(tmp_path, fake_fashion_root, "--methods", "kl-capacity"), capsys)
     assert code == 0, err
     recs = records(tmp_path)
-    assert len(recs) == 2 and all(r["status"] == "ok" and r["config"]["method"] == "kl-capacity" for r in recs.values())
+    assert len(recs) == 3 and all(r["status"] == "ok" and r["config"]["method"] == "kl-capacity" for r in recs.values())
+    assert {r["config"]["dataset"]["name"] for r in recs.values()} == {"fashion-mnist", "pinwheel", "ptb"}
     assert all("kl_gap" in r["curves"][0] for r in recs.values())
     code, out, _ = run(["list", "methods"], capsys)
     assert "kl-capacity" in out and "capacity: float = 5.0" in out
@@ -167,7 +168,7 @@ def test_diverged_and_failed_runs_are_recorded_and_the_grid_goes_on(tmp_path, fa
                and "Traceback" in r["error"]["traceback"] for r in by_method["raising"])
     assert all(r["status"] == "ok" for r in by_method["vae"])
     table = pd.read_csv(tmp_path / "smoke" / "runs.csv")
-    assert sorted(table["status"]) == ["diverged"] * 2 + ["failed"] * 2 + ["ok"] * 2
+    assert sorted(table["status"]) == ["diverged"] * 3 + ["failed"] * 3 + ["ok"] * 3  # 3 data sets
     assert "boom from the plugin" in err
 
 

@@ -28,7 +28,7 @@ from benchmark.run import code_key  # noqa: E402
 from benchmark.run.code_key import PROJECT_ROOT, changed_units, code_version  # noqa: E402
 
 BUILTIN_METHODS = {"aggressive", "beta-vae", "bn-vae", "cyclical", "delta-vae", "free-bits", "il-lid-vae", "info-vae",
-                   "kl-annealing", "lid-vae", "lr-vae", "skip-vae", "vae"}
+                   "kl-annealing", "lid-vae", "lr-vae", "lstm-lm", "skip-vae", "vae"}
 FINGERPRINT = Path(__file__).resolve().parent / "numerics_fingerprint.json"
 # Thresholded counts flip on a last-bit difference between CPU models: not part of the fingerprint.
 UNSTABLE = {"au", "au_count", "mi_at_cap", "test_au", "test_au_count"}
@@ -41,7 +41,8 @@ RTOL_OTHER_HOST = 5e-3
 
 
 def fingerprint_grid(tmp_path: Path) -> Path:
-    """Every registered method, one seed, a handful of steps, every metric at tiny sizes."""
+    """Every registered method on 2-D points and on PTB sentences (a tiny LSTM), one seed, a
+    handful of steps, every metric at tiny sizes."""
     path = tmp_path / "fingerprint.toml"
     path.write_text('''
 seeds = [3]
@@ -62,6 +63,11 @@ mi_curve_every = 1
 name = "pinwheel"
 train_size = 96
 test_size = 64
+[[datasets]]
+name = "ptb"
+train_size = 64
+test_size = 32
+model = {arch = "lstm-small", embed = 8, hidden = 16, latent_dim = 2}
 [[methods]]
 name = "*"
 ''')
@@ -80,7 +86,7 @@ def measure(tmp_path: Path) -> dict[str, dict[str, float]]:
         numbers = {k: v for k, v in record["metrics"].items() if isinstance(v, float) and k not in UNSTABLE}
         numbers.update({f"curve.{k}": v for k, v in record["curves"][-1].items()
                         if isinstance(v, float) and k not in UNSTABLE})
-        out[record["config"]["method"]] = numbers
+        out[f"{record['config']['method']} {record['config']['dataset']['name']}"] = numbers
     return out
 
 

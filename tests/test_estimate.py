@@ -74,7 +74,7 @@ def test_cost_key_ignores_float_weights(tiny):
 def test_arithmetic_with_fixed_timings(tiny, monkeypatch):
     calls = []
 
-    def fake_time(run, shape, device, steps, warmup):
+    def fake_time(run, shape, device, steps, warmup, length=0):
         calls.append((run.method, shape))
         return 0.5, 0.01, 0.02, 1e-4  # s per step, per encode, per encode + decode, per IW code
 
@@ -118,7 +118,7 @@ def test_full_grid_estimate_needs_no_data(monkeypatch, tmp_path):
 
     monkeypatch.setattr(roots, "SYSTEM_DATA_ROOTS", [tmp_path])
     monkeypatch.setattr(roots, "CACHE_ROOT", tmp_path)
-    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.01, 0.001, 0.002, 1e-6))
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup, length=0: (0.01, 0.001, 0.002, 1e-6))
     result = estimate_compute(load_grid("full").expand(), "cpu")
     assert result.runs == 920 and len(result.rows) == 5 * 13  # 5 data sets x 13 methods
     assert {r.dataset for r in result.rows} == {"mnist", "fashion-mnist", "omniglot", "celeba", "ffhq"}
@@ -140,7 +140,7 @@ def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: 
     spec = catalog.DATASETS["fashion-mnist"]
     monkeypatch.setitem(catalog.DATASETS._items, "fashion-mnist", dataclasses.replace(spec, shape=None, train_size=None))
     monkeypatch.setattr(catalog, "_CACHE", {})
-    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (1.0, 0.0, 0.0, 0.0))
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup, length=0: (1.0, 0.0, 0.0, 0.0))
     run = next(r for r in load_grid("smoke").expand() if r.dataset.name == "fashion-mnist")
     run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, train_size=None))
     result = estimate_compute([run], "cpu", data_root=fake_fashion_root)
@@ -180,7 +180,7 @@ def test_check_estimate_bad_input_is_a_clear_error(capsys, no_system_data):
 
 
 def test_packed_estimate_charges_each_run_its_share_of_its_pack(tiny, monkeypatch):
-    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup: (0.5, 0.01, 0.02, 1e-4))
+    monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup, length=0: (0.5, 0.01, 0.02, 1e-4))
     packs = []
 
     def fake_pack(run, shape, device, size, steps, warmup):

@@ -236,5 +236,5 @@ def test_a_pack_that_cannot_run_packed_is_rerun_one_run_at_a_time(tmp_path, caps
 def test_list_methods_says_which_methods_pack(capsys):
     assert main(["list", "methods"]) == 0
     out = capsys.readouterr().out
-    assert "run --pack: packs (runs differing in seed or beta)" in out
+    assert "run --pack: packs (runs differing in seed or beta; on an LSTM they run alone" in out
     assert "run --pack: runs alone (aggressive overrides training_step" in out

@@ -9,6 +9,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.discovery import METHODS
+from conftest import smoke_runs
 from benchmark.grid import load_grid
 from benchmark.run.plan import Plan, PlannedRun
 from benchmark.run.record import RECORD_VERSION, Record, parse_record
@@ -85,7 +86,7 @@ def test_run_writes_the_whole_plan_and_a_dry_run_writes_nothing(tmp_path, fake_f
     assert plan is not None and plan.grid == "smoke" and plan.source == "benchmark/grids/smoke.toml"
     # every run of the grid, not only the ones this command ran
     assert [r.run_id for r in plan.runs] == [r.run_id for r in load_grid("smoke").expand()]
-    assert len(plan.runs) == 2 * len(METHODS.names())
+    assert len(plan.runs) == smoke_runs()
     (done,) = store.records()
     assert done.run_id in {r.run_id for r in plan.runs} and done.grid == "smoke" and done.attempt == 1
     planned = next(r for r in plan.runs if r.run_id == done.run_id)
@@ -102,6 +103,6 @@ def test_force_and_keep_stale_are_part_of_the_job(tmp_path):
     from benchmark.run.prepare import prepare
 
     prepared = prepare("smoke", str(tmp_path), methods=["vae"], force=True)
-    assert prepared.job.force and len(prepared.job.todo) == len(prepared.job.runs) == 2
-    assert set(prepared.states.values()) == {"todo"} and "2 runs, 0 already done (skipped), 2 to run" in prepared.header()
-    assert len(prepared.plan.runs) == 2 * len(METHODS.names())  # the plan holds the whole grid
+    assert prepared.job.force and len(prepared.job.todo) == len(prepared.job.runs) == 3
+    assert set(prepared.states.values()) == {"todo"} and "3 runs, 0 already done (skipped), 3 to run" in prepared.header()
+    assert len(prepared.plan.runs) == smoke_runs()  # the plan holds the whole grid

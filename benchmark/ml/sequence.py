@@ -9,14 +9,16 @@ over the vocabulary (all-zero rows are padding), embedded as expected embeddings
 decoded sentences). The skeleton is the lagging-encoder code's (He et al. 2019): the encoder's
 last hidden state -> (mu, logvar); z concatenated to every decoder input embedding and the
 decoder's initial state a linear map of z (both options); dropout on the decoder's input
-embeddings and output; every weight uniform in +-0.01 and the embeddings in +-0.1 at init.
+embeddings and output; at init (``init = "uniform"``) every weight uniform in +-0.01 and the
+embeddings in +-0.1, as that code, or (``"torch"``) PyTorch's own defaults, as the BN-VAE
+authors' encoder (their code comments the uniform init out).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,8 @@ from .likelihoods import Likelihood
 from .models import Architecture, VAE, VAEOutput
 
 INIT_WEIGHT, INIT_EMBEDDING = 0.01, 0.1  # the reference code's uniform init ranges
-LOGIT_TOKENS = 8192  # tokens whose logits are formed at a time when scoring many samples
+SequenceInit = Literal["uniform", "torch"]
+LOGIT_TOKENS = 4096  # tokens whose logits are formed at a time when scoring many sentences
 
 
 def lengths_of(x: Tensor) -> Tensor:
@@ -47,7 +50,13 @@ def embed(embedding: nn.Embedding, x: Tensor) -> Tensor:
     return embedding(x) if x.dim() == 2 else x @ embedding.weight
 
 
-def _init_uniform(module: nn.Module) -> None:
+def _initialise(module: nn.Module, init: SequenceInit) -> None:
+    """The lagging-encoder code's uniform init (``"uniform"``) or PyTorch's defaults (``"torch"``,
+    left as built)."""
+    if init == "torch":
+        return
+    if init != "uniform":
+        raise ValueError(f"unknown init {init!r}; valid: uniform, torch")
     for name, p in module.named_parameters():
         bound = INIT_EMBEDDING if "embedding" in name else INIT_WEIGHT
         nn.init.uniform_(p, -bound, bound)
@@ -57,12 +66,12 @@ class LSTMEncoder(nn.Module):
     """x [B, T] ids or [B, T, V] soft tokens -> (mu, raw_logvar), each [B, d]: a one-layer LSTM
     over the word embeddings, its hidden state at each sentence's last token through a linear map."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int, init: SequenceInit = "uniform"):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 2 * latent_dim)
-        _init_uniform(self)
+        _initialise(self, init)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = trim(x)
@@ -82,7 +91,8 @@ class LSTMDecoder(nn.Module):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int, z_input: bool = True,
-                 z_init: bool = True, z_output: bool = False, dropout_in: float = 0.5, dropout_out: float = 0.5):
+                 z_init: bool = True, z_output: bool = False, dropout_in: float = 0.5, dropout_out: float = 0.5,
+                 init: SequenceInit = "uniform"):
         super().__init__()
         self.latent_dim, self.z_input, self.z_output = latent_dim, z_input, z_output
         self.embedding = nn.Embedding(vocab_size, embed_dim)
@@ -90,7 +100,7 @@ class LSTMDecoder(nn.Module):
         self.init_state = nn.Linear(latent_dim, hidden) if z_init else None
         self.output = nn.Linear(hidden + latent_dim * z_output, vocab_size, bias=False)
         self.dropout_in, self.dropout_out = nn.Dropout(dropout_in), nn.Dropout(dropout_out)
-        _init_uniform(self)
+        _initialise(self, init)
 
     def states(self, z: Tensor, x: Tensor) -> Tensor:
         """The features the vocabulary layer reads at each predicted position: [B, T - 1, H (+ d)]."""
@@ -150,7 +160,7 @@ def sequence_decoder(shape: SequenceShape, model_config, **overrides) -> LSTMDec
     arch = architecture(model_config)
     options = {"z_input": arch.z_input, "z_init": arch.z_init, **overrides}
     return LSTMDecoder(shape.vocab_size, arch.embed, arch.hidden, model_config.latent_dim, dropout_in=arch.dropout_in,
-                       dropout_out=arch.dropout_out, **options)
+                       dropout_out=arch.dropout_out, init=arch.init, **options)
 
 
 class PriorEncoder(nn.Module):
@@ -177,14 +187,14 @@ class LIDSequenceDecoder(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, latent_dim: int, hidden_latent: int,
                  hidden_data: int, num_layers: int = 2, trainable_lift: bool = False, s_min: float = 1.0,
                  s_max: float = 10.0, init: ICNNInit = "fan-in", gain: float = 1.0, dropout_in: float = 0.5,
-                 dropout_out: float = 0.5):
+                 dropout_out: float = 0.5, lstm_init: SequenceInit = "uniform"):
         super().__init__()
         self.latent_dim = latent_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
         self.init_state = nn.Linear(latent_dim, hidden)
         self.dropout_in, self.dropout_out = nn.Dropout(dropout_in), nn.Dropout(dropout_out)
-        _init_uniform(self)
+        _initialise(self, lstm_init)
         self.lid = LIDDecoder(hidden + latent_dim, (vocab_size,), hidden_latent, hidden_data, num_layers,
                               trainable_lift=trainable_lift, s_min=s_min, s_max=s_max, init=init, gain=gain)
 
@@ -240,16 +250,22 @@ class SequenceVAE(VAE):
         return VAEOutput(mu, logvar, z, logits, self.likelihood.rec(logits, x), kl)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x | z) [S, B] for latents z [S, B, d] (nats per sentence); the logits are formed
-        about :data:`LOGIT_TOKENS` tokens at a time, so S x B may be large."""
-        x = trim(x)
+        """log p(x | z) [S, B] for latents z [S, B, d] (nats per sentence). The (sample, sentence)
+        pairs are scored in order of sentence length, about :data:`LOGIT_TOKENS` tokens at a time,
+        each chunk trimmed to its longest sentence: S x B may be large and the lengths mixed."""
         samples, batch = z.shape[:2]
-        per_row = max(1, LOGIT_TOKENS // max(1, x.shape[1]))  # (sample, sentence) pairs scored together
         flat_z = z.reshape(samples * batch, -1)
-        rows = torch.arange(samples * batch, device=z.device) % batch
-        out = torch.cat([self.likelihood.log_prob(self.decoder(flat_z[i:i + per_row], x[rows[i:i + per_row]]),
-                                                  x[rows[i:i + per_row]])
-                         for i in range(0, samples * batch, per_row)])
+        pair_lengths = lengths_of(x).repeat(samples)  # pair i scores sentence i % B
+        order = torch.argsort(pair_lengths, stable=True)
+        sorted_lengths = pair_lengths[order].tolist()
+        out = torch.empty(samples * batch, dtype=z.dtype, device=z.device)
+        start = 0
+        while start < len(order):
+            end = min(len(order), start + max(1, LOGIT_TOKENS // sorted_lengths[start]))
+            rows = order[start:end]
+            sentences = x[rows % batch, :sorted_lengths[end - 1]]
+            out[rows] = self.likelihood.log_prob(self.decoder(flat_z[rows], sentences), sentences).to(z.dtype)
+            start = end
         return out.reshape(samples, batch)
 
     @torch.no_grad()
@@ -273,7 +289,8 @@ class LSTMArch(Architecture):
     """One-layer LSTM encoder and decoder over word embeddings (He et al. 2019's text VAE).
 
     The decoder reads z at every step (``z_input``) and starts from a state made from z
-    (``z_init``); ``max_length`` (0: none) refuses data with longer sentences.
+    (``z_init``); ``init``: uniform (He et al.'s +-0.01, embeddings +-0.1) or torch (PyTorch's
+    defaults, the BN-VAE code's encoder); ``max_length`` (0: none) refuses data with longer sentences.
     """
 
     kind: ClassVar[str] = "sequence"
@@ -283,6 +300,7 @@ class LSTMArch(Architecture):
     dropout_out: float = setting(0.5, "[0, 1)")
     z_input: bool = True
     z_init: bool = True
+    init: SequenceInit = "uniform"
     max_length: int = setting(0, "[0, inf)")
 
     def shape_problem(self, shape: tuple[int, ...] | SequenceShape) -> str | None:
@@ -301,9 +319,9 @@ class LSTMArch(Architecture):
         why = self.shape_problem(shape)
         if why is not None:
             raise ValueError(why)
-        encoder = LSTMEncoder(shape.vocab_size, self.embed, self.hidden, latent_dim)
+        encoder = LSTMEncoder(shape.vocab_size, self.embed, self.hidden, latent_dim, self.init)
         decoder = LSTMDecoder(shape.vocab_size, self.embed, self.hidden, latent_dim, self.z_input, self.z_init,
-                              dropout_in=self.dropout_in, dropout_out=self.dropout_out)
+                              dropout_in=self.dropout_in, dropout_out=self.dropout_out, init=self.init)
         return encoder, decoder
 
     def model(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,

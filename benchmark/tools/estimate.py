@@ -4,9 +4,10 @@ Runs are grouped into *kinds* that cost the same per step: the data shape, the m
 method's hyperparameters other than floats (floats such as beta, alpha_T or L weight terms:
 they change the numbers, not the work), the model config and the batch size / optimiser. One
 model of each kind is built with :func:`benchmark.ml.method.build_method` and trained for a few
-Adam steps on synthetic data of the right shape (random uint8 pixels for image sets, as the
-trainer gets them, uniform in [0, 1] otherwise; no data set is read) on the given device, and
-its evaluation passes are timed at the sizes the runner uses. A run's time is then
+steps on synthetic data of the right shape (random uint8 pixels for image sets, as the trainer
+gets them; random sentences of the data set's mean length for text sets, whose training split is
+read once to learn it; uniform in [0, 1] otherwise) on the given device, and its evaluation
+passes are timed at the sizes the runner uses. A run's time is then
 
     train: seconds per step (the method's training_step) x epochs x ceil(train examples / batch size)
     eval:  no-grad encoder passes over the test split (EVAL_BATCH examples each) for each
@@ -14,7 +15,11 @@ its evaluation passes are timed at the sizes the runner uses. A run's time is th
            passes of the importance-weighted NLL (nll_samples x nll_examples latent codes,
            IW_CHUNK x IW_BATCH at a time; timed through the runner's own IW-NLL)
 
-with the published split sizes when a run uses the whole split. An IW-NLL pass is timed at its
+plus, for a run validated every epoch (``lr_schedule = "plateau"`` or ``select_best``), one
+encoder + decoder pass over the validation split per epoch. Epochs are the configured ones: a
+plateau schedule that stops early, or aggressive inference that stops being aggressive, makes the
+run cheaper (aggressive steps are timed in their aggressive phase: an upper bound).
+The published split sizes are used when a run uses the whole split. An IW-NLL pass is timed at its
 real size on a GPU, where a large pass costs little more than a small one; on a CPU, where the
 cost grows in proportion to the codes, at CPU_IW_CODES codes and scaled. Not counted: the MI
 estimate (quadratic in the test size; small on a GPU), decoder-geometry Jacobians, start-up
@@ -44,6 +49,7 @@ import torch
 from ..config import RunConfig
 from ..data.catalog import DATASETS, full_splits
 from ..data.splits import to_unit
+from ..data.text import BOS_ID, EOS_ID
 from ..device import describe_device, resolve_device
 from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
@@ -108,20 +114,37 @@ def _sync(device: torch.device) -> None:
 
 class DataShapes:
     """Per-example shape and published split sizes of each data set: from its DatasetSpec, or
-    (a data set registered without them) by loading it once from ``data_root``."""
+    (a data set registered without them) by loading it once from ``data_root``; for a text set
+    also its sentences' mean length in tokens (:meth:`mean_length`, from its training split)."""
 
     def __init__(self, data_root: str | Path | None):
         self.data_root = data_root
         self.loaded: dict[str, tuple[tuple[int, ...], int, int]] = {}
+        self.lengths: dict[str, tuple[int, int]] = {}  # text set -> (mean length, validation sentences)
 
     def __call__(self, name: str) -> tuple[tuple[int, ...], int, int]:
         spec = DATASETS[name]
         if spec.shape is not None and spec.train_size and spec.test_size:
-            return tuple(spec.shape), spec.train_size, spec.test_size
+            return spec.shape, spec.train_size, spec.test_size
         if name not in self.loaded:
             full = full_splits(name, self.data_root)
             self.loaded[name] = (full.shape, len(full.train), len(full.test))
         return self.loaded[name]
+
+    def mean_length(self, name: str) -> int:
+        """Mean tokens per training sentence of text set ``name`` (rounded up)."""
+        if name not in self.lengths:
+            full = full_splits(name, self.data_root)
+            valid = len(full.valid) if full.valid is not None else 0
+            self.lengths[name] = (math.ceil(float(full.train.lengths.double().mean())), valid)
+        return self.lengths[name][0]
+
+    def valid_size(self, name: str) -> int:
+        """Examples of the published validation split (0: none)."""
+        if DATASETS[name].kind == "sequence":
+            self.mean_length(name)
+            return self.lengths[name][1]
+        return DATASETS[name].valid_size or 0
 
 
 def cost_key(run: RunConfig, shape: tuple[int, ...]) -> str:
@@ -151,25 +174,31 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _synthetic_batch(run: RunConfig, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """One training batch [batch_size, *shape] as the trainer sees it: random uint8 pixels for
-    image sets (converted each step), uniform in [0, 1] otherwise."""
-    batch = (run.train.batch_size, *shape)
-    if DATASETS[run.dataset.name].kind == "image":
-        return torch.randint(0, 256, batch, dtype=torch.uint8, device=device)
-    return torch.rand(batch, device=device)
+def _synthetic(kind: str, rows: int, shape: tuple[int, ...], device: torch.device, length: int = 0) -> torch.Tensor:
+    """``rows`` examples as the trainer sees them: random uint8 pixels for image sets (converted
+    each step), random sentences of ``length`` tokens for text sets (``shape``: its
+    SequenceShape), uniform in [0, 1] otherwise."""
+    if kind == "sequence":
+        x = torch.randint(4, shape[1], (rows, length), device=device)
+        x[:, 0], x[:, -1] = BOS_ID, EOS_ID
+        return x
+    if kind == "image":
+        return torch.randint(0, 256, (rows, *shape), dtype=torch.uint8, device=device)
+    return torch.rand((rows, *shape), device=device)
 
 
 def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, steps: int = 5,
-              warmup: int = 2) -> tuple[float, float, float, float]:
+              warmup: int = 2, length: int = 0) -> tuple[float, float, float, float]:
     """:class:`KindTiming`'s (step_s, encode_s, forward_s, iw_code_s) of ``run``'s kind on
     ``device``: medians over ``steps`` timed training steps after ``warmup`` untimed ones, and
-    over 3 timed evaluation passes after one untimed. The global RNG state is restored."""
+    over 3 timed evaluation passes after one untimed (text: sentences of ``length`` tokens). The
+    global RNG state is restored."""
+    kind = DATASETS[run.dataset.name].kind
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         method: Method = build_method(run.method, run.hyperparameters, run.model, shape).to(device)
         optimizer = make_optimizer(method.parameters(), run.train)
-        x = _synthetic_batch(run, shape, device)
+        x = _synthetic(kind, run.train.batch_size, shape, device, length)
         total = warmup + steps
 
         # The method's own training step (a remedy may take several optimiser steps per batch,
@@ -187,11 +216,12 @@ def time_kind(run: RunConfig, shape: tuple[int, ...], device: torch.device, step
         method.eval()
         with torch.no_grad():
             model = method.model
-            x = torch.rand((EVAL_BATCH, *shape), device=device)
+            x = to_unit(_synthetic(kind, EVAL_BATCH, shape, device, length)) if kind == "sequence" else \
+                torch.rand((EVAL_BATCH, *shape), device=device)
             x_iw = x[:IW_BATCH if device.type == "cuda" else max(1, CPU_IW_CODES // IW_CHUNK)]
-            model.decode(model.encode(x)[0]), iw_log_px(model, x_iw, IW_CHUNK, None)  # warm-up
+            model.decode_given(model.encode(x)[0], x), iw_log_px(model, x_iw, IW_CHUNK, None)  # warm-up
             encode_s = _timed(lambda i: model.encode(x), device, 3)
-            forward_s = _timed(lambda i: model.decode(model.encode(x)[0]), device, 3)
+            forward_s = _timed(lambda i: model.decode_given(model.encode(x)[0], x), device, 3)
             iw_code_s = _timed(lambda i: iw_log_px(model, x_iw, IW_CHUNK, None), device, 3) / (IW_CHUNK * len(x_iw))
     return step_s, encode_s, forward_s, iw_code_s
 
@@ -205,7 +235,7 @@ def time_pack_step(run: RunConfig, shape: tuple[int, ...], device: torch.device,
         for seed in range(size):
             torch.manual_seed(seed)
             methods.append(build_method(run.method, run.hyperparameters, run.model, shape).to(device))
-        x = _synthetic_batch(run, shape, device)
+        x = _synthetic(DATASETS[run.dataset.name].kind, run.train.batch_size, shape, device)
         trainer = PackTrainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
         packed = to_unit(x).expand(size, *x.shape).contiguous()
         total = warmup + steps
@@ -242,17 +272,20 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
     started = time.perf_counter()
     timings: dict[str, tuple[float, float, float]] = {}
     described: dict[str, KindTiming] = {}
+    def length(name: str) -> int:
+        return shapes.mean_length(name) if DATASETS[name].kind == "sequence" else 0
+
     for key, members in kinds.items():
         first = members[0]
         shape = shapes(first.dataset.name)[0]
-        timings[key] = time_kind(first, shape, torch_device, steps, warmup)
+        timings[key] = time_kind(first, shape, torch_device, steps, warmup, length(first.dataset.name))
         described[key] = KindTiming(_describe(first, key, shape), len(members), *timings[key])
     run_step_s: dict[str, float] = {}  # run id -> seconds of training per step charged to it
     if pack > 1:
         from ..run.executor import make_packs
 
         for key, members in kinds.items():
-            if pack_problem(METHODS[members[0].method]) is not None:
+            if pack_problem(METHODS[members[0].method], members[0].model) is not None:
                 continue
             shape = shapes(members[0].dataset.name)[0]
             sizes: dict[int, float] = {1: timings[key][0]}
@@ -275,6 +308,8 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             nll_codes = run.eval.nll_samples * min(run.eval.nll_examples, n_test)
             eval_s = ((_curve_points(run) + 1) * _passes(encode_s, n_test, EVAL_BATCH)
                       + _passes(forward_s, n_test, EVAL_BATCH) + iw_code_s * nll_codes)
+            if run.train.lr_schedule == "plateau" or run.train.select_best:  # a validation pass per epoch
+                eval_s += run.train.epochs * _passes(forward_s, shapes.valid_size(run.dataset.name), EVAL_BATCH)
             row = rows.setdefault((run.dataset.name, run.method), EstimateRow(run.dataset.name, run.method))
             row.runs += 1
             row.steps += run_steps
