@@ -17,6 +17,7 @@
 #   bench-text-cuda.json   python -m benchmark bench --sections text: a training step of the PTB LSTM VAE
 #                          (lstm-ptb, lstm-small) through the harness against a hand-written LSTM VAE
 #                          (the issue's bound: at most 1.2x); skipped, with the reason, without PTB
+#   dry-run-ptb.txt        the runs and compute estimates of the ptb and ptb-quick grids on this GPU
 #   bench-packing-cuda.json  python -m benchmark bench --sections packing: packs of 1, 8, 32, 128 runs
 #                          against one run, the paper's five methods, MLPs 1 x 512 and 4 x 512 (run --pack)
 #   bench-packing-conv64-cuda.json  the same for conv64 (vae, lr-vae, lid-vae; packs of 1, 8, 32)
@@ -143,6 +144,9 @@ TEXT_ARGS=()
 [ "$DEVICE" = cuda ] && TEXT_ARGS+=(--text-sentences 2048 --text-epochs 10)
 step text 120 - "$PY" -m benchmark bench --device "$DEVICE" --sections text "${TEXT_ARGS[@]}" \
   --out "$OUT/bench-text-$DEVICE.json" "${BENCH_ARGS[@]}"
+# The text grids' compute estimate on this device (ptb: the literature's settings; ptb-quick: the CPU grid).
+step dry-run-ptb 120 "$OUT/dry-run-ptb.txt" bash -c "for g in ptb ptb-quick; do '$PY' -m benchmark run --grid \$g \
+  --dry-run --device $DEVICE --results /tmp/gpu-check-results ${TEXT_ARGS[*]} | grep -v '^todo '; done"
 
 # 0. Packed training (run --pack): the bench's packing section (packs of 1, 8, 32, 128 against one
 #    run, every packable method, MLP presets), then a slice of `full` run with --pack 1 and with
