@@ -261,3 +261,19 @@ def test_a_text_run_records_what_the_literature_reports(tmp_path):
     assert m["ppl"] == pytest.approx(math.exp(m["nll"] * est["nll_examples"] / est["nll_tokens"]), rel=1e-9)
     assert len(record["texts"]["samples"]) == 8 and "=>" in record["texts"]["reconstructions"][0]
     assert record["data"]["kind"] == "package" and record["data"]["valid"]["source"] == "published"
+
+
+def test_lstm_runs_cannot_pack_because_vmap_has_no_lstm_rule():
+    """Why LSTM runs train alone (``pack_problem``): torch.func.vmap has no batching rule for the
+    fused LSTM (checked on torch 2.14). When this test fails, torch has one: packing text runs
+    becomes possible (make ``pack_problem`` let them through and test packed against alone)."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from benchmark.ml.pack import pack_problem
+
+    lstms = [torch.nn.LSTM(4, 8, batch_first=True) for _ in range(2)]
+    params, buffers = stack_module_state(lstms)
+    x = torch.randn(2, 3, 5, 4)
+    with pytest.raises(Exception, match="(?i)batching rule|not implemented|lstm"):
+        vmap(lambda p, b, xi: functional_call(lstms[0], (p, b), (xi,))[0])(params, buffers, x)
+    assert "aten::lstm" in pack_problem(METHODS["vae"], MODEL)
