@@ -246,6 +246,15 @@ def test_files_tables_and_headline(built):
     au = seeds[(seeds["setting"] == "beta=0.1") & (seeds["metric"] == "au")]
     assert list(au["seed"]) == [0, 1, 2] and list(au["value"]) == [1.0, 0.75, 1.0]
 
+    # the README's table: the headline settings, AU counts per seed, Δ MI against vae with its exact p
+    readme = (folder / "readme.md").read_text()
+    assert readme.splitlines()[0] == ("| method | setting | AU count per seed | KL | MI | Δ MI vs `vae` (p) | IW-NLL "
+                                      "| rec |")
+    p_mi = permutation_test([1.0, 1.75, 1.75], [1.75, 1.75, 2.5]).p  # MI = 1 + 3 AU
+    assert f"| `beta-vae` | β=4 | 0 1 1 | 3.77 | 1.50 | -0.50 ({p_mi:.2g}) | 34.47 | 28.53 |" in readme
+    assert readme.splitlines()[-1].startswith("Grid `synth`, 1-3 seeds per setting: ") and "†: fewer ok" in readme
+    assert "PPL" not in (folder / "fashion-mnist.md").read_text()  # text columns only for sentences
+
 
 def test_headline_is_never_chosen_by_a_metric(tmp_path):
     results = write_results(tmp_path / "results")

@@ -8,9 +8,11 @@ files and never retrains. Writes (see docs/report.md)::
                                              summary across data sets, links to the pages below
     <out>/<grid>/<dataset>.{md,html}         one page per data set: figures, sections, all tables
     <out>/<grid>/runs.html                   every run: status, numbers, links to its record and images
-    <out>/<grid>/tables/*.{md,tex,csv}       headline, vs_vae (one .tex per metric), per data set,
-                                             sections, per_seed.csv (long format), summary
+    <out>/<grid>/tables/*.{md,tex,csv}       headline, vs_vae (one .tex per metric), vs_lm (text data sets
+                                             against `lstm-lm`), per data set, sections, per_seed.csv
+                                             (long format), summary
     <out>/<grid>/figures/<kind>.<dataset>.{png,pdf}
+    <out>/<grid>/readme.md                   the grid's compact table for the repository's README
     <out>/<grid>/MANIFEST                    the files above (stale ones are removed next time)
 
 Output is deterministic: rows are sorted, floats have fixed formats, the bootstrap has a fixed
@@ -29,17 +31,23 @@ from .figures import Figure, figure_style
 from .figures_curves import figure_curves
 from .figures_latents import figure_images, figure_kl_heatmap, figure_noise, figure_per_class, figure_spectra
 from .figures_sweeps import figure_au_vs_beta, figure_ranking, figure_rate_distortion, figure_sweep
-from .format import Table, slug
+from .format import Table, slug, symbol_text
 from .html import html
-from .load import BASELINE, GridData, Run, find_grids, load_grid_records, method_order, order, relabel
+from .load import (BASELINE, LANGUAGE_MODEL, GridData, Run, Setting, find_grids, load_grid_records, method_order,
+                   order, relabel)
 from .missing import missing_section
-from .pages import Page, markdown
+from .pages import Page, code_tags, markdown
+from .readme import readme_table
 from .sections import Section, architectures, noise, preset, warmup
-from .stats import COMPARED, PRIMARY, Comparison, Family, compare_with_vae, declaration_text, family_text
-from .tables import (COLUMN, COLUMNS, INVALID, INVALID_NOTE, cell_text, comparison_csv, comparison_table, headlines,
-                     invalid_notes, label_text, per_seed_csv, settings_csv, settings_table, stat_cells, stats_legend)
+from .stats import (LM_COMPARED, PRIMARY, Comparison, Family, compare_with_lm, compare_with_vae, compared,
+                    declaration_text, family_text)
+from .tables import (COLUMN, COLUMNS, INVALID, INVALID_NOTE, TEXT_COLUMN, all_text, cell_text, column_of,
+                     columns_of, comparison_csv, comparison_table, headlines, invalid_notes, label_text, per_seed_csv,
+                     per_seed_keys, settings_csv, settings_table, stat_cells, stats_legend, text_notes)
 
 MANY_DATASETS = 4  # from this many data sets on, the index shows summaries and links, no figures
+SAMPLE_LINES = 3  # reconstructions and prior samples shown per setting on a text data set's page
+SAMPLE_WORDS = 25  # each sentence of them cut after this many words
 
 
 class Writer:
@@ -125,13 +133,15 @@ def _figure(page: Page, writer: Writer, folder: str, figure: Figure, skipped: li
              anchor=figure.kind)
 
 
-def headline_text(family: Family) -> str:
-    """What the headline table shows: how its settings were named and when (as the plan records it)."""
+def headline_text(family: Family, settings: Sequence[Setting] = ()) -> str:
+    """What the headline table (of ``settings``) shows: how its settings were named and when (as the
+    plan records it)."""
+    likelihood = ", ".join(c.name for c in columns_of(settings) if c.key in ("nll", "ppl"))
     return (f"Headline settings: named in the grid file (`headline = {{...}}`, written into `plan.json`); "
             f"{declaration_text(family)}; the report never picks a setting by a metric; a method the grid does not "
             "name is shown where it has a single setting. **Bold**: best per column (higher AU and MI, MI only below "
-            "its cap; lower IW-NLL, rec and time; KL not marked; rec and IW-NLL only between rows with one "
-            "likelihood; never an invalid value). p Holm: AU against `vae` in the "
+            f"its cap; lower {likelihood}, rec and time; KL not marked; rec and {likelihood} only between rows with "
+            "one likelihood; never an invalid value). p Holm: AU against `vae` in the "
             + ("confirmatory family (below)." if family.confirmatory else "Holm family (below; not confirmatory)."))
 
 
@@ -150,13 +160,14 @@ def headline_blocks(page: Page, data: GridData, writer: Writer, folder: str,
     extra = {"p Holm (AU vs vae)": [("baseline" if s.method == BASELINE else
                                      stat_cells(by_key[s.key].results.get("au"), "au")[3] if s.key in by_key and
                                      by_key[s.key].results.get("au") else "no baseline") for s in chosen]}
-    table = settings_table(chosen, with_dataset=True, extra=extra, per_seed=["au"])
+    table = settings_table(chosen, with_dataset=True, extra=extra, per_seed=per_seed_keys(chosen))
     links = _tables(writer, folder, "headline", table, f"Headline settings of grid {data.name}; "
-                    f"{declaration_text(family)}. Mean ± std over seeds, per-seed AU; bold: best per column.",
+                    f"{declaration_text(family)}. Mean ± std over seeds, per-seed "
+                    f"{' and '.join(COLUMN[k].name for k in per_seed_keys(chosen))}; bold: best per column.",
                     settings_csv(chosen, comparisons))
     undeclared = "" if data.headline_declared else (
         " This grid declares no headline, so only methods with a single setting are shown.")
-    page.add("table", table=table, links=links, text=headline_text(family) + undeclared)
+    page.add("table", table=table, links=links, text=headline_text(family, chosen) + undeclared)
 
 
 def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, comparisons: Sequence[Comparison],
@@ -166,6 +177,7 @@ def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, 
         page.text(f"Nothing to compare: no ok runs of methods other than `{BASELINE}`.")
         return
     page.text(family_text(family), stats_legend(family))
+    text = all_text([c.setting for c in comparisons])
     for key in metrics:
         shown = [c for c in comparisons if c.in_family] if family_only and key in PRIMARY else list(comparisons)
         if not shown:
@@ -174,20 +186,77 @@ def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, 
         name = "confirmatory family" if family.confirmatory else "Holm family, not confirmatory"
         role = name if family_only and key in PRIMARY else (
             f"primary; Holm over the {name}" if key in PRIMARY else "exploratory")
-        links = _tables(writer, folder, f"vs_vae.{key}", table, f"{COLUMN[key].name} against {BASELINE} (grid "
+        column = column_of(key, text)
+        links = _tables(writer, folder, f"vs_vae.{key}", table, f"{column.name} against {BASELINE} (grid "
                         f"{data.name}, {role}): difference in means with its 95% CI from inverting the exact "
                         "permutation test (shift model; it excludes 0 exactly when p ≤ 0.05), exact permutation p, "
                         "the smallest attainable p, Holm-adjusted p and Cliff's delta.")
         page.add("table", table=table, links=links + [("CSV (all metrics)", f"{folder}/tables/vs_vae.csv")],
-                 text=f"**{COLUMN[key].name}** ({role})")
+                 text=f"**{column.name}** ({role})")
+
+
+def _lm_blocks(page: Page, writer: Writer, folder: str, dataset: str, comparisons: Sequence[Comparison]) -> None:
+    """Every text setting of ``dataset`` against the language model on NLL and PPL (exploratory)."""
+    page.heading(f"Against the LSTM language model (`{LANGUAGE_MODEL}`)", 3)
+    page.text(f"The language model `{LANGUAGE_MODEL}` is the decoder without z (KL = MI = AU = 0 exactly; its IW-NLL "
+              "is its exact NLL): the reference every text VAE is compared against. A VAE gains from z only if its "
+              "NLL is below the LM's (Δ < 0). A VAE's IW-NLL is an upper bound on its NLL (K importance samples), so "
+              "part of a Δ above 0 can be the bound's gap. Exploratory: raw exact p, no Holm family.",
+              stats_legend(None, LANGUAGE_MODEL))
+    for key in LM_COMPARED:
+        column = column_of(key, True)
+        table = comparison_table(comparisons, key, LANGUAGE_MODEL, holm=False)
+        links = _tables(writer, folder, f"vs_lm.{key}.{slug(dataset)}", table, f"{column.name} against "
+                        f"{LANGUAGE_MODEL} on {dataset} (exploratory): difference in means with its 95% CI from "
+                        "inverting the exact permutation test (shift model; it excludes 0 exactly when p ≤ 0.05), "
+                        "exact permutation p, the smallest attainable p and Cliff's delta.")
+        page.add("table", table=table, links=links + [("CSV (both metrics)", f"{folder}/tables/vs_lm.csv")],
+                 text=f"**{column.name}** (exploratory)")
+
+
+def _cut(sentence: str) -> str:
+    """A sentence cut after :data:`SAMPLE_WORDS` words (… where cut)."""
+    words = sentence.split()
+    return " ".join(words[:SAMPLE_WORDS]) + (" …" if len(words) > SAMPLE_WORDS else "")
+
+
+def _samples_blocks(page: Page, settings: Sequence[Setting]) -> None:
+    """The greedy decodings each setting's first ok seed recorded (``texts``), in report order."""
+    shown = [(s, s.ok[0]) for s in settings if s.ok and s.ok[0].record.texts]
+    if not shown:
+        return
+    page.heading("Samples", 3)
+    page.text(f"Greedy decodings recorded by each setting's first ok seed (`texts` of its record): the first "
+              f"{SAMPLE_LINES} test sentences and their decodings from the posterior mean (input => decoding), "
+              f"then {SAMPLE_LINES} decodings of prior draws z ~ N(0, I); each sentence cut after {SAMPLE_WORDS} "
+              "words (…); the record holds them all.")
+    for s, run in shown:
+        texts = run.record.texts or {}
+        label = "" if s.label == "—" else f" ({symbol_text(s.label)})"
+        page.text(f"**{s.method}**{label}, seed {run.seed}:")
+        page.add("quotes", items=[f"reconstruction: {' => '.join(_cut(part) for part in text.split(' => '))}"
+                                  for text in (texts.get("reconstructions") or [])[:SAMPLE_LINES]]
+                 + [f"sample: {_cut(text)}" for text in (texts.get("samples") or [])[:SAMPLE_LINES]])
+
+
+def _text_legend(settings: Sequence[Setting]) -> str:
+    """What a text data set's numbers are, and the steps its records mark not applicable (with why)."""
+    reasons = sorted({(step, why) for s in settings for r in s.ok
+                      for step, why in ((r.record.estimators or {}).get("not_applicable") or {}).items()})
+    rec = TEXT_COLUMN["rec"]
+    return code_tags("Sentences: " + "; ".join(text_notes(settings)) + f"; {rec.name}: {rec.meaning}. "
+                     + ("Not applicable to these records (`estimators.not_applicable`), so no table or figure shows "
+                        "them: " + "; ".join(f"{step} — {why}" for step, why in reasons) + "." if reasons else ""))
 
 
 def _full_table(page: Page, writer: Writer, folder: str, data: GridData, dataset: str) -> None:
     settings = data.settings_of(dataset)
-    table = settings_table(settings, per_seed=["au"])
+    per_seed = per_seed_keys(settings)
+    table = settings_table(settings, per_seed=per_seed)
     stem = slug(dataset)
     links = _tables(writer, folder, stem, table, f"{dataset} (grid {data.name}): every method and setting, mean ± std "
-                    "over seeds (n), per-seed AU; bold: best per column.", settings_csv(settings))
+                    f"over seeds (n), per-seed {' and '.join(COLUMN[k].name for k in per_seed)}; bold: best per "
+                    "column.", settings_csv(settings))
     page.heading("Every setting", 3)
     page.add("table", table=table, links=links, folded=True, text=f"{dataset}: {len(settings)} settings")
 
@@ -208,8 +277,8 @@ def _section_blocks(page: Page, writer: Writer, folder: str, dataset: str, secti
 
 
 def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequence[Comparison], family: Family,
-                 runs_link: str) -> Page:
-    """Everything about one data set of a grid."""
+                 runs_link: str, lm: Sequence[Comparison] = ()) -> Page:
+    """Everything about one data set of a grid (``lm``: the grid's comparisons with the language model)."""
     folder = slug(data.name)
     settings = data.settings_of(dataset)
     chosen = [s for s in headlines(data) if s.dataset == dataset]
@@ -217,6 +286,9 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
                 nav=[("← report", "README"), (f"every run of {data.name}", f"{folder}/runs")])
     page.text(f"Grid `{data.name}`, data set {dataset}: {len(settings)} settings, "
               f"{sum(len(s.ok) for s in settings)} ok runs. Every run and its record: [runs]({runs_link}).")
+    text = all_text(settings)
+    if text:
+        page.text(_text_legend(settings))
     skipped: list[str] = []
     page.heading("Figures", 2)
     short = relabel(settings)  # figure legends without the settings every drawn setting shares
@@ -238,7 +310,13 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
         for section in found:
             _section_blocks(page, writer, folder, dataset, section, skipped)
     mine = [c for c in comparisons if c.setting.dataset == dataset]
-    _comparison_blocks(page, data, writer, folder, mine, family, COMPARED, family_only=False)
+    metrics = list(dict.fromkeys(key for s in settings for key in compared(s)))
+    _comparison_blocks(page, data, writer, folder, mine, family, metrics, family_only=False)
+    against_lm = [c for c in lm if c.setting.dataset == dataset]
+    if against_lm:
+        _lm_blocks(page, writer, folder, dataset, against_lm)
+    if text:
+        _samples_blocks(page, settings)
     _full_table(page, writer, folder, data, dataset)
     if skipped:
         page.heading("Not drawn", 3)
@@ -301,6 +379,7 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     """Write one grid's tables and figures, add its summary to ``index``; its other pages."""
     folder = slug(data.name)
     comparisons, family = compare_with_vae(data)
+    lm = compare_with_lm(data)
     runs_link = f"{folder}/runs.md"
     index.heading(f"Grid `{data.name}`", 2)
     if data.description:
@@ -310,11 +389,14 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     _comparison_blocks(index, data, writer, folder, comparisons, family, PRIMARY, family_only=True)
     writer.add(f"{folder}/tables/vs_vae.csv", comparison_csv(comparisons))
     writer.add(f"{folder}/tables/per_seed.csv", per_seed_csv(data.settings))
+    if lm:
+        writer.add(f"{folder}/tables/vs_lm.csv", comparison_csv(lm, LM_COMPARED, "lm"))
+    writer.add(f"{folder}/readme.md", readme_table(data, comparisons, lm))
     _summary_blocks(index, data, writer, folder)
     pages = []
     links = []
     for dataset in data.datasets():
-        page = dataset_page(data, dataset, writer, comparisons, family, runs_link)
+        page = dataset_page(data, dataset, writer, comparisons, family, runs_link, lm)
         pages.append(page)
         links.append(f"[{dataset}]({page.stem}.md)")
     if links:
@@ -375,10 +457,13 @@ def build_report(results: Path, out: Path, grid: str | None = None, page: str = 
                "over the seeds of the ok runs, n = number of ok seeds (\"k of P\" and † when fewer than the P "
                "planned); a value its estimator's own check rejects is invalid: left out of means, tests and rankings "
                "and counted (\"1 of 5 invalid\"). ↑ / ↓: higher / lower is better. Column meanings:")
-    index.add("list", items=[f"**{c.name}**: {c.meaning}." for c in COLUMNS])
+    legend = index.add("list", items=[f"**{c.name}**: {c.meaning}." for c in COLUMNS])
+    text_legend = [f"**{c.name}** (sentences): {code_tags(c.meaning)}." for c in TEXT_COLUMN.values()]
     summaries = []
     for grid_dir in grid_dirs:
         data = load_grid_records(grid_dir)
+        if any(s.text for s in data.settings) and text_legend[0] not in legend.items:  # once, for text grids
+            legend.items += text_legend
         folder = slug(data.name)
         before = set(writer.files)
         for grid_page in report_grid(data, writer, index, results_link):

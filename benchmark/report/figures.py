@@ -15,7 +15,7 @@ from typing import Any
 
 from .exact import mean_ci
 from .format import slug, symbol_text
-from .load import Setting
+from .load import NOT_RECORDED, Setting, not_applicable
 
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None}
@@ -224,7 +224,16 @@ def rec_unit(settings: Sequence[Setting]) -> str:
         return "sum of squared errors per image"
     if likelihoods == {"bernoulli"}:
         return "binary cross-entropy per image, nats"
+    if likelihoods == {"categorical"}:
+        return "−log p(x|z) per sentence, nats"
     return "likelihood units per image"
+
+
+def not_drawn(settings: Sequence[Setting], step: str, what: str) -> str:
+    """Why a figure of evaluation ``step`` has nothing to draw: the reason the runs record it as not
+    applicable to their data (``estimators.not_applicable``), else ``what`` is not recorded."""
+    reason = not_applicable(settings, step)
+    return f"not applicable: {reason}" if reason else f"{what} {NOT_RECORDED}"
 
 
 def class_names(dataset: str, classes: Sequence[str]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .exact import sample_mean_std
 from .figures import (LINESTYLES, SPREAD_NOTE, Figure, class_names, dots_and_mean, legend_below, legend_label,
-                      method_style, method_styles, new_figure, render)
+                      method_style, method_styles, new_figure, not_drawn, render)
 from .load import NOT_RECORDED, Setting, finite, order
 
 
@@ -151,7 +151,7 @@ def figure_noise(dataset: str, chosen: Sequence[Setting]) -> Figure:
         if noises and len({json.dumps(n["variances"]) for n in noises}) == 1:
             found.append((s, noises))
     if not found:
-        figure.skipped = f"noise sensitivity {NOT_RECORDED}"
+        figure.skipped = not_drawn(chosen, "noise_sensitivity", "noise sensitivity")
         return figure
     fig, axes = new_figure(8.0, 3.4, 1, 2)
     for ax, key in zip(axes, ("distance", "diversity")):
@@ -219,7 +219,7 @@ def figure_images(name: str, dataset: str, chosen: Sequence[Setting], runs_dir: 
         if found:
             cells.append((s, found))
     if not cells:
-        figure.skipped = f"stored `{name}` images {NOT_RECORDED}"
+        figure.skipped = not_drawn(chosen, "images", f"stored `{name}` images")
         return figure
     rows = max(len(found) for _, found in cells)
     first = cells[0][1][0][1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,18 @@ def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def md_plain(text: str) -> str:
+    """Plain text for a Markdown table cell or note (never inline HTML): ``|`` escaped, HTML's
+    special characters as entities (``</s>`` shows as it is)."""
+    return md_escape(html.escape(str(text), quote=False))
+
+
 TEX_CHARS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---", "–": "--",
              "±": r"$\pm$", "≥": r"$\geq$", "≤": r"$\leq$", "Δ": r"$\Delta$", "δ": r"$\delta$", "β": r"$\beta$",
              "α": r"$\alpha$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "×": r"$\times$", "†": r"$^\dagger$",
-             "·": r"$\cdot$", "…": r"\ldots{}", "−": r"$-$", "²": r"$^2$", "*": r"$^*$"}
+             "·": r"$\cdot$", "…": r"\ldots{}", "−": r"$-$", "²": r"$^2$", "*": r"$^*$", "<": r"\textless{}",
+             ">": r"\textgreater{}"}
 LONG_ROWS = 30  # more rows: longtable (breaks across pages)
 TEXT_WIDTH_PT = 469.0  # 6.5 in: a page's text width (letter or A4 with about 1 in margins)
 WRAP_PT = 110.0  # width of a wrapped ("p") column, e.g. long setting labels
@@ -86,13 +94,13 @@ class Table:
 
     def markdown(self, notes: bool = False) -> str:
         """The table; with ``notes``, its notes as lines below it (for the standalone file)."""
-        lines = ["| " + " | ".join(md_escape(h) for h in self.header) + " |",
+        lines = ["| " + " | ".join(md_plain(h) for h in self.header) + " |",
                  "|" + "|".join("---:" if a == "r" else "---" for a in self.align) + "|"]
         for row, bold in zip(self.rows, self.bold):
-            cells = [f"**{md_escape(c)}**" if b else md_escape(c) for c, b in zip(row, bold)]
+            cells = [f"**{md_plain(c)}**" if b else md_plain(c) for c, b in zip(row, bold)]
             lines.append("| " + " | ".join(cells) + " |")
         if notes and self.notes:
-            lines += [""] + [f"{md_escape(note)}." for note in self.notes]
+            lines += [""] + [f"{md_plain(note)}." for note in self.notes]
         return "\n".join(lines) + "\n"
 
     def column_width_pt(self, i: int) -> float:

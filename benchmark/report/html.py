@@ -57,6 +57,7 @@ def _block(block: Block, stem: str) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": block.kind, "level": block.level, "anchor": block.anchor,
                            "html": inline(block.text, stem), "folded": block.folded, "number": block.number,
                            "items_html": [(level, inline(text, stem)) for level, text in list_items(block)],
+                           "quotes": block.items if block.kind == "quotes" else [],  # plain text, autoescaped
                            "links": [(label, relative(path, stem)) for label, path in block.links]}  # files as they are
     if block.kind == "figure":
         out["src"] = relative(block.path, stem)

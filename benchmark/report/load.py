@@ -25,6 +25,7 @@ from ..run.table import invalid_values, records_table, setting_columns
 from .exact import sample_mean_std
 
 BASELINE = "vae"
+LANGUAGE_MODEL = "lstm-lm"  # the text baseline: the decoder without z (KL = MI = AU = 0, its IW-NLL exact)
 NOT_RECORDED = "not recorded"
 PLANNED = "planned"  # status of a stand-in for a planned run without a record
 
@@ -59,6 +60,18 @@ class Run:
         value = self.value(key)
         reason = invalid_values(self.record).get(key)
         return reason or (None if value is None or math.isfinite(value) else "not finite")
+
+    @property
+    def text(self) -> bool:
+        """A run on sentences: its evaluation counted the predicted tokens (``estimators.tokens``)."""
+        return "tokens" in (self.record.estimators or {})
+
+    def not_applicable(self, step: str) -> str | None:
+        """Why metric or evaluation step ``step`` has no value for this run's kind of data
+        (``estimators.not_applicable``); None when it applies."""
+        reasons = (self.record.estimators or {}).get("not_applicable")
+        reason = reasons.get(step) if isinstance(reasons, dict) else None
+        return str(reason) if reason else None
 
     def recorded(self, key: str) -> bool:
         """Whether the run has metric ``key``, valid or not."""
@@ -124,6 +137,11 @@ class Setting:
         return dict(sorted(counts.items()))
 
     @property
+    def text(self) -> bool:
+        """A setting on sentences (its ok runs are text runs: :attr:`Run.text`)."""
+        return any(r.text for r in self.ok)
+
+    @property
     def legend(self) -> str:
         """The method and, unless it has a single setting, the setting's label."""
         return self.method + ("" if self.label == "—" else f" ({self.label})")
@@ -181,6 +199,13 @@ class GridData:
 
     def settings_of(self, dataset: str) -> list[Setting]:
         return [s for s in self.settings if s.dataset == dataset]
+
+
+def not_applicable(settings: Sequence[Setting], step: str) -> str | None:
+    """Why ``step`` has no value for any of ``settings``: the reason their ok runs record, when every
+    one of them records one (None when any run has it applicable, or there are no ok runs)."""
+    reasons = sorted({r.not_applicable(step) or "" for s in settings for r in s.ok})
+    return reasons[0] if reasons and "" not in reasons else None
 
 
 def finite(value: Any) -> bool:

@@ -92,16 +92,17 @@ def missing_section(data: GridData) -> list[str]:
         out.append(f"- **Unreadable records** ({len(data.unreadable)}), ignored:")
         out += [f"  - `{name}` — {md_escape(first_line(reason))}" for name, reason in data.unreadable]
     ok = [r for r in data.runs if r.status == "ok"]
-    # a field that is present but empty was recorded (e.g. `artifacts: {}` for 2-D data without images)
-    fields = [("IW-NLL (`metrics.nll`)", lambda r: r.recorded("nll")),
-              ("MI (`metrics.mi`)", lambda r: r.recorded("mi")),
-              ("per-class AU (`per_class`)", lambda r: r.record.per_class is not None),
-              ("noise sensitivity (`noise`)", lambda r: r.record.noise is not None),
-              ("stored images (`artifacts`)", lambda r: r.record.artifacts is not None),
+    # a field that is present but empty was recorded (e.g. `artifacts: {}` for 2-D data without images);
+    # a run whose record marks the field's step not applicable to its data (sentences: noise) lacks nothing
+    fields = [("IW-NLL (`metrics.nll`)", lambda r: r.recorded("nll"), "nll"),
+              ("MI (`metrics.mi`)", lambda r: r.recorded("mi"), "mi"),
+              ("per-class AU (`per_class`)", lambda r: r.record.per_class is not None, "per_class"),
+              ("noise sensitivity (`noise`)", lambda r: r.record.noise is not None, "noise_sensitivity"),
+              ("stored images (`artifacts`)", lambda r: r.record.artifacts is not None, "images"),
               ("MI curve points (`curves[].test_mi`)",
-               lambda r: any("test_mi" in p for p in r.record.curves or []))]
-    for name, has in fields:
-        lacking = [r for r in ok if not has(r)]
+               lambda r: any("test_mi" in p for p in r.record.curves or []), "mi")]
+    for name, has, step in fields:
+        lacking = [r for r in ok if not has(r) and not r.not_applicable(step)]
         if lacking:
             out.append(f"- {name} {NOT_RECORDED} in {len(lacking)} of {len(ok)} ok runs.")
     if not any(line.startswith("- **") or f" {NOT_RECORDED} in " in line for line in out):

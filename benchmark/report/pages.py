@@ -4,16 +4,18 @@ are relative to the report folder; each renderer makes them relative to its page
 
 from __future__ import annotations
 
+import html
 import posixpath
 import re
 from dataclasses import dataclass, field
 
-from .format import Table, md_escape
+from .format import Table, md_plain
 
 
 @dataclass
 class Block:
-    """One piece of a page. ``kind``: heading | text | list | table | figure."""
+    """One piece of a page. ``kind``: heading | text | list | quotes (``items`` as plain text, never
+    markup: e.g. decoded sentences with ``<unk>``) | table | figure."""
 
     kind: str
     text: str = ""  # heading / text (inline Markdown) / caption
@@ -60,6 +62,16 @@ def list_items(block: Block) -> list[tuple[int, str]]:
     return out
 
 
+def plain_text(text: str) -> str:
+    """``text`` shown as it is in Markdown: HTML-escaped, Markdown's inline marks backslash-escaped."""
+    return re.sub(r"([\\`*_\[\]~])", r"\\\1", html.escape(text, quote=False))
+
+
+def code_tags(text: str) -> str:
+    """Inline Markdown ``text`` with its tag-like tokens (``</s>``, ``<unk>``) as code, shown as they are."""
+    return re.sub(r"(?<!`)(</?[A-Za-z]+>)(?!`)", r"`\1`", text)
+
+
 def relative(path: str, page_stem: str) -> str:
     """``path`` (relative to the report folder) as seen from the page ``page_stem``."""
     if re.match(r"^[a-z]+:", path) or path.startswith("#"):
@@ -84,8 +96,10 @@ def markdown(page: Page, md_stem: str) -> str:
             lines += [_md_links(block.text, md_stem), ""]
         elif block.kind == "list":
             lines += [f"{'  ' * level}- {_md_links(item, md_stem)}" for level, item in list_items(block)] + [""]
+        elif block.kind == "quotes":
+            lines += [f"- {plain_text(item)}" for item in block.items] + [""]
         elif block.kind == "table" and block.table is not None:
-            body = [block.table.markdown(), *(f"{md_escape(n)}." for n in block.table.notes)]
+            body = [block.table.markdown(), *(f"{md_plain(n)}." for n in block.table.notes)]
             links = " · ".join(f"[{label}]({relative(path, md_stem)})" for label, path in block.links)
             if block.folded:
                 lines += [f"<details><summary>{block.text}</summary>", "", *body, "", "</details>", ""]

@@ -5,12 +5,14 @@ over a family fixed by the plan (:mod:`benchmark.report.exact`). Values a run's 
 invalid are left out of every test.
 
 The Holm family of a grid is every planned headline setting (named in the grid file; every
-planned setting when the grid declares none) against `vae` on the primary metric AU. Its size
-comes from the plan, so it does not shrink when settings fail: a planned comparison without a
-result enters with p = 1. It is confirmatory (p Holm <= ALPHA marked significant) only when the
-plan records that the headline was first seen before any run of the grid had a result
-(:attr:`benchmark.run.plan.Plan.preregistered`); otherwise it is Holm-adjusted but exploratory.
-Every other metric and setting is exploratory: raw exact p only, never marked significant.
+planned setting when the grid declares none) against `vae` on the primary metric AU, the language
+model `lstm-lm` (no latents) left out. Its size comes from the plan, so it does not shrink when
+settings fail: a planned comparison without a result enters with p = 1. It is confirmatory (p Holm
+<= ALPHA marked significant) only when the plan records that the headline was first seen before
+any run of the grid had a result (:attr:`benchmark.run.plan.Plan.preregistered`); otherwise it is
+Holm-adjusted but exploratory.
+Every other metric and setting is exploratory: raw exact p only, never marked significant, and so
+is every text setting against the language model (NLL and PPL, :func:`compare_with_lm`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .exact import cliffs_delta, holm, mann_whitney, permutation_ci, permutation_test
-from .load import BASELINE, NOT_RECORDED, GridData, Setting, all_columns
+from .load import BASELINE, LANGUAGE_MODEL, NOT_RECORDED, GridData, Setting, all_columns
 
 COMPARED = ["au", "kl", "mi", "nll", "rec"]
+LM_COMPARED = ["nll", "ppl"]  # against the language model: what z could gain
 PRIMARY = ("au",)  # the confirmatory metric: the benchmark's question is whether latents stay active
 ALPHA = 0.05
 
@@ -69,13 +72,19 @@ class Family:
         return self.declared and self.preregistered is True
 
 
-def find_baseline(setting: Setting, settings: Sequence[Setting]) -> tuple[Setting | None, str]:
-    """The `vae` setting on the same data set and architecture: identical model / train / data /
-    eval settings if there is one; else the only one with the same model settings (the note names
-    what differs)."""
-    pool = [s for s in settings if s.method == BASELINE and s.dataset == setting.dataset]
+def compared(setting: Setting) -> list[str]:
+    """The metrics compared with `vae`: :data:`COMPARED`, and PPL after IW-NLL for a setting on sentences."""
+    return [k for key in COMPARED for k in ((key, "ppl") if key == "nll" and setting.text else (key,))]
+
+
+def find_baseline(setting: Setting, settings: Sequence[Setting], baseline: str = BASELINE
+                  ) -> tuple[Setting | None, str]:
+    """The ``baseline`` method's setting on the same data set and architecture: identical model /
+    train / data / eval settings if there is one; else the only one with the same model settings
+    (the note names what differs)."""
+    pool = [s for s in settings if s.method == baseline and s.dataset == setting.dataset]
     if not pool:
-        return None, f"no {BASELINE} runs on {setting.dataset}"
+        return None, f"no {baseline} runs on {setting.dataset}"
     config = [c for c in all_columns([setting, *pool]) if not c.startswith("hp.") and c not in ("method",)]
     same = [b for b in pool if all(b.values.get(c) == setting.values.get(c) for c in config)]
     if len(same) == 1:
@@ -86,8 +95,8 @@ def find_baseline(setting: Setting, settings: Sequence[Setting]) -> tuple[Settin
         differ = [c for c in config if same_model[0].values.get(c) != setting.values.get(c)]
         return same_model[0], "baseline differs in " + ", ".join(differ)
     if not same_model:
-        return None, f"no {BASELINE} run with the same architecture"
-    return None, f"{len(same_model)} {BASELINE} settings with the same architecture; none matches exactly"
+        return None, f"no {baseline} run with the same architecture"
+    return None, f"{len(same_model)} {baseline} settings with the same architecture; none matches exactly"
 
 
 def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
@@ -117,9 +126,10 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
 def planned_family(data: GridData) -> Family:
     """The Holm family of ``data``'s grid: its planned headline settings other than `vae` (every
     planned setting when the grid declares no headline), recorded or not, with when the plan first
-    saw the headline."""
+    saw the headline. The language model `lstm-lm` has no latents (AU = 0 by construction): never a member."""
     pool = [*data.settings, *data.unrun]
-    members = [s for s in pool if s.method != BASELINE and (s.headline or not data.headline_declared)]
+    members = [s for s in pool if s.method not in (BASELINE, LANGUAGE_MODEL)
+               and (s.headline or not data.headline_declared)]
     family = Family(sorted(s.key for s in members), PRIMARY, data.headline_declared, data.plan is not None)
     declared = (data.plan.declared or {}) if data.plan and data.headline_declared else {}
     before, runs = declared.get("results_before"), declared.get("runs")
@@ -133,7 +143,7 @@ def planned_family(data: GridData) -> Family:
 def invalid_note(setting: Setting, baseline: Setting, key: str) -> str:
     """What the test of ``key`` left out as invalid, per side (empty when nothing)."""
     parts = []
-    for who, s in (("setting", setting), (BASELINE, baseline)):
+    for who, s in (("setting", setting), (baseline.method, baseline)):
         if s.invalid(key):
             parts.append(f"{s.invalid(key)} invalid {who} value{'s' if s.invalid(key) > 1 else ''} left out "
                          f"(n = {len(s.values_of(key))})")
@@ -154,14 +164,7 @@ def compare_with_vae(data: GridData) -> tuple[list[Comparison], Family]:
             base, note = None, f"no ok {BASELINE} runs with the same setting"
         comp = Comparison(s, base, note, in_family=s.key in members)
         if base is not None:
-            for key in COMPARED:
-                result = compare(s.values_of(key), base.values_of(key))
-                result.update(invalid=s.invalid(key), invalid_base=base.invalid(key))
-                left_out = invalid_note(s, base, key)
-                if left_out:  # "not recorded" is wrong where both sides recorded values, all invalid on one
-                    wrong = result["note"] == NOT_RECORDED and s.recorded(key) and base.recorded(key)
-                    result["note"] = "; ".join(x for x in ("" if wrong else result["note"], left_out) if x)
-                comp.results[key] = result
+            comp.results = compare_settings(s, base, compared(s))
         comparisons.append(comp)
     by_key = {c.setting.key: c for c in comparisons}
     for metric in family.metrics:
@@ -180,6 +183,40 @@ def compare_with_vae(data: GridData) -> tuple[list[Comparison], Family]:
             floor = len(pvalues) * min(floors)
             family.floor = floor if family.floor is None else min(family.floor, floor)
     return comparisons, family
+
+
+def compare_settings(setting: Setting, baseline: Setting, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`compare` of ``setting``'s valid per-seed values with ``baseline``'s on each metric of
+    ``keys``, with the invalid values each side left out."""
+    results = {}
+    for key in keys:
+        result = compare(setting.values_of(key), baseline.values_of(key))
+        result.update(invalid=setting.invalid(key), invalid_base=baseline.invalid(key))
+        left_out = invalid_note(setting, baseline, key)
+        if left_out:  # "not recorded" is wrong where both sides recorded values, all invalid on one
+            wrong = result["note"] == NOT_RECORDED and setting.recorded(key) and baseline.recorded(key)
+            result["note"] = "; ".join(x for x in ("" if wrong else result["note"], left_out) if x)
+        results[key] = result
+    return results
+
+
+def compare_with_lm(data: GridData) -> list[Comparison]:
+    """Every setting on sentences (`vae` included) with ok runs against the language model
+    (`lstm-lm`) on the same data set and architecture, on NLL and PPL: exploratory (raw exact p, no
+    Holm family). Only on data sets with `lstm-lm` runs."""
+    with_lm = {s.dataset for s in data.settings if s.method == LANGUAGE_MODEL}
+    comparisons = []
+    for s in data.settings:
+        if s.method == LANGUAGE_MODEL or not s.ok or not s.text or s.dataset not in with_lm:
+            continue
+        base, note = find_baseline(s, data.settings, LANGUAGE_MODEL)
+        if base is not None and not base.ok:
+            base, note = None, f"no ok {LANGUAGE_MODEL} runs with the same setting"
+        comp = Comparison(s, base, note)
+        if base is not None:
+            comp.results = compare_settings(s, base, LM_COMPARED)
+        comparisons.append(comp)
+    return comparisons
 
 
 def declaration_text(family: Family) -> str:

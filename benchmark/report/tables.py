@@ -16,7 +16,7 @@ from ..config import MI_CAP_MARGIN
 from .format import Table, fixed, to_csv
 from .load import BASELINE, NOT_RECORDED, GridData, Setting
 from .format import symbol_text
-from .stats import ALPHA, COMPARED, PRIMARY, Comparison, Family
+from .stats import ALPHA, PRIMARY, Comparison, Family, compared
 
 AT_CAP = " (at cap)"
 INVALID = "invalid"
@@ -54,9 +54,61 @@ COLUMNS = [
     Column("wall_time_s", "time (s) ↓", "min", 1, "wall time per run in seconds (lower is better; "
                                                   "comparable on the same device only)"),
 ]
-COLUMN = {c.key: c for c in COLUMNS}
-# rec and IW-NLL are only compared between rows with the same likelihood
-SAME_LIKELIHOOD = {"rec", "nll"}
+PPL = Column("ppl", "PPL ↓", "min", 2, "perplexity of the IW-NLL on sentences: exp(total IW-NLL / predicted tokens, "
+                                     "</s> included) (lower is better)")
+AU_COUNT = Column("au_count", "AU count", None, 0, "active units, number of latent dims")
+COLUMN = {c.key: c for c in [*COLUMNS, PPL, AU_COUNT]}
+# the metric legend of text data sets (IW-NLL and its perplexity)
+TEXT_LEGEND = ("IW-NLL: nats per sentence (K importance samples, see estimators); PPL = exp(total IW-NLL / "
+               "predicted tokens, </s> included)")
+TEXT_COLUMN = {c.key: c for c in [
+    Column("nll", "NLL ↓", "min", 2, TEXT_LEGEND.split("; ")[0] + " (lower is better)"), PPL,
+    Column("rec", "rec ↓", "min", 2, "−log p(x|z) in nats per sentence, one posterior sample (lower is better)")]}
+# rec and IW-NLL (and its perplexity) are only compared between rows with the same likelihood
+SAME_LIKELIHOOD = {"rec", "nll", "ppl"}
+
+
+def with_ppl(columns: Sequence[Column]) -> list[Column]:
+    """``columns`` with PPL after IW-NLL."""
+    return [c for column in columns for c in ((column, PPL) if column.key == "nll" else (column,))]
+
+
+TEXT_COLUMNS = [TEXT_COLUMN.get(c.key, c) for c in with_ppl(COLUMNS)]
+
+
+def column_of(key: str, text: bool) -> Column:
+    """The column of metric ``key`` as a table of text (``text``) or image settings shows it."""
+    return TEXT_COLUMN[key] if text and key in TEXT_COLUMN else COLUMN[key]
+
+
+def all_text(settings: Sequence[Setting]) -> bool:
+    """Every setting of ``settings`` with ok runs is on sentences (and one is)."""
+    return {s.text for s in settings if s.ok} == {True}
+
+
+def columns_of(settings: Sequence[Setting]) -> list[Column]:
+    """The columns of a table of ``settings``: :data:`COLUMNS`, or :data:`TEXT_COLUMNS` when every
+    setting with ok runs is on sentences, or both kinds' (PPL after IW-NLL) when they mix."""
+    if all_text(settings):
+        return TEXT_COLUMNS
+    return with_ppl(COLUMNS) if any(s.text for s in settings) else COLUMNS
+
+
+def per_seed_keys(settings: Sequence[Setting]) -> list[str]:
+    """The per-seed columns of a settings table: AU count and KL where every setting is on sentences
+    (the collapse signature at a glance), else AU."""
+    return ["au_count", "kl"] if all_text(settings) else ["au"]
+
+
+def text_notes(settings: Sequence[Setting]) -> list[str]:
+    """[:data:`TEXT_LEGEND` with the recorded K and sentences] when ``settings`` include text ones."""
+    if not any(s.text for s in settings):
+        return []
+    runs = [r for s in settings if s.text for r in s.ok if r.recorded("nll")]
+    used = sorted({(int((r.record.estimators or {}).get("nll_samples") or 0),
+                    int((r.record.estimators or {}).get("nll_examples") or 0)) for r in runs})
+    here = " or ".join(f"K = {k} on {n} test sentences" for k, n in used)
+    return [TEXT_LEGEND + (f"; here {here}" if here else "")]
 
 
 def cell_text(setting: Setting, key: str, spread: bool = True) -> tuple[str, float | None]:
@@ -108,12 +160,13 @@ def best_rows(settings: Sequence[Setting], key: str) -> tuple[set[str], str | No
 
 
 def _marks(settings: Sequence[Setting]) -> tuple[dict[str, set[str]], list[str]]:
-    """Best rows per column, within each data set; notes on columns left unmarked."""
-    marks: dict[str, set[str]] = {c.key: set() for c in COLUMNS}
+    """Best rows per column (of :func:`columns_of`), within each data set; notes on columns left unmarked."""
+    columns = columns_of(settings)
+    marks: dict[str, set[str]] = {c.key: set() for c in columns}
     notes: list[str] = []
     datasets = sorted({s.dataset for s in settings})
     for dataset in datasets:
-        for column in COLUMNS:
+        for column in columns:
             best, note = best_rows([s for s in settings if s.dataset == dataset], column.key)
             marks[column.key] |= best
             if note:
@@ -141,7 +194,8 @@ def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
                    extra: dict[str, list[str]] | None = None, per_seed: Sequence[str] = ()) -> Table:
     """Mean ± std per setting and metric (best marked), n ("k of P" when short of the plan), the
     runs that are not ok, per-seed values of the metrics ``per_seed`` and ``extra`` columns."""
-    header = (["dataset"] if with_dataset else []) + ["method", "setting"] + [c.header for c in COLUMNS] + ["n"]
+    columns = columns_of(settings)
+    header = (["dataset"] if with_dataset else []) + ["method", "setting"] + [c.header for c in columns] + ["n"]
     marks, notes = _marks(settings)
     show_not_ok = any(s.not_ok() for s in settings)
     if show_not_ok:
@@ -151,7 +205,7 @@ def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
     for i, s in enumerate(settings):
         row = ([s.dataset] if with_dataset else []) + [s.method, label_text(s)]
         flags = [False] * len(row)
-        for column in COLUMNS:
+        for column in columns:
             row.append(cell_text(s, column.key)[0])
             flags.append(s.key in marks[column.key])
         row.append(s.n_text)
@@ -163,12 +217,13 @@ def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
         flags += [False] * (len(per_seed) + len(extra or {}))
         rows.append(row)
         bold.append(flags)
-    align = ("l" * (2 if with_dataset else 1) + "p" + "r" * (len(COLUMNS) + 1) + ("l" if show_not_ok else "")
+    align = ("l" * (2 if with_dataset else 1) + "p" + "r" * (len(columns) + 1) + ("l" if show_not_ok else "")
              + "r" * (len(per_seed) + len(extra or {})))
     mi_note = mi_cap_note(settings)
     short = [SHORT_NOTE] if any(s.short for s in settings) else []
-    invalid = invalid_notes(settings, [c.key for c in COLUMNS] + list(per_seed))
-    return Table(header, rows, bold, align, notes + ([mi_note] if mi_note else []) + short + invalid)
+    invalid = invalid_notes(settings, [c.key for c in columns] + list(per_seed))
+    return Table(header, rows, bold, align,
+                 notes + ([mi_note] if mi_note else []) + text_notes(settings) + short + invalid)
 
 
 def mi_cap_note(settings: Sequence[Setting]) -> str | None:
@@ -216,7 +271,7 @@ def settings_csv(settings: Sequence[Setting], comparisons: Sequence[Comparison] 
         if "mi" in metric_keys:
             cap = s.mi_cap()
             row["mi_cap"], row["mi_at_cap"] = (cap[0] if cap else None), s.mi_at_cap()
-        row["best"] = " ".join(c.key for c in COLUMNS if s.key in marks[c.key])
+        row["best"] = " ".join(c.key for c in columns_of(settings) if s.key in marks[c.key])
         if comparisons:
             result = (by_key[s.key].results.get("au") if s.key in by_key else None) or {}
             row.update({"au_diff_vs_vae": result.get("diff"), "au_p_exact_vs_vae": result.get("p"),
@@ -279,19 +334,20 @@ def stat_cells(result: dict[str, Any] | None, key: str) -> list[str]:
 STAT_HEADER = ["Δ [95% CI]", "p exact", "min p", "p Holm", "Cliff's δ"]
 
 
-def comparison_table(comparisons: Sequence[Comparison], key: str) -> Table:
-    """One metric of every comparison with `vae`: n, Δ [95% CI], exact p, smallest attainable p,
-    Holm's p (family members, primary metrics only) and Cliff's δ."""
-    header = ["dataset", "method", "setting", "n vs vae"] + STAT_HEADER
+def comparison_table(comparisons: Sequence[Comparison], key: str, baseline: str = BASELINE,
+                     holm: bool = True) -> Table:
+    """One metric of every comparison with ``baseline``: n, Δ [95% CI], exact p, smallest attainable
+    p, Holm's p (``holm``: family members, primary metrics only) and Cliff's δ."""
+    header = ["dataset", "method", "setting", f"n vs {baseline}"] + [h for h in STAT_HEADER if holm or h != "p Holm"]
     rows = []
     for c in comparisons:
         result = c.results.get(key) or {}
         n_base = n_text(c.baseline, result.get("n_base"), result.get("invalid_base")) if c.baseline else "0"
         row = [c.setting.dataset, c.setting.method, label_text(c.setting),
                f"{n_text(c.setting, result.get('n'), result.get('invalid'))} vs {n_base}"]
-        row += stat_cells(c.results.get(key), key) if c.baseline else [c.note, "—", "—", "—", "—"]
-        rows.append(row)
-    align = "llpl" + "r" * len(STAT_HEADER)
+        cells = stat_cells(c.results.get(key), key) if c.baseline else [c.note, "—", "—", "—", "—"]
+        rows.append(row + (cells if holm else cells[:3] + cells[4:]))
+    align = "llpl" + "r" * (len(header) - 4)
     notes = [SHORT_NOTE] if any(c.setting.short or (c.baseline and c.baseline.short) for c in comparisons) else []
     notes += [INVALID_NOTE] if any(r.get("invalid") or r.get("invalid_base")
                                    for c in comparisons for r in [c.results.get(key) or {}]) else []
@@ -304,45 +360,48 @@ def n_text(setting: Setting, n: int | None, invalid: int | None) -> str:
     return f"{n} ({invalid} {INVALID})" if invalid else setting.n_text
 
 
-def comparison_csv(comparisons: Sequence[Comparison]) -> str:
-    """Long format: one row per setting and metric with every statistic and the per-seed values."""
+def comparison_csv(comparisons: Sequence[Comparison], keys: Sequence[str] = (), suffix: str = BASELINE) -> str:
+    """Long format: one row per setting and metric (``keys``, else :func:`compared`) with every
+    statistic and the per-seed values; the baseline's columns end in ``_<suffix>``."""
     rows = []
     for c in comparisons:
-        for key in COMPARED:
+        for key in keys or compared(c.setting):
             r = c.results.get(key) or {}
             ci = r.get("ci") or (None, None)
             rows.append({"dataset": c.setting.dataset, "method": c.setting.method, "setting": c.setting.label,
                          "baseline": c.baseline.legend if c.baseline else None, "metric": key,
                          "primary": key in PRIMARY, "in_family": c.in_family and key in PRIMARY,
-                         "n": r.get("n", len(c.setting.ok)), "n_vae": r.get("n_base"),
-                         "invalid": r.get("invalid"), "invalid_vae": r.get("invalid_base"),
+                         "n": r.get("n", len(c.setting.ok)), f"n_{suffix}": r.get("n_base"),
+                         "invalid": r.get("invalid"), f"invalid_{suffix}": r.get("invalid_base"),
                          "planned": c.setting.planned or None,
-                         "planned_vae": (c.baseline.planned or None) if c.baseline else None,
+                         f"planned_{suffix}": (c.baseline.planned or None) if c.baseline else None,
                          "values": json.dumps(r.get("values")) if r else None,
-                         "values_vae": json.dumps(r.get("values_base")) if r else None,
-                         "mean": r.get("mean"), "mean_vae": r.get("mean_base"), "diff": r.get("diff"),
+                         f"values_{suffix}": json.dumps(r.get("values_base")) if r else None,
+                         "mean": r.get("mean"), f"mean_{suffix}": r.get("mean_base"), "diff": r.get("diff"),
                          "ci_low": ci[0], "ci_high": ci[1], "p_exact": r.get("p"), "p_min": r.get("p_min"),
                          "exact": r.get("exact"), "p_mann_whitney": r.get("p_mw"),
                          "p_mann_whitney_min": r.get("p_mw_min"),
                          "p_holm": r.get("p_holm"), "confirmatory": r.get("confirmatory"),
                          "significant": r.get("significant"), "cliffs_delta": r.get("delta"),
                          "note": "; ".join(x for x in (c.note, r.get("note", "")) if x)})
-    columns = ["dataset", "method", "setting", "baseline", "metric", "primary", "in_family", "n", "n_vae", "invalid",
-               "invalid_vae", "planned", "planned_vae", "values", "values_vae", "mean", "mean_vae", "diff", "ci_low",
-               "ci_high", "p_exact", "p_min", "exact", "p_mann_whitney", "p_mann_whitney_min", "p_holm", "confirmatory",
-               "significant", "cliffs_delta", "note"]
+    columns = ["dataset", "method", "setting", "baseline", "metric", "primary", "in_family", "n", f"n_{suffix}",
+               "invalid", f"invalid_{suffix}", "planned", f"planned_{suffix}", "values", f"values_{suffix}", "mean",
+               f"mean_{suffix}", "diff", "ci_low", "ci_high", "p_exact", "p_min", "exact", "p_mann_whitney",
+               "p_mann_whitney_min", "p_holm", "confirmatory", "significant", "cliffs_delta", "note"]
     return to_csv(pd.DataFrame(rows, columns=columns))
 
 
-def stats_legend(family: Family) -> str:
-    """What the comparison columns mean (Markdown); p Holm is starred only in a confirmatory family."""
-    holm = (f"adjusted over the confirmatory family only (* at most {ALPHA:g})" if family.confirmatory else
-            "adjusted over the Holm family only (not confirmatory, so never marked)")
-    return (f"Δ: setting mean − `{BASELINE}` mean, with its 95% CI from inverting the exact permutation test "
+def stats_legend(family: Family | None, baseline: str = BASELINE) -> str:
+    """What the comparison columns mean (Markdown); p Holm is starred only in a confirmatory family,
+    and left out without a ``family`` (exploratory comparisons, e.g. with the language model)."""
+    holm = ("" if family is None else "p Holm: " + (
+        f"adjusted over the confirmatory family only (* at most {ALPHA:g})" if family.confirmatory else
+        "adjusted over the Holm family only (not confirmatory, so never marked)") + "; ")
+    return (f"Δ: setting mean − `{baseline}` mean, with its 95% CI from inverting the exact permutation test "
             "(shift model: every shift of the setting's seeds that the test does not reject): it excludes 0 exactly "
             f"when p ≤ {ALPHA:g}; [unbounded] where no shift can give p ≤ {ALPHA:g} with so few seeds (3 vs 3: "
             "p ≥ 2/20 = 0.1 whatever the values). p exact: two-sided exact permutation test "
             "of the difference in means over every split of the pooled seeds (the exact Mann-Whitney p is in the "
             "CSV); min p: the smallest p that test can give for these seeds (5 vs 5: 2/252 = 0.0079; 2 vs 2: "
-            f"1/3). p Holm: {holm}; Cliff's δ = P(setting > vae) − P(setting < vae) over all seed pairs, in [−1, 1] "
-            "(±1: every seed on one side; defined without any spread).")
+            f"1/3). {holm}Cliff's δ = P(setting > {baseline}) − P(setting < {baseline}) over all seed pairs, in "
+            "[−1, 1] (±1: every seed on one side; defined without any spread).")

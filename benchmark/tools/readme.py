@@ -1,0 +1,103 @@
+"""Copy the report's README tables into the README's generated blocks.
+
+    python -m benchmark.tools.readme [--readme README.md] [--reports reports] [--check]
+
+A generated block is every line between a line ``<!-- generated from reports/<grid>/readme.md -->``
+and the next line ``<!-- end generated -->``. Each is replaced by the current content of
+``<reports>/<grid>/readme.md``, which ``python -m benchmark report`` writes from the records; the
+rest of the README is left as it is. ``--check`` writes nothing and exits 1 when a block differs
+from its file. Exit 2 (one line on stderr, nothing written) when a file a block names is missing,
+or a block is not closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+START = re.compile(r"<!-- generated from reports/([^/\s]+)/readme\.md -->")
+END = "<!-- end generated -->"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A generated block: the grid it is generated from, its marker lines' indices, its content."""
+
+    grid: str
+    start: int  # index of the start marker's line
+    end: int  # index of the end marker's line
+    content: str  # the lines between the markers, each ending in a newline
+
+
+def blocks(text: str) -> list[Block]:
+    """The generated blocks of ``text``, in order; ValueError for a block that is not closed."""
+    lines = text.splitlines(keepends=True)
+    found, open_at = [], None
+    for i, line in enumerate(lines):
+        start = START.fullmatch(line.strip())
+        if start and open_at is None:
+            open_at, grid = i, start.group(1)
+        elif (start or line.strip() == END) and open_at is not None:
+            if start:
+                raise ValueError(f"line {open_at + 1}: generated block from reports/{grid}/readme.md is not "
+                                 f"closed before line {i + 1} (`{END}`)")
+            found.append(Block(grid, open_at, i, "".join(lines[open_at + 1:i])))
+            open_at = None
+    if open_at is not None:
+        raise ValueError(f"line {open_at + 1}: generated block from reports/{grid}/readme.md has no `{END}`")
+    return found
+
+
+def generated(reports: Path, grid: str) -> str:
+    """The current content of ``<reports>/<grid>/readme.md`` (ending in a newline); FileNotFoundError
+    when there is none."""
+    path = reports / grid / "readme.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `python -m benchmark report` first")
+    content = path.read_text()
+    return content if content.endswith("\n") else content + "\n"
+
+
+def refresh(text: str, reports: Path) -> tuple[str, list[str]]:
+    """``text`` with every generated block replaced by its file's content, and the grids whose block
+    differed (ValueError, FileNotFoundError: see :func:`blocks`, :func:`generated`)."""
+    lines = text.splitlines(keepends=True)
+    out, changed, done = [], [], 0
+    for block in blocks(text):
+        content = generated(reports, block.grid)
+        if content != block.content:
+            changed.append(block.grid)
+        out += lines[done:block.start + 1] + [content]
+        done = block.end
+    return "".join(out + lines[done:]), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.tools.readme", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", default="README.md", help="the README to update (default: README.md)")
+    parser.add_argument("--reports", default="reports", help="the report folder (default: reports)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block differs")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    try:
+        text = readme.read_text()
+        new, changed = refresh(text, Path(args.reports))
+    except (OSError, ValueError) as exc:
+        print(f"error: {readme}: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        for grid in changed:
+            print(f"{readme}: the block generated from reports/{grid}/readme.md differs from {args.reports}/{grid}/"
+                  "readme.md (run python -m benchmark.tools.readme)", file=sys.stderr)
+        return 1 if changed else 0
+    if new != text:
+        readme.write_text(new)
+    print(f"{readme}: {len(blocks(text))} generated blocks, {len(changed)} updated", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Every number in the README is generated from, or tested against, the records.
+
+Generated: a block between ``<!-- generated from reports/<grid>/readme.md -->`` and
+``<!-- end generated -->`` must equal that file of the committed ``reports/`` (which
+``python -m benchmark report`` writes from the records; ``python -m benchmark.tools.readme``
+copies it in), so a table cannot drift from the records the committed reports were made from.
+
+Tested: every decimal number (digits, a decimal point, digits: ``5.55``, ``0.008``; a sign is not
+part of it) outside the generated blocks of the README's sections ``## Headline`` and
+``## Text VAEs`` (each where present) must appear verbatim, as a whole number, in a generated file
+of its grid: any ``reports/<grid>/**/*.md`` or ``*.csv``. Its grid is the one named in backticks
+in the nearest preceding ``### ...`` heading that names one (the last name in backticks there,
+e.g. ``### The classic remedies (committed results of `remedies`)``); a number with no such
+heading above it in its section fails. So quote a number as the report writes it (its rounding
+included), under the heading of the grid it comes from. The README adopts this by holding generated
+blocks: while it holds none (written before this rule), the prose check is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark.tools.readme import blocks, main
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("Headline", "Text VAEs")
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?!\.?\d)")
+
+
+def block_problems(readme: str, reports: Path) -> list[str]:
+    """Generated blocks whose content is not their file's (or whose file is missing)."""
+    problems = []
+    for block in blocks(readme):
+        path = reports / block.grid / "readme.md"
+        if not path.is_file():
+            problems.append(f"line {block.start + 1}: {path} is missing")
+        elif block.content != path.read_text():
+            problems.append(f"line {block.start + 1}: the block differs from {path}")
+    return problems
+
+
+def report_numbers(reports: Path, grid: str) -> set[str]:
+    """Every decimal number in the grid's generated Markdown and CSV files."""
+    return {n for path in sorted((reports / grid).rglob("*")) if path.suffix in (".md", ".csv")
+            for n in DECIMAL.findall(path.read_text())}
+
+
+def number_problems(readme: str, reports: Path) -> list[str]:
+    """Decimal numbers of the README's checked sections (outside generated blocks) that do not
+    appear in their grid's generated files, as ``line N: number (why)``."""
+    lines = readme.splitlines()
+    inside = {i for b in blocks(readme) for i in range(b.start, b.end + 1)}
+    problems, section, grid, known = [], None, None, {}
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            section, grid = line[3:].strip(), None
+            continue
+        if section not in SECTIONS or i in inside:
+            continue
+        if line.startswith("### "):
+            grid = (re.findall(r"`([^`]+)`", line) or [grid])[-1]
+            continue
+        for number in DECIMAL.findall(line):
+            if grid is None:
+                problems.append(f"line {i + 1}: {number} (no ### heading above it names a grid in backticks)")
+            elif number not in known.setdefault(grid, report_numbers(reports, grid)):
+                problems.append(f"line {i + 1}: {number} (not in reports/{grid}/**/*.md or *.csv)")
+    return problems
+
+
+def test_generated_blocks_equal_the_committed_reports():
+    assert block_problems((ROOT / "README.md").read_text(), ROOT / "reports") == []
+
+
+def test_prose_numbers_appear_in_their_grids_reports():
+    readme = (ROOT / "README.md").read_text()
+    if not blocks(readme):
+        pytest.skip("README.md holds no generated blocks yet: written before the numbers rule")
+    assert number_problems(readme, ROOT / "reports") == []
+
+
+TABLE = "| method | MI |\n|---|---:|\n| `vae` | 5.55 |\n\nGrid `g`, 5 seeds per setting.\n"
+README = """# Title
+
+Intro 1.5 (not a checked section).
+
+## Headline
+
+### The classic remedies (committed results of `g`)
+
+<!-- generated from reports/g/readme.md -->
+{table}<!-- end generated -->
+
+The VAE carries 5.55 nats of MI (p = 0.0079), +0.35 more with annealing.
+
+### Another grid (`h`)
+
+Its AU is 0.156.
+
+## Running grids
+
+Not checked: 9.99.
+"""
+
+
+def fake(tmp_path: Path, table: str = TABLE, prose: str = "0.35") -> tuple[Path, Path]:
+    """A README and reports folder: grid `g` with its readme.md and a CSV, grid `h` with a table."""
+    reports = tmp_path / "reports"
+    (reports / "g" / "tables").mkdir(parents=True)
+    (reports / "g" / "readme.md").write_text(TABLE)
+    (reports / "g" / "tables" / "vs_vae.csv").write_text("metric,diff,p_exact\nmi,0.35,0.007936507937\n")
+    (reports / "g" / "page.md").write_text("p exact 0.0079\n")
+    (reports / "h").mkdir()
+    (reports / "h" / "summary.md").write_text("| AU |\n|---|\n| 0.156 ± 0.010 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(README.format(table=table).replace("+0.35", f"+{prose}"))
+    return readme, reports
+
+
+def test_the_checks_pass_on_a_readme_that_matches_its_reports(tmp_path):
+    readme, reports = fake(tmp_path)
+    assert block_problems(readme.read_text(), reports) == []
+    assert number_problems(readme.read_text(), reports) == []
+
+
+def test_a_drifted_block_fails_and_the_tool_restores_it(tmp_path, capsys):
+    readme, reports = fake(tmp_path, table=TABLE.replace("5.55", "5.56"))
+    assert block_problems(readme.read_text(), reports) == ["line 9: the block differs from "
+                                                           f"{reports / 'g' / 'readme.md'}"]
+    args = ["--readme", str(readme), "--reports", str(reports)]
+    assert main([*args, "--check"]) == 1 and "reports/g/readme.md" in capsys.readouterr().err
+    assert main(args) == 0 and main([*args, "--check"]) == 0
+    assert readme.read_text() == README.format(table=TABLE)  # only the block changed
+    assert block_problems(readme.read_text(), reports) == []
+
+
+def test_a_drifted_prose_number_fails(tmp_path):
+    readme, reports = fake(tmp_path, prose="0.36")
+    assert number_problems(readme.read_text(), reports) == ["line 17: 0.36 (not in reports/g/**/*.md or *.csv)"]
+    # a number under the other grid's heading is looked up in that grid's files only
+    text = readme.read_text().replace("Its AU is 0.156.", "Its AU is 0.156, its MI 5.55.")
+    assert number_problems(text, reports)[1:] == ["line 21: 5.55 (not in reports/h/**/*.md or *.csv)"]
+    # a number with no grid heading above it in a checked section
+    text = readme.read_text().replace("## Headline\n", "## Headline\n\nThree grids, 1.5 hours.\n")
+    assert "line 7: 1.5 (no ### heading above it names a grid in backticks)" in number_problems(text, reports)
+
+
+def test_the_tool_refuses_missing_files_and_open_blocks(tmp_path, capsys):
+    readme, reports = fake(tmp_path)
+    (reports / "g" / "readme.md").unlink()
+    before = readme.read_text()
+    assert main(["--readme", str(readme), "--reports", str(reports)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "readme.md is missing" in error and readme.read_text() == before
+    readme.write_text(before.replace("<!-- end generated -->", ""))
+    assert main(["--readme", str(readme), "--reports", str(reports), "--check"]) == 2
+    assert "has no `<!-- end generated -->`" in capsys.readouterr().err
