@@ -43,6 +43,7 @@ class BNVAE(Method):
     """BN-VAE (Zhu et al. 2020): posterior means batch-normalised with fixed scale gamma and learned shift; rec + KL."""
 
     name = "bn-vae"
+    guarantees = ("au",)  # Var_x(mu_j) = gamma^2 (> AU's threshold): every unit "active" by construction
     packable = True
     Config = BNVAEConfig
     ranges = {"gamma": "(0, inf)", "momentum": "(0, 1]"}

@@ -63,6 +63,7 @@ class DeltaVAE(Method):
     """delta-VAE (Razavi et al. 2019, independent-prior variant): sigma_j in [sigma_l, sigma_u], so every KL_j >= delta; rec + KL."""
 
     name = "delta-vae"
+    guarantees = ("au", "kl")  # every KL_j >= delta by construction; AU high whatever the codes carry
     packable = True
     Config = DeltaVAEConfig
     ranges = {"delta": "(0, inf)", "sigma_lower": "(0, 1)"}

@@ -45,6 +45,7 @@ class FreeBits(Method):
     """Free bits (Kingma et al. 2016): rec + sum over latent groups of max(lam, batch-mean KL of the group)."""
 
     name = "free-bits"
+    guarantees = ("au", "kl")  # no KL pull below the floor: dimensions stay off the prior whatever they carry
     packable = True
     Config = FreeBitsConfig
     ranges = {"lam": "[0, inf)", "group_size": "[1, inf)"}

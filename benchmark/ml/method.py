@@ -88,6 +88,9 @@ class Method(nn.Module):
     # Hyperparameters that may differ between the runs of one pack: floats the loss reads from
     # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors.
     pack_scalars: ClassVar[tuple[str, ...]] = ()
+    # Metrics the method's constraint inflates by construction (e.g. AU for a method that keeps
+    # every posterior mean varying): the report never marks them best. Descriptive only.
+    guarantees: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, model: VAE):
         super().__init__()

@@ -49,7 +49,7 @@ NOT_NUMERICS = frozenset({
     "benchmark/run/store.py", "benchmark/run/table.py"})
 NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
 # Class attributes that only describe or check a method, never change what it computes.
-DESCRIPTIVE_ATTRIBUTES = frozenset({"ranges", "requires", "packable", "pack_scalars"})
+DESCRIPTIVE_ATTRIBUTES = frozenset({"ranges", "requires", "packable", "pack_scalars", "guarantees"})
 Import = tuple[str, "str | None", "str | None"]  # (local name, module file or None, attribute or None: a module)
 
 

@@ -62,6 +62,13 @@ class Plan:
     # "results_before": runs of the grid's folder with a record then (superseded ones included),
     # "runs": planned runs}; results_before = 0 is what makes a headline pre-registered
     declared: dict[str, Any] | None = None
+    # what the report needs to know of each method of the plan without importing it:
+    # {method: {"guarantees": [metrics its constraint inflates by construction]}}
+    methods: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def guaranteed(self, method: str) -> tuple[str, ...]:
+        """The metrics method ``method`` inflates by construction (never marked best)."""
+        return tuple(self.methods.get(method, {}).get("guarantees", ()))
 
     @property
     def headline_sha256(self) -> str:
@@ -97,6 +104,8 @@ class Plan:
             data["headline"] = list(self.headline)
         if self.declared:
             data["headline_declared"] = self.declared
+        if self.methods:
+            data["methods"] = self.methods
         return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
@@ -108,5 +117,7 @@ class Plan:
         headline = tuple({"method": str(e["method"]), "hyperparameters": dict(e["hyperparameters"])}
                          for e in data.get("headline", []))
         declared = data.get("headline_declared")
+        methods = data.get("methods")
         return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), runs,
-                   int(data["plan_version"]), headline, dict(declared) if isinstance(declared, dict) else None)
+                   int(data["plan_version"]), headline, dict(declared) if isinstance(declared, dict) else None,
+                   dict(methods) if isinstance(methods, dict) else {})

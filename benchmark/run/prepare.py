@@ -22,6 +22,7 @@ from ..config import RunConfig
 from ..data.catalog import check_available
 from ..data.roots import check_data_root
 from ..device import resolve_device
+from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
 from ..grid import Grid, load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
@@ -155,8 +156,11 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     store = ResultStore(results, grid.name)
     check_same_grid(grid, [run.config.run_id for run in planned], store)
     prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
+    methods = {m: {"guarantees": list(METHODS[m].guarantees)} for m in sorted({run.config.method for run in planned})
+               if METHODS[m].guarantees}
     prepared.plan = Plan(grid.name, grid.description, grid.source,
-                         tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned))
+                         tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned),
+                         methods=methods)
     records = store.scan()[0]
     prepared.retired = retired_records(records, [run.config for run in planned])
     results = len({r.run_id for r in records} | store.superseded_run_ids())
