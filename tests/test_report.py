@@ -157,8 +157,8 @@ def paper_record(dataset: str, arch: str, method: str, schedule: str | None, see
     r["config"]["dataset"]["name"] = dataset
     r["config"]["model"]["arch"] = arch
     au = {"vae": 0.25, "linear": 1.0, "constant": 0.5}[schedule or method] - (0.25 if arch == "mlp-deep" else 0.0)
-    au += 0.125 * seed * (method == "vae")
-    r["metrics"].update(au=au, kl=2.0 + 10 * au + seed)
+    au += 0.25 * seed * (method == "vae")
+    r["metrics"].update(au=au, au_count=round(au * D), kl=2.0 + 10 * au + seed)
     r["curves"] = [{**p, "alpha": 0.5 * p["epoch"], "test_au": au} for p in r["curves"]]
     r["artifacts"] = {"noise": f"{r['run_id']}.noise.png"}
     for key in ("vectors", "per_class"):  # figures the first grid already draws: kept out to keep the tests fast
@@ -198,7 +198,7 @@ def test_files_tables_and_headline(built):
     out = built["out"]
     assert built["code"] == 0, built["message"]
     folder = out / GRID
-    for stem in ("headline", "fashion-mnist", "vs_vae.au", "vs_vae.nll"):
+    for stem in ("headline", "fashion-mnist", "vs_vae.au", "vs_vae.au.fashion-mnist", "vs_vae.nll.fashion-mnist"):
         for ext in ("md", "tex"):
             assert (folder / "tables" / f"{stem}.{ext}").stat().st_size > 0, stem
     for name in ("headline.csv", "fashion-mnist.csv", "vs_vae.csv", "per_seed.csv"):
@@ -228,13 +228,16 @@ def test_files_tables_and_headline(built):
     lr = head.set_index("method").loc["lr-vae"]
     assert lr["short"] and lr["planned"] == 3 and lr["n"] == 1
     md = (folder / "tables" / "headline.md").read_text()
-    assert "| fashion-mnist | beta-vae | β=4 | 0.167 ± 0.144 |" in md
-    assert "| fashion-mnist | lr-vae | α_T=1, β=0.2 † | **1.000** |" in md  # one seed: no std; short: †
-    assert "| 1 of 3 |" in md and "0.250 0.250 0.500" in md  # n of the plan; per-seed AU
-    assert "AU ↑" in md and "IW-NLL ↓" in md
+    assert "| beta-vae | β=4 | 0.7/4 ± 0.6 |" in md  # AU as a count of the 4 latent dims; one data set: no column
+    # one seed (no std; short: †): 4 of 4 units, not bold: one seed cannot be told from the vae's three
+    assert "| lr-vae | α_T=1, β=0.2 † | 4/4 |" in md
+    assert "| 1 of 3 |" in md and "| 1 1 2 |" in md  # n of the plan; per-seed AU counts
+    assert "AU ↑" in md and "IW-NLL ↓" in md and "−ELBO ↓" in md and "time" not in md.splitlines()[0]
+    assert md.count("Bold: the best mean of a column") == 1
     tex = (folder / "tables" / "headline.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$0.167 \pm 0.144$" in tex and r"$\mathbf{1.000}$" in tex
-    assert r"$\alpha_T$=1, $\beta$=0.2" in tex and r"AU $\uparrow$" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$0.7/4{\scriptstyle\,\pm0.6}$" in tex
+    assert r"$\alpha_T$=1, $\beta$=0.2" in tex and r"AU $\uparrow$" in tex and r"\mathbf" not in tex
+    assert "beta-vae" not in tex and r"$\beta$-VAE" in tex and "of grid synth on fashion-mnist" in tex
 
     # the full table: every setting, sorted, with the runs that are not ok counted
     full = pd.read_csv(folder / "tables" / "fashion-mnist.csv")
@@ -321,7 +324,7 @@ def test_paper_sections_appear_when_the_records_allow_them(built):
     for title in ("### Architectures", "### Warm-up of α", "### Noise sensitivity"):
         assert title in page, title
     archs = (out / "tables" / "architectures.fashion-mnist.md").read_text()
-    assert "arch=mlp-deep" in archs and "arch=mlp-shallow" in archs and "0.000 0.125" in archs  # vae AU per seed
+    assert "arch=mlp-deep" in archs and "arch=mlp-shallow" in archs and "| 0 1 |" in archs  # vae AU count per seed
     warm = (out / "tables" / "warmup.fashion-mnist.md").read_text()
     assert "| constant |" in warm and "| linear |" in warm and "-0.500" in warm  # constant AU 0.5 vs linear 1.0
     assert "s²=0.5" in (out / "tables" / "noise_distance.fashion-mnist.md").read_text()
@@ -385,13 +388,15 @@ def test_report_never_imports_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-LATEX_WRAPPER = r"""\documentclass[10pt]{article}
-\usepackage[letterpaper,margin=1in]{geometry}
-\usepackage{booktabs,array,longtable,pdflscape}
+LATEX_WRAPPER = r"""\documentclass[10pt%s]{article}
+\usepackage[%s,margin=1in]{geometry}
+\usepackage{booktabs,array,longtable,pdflscape,graphicx}
 \begin{document}
 %s
 \end{document}
 """
+PAPERS = ("letterpaper", "a4paper")
+MAX_OVERFULL_PT = 10.0
 
 
 def needs(*tools: str):
@@ -400,25 +405,44 @@ def needs(*tools: str):
     return pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"not installed: {missing}")
 
 
+def latex_problems(tables: list[Path], folder: Path, paper: str, twocolumn: bool = False) -> dict[str, str]:
+    """Compile ``tables`` in one document (``paper``, 1 in margins; ``twocolumn``: a two-column
+    layout, where ``table*`` spans both columns) with pdflatex: table -> what is wrong with it (an
+    error, "Float too large", an overfull box wider or taller than :data:`MAX_OVERFULL_PT`), each
+    attributed to its file by a marker in the log."""
+    body = "\n".join(rf"\clearpage\typeout{{TABLE {p}}}\input{{{p}}}" for p in tables)
+    name = f"{paper}{'-2col' if twocolumn else ''}"
+    (folder / f"{name}.tex").write_text(LATEX_WRAPPER % (",twocolumn" if twocolumn else "", paper, body))
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"], cwd=folder,
+                          capture_output=True, text=True, timeout=300)
+    log = (folder / f"{name}.log").read_text(errors="replace")
+    if done.returncode != 0:
+        return {"pdflatex": log[-3000:]}
+    problems = {}
+    for chunk in log.split("TABLE ")[1:]:
+        table = chunk.split("\n", 1)[0]
+        sizes = [float(w) for w in re.findall(r"Overfull \\[hv]box \(([0-9.]+)pt too (?:wide|high)\)", chunk)]
+        if "Float too large" in chunk:
+            problems[table] = "Float too large for page"
+        elif sizes and max(sizes) > MAX_OVERFULL_PT:
+            problems[table] = f"overfull box {max(sizes)}pt"
+    return problems
+
+
 @needs("pdflatex")
-def test_every_latex_table_compiles_and_fits_the_page(built, tmp_path):
-    """All .tex tables in one document (letter, 1 in margins), compiled by pdflatex: no error, no
-    table wider than the text (an overfull box is attributed to its file by a marker in the log)."""
+@pytest.mark.parametrize("paper", PAPERS)
+def test_every_latex_table_compiles_and_fits_the_page(built, tmp_path, paper):
+    """All .tex tables in one document (letter or A4, 1 in margins), compiled by pdflatex: no error,
+    no float taller than the page, no box more than 10 pt wider or taller than its room; every
+    grid's headline is one float (no longtable, no parts) that also fits a two-column page as table*."""
     tables = sorted(built["out"].rglob("*.tex"))
     assert len(tables) >= 10
-    body = "\n".join(rf"\clearpage\typeout{{TABLE {p}}}\input{{{p}}}" for p in tables)
-    (tmp_path / "all.tex").write_text(LATEX_WRAPPER % body)
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "all.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    log = (tmp_path / "all.log").read_text(errors="replace")
-    assert done.returncode == 0, log[-3000:]
-    overfull = {}
-    for chunk in log.split("TABLE ")[1:]:
-        name = chunk.split("\n", 1)[0]
-        widths = [float(w) for w in re.findall(r"Overfull \\hbox \(([0-9.]+)pt too wide\)", chunk)]
-        if widths and max(widths) > 1.0:
-            overfull[name] = max(widths)
-    assert overfull == {}
+    assert latex_problems(tables, tmp_path, paper) == {}
+    headlines = sorted(built["out"].rglob("headline.tex"))
+    for table in headlines:
+        tex = table.read_text()
+        assert tex.count(r"\begin{table*}") == 1 and "longtable" not in tex and "landscape" not in tex, table
+    assert latex_problems(headlines, tmp_path, paper, twocolumn=True) == {}
 
 
 def _chromium():
@@ -438,13 +462,16 @@ def _chromium():
 @needs("chromium", "chromedriver")
 def test_html_pages_in_a_real_browser(built):
     """Every page loads without console errors, every image has a non-zero natural size, every
-    link resolves (to a file, or an anchor on its page), and a click sorts a table."""
+    link resolves (to a file, or an anchor on its page), runs.html links every record (links, not
+    Markdown), the first table of every page fits a 1400 px window without sideways scrolling, and a
+    click sorts a table."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     pages = sorted(built["out"].rglob("*.html"))
     assert built["out"] / "index.html" in pages and len(pages) >= 6
     driver = _chromium()
     try:
+        driver.set_window_size(1400, 900)
         for page in pages:
             driver.get(page.as_uri())
             driver.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager');")
@@ -460,15 +487,55 @@ def test_html_pages_in_a_real_browser(built):
                 anchor = urlparse(href).fragment
                 if anchor:
                     assert f'id="{anchor}"' in Path(target).read_text(), (page, href)
+            overflow = driver.execute_script(  # the page's first (main) table scrolls sideways by this much
+                "const box = document.querySelector('div.wide'); return box ? box.scrollWidth - box.clientWidth : 0;")
+            assert overflow <= 0, (page, overflow)
+        for grid in (GRID, PAPER):
+            driver.get((built["out"] / grid / "runs.html").as_uri())
+            records = driver.execute_script("return Array.from(document.querySelectorAll('table a'))"
+                                            ".map(a => a.href).filter(h => h.endsWith('.json'))")
+            expected = [p.resolve() for p in sorted((built["results"] / grid / "runs").glob("*.json"))
+                        if p.name != "broken0000000000.json"]
+            assert sorted(Path(unquote(urlparse(h).path)).resolve() for h in records) == expected
+            assert "](" not in driver.execute_script("return document.body.innerText")
         driver.get((built["out"] / "index.html").as_uri())
         column = driver.execute_script(
             "const th = Array.from(document.querySelectorAll('table.sortable th'))"
-            ".find(t => t.textContent.startsWith('AU'));"
+            ".find(t => t.textContent.startsWith('MI'));"
             "const index = Array.from(th.parentNode.children).indexOf(th); th.click();"
             "return Array.from(th.closest('table').tBodies[0].rows).map(r => parseFloat(r.cells[index].dataset.sort));")
         assert column == sorted(column) and len(column) >= 2
     finally:
         driver.quit()
+
+
+def test_runs_pages_link_every_record(built):
+    """Without a browser: runs.html has a link (never raw Markdown) to every record of its grid, and
+    every href and src of it (and every link of runs.md) points at an existing file."""
+    from html.parser import HTMLParser
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.targets: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.targets += [v for k, v in attrs if k in ("href", "src") and v and not v.startswith(("data:", "#"))]
+
+    for grid in (GRID, PAPER):
+        page = built["out"] / grid / "runs.html"
+        parser = Links()
+        parser.feed(page.read_text())
+        assert "](" not in page.read_text()
+        for target in parser.targets:
+            assert (page.parent / unquote(urlparse(target).path)).is_file(), target
+        records = sorted((page.parent / unquote(t)).resolve() for t in parser.targets if t.endswith(".json"))
+        expected = [p.resolve() for p in sorted((built["results"] / grid / "runs").glob("*.json"))
+                    if p.name != "broken0000000000.json"]
+        assert records == expected
+        md = (built["out"] / grid / "runs.md").read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", md):
+            assert (page.parent / unquote(target)).is_file(), target
 
 
 def test_figure_labels_leave_out_what_every_drawn_setting_shares():

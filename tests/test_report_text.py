@@ -87,7 +87,7 @@ def cells(table: str, *start: str) -> list[str]:
 def test_text_tables_show_nll_ppl_and_the_collapse_signature(built):
     table = (built["out"] / GRID / "tables" / "ptb.md").read_text()
     header = [c.strip() for c in table.splitlines()[0].strip("|").split(" | ")]
-    assert header == ["method", "setting", "AU ↑", "KL", "MI ↑", "NLL ↓", "PPL ↓", "rec ↓", "time (s) ↓", "n",
+    assert header == ["method", "setting", "AU ↑", "KL", "MI ↑", "NLL ↓", "PPL ↓", "−ELBO ↓", "rec ↓", "time (s)", "n",
                       "AU count per seed", "KL per seed"]
     vae = cells(table, "vae")
     assert vae[header.index("AU count per seed")] == "0 0 0 0 0"
@@ -97,7 +97,7 @@ def test_text_tables_show_nll_ppl_and_the_collapse_signature(built):
     legend = TEXT_LEGEND.replace("</s>", "&lt;/s&gt;")  # Markdown: shown as it is, never an HTML tag
     assert f"{legend}; here K = 20 on 200 test sentences." in table
     head = (built["out"] / GRID / "tables" / "headline.md").read_text()
-    assert "| ptb | free-bits | lam=0.25 |" in head and "NLL ↓ | PPL ↓" in head and "KL per seed" in head
+    assert "| free-bits | λ=0.25 |" in head and "NLL ↓ | PPL ↓" in head and "KL per seed" in head
     assert r"\textless{}/s\textgreater{}" in (built["out"] / GRID / "tables" / "ptb.tex").read_text()
     page = (built["out"] / GRID / "ptb.md").read_text()
     assert "PPL = exp(total IW-NLL / predicted tokens, `</s>` included)" in page  # code: shown as it is
@@ -111,8 +111,8 @@ def test_settings_of_both_kinds_get_both_kinds_of_columns(built):
     assert [c.header for c in columns_of(settings)][3:5] == ["NLL ↓", "PPL ↓"]
     for run in settings[0].runs:  # as if the vae were on images: both kinds, IW-NLL then PPL
         run.record.estimators.pop("tokens")
-    assert [c.header for c in columns_of(settings)][3:6] == ["IW-NLL ↓", "PPL ↓", "rec ↓"]
-    assert [c.header for c in columns_of(settings[:1])][3:5] == ["IW-NLL ↓", "rec ↓"]
+    assert [c.header for c in columns_of(settings)][3:7] == ["IW-NLL ↓", "PPL ↓", "−ELBO ↓", "rec ↓"]
+    assert [c.header for c in columns_of(settings[:1])][3:6] == ["IW-NLL ↓", "−ELBO ↓", "rec ↓"]
 
 
 def test_against_the_language_model(built):

@@ -102,12 +102,11 @@ def test_invalid_values_are_left_out_of_means_and_shown_with_their_count(built):
     assert row(table, "vae")[mi] == "**6.00 ± 0.07**" and "**" not in low[mi]
     assert row(table, "vae")[kl].endswith("(1 of 5 invalid)")  # a NaN in a record without `invalid`
     lr = row(table, "lr-vae")
-    assert lr[au] == "**1.000 ± 0.000 (1 of 5 invalid)**" and lr[header.index("AU per seed")] == (
-        "1.000 1.000 1.000 1.000 invalid")
+    assert lr[au] == "**4/4 (1 of 5 invalid)**" and lr[header.index("AU count per seed")] == "4 4 4 4 invalid"
     assert ("invalid: a value its estimator's own check rejects (docs/metrics.md); left out of means, tests and "
             "rankings.") in table
     tex = (built["out"] / "tables" / "fashion-mnist.tex").read_text()
-    assert r"$5.50 \pm 0.08$ (1 of 5 invalid)" in tex and r"1.000\;\mathrm{invalid}$" in tex
+    assert r"$5.50{\scriptstyle\,\pm0.08}$ (1 of 5 invalid)" in tex  # (LaTeX: no per-seed columns)
 
     csv = pd.read_csv(built["out"] / "tables" / "fashion-mnist.csv").set_index("setting")
     assert csv.loc["beta=0.5", "mi_mean"] == pytest.approx(5.5) and csv.loc["beta=0.5", "mi_n"] == 4
@@ -131,7 +130,8 @@ def test_tests_use_the_valid_values_only(built):
     assert high["n"] == 0 and pd.isna(high["p_exact"]) and "5 invalid setting values left out (n = 0)" in high["note"]
     au = table[(table["method"] == "lr-vae") & (table["metric"] == "au")].iloc[0]
     assert au["n"] == 4 and au["p_exact"] == pytest.approx(1 / 126) and au["in_family"]
-    assert row((built["out"] / "tables" / "vs_vae.mi.md").read_text(), "fashion-mnist", "beta-vae", "β=0.5")[3] == (
+    assert row((built["out"] / "tables" / "vs_vae.mi.fashion-mnist.md").read_text(), "fashion-mnist", "beta-vae",
+               "β=0.5")[3] == (
         "4 (1 invalid) vs 5")
 
 

@@ -4,11 +4,13 @@ Reads ``<results>/<grid>/runs/*.json`` (and the PNGs stored beside them) and the
 ``plan.json``, and nothing else: it never imports torch or training code, never reads grid
 files and never retrains. Writes (see docs/report.md)::
 
-    <out>/README.md, <out>/index.html        every grid: headline, its Holm family against `vae`,
-                                             summary across data sets, links to the pages below
-    <out>/<grid>/<dataset>.{md,html}         one page per data set: figures, sections, all tables
+    <out>/README.md, <out>/index.html        key results of every grid and contents first; per grid:
+                                             headline, its Holm family against `vae`, summary across
+                                             data sets, links to the pages below; column meanings
+    <out>/<grid>/<dataset>.{md,html}         one page per data set: its headline table first, figures,
+                                             sections, all tables
     <out>/<grid>/runs.html                   every run: status, numbers, links to its record and images
-    <out>/<grid>/tables/*.{md,tex,csv}       headline, vs_vae (one .tex per metric), vs_lm (text data sets
+    <out>/<grid>/tables/*.{md,tex,csv}       headline, vs_vae (one .tex per metric and data set), vs_lm (text data sets
                                              against `lstm-lm`), per data set, sections, per_seed.csv
                                              (long format), summary
     <out>/<grid>/figures/<kind>.<dataset>.{png,pdf}
@@ -22,8 +24,9 @@ byte-identical files.
 
 from __future__ import annotations
 
-import posixpath
 import os
+import posixpath
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,19 +34,19 @@ from .figures import Figure, figure_style
 from .figures_curves import figure_curves
 from .figures_latents import figure_images, figure_kl_heatmap, figure_noise, figure_per_class, figure_spectra
 from .figures_sweeps import figure_au_vs_beta, figure_ranking, figure_rate_distortion, figure_sweep
-from .format import Table, slug, symbol_text
+from .format import Table, display_name, hp_symbol, slug, symbol_text
 from .html import html
 from .load import (BASELINE, LANGUAGE_MODEL, GridData, Run, Setting, find_grids, load_grid_records, method_order,
                    order, relabel)
 from .missing import missing_section
 from .pages import Page, code_tags, markdown
 from .readme import readme_table
-from .sections import Section, architectures, noise, preset, warmup
+from .sections import Section, architectures, noise, warmup
 from .stats import (LM_COMPARED, PRIMARY, Comparison, Family, compare_with_lm, compare_with_vae, compared,
                     declaration_text, family_text)
-from .tables import (COLUMN, COLUMNS, INVALID, INVALID_NOTE, TEXT_COLUMN, all_text, cell_text, column_of,
-                     columns_of, comparison_csv, comparison_table, headlines, invalid_notes, label_text, per_seed_csv,
-                     per_seed_keys, settings_csv, settings_table, stat_cells, stats_legend, text_notes)
+from .tables import (AT_CAP, COLUMN, COLUMNS, INVALID, INVALID_NOTE, SHORT_NOTE, TEXT_COLUMN, all_text, cell_text,
+                     column_of, comparison_csv, comparison_table, headlines, invalid_notes, label_text, per_seed_csv,
+                     per_seed_keys, settings_csv, settings_table, stat_cells, stats_legend, telling_columns, text_notes)
 
 MANY_DATASETS = 4  # from this many data sets on, the index shows summaries and links, no figures
 SAMPLE_LINES = 3  # reconstructions and prior samples shown per setting on a text data set's page
@@ -112,11 +115,13 @@ def _provenance(data: GridData) -> list[str]:
             f"code: {', '.join(f'`{c}`' for c in commits) or 'unknown'}; devices: {', '.join(devices) or 'unknown'}"]
 
 
-def _tables(writer: Writer, folder: str, stem: str, table: Table, caption: str, csv: str | None = None
-            ) -> list[tuple[str, str]]:
-    """Write a table as Markdown, LaTeX (and CSV); the (label, path) links to them."""
+def _tables(writer: Writer, folder: str, stem: str, table: Table, caption: str, csv: str | None = None,
+            latex: Table | None = None) -> list[tuple[str, str]]:
+    """Write a table as Markdown, LaTeX (``latex`` where the paper's table differs, e.g. without
+    per-seed columns) and CSV; the (label, path) links to them."""
     links = [("Markdown", writer.add(f"{folder}/tables/{stem}.md", table.markdown(notes=True))),
-             ("LaTeX", writer.add(f"{folder}/tables/{stem}.tex", table.latex(caption, f"tab:{folder}-{stem}")))]
+             ("LaTeX", writer.add(f"{folder}/tables/{stem}.tex",
+                                  (latex or table).latex(caption, f"tab:{folder}-{stem}")))]
     if csv is not None:
         links.append(("CSV", writer.add(f"{folder}/tables/{stem}.csv", csv)))
     return links
@@ -136,42 +141,63 @@ def _figure(page: Page, writer: Writer, folder: str, figure: Figure, skipped: li
 def headline_text(family: Family, settings: Sequence[Setting] = ()) -> str:
     """What the headline table (of ``settings``) shows: how its settings were named and when (as the
     plan records it)."""
-    likelihood = ", ".join(c.name for c in columns_of(settings) if c.key in ("nll", "ppl"))
     return (f"Headline settings: named in the grid file (`headline = {{...}}`, written into `plan.json`); "
             f"{declaration_text(family)}; the report never picks a setting by a metric; a method the grid does not "
-            "name is shown where it has a single setting. **Bold**: best per column (higher AU and MI, MI only below "
-            f"its cap; lower {likelihood}, rec and time; KL not marked; rec and {likelihood} only between rows with "
-            "one likelihood; never an invalid value). p Holm: AU against `vae` in the "
+            "name is shown where it has a single setting. p Holm: AU against `vae` in the "
             + ("confirmatory family (below)." if family.confirmatory else "Holm family (below; not confirmatory)."))
+
+
+def first_rows(data: GridData) -> list[Setting]:
+    """The rows of a grid's first table: its headline settings, or every setting when the grid
+    declares no headline (methods with several settings included)."""
+    return headlines(data) if data.headline_declared else list(data.settings)
+
+
+def headline_tables(data: GridData, settings: Sequence[Setting], comparisons: Sequence[Comparison]
+                    ) -> tuple[Table, Table]:
+    """The headline table of ``settings`` (mean ± std, per-seed AU, p Holm; no wall time) for the
+    pages, and the same for LaTeX without per-seed columns, rec (−ELBO and KL are there) and the runs
+    that are not ok (n and † say how many seeds are missing): one table that fits a page."""
+    by_key = {c.setting.key: c for c in comparisons}
+    holm = [("baseline" if s.method == BASELINE else
+             stat_cells(by_key[s.key].results.get("au"), "au")[3] if s.key in by_key and
+             by_key[s.key].results.get("au") else "no baseline") for s in settings]
+    several = len({s.dataset for s in settings}) > 1
+    extra = {"p Holm (AU vs vae)": holm}
+    page = settings_table(settings, with_dataset=several, extra=extra, per_seed=per_seed_keys(settings),
+                          drop=("wall_time_s",))
+    paper = settings_table(settings, with_dataset=several, extra={"p Holm": holm}, drop=("wall_time_s", "rec"),
+                           not_ok=False)
+    return page, paper
 
 
 def headline_blocks(page: Page, data: GridData, writer: Writer, folder: str,
                     comparisons: Sequence[Comparison], family: Family) -> None:
-    chosen = headlines(data)
-    page.heading("Headline settings", 3)
+    chosen = first_rows(data)
+    page.heading("Headline settings" if data.headline_declared else "Every setting", 3)
     if not chosen:
-        names = sorted({s.method for s in data.settings}, key=method_order)
-        page.text("No headline: " + ("the grid declares none and " if not data.headline_declared else "")
-                  + f"no method has a single setting ({', '.join(names)}); declare one in the grid file, e.g. "
-                  '`headline = {"lr-vae" = {alpha_T = 1.0, beta = 0.2}}`, and rerun `python -m benchmark run` '
-                  "with the grid (it rewrites `plan.json` in seconds when every run is done).")
+        page.text("No settings with records.")
         return
-    by_key = {c.setting.key: c for c in comparisons}
-    extra = {"p Holm (AU vs vae)": [("baseline" if s.method == BASELINE else
-                                     stat_cells(by_key[s.key].results.get("au"), "au")[3] if s.key in by_key and
-                                     by_key[s.key].results.get("au") else "no baseline") for s in chosen]}
-    table = settings_table(chosen, with_dataset=True, extra=extra, per_seed=per_seed_keys(chosen))
-    links = _tables(writer, folder, "headline", table, f"Headline settings of grid {data.name}; "
-                    f"{declaration_text(family)}. Mean ± std over seeds, per-seed "
-                    f"{' and '.join(COLUMN[k].name for k in per_seed_keys(chosen))}; bold: best per column.",
-                    settings_csv(chosen, comparisons))
-    undeclared = "" if data.headline_declared else (
-        " This grid declares no headline, so only methods with a single setting are shown.")
-    page.add("table", table=table, links=links, text=headline_text(family, chosen) + undeclared)
+    table, paper = headline_tables(data, chosen, comparisons)
+    seeds = " and ".join(COLUMN[k].name for k in per_seed_keys(chosen))
+    where = f" on {chosen[0].dataset}" if len({s.dataset for s in chosen}) == 1 else ""
+    what = "Headline settings" if data.headline_declared else "Every setting"
+    links = _tables(writer, folder, "headline", table, f"{what} of grid {data.name}{where} "
+                    f"({declaration_text(family)}): mean ± std over seeds, n ok seeds; p Holm: AU against {BASELINE}"
+                    + (" (confirmatory family)." if family.confirmatory else " (Holm family, not confirmatory)."),
+                    settings_csv(chosen, comparisons), latex=paper)
+    text = headline_text(family, chosen) if data.headline_declared else (
+        "The grid declares no headline, so every setting is shown (methods with several settings included); declare "
+        'one in the grid file, e.g. `headline = {"lr-vae" = {alpha_T = 1.0, beta = 0.2}}`, and rerun `python -m '
+        "benchmark run` with the grid (it rewrites `plan.json` in seconds when every run is done). p Holm: AU against "
+        "`vae` in the Holm family (below; not confirmatory).")
+    page.add("table", table=table, links=links, text=text + f" Per seed: {seeds}.")
 
 
 def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, comparisons: Sequence[Comparison],
-                       family: Family, metrics: Sequence[str], family_only: bool) -> None:
+                       family: Family, metrics: Sequence[str], family_only: bool, dataset: str | None = None) -> None:
+    """Every comparison with `vae` on each metric (``family_only``: the family's members on its primary
+    metric, the index's table ``vs_vae.<metric>``; a data set's page: ``vs_vae.<metric>.<dataset>``)."""
     page.heading(f"Against the plain VAE (`{BASELINE}`)", 3)
     if not comparisons:
         page.text(f"Nothing to compare: no ok runs of methods other than `{BASELINE}`.")
@@ -187,7 +213,8 @@ def _comparison_blocks(page: Page, data: GridData, writer: Writer, folder: str, 
         role = name if family_only and key in PRIMARY else (
             f"primary; Holm over the {name}" if key in PRIMARY else "exploratory")
         column = column_of(key, text)
-        links = _tables(writer, folder, f"vs_vae.{key}", table, f"{column.name} against {BASELINE} (grid "
+        stem = f"vs_vae.{key}" + (f".{slug(dataset)}" if dataset else "")
+        links = _tables(writer, folder, stem, table, f"{column.name} against {BASELINE} (grid "
                         f"{data.name}, {role}): difference in means with its 95% CI from inverting the exact "
                         "permutation test (shift model; it excludes 0 exactly when p ≤ 0.05), exact permutation p, "
                         "the smallest attainable p, Holm-adjusted p and Cliff's delta.")
@@ -255,10 +282,11 @@ def _full_table(page: Page, writer: Writer, folder: str, data: GridData, dataset
     table = settings_table(settings, per_seed=per_seed)
     stem = slug(dataset)
     links = _tables(writer, folder, stem, table, f"{dataset} (grid {data.name}): every method and setting, mean ± std "
-                    f"over seeds (n), per-seed {' and '.join(COLUMN[k].name for k in per_seed)}; bold: best per "
-                    "column.", settings_csv(settings))
+                    f"over seeds, n ok seeds.", settings_csv(settings),
+                    latex=settings_table(settings))
     page.heading("Every setting", 3)
-    page.add("table", table=table, links=links, folded=True, text=f"{dataset}: {len(settings)} settings")
+    page.add("table", table=table, links=links, folded=True, text=f"{dataset}: {len(settings)} settings, with wall "
+             f"times and per-seed {' and '.join(COLUMN[k].name for k in per_seed)}")
 
 
 def _section_blocks(page: Page, writer: Writer, folder: str, dataset: str, section: Section,
@@ -278,12 +306,21 @@ def _section_blocks(page: Page, writer: Writer, folder: str, dataset: str, secti
 
 def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequence[Comparison], family: Family,
                  runs_link: str, lm: Sequence[Comparison] = ()) -> Page:
-    """Everything about one data set of a grid (``lm``: the grid's comparisons with the language model)."""
+    """Everything about one data set of a grid (``lm``: the grid's comparisons with the language model),
+    its headline table first."""
     folder = slug(data.name)
     settings = data.settings_of(dataset)
     chosen = [s for s in headlines(data) if s.dataset == dataset]
     page = Page(f"{folder}/{slug(dataset)}", f"{data.name} · {dataset}",
                 nav=[("← report", "README"), (f"every run of {data.name}", f"{folder}/runs")])
+    first = [s for s in first_rows(data) if s.dataset == dataset]
+    if first:
+        table = headline_tables(data, first, comparisons)[0]
+        page.add("table", table=table, text=(f"**{'Headline settings' if data.headline_declared else 'Every setting'}"
+                                             f"** of grid `{data.name}` on {dataset} ({declaration_text(family)}): "
+                                             "mean ± std over seeds; p Holm: AU against `vae` (family below)."),
+                 links=[("Markdown", f"{folder}/tables/headline.md"), ("LaTeX", f"{folder}/tables/headline.tex"),
+                        ("CSV", f"{folder}/tables/headline.csv")])
     page.text(f"Grid `{data.name}`, data set {dataset}: {len(settings)} settings, "
               f"{sum(len(s.ok) for s in settings)} ok runs. Every run and its record: [runs]({runs_link}).")
     text = all_text(settings)
@@ -311,7 +348,7 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
             _section_blocks(page, writer, folder, dataset, section, skipped)
     mine = [c for c in comparisons if c.setting.dataset == dataset]
     metrics = list(dict.fromkeys(key for s in settings for key in compared(s)))
-    _comparison_blocks(page, data, writer, folder, mine, family, metrics, family_only=False)
+    _comparison_blocks(page, data, writer, folder, mine, family, metrics, family_only=False, dataset=dataset)
     against_lm = [c for c in lm if c.setting.dataset == dataset]
     if against_lm:
         _lm_blocks(page, writer, folder, dataset, against_lm)
@@ -325,7 +362,8 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
 
 
 def runs_page(data: GridData, records_link: str) -> Page:
-    """Every run of the grid: status, numbers and links to its record and stored images."""
+    """Every run of the grid: status, numbers and links to its record and stored images
+    (``records_link``: the records' folder, relative to the report folder)."""
     folder = slug(data.name)
     page = Page(f"{folder}/runs", f"{data.name} · every run", nav=[("← report", "README")])
     page.text(f"Every record of grid `{data.name}` (links: the record files under `--results`).")
@@ -336,11 +374,22 @@ def runs_page(data: GridData, records_link: str) -> Page:
             images = " ".join(f"[{name}]({records_link}/{file})" for name, file in sorted((run.record.artifacts
                                                                                            or {}).items()))
             rows.append([f"[{run.run_id}]({records_link}/{run.run_id}.json)", s.dataset, s.method, label_text(s),
-                         str(run.seed), run.status, *(_run_cell(run, k) for k in ("au", "kl", "nll")), images or "—"])
+                         str(run.seed), run.status, _run_au(run, s), *(_run_cell(run, k) for k in ("kl", "nll")),
+                         images or "—"])
     flagged = any(r.invalid(k) for s in data.settings for r in s.ok for k in ("au", "kl", "nll"))
-    table = Table.plain(header, rows, "llllrlrrrl", [INVALID_NOTE] if flagged else [])
+    table = Table.plain(header, rows, "llllrlrrrl", [INVALID_NOTE] if flagged else [],
+                        markup=[True] + [False] * 8 + [True])
     page.add("table", table=table)
     return page
+
+
+def _run_au(run: Run, setting: Setting) -> str:
+    """One run's AU as a count of the latent dims (``20/32``) where it records one, else its fraction."""
+    d = setting.values.get("model.latent_dim")
+    count = run.metric("au_count")
+    if run.status == "ok" and run.metric("au") is not None and count is not None and isinstance(d, int):
+        return f"{int(round(count))}/{d}"
+    return _run_cell(run, "au")
 
 
 def _run_cell(run: Run, key: str) -> str:
@@ -352,25 +401,26 @@ def _run_cell(run: Run, key: str) -> str:
 
 
 def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> None:
-    """Across data sets: the ranking figure and the headline AU per data set (rows) and method (columns)."""
+    """Across data sets: the headline AU per data set (rows) and headline setting (columns: one per
+    setting, as the ranking figure's rows), and the ranking figure."""
     chosen = headlines(data)
     datasets = data.datasets()
     if len(datasets) < 2 or not chosen:
         return
     page.heading("Across data sets", 3)
-    columns = sorted({s.method + ("" if preset(s) == "—" else f" ({preset(s)})") for s in chosen},
-                     key=lambda c: (method_order(c.split(" ")[0]), c))
+    columns = sorted(dict.fromkeys(s.legend for s in chosen), key=lambda c: (
+        method_order(next(s.method for s in chosen if s.legend == c)), c))
     rows = []
     for dataset in datasets:
-        cells = {s.method + ("" if preset(s) == "—" else f" ({preset(s)})"): s
-                 for s in chosen if s.dataset == dataset}
-        rows.append([dataset] + [cell_text(cells[c], "au", spread=False)[0] if c in cells and cells[c].ok else "—"
-                                 for c in columns])
-    table = Table.plain(["dataset"] + [f"AU: {c}" for c in columns], rows, "l" + "r" * len(columns),
+        cells = {s.legend: s for s in chosen if s.dataset == dataset}
+        rows.append([dataset] + [cell_text(cells[c], "au", spread=False, count=False)[0] if c in cells and cells[c].ok
+                                 else "—" for c in columns])
+    table = Table.plain(["dataset"] + [f"AU: {symbol_text(c)}" for c in columns], rows, "l" + "r" * len(columns),
                         invalid_notes(chosen, ["au"]))
-    links = _tables(writer, folder, "summary", table, f"Mean AU of each headline setting per data set (grid "
-                    f"{data.name}).", table.csv())
-    page.add("table", table=table, links=links, text="Mean AU of each method's headline setting per data set.")
+    links = _tables(writer, folder, "summary", table, f"Mean AU (fraction of the latent dims) of each headline "
+                    f"setting per data set (grid {data.name}).", table.csv())
+    page.add("table", table=table, links=links, text="Mean AU (fraction of the latent dims) of each headline setting "
+             "per data set, one column per setting (the ranking figure's rows).")
     with figure_style():
         _figure(page, writer, folder, figure_ranking(datasets, chosen), [])
 
@@ -382,10 +432,11 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     lm = compare_with_lm(data)
     runs_link = f"{folder}/runs.md"
     index.heading(f"Grid `{data.name}`", 2)
+    index.text(_pages_line(data))
+    headline_blocks(index, data, writer, folder, comparisons, family)
     if data.description:
         index.text(f"*{data.description}*")
     index.add("list", items=_provenance(data))
-    headline_blocks(index, data, writer, folder, comparisons, family)
     _comparison_blocks(index, data, writer, folder, comparisons, family, PRIMARY, family_only=True)
     writer.add(f"{folder}/tables/vs_vae.csv", comparison_csv(comparisons))
     writer.add(f"{folder}/tables/per_seed.csv", per_seed_csv(data.settings))
@@ -393,15 +444,7 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
         writer.add(f"{folder}/tables/vs_lm.csv", comparison_csv(lm, LM_COMPARED, "lm"))
     writer.add(f"{folder}/readme.md", readme_table(data, comparisons, lm))
     _summary_blocks(index, data, writer, folder)
-    pages = []
-    links = []
-    for dataset in data.datasets():
-        page = dataset_page(data, dataset, writer, comparisons, family, runs_link, lm)
-        pages.append(page)
-        links.append(f"[{dataset}]({page.stem}.md)")
-    if links:
-        index.text("Per data set (figures, sections, every comparison and setting): " + " · ".join(links)
-                   + f" · [every run]({runs_link}) · [per-seed values (CSV)]({folder}/tables/per_seed.csv)")
+    pages = [dataset_page(data, dataset, writer, comparisons, family, runs_link, lm) for dataset in data.datasets()]
     if len(data.datasets()) < MANY_DATASETS:
         for page in pages:
             first = next((b for b in page.blocks if b.kind == "figure"), None)
@@ -413,6 +456,75 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     index.add("list", items=missing_section(data))
     pages.append(runs_page(data, f"{results_link}/{folder}/runs" if results_link else "runs"))
     return pages
+
+
+def _pages_line(data: GridData) -> str:
+    """Links to a grid's pages: each data set's (figures, sections, every comparison and setting), every run."""
+    folder = slug(data.name)
+    links = [f"[{dataset}]({folder}/{slug(dataset)}.md)" for dataset in data.datasets()]
+    return ("Pages: " + " · ".join(links) + f" · [every run]({folder}/runs.md) · [per-seed values (CSV)]"
+            f"({folder}/tables/per_seed.csv)")
+
+
+def key_results(grids: Sequence[GridData]) -> Table:
+    """One row per headline setting of every grid (every setting of a grid without a headline): the
+    grid (a link to its section), the data set (a link to its page), method, setting and the means of
+    AU (a count of the latent dims), MI, IW-NLL and −ELBO (PPL where a grid is on sentences), n."""
+    text = any(s.text for data in grids for s in data.settings)
+    keys = ["au", "mi", "nll", "neg_elbo"] + (["ppl"] if text else [])
+    header = ["grid", "data set", "method", "setting"] + [COLUMN[k].header for k in keys] + ["n"]
+    rows = []
+    for data in grids:
+        folder = slug(data.name)
+        shown = first_rows(data)
+        telling = telling_columns(shown)
+        for s in shown:
+            cells = [cell_text(s, k, spread=False)[0] if k != "ppl" or s.text else "—" for k in keys]
+            rows.append([f"[{data.name}](#{_anchor(f'Grid `{data.name}`')})",
+                         f"[{s.dataset}]({folder}/{slug(s.dataset)}.md)", display_name(s.method),
+                         _short_label(s, telling[s.dataset])] + cells + [s.n_text])
+    return Table.plain(header, rows, "llpp" + "r" * (len(keys) + 1), [], markup=[True, True])
+
+
+def _short_label(s: Setting, telling: Sequence[str]) -> str:
+    """A setting as the key results name it: its hyperparameters by symbol, then the settings that
+    tell it from other rows of its data set (``telling``: architecture, epochs), † when short."""
+    parts = [hp_symbol(text) for c, text in s.parts if c.startswith("hp.")]
+    parts += [text for c, text in s.parts if c in telling]
+    return (", ".join(parts) or "—") + (" †" if s.short else "")
+
+
+def _anchor(heading: str) -> str:
+    """The anchor of a heading (as :meth:`Page.heading` and the code host make it)."""
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
+
+
+def key_notes(grids: Sequence[GridData]) -> list[str]:
+    """What the key results' numbers are: units, the IW-NLL's K and examples per grid, marks."""
+    estimates = []
+    for data in grids:
+        runs = [r for s in first_rows(data) for r in s.ok if r.recorded("nll")]
+        used = sorted({(int((r.record.estimators or {}).get("nll_samples") or 0),
+                        int((r.record.estimators or {}).get("nll_examples") or 0), r.text) for r in runs})
+        if used:
+            estimates.append(f"{data.name} " + " or ".join(
+                f"K = {k}" + (f" on {n} test {'sentences' if text else 'examples'}" if n else "")
+                for k, n, text in used))
+    shown = [s for data in grids for s in first_rows(data)]
+    notes = ["Means over the ok seeds of each grid's headline settings (every setting where a grid declares no "
+             "headline); rows of different grids are not comparable, so nothing is bold here: each grid's section "
+             "has the spread, the tests against `vae` and the best values among comparable rows",
+             "AU: active units as a count of the d latent dims (the mean over seeds); MI, IW-NLL and −ELBO in nats "
+             "per image" + ("; on sentences per sentence, where IW-NLL is the NLL and PPL its perplexity"
+                        if any(s.text for s in shown) else "")
+             + (f"; IW-NLL with K importance samples per example: {'; '.join(estimates)}" if estimates else "")]
+    if any(s.mi_at_cap() for s in shown):
+        notes.append(f"{AT_CAP.strip()}: an MI within the margin of its cap log N, where every code identifies its "
+                     "example (not more information)")
+    if any(s.short for s in shown):
+        notes.append(SHORT_NOTE)
+    notes += invalid_notes(shown, ["au", "mi", "nll", "neg_elbo", "ppl"])
+    return notes
 
 
 def _write_page(writer: Writer, page: Page) -> None:
@@ -451,19 +563,20 @@ def build_report(results: Path, out: Path, grid: str | None = None, page: str = 
         for old in old_reports:
             manifests[old] = _old_manifest(out, old)
     results_link = posixpath.join(*Path(os.path.relpath(results.resolve(), out.resolve())).parts)
+    grids = [load_grid_records(grid_dir) for grid_dir in grid_dirs]
     index = Page("index", "Benchmark report")
     index.text(f"Generated by `python -m benchmark report` from the run records in `{str(results).rstrip('/')}/` "
-               "(nothing retrained); do not edit by hand — rerun the command. Metrics: mean ± standard deviation "
-               "over the seeds of the ok runs, n = number of ok seeds (\"k of P\" and † when fewer than the P "
-               "planned); a value its estimator's own check rejects is invalid: left out of means, tests and rankings "
-               "and counted (\"1 of 5 invalid\"). ↑ / ↓: higher / lower is better. Column meanings:")
-    legend = index.add("list", items=[f"**{c.name}**: {c.meaning}." for c in COLUMNS])
-    text_legend = [f"**{c.name}** (sentences): {code_tags(c.meaning)}." for c in TEXT_COLUMN.values()]
+               "(nothing retrained); do not edit by hand — rerun the command.")
+    index.heading("Key results", 2)
+    table = key_results(grids)
+    table.notes = key_notes(grids)
+    index.add("table", table=table)
+    index.heading("Contents", 2)
+    index.add("list", items=["[Key results](#key-results)"] + [
+        f"[Grid `{data.name}`](#{_anchor(f'Grid `{data.name}`')}): " + _pages_line(data)[len("Pages: "):]
+        for data in grids] + ["[How to read the tables](#how-to-read-the-tables)"])
     summaries = []
-    for grid_dir in grid_dirs:
-        data = load_grid_records(grid_dir)
-        if any(s.text for s in data.settings) and text_legend[0] not in legend.items:  # once, for text grids
-            legend.items += text_legend
+    for data in grids:
         folder = slug(data.name)
         before = set(writer.files)
         for grid_page in report_grid(data, writer, index, results_link):
@@ -472,6 +585,15 @@ def build_report(results: Path, out: Path, grid: str | None = None, page: str = 
         writer.add(f"{folder}/MANIFEST", "".join(rel[len(folder) + 1:] + "\n" for rel in mine + [f"{folder}/MANIFEST"]))
         manifests[folder] = _old_manifest(out, folder)
         summaries.append(f"{data.name}: {len(data.runs)} records")
+    index.heading("How to read the tables", 2)
+    index.text("Metrics: mean ± standard deviation over the seeds of the ok runs, n = number of ok seeds (\"k of P\" "
+               "and † when fewer than the P planned); a value its estimator's own check rejects is invalid: left out "
+               "of means, tests and rankings and counted (\"1 of 5 invalid\"). ↑ / ↓: higher / lower is better; "
+               "**bold**: the best of comparable rows, by the rule under each table. Column meanings:")
+    items = [f"**{c.name}**: {c.meaning}." for c in COLUMNS]
+    if any(s.text for data in grids for s in data.settings):
+        items += [f"**{c.name}** (sentences): {code_tags(c.meaning)}." for c in TEXT_COLUMN.values()]
+    index.add("list", items=items)
     html_page = "index.html" if page == "README.md" else f"{Path(page).stem}.html"
     writer.add(page, markdown(index, Path(page).stem))
     writer.add(html_page, html(index, Path(html_page).stem))

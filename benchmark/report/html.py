@@ -10,7 +10,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from .format import NUMBER
+from .format import NUMBER, NUMERIC_CELL
 from .pages import Block, Page, list_items, relative
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -48,9 +48,17 @@ def inline(text: str, stem: str) -> Markup:
     return Markup(out)
 
 
-def _cell(text: str, bold: bool, align: str) -> dict[str, Any]:
+def _cell(text: str, bold: bool, align: str, markup: bool, stem: str) -> dict[str, Any]:
+    """A table cell: a markup cell's links as links; a number with its ± spread (or an AU count k/d)
+    kept on one line, what follows it (counts, "(at cap)", more per-seed values) free to wrap."""
     m = re.match(NUMBER, text.strip()) if align == "r" else None
-    return {"text": text, "bold": bold, "num": align == "r", "sort": m.group(0) if m else ""}
+    if markup:
+        content = inline(text, stem)
+    else:
+        number = NUMERIC_CELL.fullmatch(text) if align == "r" else None
+        content = (Markup('<span class="v">{}</span>{}').format(number.group("num"), number.group("rest"))
+                   if number else escape(text))
+    return {"html": content, "bold": bold, "num": align == "r", "sort": m.group(0) if m else ""}
 
 
 def _block(block: Block, stem: str) -> dict[str, Any]:
@@ -63,8 +71,9 @@ def _block(block: Block, stem: str) -> dict[str, Any]:
         out["src"] = relative(block.path, stem)
     if block.table is not None:
         table = block.table
-        out["header"] = table.header
-        out["rows"] = [[_cell(c, b, a) for c, b, a in zip(row, bold, table.align)]
+        out["header"] = [(h, a == "r") for h, a in zip(table.header, table.align)]
+        out["rows"] = [[_cell(c, b, a, table.is_markup(i), stem)
+                        for i, (c, b, a) in enumerate(zip(row, bold, table.align))]
                        for row, bold in zip(table.rows, table.bold)]
         out["notes"] = table.notes
     return out

@@ -96,6 +96,8 @@ class Setting:
     sort_key: tuple = ()
     planned: int = 0  # runs (seeds) the plan holds for this setting; 0 without a plan
     headline: bool = False  # in the headline (declared in the grid, see :func:`mark_headline`)
+    # metrics the method inflates by construction (the plan's ``methods``), never marked best
+    guaranteed: tuple[str, ...] = ()
 
     @property
     def short(self) -> bool:
@@ -264,6 +266,8 @@ def load_grid_records(grid_dir: Path) -> GridData:
         s.planned = sum(1 for r in s.runs if r.run_id in planned_ids)
         s.runs = [r for r in s.runs if r.status != PLANNED]
     mark_headline(settings, plan.headline if plan else ())
+    for s in settings:
+        s.guaranteed = plan.guaranteed(s.method) if plan else ()
     data = GridData(grid_dir.name, store.runs_dir, [r for r in runs if r.status != PLANNED], unreadable, plan)
     data.settings = [s for s in settings if s.runs]
     data.unrun = [s for s in settings if not s.runs]

@@ -99,7 +99,8 @@ def markdown(page: Page, md_stem: str) -> str:
         elif block.kind == "quotes":
             lines += [f"- {plain_text(item)}" for item in block.items] + [""]
         elif block.kind == "table" and block.table is not None:
-            body = [block.table.markdown(), *(f"{md_plain(n)}." for n in block.table.notes)]
+            body = [block.table.markdown(link=lambda text: _md_links(text, md_stem)),
+                    *(f"{md_plain(n)}." for n in block.table.notes)]
             links = " · ".join(f"[{label}]({relative(path, md_stem)})" for label, path in block.links)
             if block.folded:
                 lines += [f"<details><summary>{block.text}</summary>", "", *body, "", "</details>", ""]

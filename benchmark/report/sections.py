@@ -17,7 +17,7 @@ from .figures_curves import figure_curves
 from .figures_latents import figure_images
 from .format import Table, fixed, symbol_text
 from .load import BASELINE, Setting, method_order, order
-from .tables import COLUMN, SHORT_NOTE, cell_text, invalid_notes, label_text, p_text, per_seed_text
+from .tables import COLUMN, SHORT_NOTE, cell_text, invalid_notes, label_text, p_text, per_seed_keys, per_seed_text
 
 
 @dataclass
@@ -57,9 +57,11 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
                       f"architecture preset of {dataset} (the settings differ in `model.arch`): mean ± std over "
                       "seeds and the per-seed values (seed order).")
     keys = ["au", "kl", "mi", "nll"]
-    header = ["method", "setting", "preset"] + [COLUMN[k].header for k in keys] + ["n", "AU per seed", "KL per seed"]
+    au = "au_count" if per_seed_keys(rows_of)[0] == "au_count" else "au"
+    header = ["method", "setting", "preset"] + [COLUMN[k].header for k in keys] + [
+        "n", f"{COLUMN[au].name} per seed", "KL per seed"]
     rows = [[s.method, hp_label(s), preset(s), *(cell_text(s, k)[0] for k in keys), s.n_text,
-             per_seed_text(s, "au"), per_seed_text(s, "kl")] for s in rows_of]
+             per_seed_text(s, au), per_seed_text(s, "kl")] for s in rows_of]
     section.tables["architectures"] = _table(rows, header, "lpp" + "r" * 5 + "rr", rows_of, keys)
     section.figures.append(_figure_architectures(dataset, rows_of, keys))
     return section
@@ -123,7 +125,7 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
                 cells += [("+" if diff > 0 else "") + fixed(diff, COLUMN[metric].decimals),
                           p_text(permutation_test(a, b).p)]
             rows.append([preset(s), hp_label(s, ["hp.alpha_schedule"]), str(s.values["hp.alpha_schedule"]),
-                         cell_text(s, "au")[0], cell_text(s, "kl")[0], cell_text(s, "nll")[0], s.n_text,
+                         cell_text(s, "au", count=False)[0], cell_text(s, "kl")[0], cell_text(s, "nll")[0], s.n_text,
                          per_seed_text(s, "au"), *cells])
     section.tables["warmup"] = _table(rows, header, "ppl" + "r" * 9, [s for v in paired.values() for s in v],
                                       ["au", "kl", "nll"])

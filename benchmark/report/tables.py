@@ -1,6 +1,7 @@
-"""The report's tables: every setting of a data set, the headline (best setting per method) and
-the comparison with the plain VAE, as Markdown / LaTeX (:class:`~benchmark.report.format.Table`)
-and CSV; best values marked per column."""
+"""The report's tables: every setting of a data set, the headline settings and the comparison with
+the plain VAE, as Markdown / LaTeX (:class:`~benchmark.report.format.Table`) and CSV; the best value
+of a column marked only among comparable rows (:func:`best_rows`, the rule stated beside each table
+by :func:`bold_note`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from ..config import MI_CAP_MARGIN
-from .format import Table, fixed, to_csv
+from .exact import permutation_test, sample_mean_std
+from .format import GROUP_NOTE, Table, display_name, fixed, hp_symbol, symbol_text, to_csv
 from .load import BASELINE, NOT_RECORDED, GridData, Setting
-from .format import symbol_text
 from .stats import ALPHA, PRIMARY, Comparison, Family, compared
 
 AT_CAP = " (at cap)"
@@ -41,22 +42,29 @@ class Column:
 
 
 COLUMNS = [
-    Column("au", "AU ↑", "max", 3, "active units, fraction of latent dims (higher is better: the remedies' goal)"),
+    Column("au", "AU ↑", "max", 3, "active units: latent dims whose posterior mean varies over the data, shown as "
+                                   "a count of the d dims (\"20.2/32\": the mean over seeds; a fraction where the "
+                                   "records hold no count) (higher is better: the remedies' goal)"),
     Column("kl", "KL", None, 2, "mean KL(q(z|x) || p(z)) in nats: the rate; no best is marked "
                                 "(more is not better or worse on its own)"),
     Column("mi", "MI ↑", "max", 2, "I_q(x; z) in nats (higher is better up to its cap log N, N = the size of "
                                    "the aggregate-posterior mixture; \"(at cap)\": within the margin of the cap, "
                                    "where every code identifies its example, never marked best)"),
-    Column("nll", "IW-NLL ↓", "min", 2, "importance-weighted negative log-likelihood in nats "
-                                        "(lower is better)"),
+    Column("nll", "IW-NLL ↓", "min", 2, "importance-weighted negative log-likelihood in nats, K importance "
+                                        "samples per example on a subset of the test examples (both named under "
+                                        "each table; lower is better)"),
+    Column("neg_elbo", "−ELBO ↓", "min", 2, "negative evidence lower bound in nats (β = 1, one posterior sample; "
+                                           "an upper bound on the NLL, lower is better)"),
     Column("rec", "rec ↓", "min", 2, "reconstruction loss in the likelihood's units, per image (for the Gaussian "
                                      "likelihood the sum of squared errors over pixels; lower is better)"),
-    Column("wall_time_s", "time (s) ↓", "min", 1, "wall time per run in seconds (lower is better; "
-                                                  "comparable on the same device only)"),
+    Column("wall_time_s", "time (s)", None, 1, "wall time per run in seconds (never marked best: differences "
+                                               "between runs are mostly the machine's noise; comparable on one "
+                                               "device only)"),
 ]
 PPL = Column("ppl", "PPL ↓", "min", 2, "perplexity of the IW-NLL on sentences: exp(total IW-NLL / predicted tokens, "
                                      "</s> included) (lower is better)")
 AU_COUNT = Column("au_count", "AU count", None, 0, "active units, number of latent dims")
+UNITS = {"kl": "nats", "mi": "nats", "nll": "nats", "neg_elbo": "nats"}  # LaTeX headers' second line
 COLUMN = {c.key: c for c in [*COLUMNS, PPL, AU_COUNT]}
 # the metric legend of text data sets (IW-NLL and its perplexity)
 TEXT_LEGEND = ("IW-NLL: nats per sentence (K importance samples, see estimators); PPL = exp(total IW-NLL / "
@@ -64,8 +72,6 @@ TEXT_LEGEND = ("IW-NLL: nats per sentence (K importance samples, see estimators)
 TEXT_COLUMN = {c.key: c for c in [
     Column("nll", "NLL ↓", "min", 2, TEXT_LEGEND.split("; ")[0] + " (lower is better)"), PPL,
     Column("rec", "rec ↓", "min", 2, "−log p(x|z) in nats per sentence, one posterior sample (lower is better)")]}
-# rec and IW-NLL (and its perplexity) are only compared between rows with the same likelihood
-SAME_LIKELIHOOD = {"rec", "nll", "ppl"}
 
 
 def with_ppl(columns: Sequence[Column]) -> list[Column]:
@@ -96,8 +102,14 @@ def columns_of(settings: Sequence[Setting]) -> list[Column]:
 
 def per_seed_keys(settings: Sequence[Setting]) -> list[str]:
     """The per-seed columns of a settings table: AU count and KL where every setting is on sentences
-    (the collapse signature at a glance), else AU."""
-    return ["au_count", "kl"] if all_text(settings) else ["au"]
+    (the collapse signature at a glance), else the AU count (AU where a record holds no count)."""
+    if all_text(settings):
+        return ["au_count", "kl"]
+    return ["au_count"] if all(au_counts(s) is not None for s in settings if s.ok) else ["au"]
+
+
+def _estimator_values(runs: Sequence[Any], key: str) -> list[Any]:
+    return sorted({json.dumps((r.record.estimators or {}).get(key), sort_keys=True) for r in runs})
 
 
 def text_notes(settings: Sequence[Setting]) -> list[str]:
@@ -111,11 +123,65 @@ def text_notes(settings: Sequence[Setting]) -> list[str]:
     return [TEXT_LEGEND + (f"; here {here}" if here else "")]
 
 
-def cell_text(setting: Setting, key: str, spread: bool = True) -> tuple[str, float | None]:
+def image_notes(settings: Sequence[Setting], columns: Sequence[Column]) -> list[str]:
+    """The units of an image table's columns and how its IW-NLL and −ELBO were estimated (K importance
+    samples per example and the test examples they were computed on, as recorded); [] without image settings."""
+    images = [s for s in settings if s.ok and not s.text]
+    keys = [c.key for c in columns]
+    if not images or not {"kl", "mi", "nll", "neg_elbo"} & set(keys):
+        return []
+    runs = [r for s in images for r in s.ok if r.recorded("nll")]
+    used = sorted({(int((r.record.estimators or {}).get("nll_samples") or 0),
+                    int((r.record.estimators or {}).get("nll_examples") or 0)) for r in runs})
+    here = " or ".join(f"K = {k}" + (f" on {n} test examples" if n else "") for k, n in used if k)
+    named = [c.name for c in columns if c.key in ("kl", "mi", "nll", "neg_elbo")]
+    text = f"{', '.join(named)}: nats per image"
+    if "nll" in keys:
+        text += f"; IW-NLL: K importance samples per example{f' (here {here})' if here else ''}"
+    elbo = [json.loads(v) for v in _estimator_values([r for s in images for r in s.ok if r.recorded("neg_elbo")],
+                                                    "neg_elbo")]
+    if "neg_elbo" in keys and len(elbo) == 1 and isinstance(elbo[0], str):
+        text += f"; −ELBO: {elbo[0]}"
+    return [text]
+
+
+def au_counts(setting: Setting) -> list[int] | None:
+    """The AU counts of the ok runs whose AU is valid (seed order), when every one of them records
+    its count and the setting its latent dims (``model.latent_dim``); else None."""
+    d = setting.values.get("model.latent_dim")
+    if not isinstance(d, int) or isinstance(d, bool) or d <= 0:
+        return None
+    counts = []
+    for run in setting.ok:
+        if run.metric("au") is None:
+            continue
+        count = run.metric("au_count")
+        if count is None:
+            return None
+        counts.append(int(round(count)))
+    return counts
+
+
+def _au_count_text(setting: Setting, spread: bool) -> tuple[str, float] | None:
+    """An AU mean as a count of the latent dims: ``32/32`` when every seed has the same count, else
+    the mean at one decimal (``20.2/32 ± 0.4``); None where the records hold no count."""
+    counts = au_counts(setting)
+    if not counts:
+        return None
+    d = setting.values["model.latent_dim"]
+    mean, std = sample_mean_std([float(c) for c in counts])
+    if len(set(counts)) == 1:
+        return f"{counts[0]}/{d}", float(counts[0])
+    text = f"{fixed(mean, 1)}/{d}" + (f" ± {fixed(std, 1)}" if spread and std is not None else "")
+    return text, round(mean, 1)
+
+
+def cell_text(setting: Setting, key: str, spread: bool = True, count: bool = True) -> tuple[str, float | None]:
     """``mean ± std`` of the valid values at the column's decimals (the mean alone for one value or
-    without ``spread``), `` (n=k)`` when not every ok run recorded the metric, `` (i of k invalid)``
-    when i of the k recorded values are invalid (``invalid (k of k)`` when all are), `` (at cap)``
-    after an MI at its cap; the rounded mean (None when there is none)."""
+    without ``spread``; AU as a count of the latent dims where the records hold one, unless not
+    ``count``), `` (n=k)`` when not every ok run recorded the metric, `` (i of k invalid)`` when i of
+    the k recorded values are invalid (``invalid (k of k)`` when all are), `` (at cap)`` after an MI
+    at its cap; the rounded mean as shown (None when there is none)."""
     column = COLUMN[key]
     mean, std, n = setting.mean_std(key)
     recorded, invalid = setting.recorded(key), setting.invalid(key)
@@ -123,14 +189,20 @@ def cell_text(setting: Setting, key: str, spread: bool = True) -> tuple[str, flo
         return (NOT_RECORDED if setting.ok else "—"), None
     if n == 0:
         return f"{INVALID} ({invalid} of {recorded})", None
-    text = fixed(mean, column.decimals) + ("" if std is None or not spread else f" ± {fixed(std, column.decimals)}")
+    as_count = _au_count_text(setting, spread) if key == "au" and count else None
+    if as_count is not None:
+        text, value = as_count
+    else:
+        text = fixed(mean, column.decimals) + (
+            "" if std is None or not spread else f" ± {fixed(std, column.decimals)}")
+        value = round(mean, column.decimals)
     counts = ([f"n={n}"] if recorded < len(setting.ok) else []) + ([f"{invalid} of {recorded} {INVALID}"] if invalid
                                                                     else [])
     if counts:
         text += f" ({'; '.join(counts)})"
     if key == "mi" and setting.mi_at_cap():
         text += AT_CAP
-    return text, round(mean, column.decimals)
+    return text, value
 
 
 def invalid_notes(settings: Sequence[Setting], keys: Sequence[str]) -> list[str]:
@@ -138,40 +210,95 @@ def invalid_notes(settings: Sequence[Setting], keys: Sequence[str]) -> list[str]
     return [INVALID_NOTE] if any(s.invalid(k) for s in settings for k in keys) else []
 
 
-def best_rows(settings: Sequence[Setting], key: str) -> tuple[set[str], str | None]:
-    """Keys of the settings with the best rounded mean in column ``key`` (ties: all), or a reason
-    why no best is marked."""
+def guaranteed(setting: Setting, key: str) -> bool:
+    """Whether the setting's method inflates metric ``key`` by construction (the plan's
+    ``methods.<method>.guarantees``: bn-vae AU; delta-vae and free-bits AU and KL)."""
+    keys = {"au_count": "au", "ppl": "nll"}
+    return key in setting.guaranteed or keys.get(key, "") in setting.guaranteed
+
+
+def comparable(settings: Sequence[Setting]) -> dict[str, str]:
+    """Setting key -> its group of comparable rows among ``settings``: the same data set, architecture,
+    model settings and training budget, i.e. the same value of every setting column but the method's
+    hyperparameters that takes two values or more there. A column with one value where it is recorded
+    (absent from the others: a field that older records lack, or ``depth`` that only the deep preset
+    has) tells no rows apart on its own."""
+    telling = telling_columns(settings)
+    return {s.key: json.dumps([s.dataset] + [[c, s.values.get(c)] for c in telling[s.dataset]], default=str)
+            for s in settings}
+
+
+def telling_columns(settings: Sequence[Setting]) -> dict[str, list[str]]:
+    """Data set -> the setting columns (not hyperparameters) that take two values or more among its
+    ``settings``: the columns that tell groups of comparable rows apart (:func:`comparable`)."""
+    by_dataset: dict[str, list[Setting]] = {}
+    for s in settings:
+        by_dataset.setdefault(s.dataset, []).append(s)
+    out = {}
+    for dataset, members in by_dataset.items():
+        columns = sorted({c for s in members for c in s.values if not c.startswith("hp.")} - {"dataset", "method"})
+        out[dataset] = [c for c in columns if len({json.dumps(s.values.get(c), default=str) for s in members
+                                                   if s.values.get(c) is not None}) > 1]
+    return out
+
+
+def best_rows(settings: Sequence[Setting], key: str) -> set[str]:
+    """The key of the setting with the best rounded mean in column ``key`` among ``settings`` (which
+    must be comparable rows), or nothing: never a column without a best (KL, time), a value at its
+    cap (MI), a metric the method guarantees by construction, an invalid value; never a tie, and
+    never where the exact permutation test of its per-seed values against the runner-up's gives
+    p > ALPHA (the seeds cannot tell them apart)."""
     column = COLUMN[key]
     if column.best is None:
-        return set(), None
-    values = {s.key: cell_text(s, key)[1] for s in settings}
-    values = {k: v for k, v in values.items() if v is not None}
-    if len(values) < 2:
-        return set(), None
-    if key in SAME_LIKELIHOOD and len({json.dumps(s.likelihood) for s in settings if s.key in values}) > 1:
-        return set(), f"no best {column.name} marked: rows use different likelihoods"
-    target = max(values.values()) if column.best == "max" else min(values.values())
-    best = {k for k, v in values.items() if v == target}
-    if key == "mi":  # a saturated MI is not "more information": never ranked
-        best -= {s.key for s in settings if s.mi_at_cap()}
-        if not best:
-            return set(), f"no best {column.name} marked: the highest is at its cap"
-    return best, None
+        return set()
+    eligible = []
+    for s in settings:
+        value = cell_text(s, key)[1]
+        if value is None or guaranteed(s, key) or (key == "mi" and s.mi_at_cap()):
+            continue
+        eligible.append((value if column.best == "min" else -value, s))
+    if len(eligible) < 2:
+        return set()
+    eligible.sort(key=lambda pair: pair[0])
+    (first, best), (second, runner_up) = eligible[0], eligible[1]
+    if first == second or permutation_test(best.values_of(key), runner_up.values_of(key)).p > ALPHA:
+        return set()
+    return {best.key}
 
 
-def _marks(settings: Sequence[Setting]) -> tuple[dict[str, set[str]], list[str]]:
-    """Best rows per column (of :func:`columns_of`), within each data set; notes on columns left unmarked."""
-    columns = columns_of(settings)
+def _marks(settings: Sequence[Setting], columns: Sequence[Column] | None = None) -> dict[str, set[str]]:
+    """Best rows per column (of ``columns``, else :func:`columns_of`), within each group of comparable rows."""
+    columns = columns_of(settings) if columns is None else columns
     marks: dict[str, set[str]] = {c.key: set() for c in columns}
-    notes: list[str] = []
-    datasets = sorted({s.dataset for s in settings})
-    for dataset in datasets:
+    groups: dict[str, list[Setting]] = {}
+    key = comparable(settings)
+    for s in settings:
+        groups.setdefault(key[s.key], []).append(s)
+    for members in groups.values():
         for column in columns:
-            best, note = best_rows([s for s in settings if s.dataset == dataset], column.key)
-            marks[column.key] |= best
-            if note:
-                notes.append(note + (f" ({dataset})" if len(datasets) > 1 else ""))
-    return marks, notes
+            marks[column.key] |= best_rows(members, column.key)
+    return marks
+
+
+def bold_note(settings: Sequence[Setting], columns: Sequence[Column], grouped: bool = False) -> str:
+    """The rule behind the bold cells of a table of ``settings`` (stated once, beside the table)."""
+    higher = [c.name for c in columns if c.best == "max"]
+    lower = [c.name for c in columns if c.best == "min"]
+    never = [c.name for c in columns if c.best is None]
+    shown = {c.key for c in columns} | {"au"}
+    here = sorted({(display_name(s.method), ", ".join(COLUMN[k].name for k in s.guaranteed if k in shown))
+                   for s in settings if any(k in shown for k in s.guaranteed)})
+    parts = []
+    if higher:
+        parts.append(f"higher {', '.join(higher)}")
+    if lower:
+        parts.append(f"lower {', '.join(lower)}")
+    return ("Bold: the best mean of a column (" + "; ".join(parts) + ") among comparable rows only (same data set, "
+            "architecture, model settings and training budget" + ("; the rows of one group" if grouped else "")
+            + f"), and only where the exact permutation test of its seeds against the runner-up's gives p ≤ "
+            f"{ALPHA:g}; never " + "".join(f"{name}, " for name in never) + "an MI at its cap, an invalid value or a "
+            "metric that a method guarantees by construction"
+            + (" (here " + "; ".join(f"{name}: {keys}" for name, keys in here) + ")" if here else ""))
 
 
 SHORT = "†"
@@ -183,27 +310,83 @@ def label_text(setting: Setting) -> str:
     return symbol_text(setting.label) + (f" {SHORT}" if setting.short else "")
 
 
+def hp_text(setting: Setting) -> str:
+    """The method's hyperparameters of a setting's label, by symbol (β=0.2, λ=0.25), and † when it
+    has fewer ok seeds than planned; "—" without any."""
+    text = ", ".join(hp_symbol(text) for c, text in setting.parts if c.startswith("hp.")) or "—"
+    return text + (f" {SHORT}" if setting.short else "")
+
+
+def group_text(setting: Setting) -> str:
+    """The model / train / data / eval settings of a setting's label (its comparable group), e.g.
+    ``arch=mlp-deep, depth=4, epochs=8``; "—" when its label names none."""
+    return ", ".join(text for c, text in setting.parts if not c.startswith("hp.")) or "—"
+
+
 def per_seed_text(setting: Setting, key: str) -> str:
     """The metric's per-seed values at the column's decimals, in seed order (space-separated),
-    ``invalid`` for a seed whose value is invalid."""
-    return " ".join(INVALID if r.invalid(key) else fixed(r.metric(key), COLUMN[key].decimals)
+    ``invalid`` for a seed whose value is invalid (an AU count also where the seed's AU is)."""
+    def bad(r: Any) -> bool:
+        return bool(r.invalid(key) or (key == "au_count" and r.invalid("au")))
+    return " ".join(INVALID if bad(r) else fixed(r.metric(key), COLUMN[key].decimals)
                     for r in setting.ok if r.recorded(key)) or "—"
 
 
+def _setting_labels(settings: Sequence[Setting], group: dict[str, str]) -> dict[str, str]:
+    """Setting key -> its label in a settings table: the method's hyperparameters (:func:`hp_text`;
+    what else tells rows apart is their ``group``), the full label where two settings of one method in
+    one group would read the same (they differ in a setting that only some records hold)."""
+    short = {s.key: hp_text(s) for s in settings}
+    seen: dict[tuple[str, str, str], int] = {}
+    for s in settings:
+        seen[(group[s.key], s.method, short[s.key])] = seen.get((group[s.key], s.method, short[s.key]), 0) + 1
+    return {s.key: short[s.key] if seen[(group[s.key], s.method, short[s.key])] == 1 else label_text(s)
+            for s in settings}
+
+
+def _group_label(setting: Setting, dataset: bool, columns: Sequence[str]) -> str:
+    """A comparable group by the settings that tell it apart (``columns``; and its data set where a
+    table has several), e.g. ``arch=mlp-deep, depth=4, epochs=8``."""
+    parts = [text for c, text in setting.parts if c in columns]
+    return ", ".join(([setting.dataset] if dataset else []) + parts) or "—"
+
+
+
+
 def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
-                   extra: dict[str, list[str]] | None = None, per_seed: Sequence[str] = ()) -> Table:
-    """Mean ± std per setting and metric (best marked), n ("k of P" when short of the plan), the
-    runs that are not ok, per-seed values of the metrics ``per_seed`` and ``extra`` columns."""
-    columns = columns_of(settings)
-    header = (["dataset"] if with_dataset else []) + ["method", "setting"] + [c.header for c in columns] + ["n"]
-    marks, notes = _marks(settings)
-    show_not_ok = any(s.not_ok() for s in settings)
+                   extra: dict[str, list[str]] | None = None, per_seed: Sequence[str] = (),
+                   drop: Sequence[str] = (), not_ok: bool = True) -> Table:
+    """Mean ± std per setting and metric (the best of comparable rows marked, :func:`best_rows`), n
+    ("k of P" when short of the plan), the runs that are not ok, per-seed values of the metrics
+    ``per_seed`` and ``extra`` columns; the metric columns ``drop`` left out (and without ``not_ok``
+    the column of runs that are not ok). The setting column names the method's hyperparameters
+    (:func:`_setting_labels`). Where the rows fall into several groups of comparable rows (e.g. two
+    architectures), they are ordered by group and a column ``group`` holds a short key (G1, G2, ...)
+    whose settings a note below the table names (LaTeX: a line above each group's rows)."""
+    columns = [c for c in columns_of(settings) if c.key not in drop]
+    group, telling = comparable(settings), telling_columns(settings)
+    keys = list(dict.fromkeys(group[s.key] for s in settings))  # in order of first appearance
+    multi = len({s.dataset for s in settings}) > 1
+    several = len(keys) > len({s.dataset for s in settings})
+    index = {s.key: i for i, s in enumerate(settings)}
+    extra = extra or {}
+    if several:  # each group's rows together (stable: report order within a group)
+        settings = sorted(settings, key=lambda s: (s.dataset, keys.index(group[s.key]), index[s.key]))
+    header = (["dataset"] if with_dataset else []) + ["method", "setting"] + (["group"] if several else [])
+    units = [""] * len(header) + [UNITS.get(c.key, "") for c in columns] + [""]
+    header += [c.header for c in columns] + ["n"]
+    marks = _marks(settings, columns)
+    show_not_ok = not_ok and any(s.not_ok() for s in settings)
     if show_not_ok:
         header.append("not ok")
-    header += [f"{COLUMN[k].name} per seed" for k in per_seed] + list(extra or {})
+    header += [f"{COLUMN[k].name} per seed" for k in per_seed] + list(extra)
+    units += [""] * (len(header) - len(units))
+    names = {k: f"G{i + 1}" for i, k in enumerate(dict.fromkeys(group[s.key] for s in settings))}
+    labels = _setting_labels(settings, group)
     rows, bold = [], []
-    for i, s in enumerate(settings):
-        row = ([s.dataset] if with_dataset else []) + [s.method, label_text(s)]
+    for s in settings:
+        row = ([s.dataset] if with_dataset else []) + [s.method, labels[s.key]]
+        row += [names[group[s.key]]] if several else []
         flags = [False] * len(row)
         for column in columns:
             row.append(cell_text(s, column.key)[0])
@@ -213,17 +396,25 @@ def settings_table(settings: Sequence[Setting], with_dataset: bool = False,
         if show_not_ok:
             row.append(", ".join(f"{v} {k}" for k, v in s.not_ok().items()) or "")
             flags.append(False)
-        row += [per_seed_text(s, k) for k in per_seed] + [values[i] for values in (extra or {}).values()]
-        flags += [False] * (len(per_seed) + len(extra or {}))
+        row += [per_seed_text(s, k) for k in per_seed] + [values[index[s.key]] for values in extra.values()]
+        flags += [False] * (len(per_seed) + len(extra))
         rows.append(row)
         bold.append(flags)
-    align = ("l" * (2 if with_dataset else 1) + "p" + "r" * (len(columns) + 1) + ("l" if show_not_ok else "")
-             + "r" * (len(per_seed) + len(extra or {})))
-    mi_note = mi_cap_note(settings)
+    align = ("l" * (2 if with_dataset else 1) + "p" + ("l" if several else "") + "r" * (len(columns) + 1)
+             + ("l" if show_not_ok else "") + "r" * (len(per_seed) + len(extra)))
+    first = {}
+    for s in settings:
+        first.setdefault(names[group[s.key]], s)
+    key_note = ([GROUP_NOTE + "; ".join(f"{name} = {_group_label(s, multi, telling[s.dataset])}"
+                                        for name, s in first.items())] if several else [])
+    mi_note = mi_cap_note(settings) if "mi" in [c.key for c in columns] else None
     short = [SHORT_NOTE] if any(s.short for s in settings) else []
     invalid = invalid_notes(settings, [c.key for c in columns] + list(per_seed))
+    groups = [_group_label(s, multi, telling[s.dataset]) for s in settings] if several else []
     return Table(header, rows, bold, align,
-                 notes + ([mi_note] if mi_note else []) + text_notes(settings) + short + invalid)
+                 [bold_note(settings, columns, several)] + key_note + ([mi_note] if mi_note else [])
+                 + image_notes(settings, columns) + text_notes(settings) + short + invalid,
+                 groups=groups, group_column=header.index("group") if several else None, units=units)
 
 
 def mi_cap_note(settings: Sequence[Setting]) -> str | None:
@@ -252,7 +443,7 @@ def settings_csv(settings: Sequence[Setting], comparisons: Sequence[Comparison] 
     columns the row is best in, and (``comparisons``) AU against `vae`."""
     metric_keys = _metric_keys(settings)
     value_columns = sorted({c for s in settings for c in s.values} - {"dataset", "method"})
-    marks = _marks(settings)[0]
+    marks = _marks(settings)
     by_key = {c.setting.key: c for c in comparisons}
     rows = []
     for s in settings:
