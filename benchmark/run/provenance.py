@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Folders of generated output: a run writing its results does not make the code it ran "dirty".
+OUTPUT_FOLDERS = ("results", "reports")
 PACKAGES = ["torch", "torchvision", "numpy", "pandas", "scipy", "joblib", "tqdm"]
 # CPU instruction-set flags that change which kernels torch runs (hence the last bits of a number).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -20,7 +22,8 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the project checkout."""
+    """``{"commit": sha or None, "dirty": bool or None}`` of the project checkout; dirty: a tracked
+    file outside :data:`OUTPUT_FOLDERS` differs from the commit."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10)
@@ -29,7 +32,8 @@ def git_commit() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    excluded = [f":(exclude){folder}" for folder in OUTPUT_FOLDERS]
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
