@@ -111,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
                                        "and method, and pythae's trainer; `bench --help` for its options.")
 
+    chk = sub.add_parser("check-method", help="check that a method's runs train the same packed as alone",
+                         description="Train method NAME on small random images as a pack of three runs and each "
+                                     "run alone, with the same sampling noise, and compare the per-epoch losses and "
+                                     "the trained models: a packable method whose runs share state fails "
+                                     "(exit 1). A method that does not pack has nothing to check (exit 0).")
+    chk.add_argument("name", metavar="NAME", help="a registered method (see `list methods`; plugins via --plugins)")
+    chk.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                     help="a hyperparameter of the method (repeatable; default: the method's defaults)")
+
     lst = sub.add_parser("list", help="show registered methods, data sets, grids, architectures",
                          description="Show what is registered, with one-line descriptions.")
     lst.add_argument("what", nargs="?", choices=["methods", "datasets", "grids", "archs", "likelihoods"],
@@ -129,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench,
+                "check-method": cmd_check_method}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -145,6 +155,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark bench", description=bench.__doc__.split("\n")[0])
     add_arguments(parser)
     return bench_main(parser.parse_args(args.rest))
+
+
+def cmd_check_method(args: argparse.Namespace) -> int:
+    """Exit 0: the method packs faithfully (or never packs); 1: its packed runs differ; 2: bad input."""
+    from .discovery import METHODS
+    from .tools.check_method import check, parse_hyperparameters
+
+    try:
+        hyperparameters = parse_hyperparameters(args.hp)
+    except ValueError as exc:
+        raise BenchmarkError(str(exc)) from None
+    METHODS[args.name]  # an unknown name: the registry's error, with the known names
+    try:
+        METHODS[args.name].Config(**hyperparameters)
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkError(f"--hp for {args.name}: {exc}; see `list methods` for its hyperparameters") from None
+    code, message = check(args.name, hyperparameters)
+    print(message, file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def cmd_report(args: argparse.Namespace) -> int:

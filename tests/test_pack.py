@@ -10,53 +10,31 @@ the noise. A run that diverges must leave the others' numbers untouched.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.config import ModelConfig, TrainConfig
+from benchmark.config import TrainConfig
 from benchmark.grid import load_grid
 from benchmark.ml.method import build_method
 from benchmark.ml.pack import StackedMethods, pack_problem
-from benchmark.ml.train import PackTrainer, Trainer
+from benchmark.ml.train import PackTrainer
 from benchmark.discovery import METHODS
 from benchmark.run.executor import make_packs
 from benchmark.run.memory import auto_pack_size, run_bytes
+from benchmark.tools.check_method import MODEL, NOISE, SHAPE, pack_mismatches, pixels
 
-SHAPE = (1, 8, 8)
-MODEL = ModelConfig(latent_dim=4, options={"hidden": [24]})
 LID = {"hidden_latent": 16, "hidden_data": 16}
-CASES = [("vae", {}), ("beta-vae", {"beta": 0.5}), ("lr-vae", {"z_source": "posterior-mean", "alpha_T": 2.0}),
-         ("lid-vae", LID), ("il-lid-vae", {**LID, "L": 0.5}), ("kl-annealing", {}), ("cyclical", {}),
-         ("free-bits", {}), ("delta-vae", {}), ("bn-vae", {}), ("info-vae", {}), ("skip-vae", {})]
-
-
-def pixels(n: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+BUILT_IN_PACKABLE = ["vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae", "kl-annealing", "cyclical", "free-bits",
+                     "delta-vae", "bn-vae", "info-vae", "skip-vae"]
+# Smaller than the defaults (ICNN widths) or settings the defaults leave off (lr-vae's z source)
+SMALL = {"lid-vae": LID, "il-lid-vae": {**LID, "L": 0.5}, "lr-vae": {"z_source": "posterior-mean", "alpha_T": 2.0}}
 
 
 def build(name: str, hp: dict, seed: int):
     torch.manual_seed(seed)
     return build_method(name, hp, MODEL, SHAPE)
-
-
-def betas(name: str, hp: dict, seeds: list[int]) -> list[dict]:
-    """Each run's hyperparameters: beta differs between the runs where the method packs it."""
-    if "beta" not in METHODS[name].pack_scalars:
-        return [hp] * len(seeds)
-    return [{**hp, "beta": 0.5 + k} for k in range(len(seeds))]
-
-
-NOISE = 100  # run s draws its sampling noise from a generator seeded NOISE + s (alone: the global RNG)
-
-
-def train_alone(name, hp, seed, config, epochs):
-    method = build(name, hp, seed)
-    torch.manual_seed(NOISE + seed)
-    trainer = Trainer(method, pixels(50, seed), config, torch.Generator().manual_seed(seed))
-    return method, [trainer.run_epoch() for _ in range(epochs)]
 
 
 def train_packed(name, hps, seeds, config, epochs):
@@ -68,29 +46,63 @@ def train_packed(name, hps, seeds, config, epochs):
     return methods, trainer, [trainer.run_epoch() for _ in range(epochs)]
 
 
-@pytest.mark.parametrize("name,hp", CASES, ids=[c[0] for c in CASES])
-def test_a_packed_run_matches_the_run_trained_alone(name, hp):
+def packable_methods() -> list[str]:
+    """Every registered method that packs on an MLP (plugins on $BENCHMARK_PLUGINS included)."""
+    return [name for name in sorted(METHODS) if pack_problem(METHODS[name], MODEL) is None]
+
+
+
+@pytest.mark.parametrize("name", packable_methods())
+def test_a_packed_run_matches_the_run_trained_alone(name):
     # Each packed run gets the noise it draws alone (its own generator, seeded as it seeds the
     # global RNG alone), so only float rounding (batched against plain matrix products) differs.
-    config = TrainConfig(epochs=2, batch_size=16, grad_clip=2.0)  # clipping active: per-run norms
-    seeds = [0, 1, 2]
-    hps = betas(name, hp, seeds)
-    methods, _, packed = train_packed(name, hps, seeds, config, 2)
-    for k, seed in enumerate(seeds):
-        alone, means = train_alone(name, hps[k], seed, config, 2)
-        for epoch in range(2):
-            for key, value in means[epoch].items():
-                assert math.isclose(packed[epoch][k][key], value, rel_tol=1e-4, abs_tol=1e-5), (seed, epoch, key)
-        # The trained models compute the same function (compared as functions: bn-vae's batch norm
-        # cancels the mean half of the encoder's last bias, which Adam then moves by rounding noise).
-        probe = pixels(16, 99).float() / 255
-        with torch.no_grad():
-            for model in (alone.model, methods[k].model):
-                model.train()
-            (mu_a, lv_a), (mu_p, lv_p) = alone.model.encode(probe), methods[k].model.encode(probe)
-            for a, b, what in ((mu_p, mu_a, "mu"), (lv_p, lv_a, "logvar"),
-                               (methods[k].model.decode(mu_a), alone.model.decode(mu_a), "decoded")):
-                torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=f"{name} seed {seed}: {what}")
+    assert pack_mismatches(name, SMALL.get(name, {})) == []
+
+
+def test_the_packed_check_covers_every_built_in_packable_method():
+    assert set(packable_methods()) >= set(BUILT_IN_PACKABLE)
+
+
+SHARED_STATE = '''
+from dataclasses import dataclass
+from benchmark.plugin import Method, register_method
+
+
+@dataclass
+class Config:
+    beta: float = 1.0
+
+
+@register_method
+class Cached(Method):
+    """rec + beta * KL, with beta read once in __init__: a pack would train every run at one beta."""
+
+    name = "cached-beta"
+    packable = True
+    pack_scalars = ("beta",)
+    Config = Config
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.weight = float(config.beta)
+
+    def loss(self, x, progress):
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        return {"loss": rec + self.weight * kl, "rec": rec, "kl": kl}
+'''
+
+
+def test_check_method_names_a_plugin_whose_runs_share_state_in_a_pack(plugin_dir, capsys):
+    plugin_dir({"cached.py": SHARED_STATE})
+    assert "cached-beta" in packable_methods()  # so the parametrised test above would run it too
+    assert main(["check-method", "cached-beta"]) == 1
+    err = capsys.readouterr().err
+    assert "cached-beta breaks the packing promise" in err and "run 1 (seed 1), epoch 1, loss:" in err
+    assert main(["check-method", "vae"]) == 0 and "match the same runs trained alone" in capsys.readouterr().out
+    assert main(["check-method", "aggressive"]) == 0 and "does not pack" in capsys.readouterr().out
+    assert main(["check-method", "beta-vae", "--hp", "gamma=1"]) == 2
+    assert "--hp for beta-vae" in capsys.readouterr().err
 
 
 def test_runs_that_differ_in_more_than_seed_and_pack_scalars_are_refused():
@@ -156,8 +168,7 @@ name = "aggressive"
 
 
 def test_every_built_in_method_packs_but_aggressive_which_says_why_not():
-    for name in ("vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae", "kl-annealing", "cyclical", "free-bits",
-                 "delta-vae", "bn-vae", "info-vae", "skip-vae"):
+    for name in BUILT_IN_PACKABLE:
         assert pack_problem(METHODS[name]) is None, name
     assert "training_step" in pack_problem(METHODS["aggressive"])
     with pytest.raises(ValueError, match="cannot pack: aggressive overrides training_step"):
