@@ -167,7 +167,19 @@ def test_readme_table_of_a_text_grid(built):
     fb = cells(readme, "`free-bits`")
     assert fb[2:5] == ["3 4 3 4 3", "8.00 8.10 8.20 8.30 8.40", "8.20"] and fb[6] == "+0.50 (0.0079)"
     assert fb[9] == "+1.10 (0.0079)" and cells(readme, "`lstm-lm`")[9] == "—"
+    # the language model has no z: its latent columns read "—", not a comparison of zeros with the VAE's
+    assert cells(readme, "`lstm-lm`")[2:7] == ["—"] * 5 and "has no latent" in lines[-1]
     assert lines[-1].startswith("Grid `text`, 5 seeds per setting:") and "not corrected" in lines[-1]
+
+
+def test_readme_table_names_settings_every_row_shares_once():
+    from benchmark.report.readme import shared_parts
+    from benchmark.report.load import Setting
+
+    rows = [Setting(key=str(k), method="m", dataset="d", values={}, parts=[("hp.b", f"b={k}"), ("model.init", "init=uniform")])
+            for k in range(2)]
+    assert shared_parts(rows) == [("model.init", "init=uniform")]
+    assert shared_parts(rows[:1]) == []  # one row: its label stays whole
 
 
 def test_deterministic(built):

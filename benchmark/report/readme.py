@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .format import Table, fixed
+from .format import Table, fixed, symbol_text
 from .load import BASELINE, LANGUAGE_MODEL, GridData, Setting
 from .stats import Comparison
-from .tables import (SHORT_NOTE, all_text, cell_text, column_of, headlines, invalid_notes, label_text,
-                     p_text, per_seed_text)
+from .tables import SHORT, SHORT_NOTE, all_text, cell_text, column_of, headlines, invalid_notes, p_text, per_seed_text
+
+LATENT_COLUMNS = ("AU count per seed", "KL per seed", "KL", "MI")  # "—" for the language model: it has no z
 
 
 def delta_text(result: dict[str, Any] | None, key: str) -> str:
@@ -32,6 +33,25 @@ def _delta(comparisons: Sequence[Comparison], key: str) -> Callable[[Setting], s
     return lambda s: delta_text(by_key[s.key].results.get(key) if s.key in by_key else None, key)
 
 
+def shared_parts(rows: Sequence[Setting]) -> list[tuple[str, str]]:
+    """The label parts (column, ``name=value``) every row has: said once in the caption, not per row."""
+    if len(rows) < 2:
+        return []
+    return [part for part in rows[0].parts if all(part in s.parts for s in rows[1:])]
+
+
+def _label(shared: Sequence[tuple[str, str]]) -> Callable[[Setting], str]:
+    """The setting's label without the ``shared`` parts, with symbols (β=0.2), † when short."""
+    def text(s: Setting) -> str:
+        label = ", ".join(t for part in s.parts if part not in shared for _, t in [part]) or "—"
+        return symbol_text(label) + (f" {SHORT}" if s.short else "")
+    return text
+
+
+def _latent(cell: Callable[[Setting], str]) -> Callable[[Setting], str]:
+    return lambda s: "—" if s.method == LANGUAGE_MODEL else cell(s)
+
+
 def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Comparison]) -> str:
     """The table (Markdown) and a one-line caption: method, setting, AU count per seed, KL, MI, Δ MI
     against `vae` with its exact p, the IW-NLL, and rec (images) or PPL, Δ NLL against `lstm-lm`
@@ -39,14 +59,15 @@ def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Compari
     rows = headlines(data) if data.headline_declared else list(data.settings)
     keys = {s.key for s in rows}
     text = all_text(rows)
+    shared = shared_parts(rows)
     columns: list[tuple[str, Callable[[Setting], str]]] = [
-        ("method", lambda s: f"`{s.method}`"), ("setting", label_text),
+        ("method", lambda s: f"`{s.method}`"), ("setting", _label(shared)),
         ("AU count per seed", lambda s: per_seed_text(s, "au_count"))]
     if text:
         columns.append(("KL per seed", lambda s: per_seed_text(s, "kl")))
     columns += [("KL", _mean("kl")), ("MI", _mean("mi"))]
     if any(c.baseline for c in vae if c.setting.key in keys):
-        columns.append((f"Δ MI vs `{BASELINE}` (p)", _delta(vae, "mi")))
+        columns.append((f"Δ MI vs `{BASELINE}` (p)", _latent(_delta(vae, "mi"))))
     columns.append((column_of("nll", text).name, _mean("nll")))
     if text:
         columns.append((column_of("ppl", text).name, _mean("ppl")))
@@ -56,6 +77,7 @@ def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Compari
         columns.append(("rec", _mean("rec")))
     if len(data.datasets()) > 1:
         columns.insert(0, ("dataset", lambda s: s.dataset))
+    columns = [(name, _latent(cell) if name in LATENT_COLUMNS else cell) for name, cell in columns]
     table = Table.plain([name for name, _ in columns], [[cell(s) for _, cell in columns] for s in rows],
                         "".join("r" if name not in ("dataset", "method", "setting") else "l" for name, _ in columns))
     seeds = sorted({len(s.ok) for s in rows})
@@ -63,6 +85,10 @@ def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Compari
     notes = (([SHORT_NOTE] if any(s.short for s in rows) else [])
              + invalid_notes(rows, ["au_count", "kl", "mi", "nll", "ppl", "rec"]))
     delta = any(name.startswith("Δ") for name, _ in columns)
+    if shared:
+        notes.insert(0, "every row: " + symbol_text(", ".join(t for _, t in shared)))
+    if any(s.method == LANGUAGE_MODEL for s in rows):
+        notes.append(f"`{LANGUAGE_MODEL}` (the decoder without z) has no latent: —")
     caption = (f"Grid `{data.name}`, {n} seed{'' if n == '1' else 's'} per setting: AU count per seed (active "
                f"latent dims), KL, MI and {column_of('nll', text).name} in nats, means over the seeds"
                + ("; Δ: setting mean − baseline mean (p: exact two-sided permutation test over the seeds, not "
