@@ -12,12 +12,15 @@ of its grid: any ``reports/<grid>/**/*.md`` or ``*.csv``. Its grid is the one na
 in the nearest preceding ``### ...`` heading that names one (the last name in backticks there,
 e.g. ``### The classic remedies (committed results of `remedies`)``); a number with no such
 heading above it in its section fails. So quote a number as the report writes it (its rounding
-included), under the heading of the grid it comes from. The README adopts this by holding generated
+included), under the heading of the grid it comes from. Numbers from the literature go between
+``<!-- published -->`` and ``<!-- end published -->``: there a number may also be a ``value`` of
+``docs/published.csv`` (each with its source), and nowhere else. The README adopts this by holding generated
 blocks: while it holds none (written before this rule), the prose check is skipped.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from benchmark.tools.readme import blocks, main
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("Headline", "Text VAEs")
+PUBLISHED_START, PUBLISHED_END = "<!-- published -->", "<!-- end published -->"
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?!\.?\d)")
 
 
@@ -48,13 +52,23 @@ def report_numbers(reports: Path, grid: str) -> set[str]:
             for n in DECIMAL.findall(path.read_text())}
 
 
-def number_problems(readme: str, reports: Path) -> list[str]:
+def published_numbers(table: Path) -> set[str]:
+    """The ``value`` column of the published-numbers table (docs/published.csv), as written there."""
+    with table.open(newline="") as f:
+        return {row["value"] for row in csv.DictReader(f)}
+
+
+def number_problems(readme: str, reports: Path, published: frozenset[str] = frozenset()) -> list[str]:
     """Decimal numbers of the README's checked sections (outside generated blocks) that do not
-    appear in their grid's generated files, as ``line N: number (why)``."""
+    appear in their grid's generated files (nor, inside a published block, in ``published``), as
+    ``line N: number (why)``."""
     lines = readme.splitlines()
     inside = {i for b in blocks(readme) for i in range(b.start, b.end + 1)}
-    problems, section, grid, known = [], None, None, {}
+    problems, section, grid, known, quoting = [], None, None, {}, False
     for i, line in enumerate(lines):
+        if line.strip() in (PUBLISHED_START, PUBLISHED_END):
+            quoting = line.strip() == PUBLISHED_START
+            continue
         if line.startswith("## "):
             section, grid = line[3:].strip(), None
             continue
@@ -66,6 +80,8 @@ def number_problems(readme: str, reports: Path) -> list[str]:
         for number in DECIMAL.findall(line):
             if grid is None:
                 problems.append(f"line {i + 1}: {number} (no ### heading above it names a grid in backticks)")
+            elif quoting and number in published:
+                continue
             elif number not in known.setdefault(grid, report_numbers(reports, grid)):
                 problems.append(f"line {i + 1}: {number} (not in reports/{grid}/**/*.md or *.csv)")
     return problems
@@ -79,7 +95,8 @@ def test_prose_numbers_appear_in_their_grids_reports():
     readme = (ROOT / "README.md").read_text()
     if not blocks(readme):
         pytest.skip("README.md holds no generated blocks yet: written before the numbers rule")
-    assert number_problems(readme, ROOT / "reports") == []
+    published = frozenset(published_numbers(ROOT / "docs" / "published.csv"))
+    assert number_problems(readme, ROOT / "reports", published) == []
 
 
 TABLE = "| method | MI |\n|---|---:|\n| `vae` | 5.55 |\n\nGrid `g`, 5 seeds per setting.\n"
@@ -158,3 +175,19 @@ def test_the_tool_refuses_missing_files_and_open_blocks(tmp_path, capsys):
     readme.write_text(before.replace("<!-- end generated -->", ""))
     assert main(["--readme", str(readme), "--reports", str(reports), "--check"]) == 2
     assert "has no `<!-- end generated -->`" in capsys.readouterr().err
+
+
+def test_published_numbers_pass_only_inside_a_published_block(tmp_path):
+    readme, reports = fake(tmp_path)
+    quoted = "<!-- published -->\n| He et al. | 328.1 |\n<!-- end published -->\n"
+    text = readme.read_text().replace("Its AU is 0.156.\n", "Its AU is 0.156.\n\n" + quoted)
+    assert number_problems(text, reports, frozenset({"328.1"})) == []
+    outside = text.replace("<!-- published -->\n", "")
+    assert number_problems(outside, reports, frozenset({"328.1"})) == ["line 23: 328.1 (not in reports/h/**/*.md or *.csv)"]
+    assert number_problems(text, reports) == ["line 24: 328.1 (not in reports/h/**/*.md or *.csv)"]
+
+
+def test_the_published_table_names_a_source_for_every_value():
+    with (ROOT / "docs" / "published.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(row["source"] and row["dataset"] and row["metric"] and float(row["value"]) >= 0 for row in rows)
