@@ -94,6 +94,9 @@ def test_text_tables_show_nll_ppl_and_the_collapse_signature(built):
     assert vae[header.index("KL per seed")] == "0.00 0.00 0.00 0.00 0.00"
     ppl = [math.exp(n * 200 / TOKENS) for n, *_ in NUMBERS[LM]]
     assert cells(table, "lstm-lm")[header.index("PPL ↓")] == f"**{sum(ppl) / 5:.2f} ± {pd.Series(ppl).std():.2f}**"
+    # the language model has no z: no AU, KL or MI of it is shown (nor compared, nor bolded)
+    assert [cells(table, "lstm-lm")[header.index(h)] for h in ("AU ↑", "KL", "MI ↑", "AU count per seed",
+                                                                "KL per seed")] == ["—"] * 5
     legend = TEXT_LEGEND.replace("</s>", "&lt;/s&gt;")  # Markdown: shown as it is, never an HTML tag
     assert f"{legend}; here K = 20 on 200 test sentences." in table
     head = (built["out"] / GRID / "tables" / "headline.md").read_text()

@@ -13,8 +13,6 @@ from .load import BASELINE, LANGUAGE_MODEL, GridData, Setting
 from .stats import Comparison
 from .tables import SHORT, SHORT_NOTE, all_text, cell_text, column_of, headlines, invalid_notes, p_text, per_seed_text
 
-LATENT_COLUMNS = ("AU count per seed", "KL per seed", "KL", "MI")  # "—" for the language model: it has no z
-
 
 def delta_text(result: dict[str, Any] | None, key: str) -> str:
     """``Δ (p)``: the difference in means at the column's decimals and its exact permutation p; — without one."""
@@ -48,10 +46,6 @@ def _label(shared: Sequence[tuple[str, str]]) -> Callable[[Setting], str]:
     return text
 
 
-def _latent(cell: Callable[[Setting], str]) -> Callable[[Setting], str]:
-    return lambda s: "—" if s.method == LANGUAGE_MODEL else cell(s)
-
-
 def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Comparison]) -> str:
     """The table (Markdown) and a one-line caption: method, setting, AU count per seed, KL, MI, Δ MI
     against `vae` with its exact p, the IW-NLL, and rec (images) or PPL, Δ NLL against `lstm-lm`
@@ -67,7 +61,8 @@ def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Compari
         columns.append(("KL per seed", lambda s: per_seed_text(s, "kl")))
     columns += [("KL", _mean("kl")), ("MI", _mean("mi"))]
     if any(c.baseline for c in vae if c.setting.key in keys):
-        columns.append((f"Δ MI vs `{BASELINE}` (p)", _latent(_delta(vae, "mi"))))
+        mi = _delta(vae, "mi")  # none for the language model: it has no z
+        columns.append((f"Δ MI vs `{BASELINE}` (p)", lambda s: "—" if s.method == LANGUAGE_MODEL else mi(s)))
     columns.append((column_of("nll", text).name, _mean("nll")))
     if text:
         columns.append((column_of("ppl", text).name, _mean("ppl")))
@@ -77,7 +72,6 @@ def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Compari
         columns.append(("rec", _mean("rec")))
     if len(data.datasets()) > 1:
         columns.insert(0, ("dataset", lambda s: s.dataset))
-    columns = [(name, _latent(cell) if name in LATENT_COLUMNS else cell) for name, cell in columns]
     table = Table.plain([name for name, _ in columns], [[cell(s) for _, cell in columns] for s in rows],
                         "".join("r" if name not in ("dataset", "method", "setting") else "l" for name, _ in columns))
     seeds = sorted({len(s.ok) for s in rows})

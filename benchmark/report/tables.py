@@ -16,10 +16,11 @@ import pandas as pd
 from ..config import MI_CAP_MARGIN
 from .exact import permutation_test, sample_mean_std
 from .format import GROUP_NOTE, Table, display_name, fixed, hp_symbol, symbol_text, to_csv
-from .load import BASELINE, NOT_RECORDED, GridData, Setting
+from .load import BASELINE, LANGUAGE_MODEL, NOT_RECORDED, GridData, Setting
 from .stats import ALPHA, PRIMARY, Comparison, Family, compared
 
 AT_CAP = " (at cap)"
+LATENT_METRICS = ("au", "au_count", "kl", "mi")  # the language model has no z: its cells read "—"
 INVALID = "invalid"
 INVALID_NOTE = ("invalid: a value its estimator's own check rejects (docs/metrics.md); left out of means, tests "
                 "and rankings")
@@ -183,6 +184,8 @@ def cell_text(setting: Setting, key: str, spread: bool = True, count: bool = Tru
     the k recorded values are invalid (``invalid (k of k)`` when all are), `` (at cap)`` after an MI
     at its cap; the rounded mean as shown (None when there is none)."""
     column = COLUMN[key]
+    if key in LATENT_METRICS and setting.method == LANGUAGE_MODEL:
+        return "—", None
     mean, std, n = setting.mean_std(key)
     recorded, invalid = setting.recorded(key), setting.invalid(key)
     if recorded == 0:
@@ -328,6 +331,8 @@ def per_seed_text(setting: Setting, key: str) -> str:
     ``invalid`` for a seed whose value is invalid (an AU count also where the seed's AU is)."""
     def bad(r: Any) -> bool:
         return bool(r.invalid(key) or (key == "au_count" and r.invalid("au")))
+    if key in LATENT_METRICS and setting.method == LANGUAGE_MODEL:
+        return "—"
     return " ".join(INVALID if bad(r) else fixed(r.metric(key), COLUMN[key].decimals)
                     for r in setting.ok if r.recorded(key)) or "—"
 
