@@ -4,6 +4,12 @@ A method is one Python file in ``methods/`` (or in a folder named by ``--plugins
 ``$BENCHMARK_PLUGINS``, which may also name single ``.py`` files) that registers a :class:`benchmark.ml.method.Method` subclass with
 ``@register_method`` (its imports: :mod:`benchmark.plugin`). The files are imported in name
 order on the first lookup of :data:`METHODS`; they import torch, this module does not.
+
+The built-in methods are the repository's top-level ``methods/`` folder; an installed package
+(wheel) carries that folder as ``benchmark/methods/`` (pyproject.toml maps it). A ``methods/``
+folder in the working directory adds the user's methods, after the built-in ones; a file there
+that is a byte-identical copy of a built-in file (e.g. a checkout's own ``methods/`` seen by an
+installed ``vae-bench``) is the built-in and is not imported twice.
 """
 
 from __future__ import annotations
@@ -13,22 +19,50 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import PluginError
+from .errors import PackagingError, PluginError
 from .registry import Registry
 
-BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "methods"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# An installed package: benchmark/methods/; a checkout (or an editable install): <repository>/methods/.
+BUILTIN_PLUGIN_DIR = (_PACKAGE_DIR / "methods" if (_PACKAGE_DIR / "methods").is_dir()
+                      else _PACKAGE_DIR.parent / "methods")
 PLUGIN_PATH_ENV = "BENCHMARK_PLUGINS"
+# The user's own methods: a folder of this name in the working directory.
+LOCAL_PLUGIN_DIR = "methods"
+
+
+def builtin_plugin_dir() -> Path:
+    """The built-in methods' folder; a :class:`PackagingError` naming it when it is missing."""
+    if not BUILTIN_PLUGIN_DIR.is_dir():
+        raise PackagingError(f"the built-in methods' folder {BUILTIN_PLUGIN_DIR} is missing: the package is installed "
+                             "incompletely; reinstall it (pip install --force-reinstall .) or run from a checkout")
+    return BUILTIN_PLUGIN_DIR
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return [path for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")]
+
+
+def _local_files(builtin: list[Path]) -> list[Path]:
+    """The ``*.py`` files of ``./methods/`` that are not the built-in ones (the same folder, or
+    byte-identical copies of built-in files)."""
+    local = Path.cwd() / LOCAL_PLUGIN_DIR
+    if not local.is_dir() or local.resolve() == BUILTIN_PLUGIN_DIR.resolve():
+        return []
+    contents = {path.read_bytes() for path in builtin}
+    return [path for path in _folder_files(local) if path.read_bytes() not in contents]
 
 
 def plugin_files() -> list[Path]:
-    """The plugin files: those of the built-in ``methods/`` folder, then those of each entry of
-    ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py`` files in name order, skipping ``_*``; or one
-    ``.py`` file)."""
+    """The plugin files: those of the built-in methods' folder, those of ``./methods/`` that are
+    not built-in ones, then those of each entry of ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py``
+    files in name order, skipping ``_*``; or one ``.py`` file)."""
     extra = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
-    files = []
-    for entry in [BUILTIN_PLUGIN_DIR, *extra]:
+    builtin = _folder_files(builtin_plugin_dir())
+    files = builtin + _local_files(builtin)
+    for entry in extra:
         if entry.is_dir():
-            files += [path for path in sorted(entry.glob("*.py")) if not path.name.startswith("_")]
+            files += _folder_files(entry)
         elif entry.is_file() and entry.suffix == ".py":
             files.append(entry)
         else:
