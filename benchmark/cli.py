@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,report,bench,list} ...`` (``--help`` on each).
+"""Command line: ``vae-bench`` / ``python -m benchmark {run,report,export,bench,list} ...`` (``--help`` on each).
 
 It parses the arguments and makes one call per command into its stage: ``run`` prepares and
 launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
@@ -26,6 +26,11 @@ from .errors import BenchmarkError
 DEFAULT_GRID = "quick"
 
 
+def program() -> str:
+    """How the user started the tool: the console script ``vae-bench`` or ``python -m benchmark``."""
+    return "vae-bench" if Path(sys.argv[0]).name == "vae-bench" else "python -m benchmark"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the project's one-line errors: ``error: ...`` on stderr, exit status 2."""
 
@@ -35,7 +40,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m benchmark",
+        prog=program(),
         description="Benchmark of posterior-collapse remedies in VAEs: train grids of methods x data sets "
                     "x hyperparameters x seeds and store self-describing results.")
     parser.add_argument("--plugins", metavar="DIR|FILE", action="append", default=[],
@@ -49,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "summary.csv beside them.")
     run.add_argument("--grid", default=DEFAULT_GRID, metavar="NAME|PATH",
                      help=f"named grid (see `list grids`) or a grid TOML file (default: {DEFAULT_GRID})")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a grid setting (repeatable), checked as in the grid file: train.KEY, model.KEY, "
+                          "eval.KEY, seeds, datasets.NAME.KEY, methods.NAME.KEY (e.g. train.lr=3e-4, "
+                          "methods.lr-vae.alpha_T=0.4); VALUE is TOML; results go to RESULTS/GRID-set-HASH/")
     run.add_argument("--methods", type=names, metavar="A,B", help="only these methods")
     run.add_argument("--datasets", type=names, metavar="A,B", help="only these data sets")
     run.add_argument("--seeds", type=seeds, metavar="0,1|0-4", help="replace the grid's seeds")
@@ -175,7 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_data_root(args.data_root)
     prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
-                       seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale)
+                       seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale,
+                       overrides=args.overrides)
     print(prepared.header(), file=sys.stderr)
     for line in prepared.warnings() + prepared.retired_text() + ([] if args.dry_run else prepared.stale_summary()):
         print(line, file=sys.stderr)
