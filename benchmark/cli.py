@@ -2,8 +2,8 @@
 
 It parses the arguments and makes one call per command into its stage: ``run`` prepares and
 launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
-(:mod:`benchmark.report.build`), ``bench`` runs the performance bench (:mod:`benchmark.tools.bench`),
-``list`` shows what is registered.
+(:mod:`benchmark.report.build`), ``export`` writes the records into a tracker (:mod:`benchmark.export`), ``bench`` runs the
+performance bench (:mod:`benchmark.tools.bench`), ``list`` shows what is registered.
 
 Exit status: 0 when every run ended ``ok`` or ``diverged`` (a diverged run is a result), 1 when
 some run failed, 2 for a mistake in the input (one ``error: ...`` line on stderr, before anything
@@ -116,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--readme", action="store_true",
                      help="with --grid: write that grid's page to OUT/README.md instead of OUT/NAME.md")
 
+    exp = sub.add_parser("export", help="write the records into TensorBoard event files or an MLflow file store",
+                         description="Write every record under RESULTS (a results folder or one grid's folder) as a "
+                                     "tracker run: config as hyperparameters, per-epoch curves and final metrics as "
+                                     "scalars, artifact PNGs as images. Idempotent: unchanged records are skipped, "
+                                     "changed ones replace their run. Needs the [tracking] extra.")
+    exp.add_argument("--to", required=True, choices=["tensorboard", "mlflow"], help="the tracker")
+    exp.add_argument("results", nargs="?", default="results", metavar="RESULTS",
+                     help="results folder or one grid's folder (default: results)")
+    exp.add_argument("--out", metavar="DIR|URI",
+                     help="TensorBoard log folder (default: tensorboard) or MLflow store folder or tracking URI "
+                          "(default: mlruns)")
+
     sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
                            description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
                                        "and method, and pythae's trainer; `bench --help` for its options.")
@@ -138,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench,
+                "export": cmd_export}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -175,6 +188,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                              "pass --out DIR with a folder you can write") from None
     print(message, file=sys.stderr)
     return code
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    return export(args.to, Path(args.results), args.out)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
