@@ -175,6 +175,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     Without --grid the page is OUT/README.md; with it OUT/NAME.md (OUT/README.md with --readme)."""
     from .report.build import build_report
     from .report.format import slug
+    from .report.html import check_templates
+
+    check_templates()  # before any work: a package without its template writes no report
 
     if args.readme and args.grid is None:
         raise BenchmarkError("--readme goes with --grid NAME (without --grid the report is OUT/README.md anyway)")

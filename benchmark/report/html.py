@@ -81,11 +81,16 @@ def _block(block: Block, stem: str) -> dict[str, Any]:
     return out
 
 
-def html(page: Page, stem: str) -> str:
-    """The page as HTML at ``stem`` + ``.html``."""
+def check_templates() -> None:
+    """Raise a :class:`PackagingError` naming the page template when the package lacks it."""
     if not (TEMPLATES / PAGE_TEMPLATE).is_file():
         raise PackagingError(f"the report template {TEMPLATES / PAGE_TEMPLATE} is missing: the package is installed "
                              "incompletely; reinstall it (pip install --force-reinstall .) or run from a checkout")
+
+
+def html(page: Page, stem: str) -> str:
+    """The page as HTML at ``stem`` + ``.html``."""
+    check_templates()
     template = _environment().get_template(PAGE_TEMPLATE)
     nav = [(label, _target(target + ".md", stem)) for label, target in page.nav]
     return template.render(page=page, nav=nav, blocks=[_block(b, stem) for b in page.blocks])
