@@ -8,8 +8,8 @@ order on the first lookup of :data:`METHODS`; they import torch, this module doe
 The built-in methods are the repository's top-level ``methods/`` folder; an installed package
 (wheel) carries that folder as ``benchmark/methods/`` (pyproject.toml maps it). A ``methods/``
 folder in the working directory adds the user's methods, after the built-in ones; a file there
-that is a byte-identical copy of a built-in file (e.g. a checkout's own ``methods/`` seen by an
-installed ``vae-bench``) is the built-in and is not imported twice.
+or in a ``--plugins`` folder that is a byte-identical copy of a built-in file (e.g. a checkout's
+own ``methods/`` seen by an installed ``vae-bench``) is the built-in and is not imported twice.
 """
 
 from __future__ import annotations
@@ -43,32 +43,32 @@ def _folder_files(folder: Path) -> list[Path]:
     return [path for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")]
 
 
-def _local_files(builtin: list[Path]) -> list[Path]:
-    """The ``*.py`` files of ``./methods/`` that are not the built-in ones (the same folder, or
-    byte-identical copies of built-in files)."""
-    local = Path.cwd() / LOCAL_PLUGIN_DIR
-    if not local.is_dir() or local.resolve() == BUILTIN_PLUGIN_DIR.resolve():
-        return []
-    contents = {path.read_bytes() for path in builtin}
-    return [path for path in _folder_files(local) if path.read_bytes() not in contents]
-
-
 def plugin_files() -> list[Path]:
-    """The plugin files: those of the built-in methods' folder, those of ``./methods/`` that are
-    not built-in ones, then those of each entry of ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py``
-    files in name order, skipping ``_*``; or one ``.py`` file)."""
+    """The plugin files: those of the built-in methods' folder, those of ``./methods/``, then those
+    of each entry of ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py`` files in name order, skipping
+    ``_*``; or one ``.py`` file). A file listed already, or a byte-identical copy of a built-in
+    file, is left out: a built-in method is never registered twice."""
     extra = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
     builtin = _folder_files(builtin_plugin_dir())
-    files = builtin + _local_files(builtin)
+    local = Path.cwd() / LOCAL_PLUGIN_DIR
+    candidates = _folder_files(local) if local.is_dir() else []
     for entry in extra:
         if entry.is_dir():
-            files += _folder_files(entry)
+            candidates += _folder_files(entry)
         elif entry.is_file() and entry.suffix == ".py":
-            files.append(entry)
+            candidates.append(entry)
         else:
             what = "is not a .py file" if entry.exists() else "does not exist"
             raise PluginError(f"plugin path {entry} (from --plugins or ${PLUGIN_PATH_ENV}) {what}; "
                               "give a folder of method plugin files or one plugin .py file")
+    seen = {path.resolve() for path in builtin}
+    contents = {path.read_bytes() for path in builtin}
+    files = list(builtin)
+    for path in candidates:
+        if path.resolve() in seen or path.read_bytes() in contents:
+            continue
+        seen.add(path.resolve())
+        files.append(path)
     return files
 
 

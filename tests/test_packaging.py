@@ -177,3 +177,23 @@ def test_editable_install_uses_the_checkout(source, tmp_path):
     assert found == [str(source / "methods"), str(source / "benchmark" / "report" / "templates")]
     listed = tool(bin_dir, work, "list", "grids")
     assert listed.returncode == 0 and "  smoke " in listed.stdout, listed.stderr
+
+
+def test_user_methods_add_to_the_built_in_ones_once(plugin_dir, tmp_path, monkeypatch, capsys):
+    """./methods/ and --plugins folders add methods; copies of built-in files there (a checkout's
+    methods/ seen from an installed tool) are the built-ins, not second registrations."""
+    from benchmark.cli import main
+    from benchmark.discovery import BUILTIN_PLUGIN_DIR, plugin_files
+
+    plugin_dir({"vae.py": (ROOT / "methods" / "vae.py").read_text(), "my_vae.py": USER_METHOD})
+    work = tmp_path / "work"
+    (work / "methods").mkdir(parents=True)
+    shutil.copy(ROOT / "methods" / "lr_vae.py", work / "methods")
+    (work / "methods" / "other.py").write_text(USER_METHOD.replace('"my-vae"', '"other-vae"'))
+    monkeypatch.chdir(work)
+    files = plugin_files()
+    assert [p.name for p in files if p.parent != BUILTIN_PLUGIN_DIR] == ["other.py", "my_vae.py"]
+    assert main(["list", "methods"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("  ") and not line.startswith("   ")]
+    assert all(names.count(n) == 1 for n in ("vae", "lr-vae", "my-vae", "other-vae"))
