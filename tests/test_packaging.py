@@ -102,6 +102,9 @@ def test_the_wheel_holds_the_package_data_and_the_methods(wheel):
     assert {f"benchmark/grids/{p.name}" for p in (ROOT / "benchmark" / "grids").glob("*.toml")} <= names
     assert {f"benchmark/methods/{p.name}" for p in (ROOT / "methods").glob("*.py")} <= names
     assert "benchmark/report/templates/page.html.j2" in names and "benchmark/plugin.py" in names
+    # every module of the checkout (a new subpackage must be listed in pyproject.toml's packages)
+    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "benchmark").rglob("*.py")
+            if "__pycache__" not in p.parts} <= names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("dist-info/METADATA"))).decode()
     assert "Requires-Dist: torch>=" in metadata and "Provides-Extra: tracking" in metadata
     assert all(f"Provides-Extra: {extra}" in metadata for extra in ("ray", "dev", "tracking", "text"))
