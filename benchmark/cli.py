@@ -1,9 +1,9 @@
-"""Command line: ``python -m benchmark {run,report,bench,list} ...`` (``--help`` on each).
+"""Command line: ``vae-bench`` / ``python -m benchmark {run,report,export,bench,list} ...`` (``--help`` on each).
 
 It parses the arguments and makes one call per command into its stage: ``run`` prepares and
 launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
-(:mod:`benchmark.report.build`), ``bench`` runs the performance bench (:mod:`benchmark.tools.bench`),
-``list`` shows what is registered.
+(:mod:`benchmark.report.build`), ``export`` writes the records into a tracker (:mod:`benchmark.export`), ``bench`` runs the
+performance bench (:mod:`benchmark.tools.bench`), ``list`` shows what is registered.
 
 Exit status: 0 when every run ended ``ok`` or ``diverged`` (a diverged run is a result), 1 when
 some run failed, 2 for a mistake in the input (one ``error: ...`` line on stderr, before anything
@@ -26,6 +26,11 @@ from .errors import BenchmarkError
 DEFAULT_GRID = "quick"
 
 
+def program() -> str:
+    """How the user started the tool: the console script ``vae-bench`` or ``python -m benchmark``."""
+    return "vae-bench" if Path(sys.argv[0]).name == "vae-bench" else "python -m benchmark"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the project's one-line errors: ``error: ...`` on stderr, exit status 2."""
 
@@ -35,7 +40,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="python -m benchmark",
+        prog=program(),
         description="Benchmark of posterior-collapse remedies in VAEs: train grids of methods x data sets "
                     "x hyperparameters x seeds and store self-describing results.")
     parser.add_argument("--plugins", metavar="DIR|FILE", action="append", default=[],
@@ -49,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "summary.csv beside them.")
     run.add_argument("--grid", default=DEFAULT_GRID, metavar="NAME|PATH",
                      help=f"named grid (see `list grids`) or a grid TOML file (default: {DEFAULT_GRID})")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a grid setting (repeatable), checked as in the grid file: train.KEY, model.KEY, "
+                          "eval.KEY, seeds, datasets.NAME.KEY, methods.NAME.KEY (e.g. train.lr=3e-4, "
+                          "methods.lr-vae.alpha_T=0.4); VALUE is TOML; results go to RESULTS/GRID-set-HASH/")
     run.add_argument("--methods", type=names, metavar="A,B", help="only these methods")
     run.add_argument("--datasets", type=names, metavar="A,B", help="only these data sets")
     run.add_argument("--seeds", type=seeds, metavar="0,1|0-4", help="replace the grid's seeds")
@@ -107,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--readme", action="store_true",
                      help="with --grid: write that grid's page to OUT/README.md instead of OUT/NAME.md")
 
+    exp = sub.add_parser("export", help="write the records into TensorBoard event files or an MLflow file store",
+                         description="Write every record under RESULTS (a results folder or one grid's folder) as a "
+                                     "tracker run: config as hyperparameters, per-epoch curves and final metrics as "
+                                     "scalars, artifact PNGs as images. Idempotent: unchanged records are skipped, "
+                                     "changed ones replace their run. Needs the [tracking] extra.")
+    exp.add_argument("--to", required=True, choices=["tensorboard", "mlflow"], help="the tracker")
+    exp.add_argument("results", nargs="?", default="results", metavar="RESULTS",
+                     help="results folder or one grid's folder (default: results)")
+    exp.add_argument("--out", metavar="DIR|URI",
+                     help="TensorBoard log folder (default: tensorboard) or MLflow store folder or tracking URI "
+                          "(default: mlruns)")
+
     sub.add_parser("bench", add_help=False, help="measure training throughput, metric and method costs",
                            description="Measure the harness against a minimal PyTorch loop, the cost of each metric "
                                        "and method, and pythae's trainer; `bench --help` for its options.")
@@ -139,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
     try:
         return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench,
-                "check-method": cmd_check_method}[args.command](args)
+                "check-method": cmd_check_method, "export": cmd_export}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -182,6 +203,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     Without --grid the page is OUT/README.md; with it OUT/NAME.md (OUT/README.md with --readme)."""
     from .report.build import build_report
     from .report.format import slug
+    from .report.html import check_templates
+
+    check_templates()  # before any work: a package without its template writes no report
 
     if args.readme and args.grid is None:
         raise BenchmarkError("--readme goes with --grid NAME (without --grid the report is OUT/README.md anyway)")
@@ -197,6 +221,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    return export(args.to, Path(args.results), args.out)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .data.roots import check_data_root
     from .run.executor import RunOptions
@@ -204,7 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_data_root(args.data_root)
     prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
-                       seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale)
+                       seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale,
+                       overrides=args.overrides)
     print(prepared.header(), file=sys.stderr)
     for line in prepared.warnings() + prepared.retired_text() + ([] if args.dry_run else prepared.stale_summary()):
         print(line, file=sys.stderr)

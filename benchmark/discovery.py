@@ -4,6 +4,12 @@ A method is one Python file in ``methods/`` (or in a folder named by ``--plugins
 ``$BENCHMARK_PLUGINS``, which may also name single ``.py`` files) that registers a :class:`benchmark.ml.method.Method` subclass with
 ``@register_method`` (its imports: :mod:`benchmark.plugin`). The files are imported in name
 order on the first lookup of :data:`METHODS`; they import torch, this module does not.
+
+The built-in methods are the repository's top-level ``methods/`` folder; an installed package
+(wheel) carries that folder as ``benchmark/methods/`` (pyproject.toml maps it). A ``methods/``
+folder in the working directory adds the user's methods, after the built-in ones; a file there
+or in a ``--plugins`` folder that is a byte-identical copy of a built-in file (e.g. a checkout's
+own ``methods/`` seen by an installed ``vae-bench``) is the built-in and is not imported twice.
 """
 
 from __future__ import annotations
@@ -13,28 +19,56 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import PluginError
+from .errors import PackagingError, PluginError
 from .registry import Registry
 
-BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "methods"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# An installed package: benchmark/methods/; a checkout (or an editable install): <repository>/methods/.
+BUILTIN_PLUGIN_DIR = (_PACKAGE_DIR / "methods" if (_PACKAGE_DIR / "methods").is_dir()
+                      else _PACKAGE_DIR.parent / "methods")
 PLUGIN_PATH_ENV = "BENCHMARK_PLUGINS"
+# The user's own methods: a folder of this name in the working directory.
+LOCAL_PLUGIN_DIR = "methods"
+
+
+def builtin_plugin_dir() -> Path:
+    """The built-in methods' folder; a :class:`PackagingError` naming it when it is missing."""
+    if not BUILTIN_PLUGIN_DIR.is_dir():
+        raise PackagingError(f"the built-in methods' folder {BUILTIN_PLUGIN_DIR} is missing: the package is installed "
+                             "incompletely; reinstall it (pip install --force-reinstall .) or run from a checkout")
+    return BUILTIN_PLUGIN_DIR
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return [path for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")]
 
 
 def plugin_files() -> list[Path]:
-    """The plugin files: those of the built-in ``methods/`` folder, then those of each entry of
-    ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py`` files in name order, skipping ``_*``; or one
-    ``.py`` file)."""
+    """The plugin files: those of the built-in methods' folder, those of ``./methods/``, then those
+    of each entry of ``$BENCHMARK_PLUGINS`` (a folder: its ``*.py`` files in name order, skipping
+    ``_*``; or one ``.py`` file). A file listed already, or a byte-identical copy of a built-in
+    file, is left out: a built-in method is never registered twice."""
     extra = [Path(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
-    files = []
-    for entry in [BUILTIN_PLUGIN_DIR, *extra]:
+    builtin = _folder_files(builtin_plugin_dir())
+    local = Path.cwd() / LOCAL_PLUGIN_DIR
+    candidates = _folder_files(local) if local.is_dir() else []
+    for entry in extra:
         if entry.is_dir():
-            files += [path for path in sorted(entry.glob("*.py")) if not path.name.startswith("_")]
+            candidates += _folder_files(entry)
         elif entry.is_file() and entry.suffix == ".py":
-            files.append(entry)
+            candidates.append(entry)
         else:
             what = "is not a .py file" if entry.exists() else "does not exist"
             raise PluginError(f"plugin path {entry} (from --plugins or ${PLUGIN_PATH_ENV}) {what}; "
                               "give a folder of method plugin files or one plugin .py file")
+    seen = {path.resolve() for path in builtin}
+    contents = {path.read_bytes() for path in builtin}
+    files = list(builtin)
+    for path in candidates:
+        if path.resolve() in seen or path.read_bytes() in contents:
+            continue
+        seen.add(path.resolve())
+        files.append(path)
     return files
 
 

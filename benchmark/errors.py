@@ -45,6 +45,11 @@ class PluginError(BenchmarkError):
     """A method plugin file that fails to import or breaks the plugin contract."""
 
 
+class PackagingError(BenchmarkError):
+    """A file the package ships (built-in grids, methods, report templates) is missing: an
+    incomplete install, not the user's input."""
+
+
 class DivergedError(Exception):
     """Training produced a non-finite loss (not a user error: the run is recorded `diverged`)."""
 

@@ -31,12 +31,19 @@ against each data set's shape, and the schedules a method names (a hyperparamete
 ``X_schedule`` with its options ``X_schedule_options``); errors name the file and the field.
 The grid's runs, each with the hyperparameters its entry names (:meth:`Grid.runs`), are what
 ``run`` writes to ``plan.json`` for the report.
+
+``run --set KEY=VALUE`` (:func:`apply_overrides`) changes the parsed TOML before any of these
+checks, so an override is checked exactly as the same value in the file would be, and its
+errors say which ``--set`` gave the value.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import itertools
+import json
 import tomllib
 import types
 import typing
@@ -47,7 +54,7 @@ from typing import Any, Mapping
 from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from .data.catalog import DATASETS
 from .discovery import METHODS
-from .errors import BenchmarkError, GridError, UnknownNameError
+from .errors import BenchmarkError, GridError, PackagingError, UnknownNameError
 from .headline import Entry, headline_entries
 from .ranges import Interval, field_problems
 from .ml.likelihoods import LIKELIHOODS
@@ -80,6 +87,8 @@ class Grid:
     path: Path
     description: str
     data: dict[str, Any]
+    # the --set overrides applied to ``data``, in order, and the grid fields each one set
+    overrides: tuple[Override, ...] = ()
 
     def expand(self, methods: list[str] | None = None, datasets: list[str] | None = None,
                seeds: list[int] | None = None, epochs: int | None = None) -> list[RunConfig]:
@@ -142,7 +151,9 @@ class Grid:
     def error(self, field: str, problem: str) -> GridError:
         """The one-line error about ``field`` (unprintable characters of keys shown escaped)."""
         shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in field)
-        return GridError(f"grid file {self.path}: field `{shown}`: {problem}")
+        given = [o.text for o in self.overrides if o.sets(field)]
+        where = f" (the value of --set {given[-1]})" if given else ""
+        return GridError(f"grid file {self.path}: field `{shown}`{where}: {problem}")
 
     def _seeds(self) -> list[int]:
         seeds = self.data.get("seeds", [0])
@@ -365,11 +376,146 @@ def check_type(value: Any, tp: Any) -> Any:
 
 
 def grid_names() -> list[str]:
+    if not GRID_DIR.is_dir():
+        raise PackagingError(f"the built-in grids' folder {GRID_DIR} is missing: the package is installed "
+                             "incompletely; reinstall it (pip install --force-reinstall .) or run from a checkout")
     return sorted(p.stem for p in GRID_DIR.glob("*.toml"))
 
 
-def load_grid(name_or_path: str | Path) -> Grid:
-    """A named grid (``benchmark/grids/NAME.toml``) or a grid file given by path."""
+# --- run --set KEY=VALUE -------------------------------------------------------------------------
+
+SET_FORMS = ("train.KEY, model.KEY, eval.KEY, seeds, description, datasets.NAME.KEY, methods.NAME.KEY "
+             "(NAME: an entry's name; KEY may be model.KEY or train.KEY there)")
+SECTIONS = ("train", "model", "eval")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``--set KEY=VALUE``: ``key``, the parsed ``value`` and the grid fields it set (as
+    grid errors name them: ``train.lr``, ``methods[3].alpha_T``, ``datasets[0].train_size``)."""
+
+    key: str
+    value: Any
+    fields: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return f"{self.key}={_toml_value(self.value)}"
+
+    def sets(self, field: str) -> bool:
+        return any(field == f or field.startswith(f + ".") or f.startswith(field + ".") for f in self.fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value): VALUE is read as a TOML value (``3e-4``, ``16``, ``true``,
+    ``[64, 64]``, ``"linear"``), else taken as a string (``model.arch=conv``)."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key or not raw:
+        raise GridError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.lr=3e-4 (keys: {SET_FORMS})")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if any(c in raw for c in "[]{}\"'=,"):
+            raise GridError(f"--set {key}={raw}: the value is no TOML value (a number, true/false, a quoted "
+                            "string, a [list] or an {inline = table}); quote strings: --set "
+                            f"{key}='\"...\"'") from None
+        value = raw  # a bare word: a string
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], given: list[str] | tuple[str, ...], path: Path) -> tuple[dict, tuple[Override, ...]]:
+    """A copy of the grid file's parsed TOML ``data`` with each ``--set KEY=VALUE`` applied in
+    order, and the overrides. ``train.KEY`` / ``model.KEY`` set the grid-wide section *and* the same
+    key wherever a ``[[datasets]]`` / ``[[methods]]`` table overrides it, so the value holds for
+    every run; ``datasets.NAME.KEY`` / ``methods.NAME.KEY`` set every entry of that name. A key
+    of no such form, or a NAME no entry has, is an error naming the key and the forms. (The
+    grid's ``headline`` is dropped by :func:`load_grid`: it was declared for the file's settings.)"""
+    data = copy.deepcopy(data)
+    done: list[Override] = []
+    for text in given:
+        key, value = parse_override(text)
+        parts = key.split(".")
+
+        def bad(why: str) -> GridError:
+            return GridError(f"--set {key}: {why}; valid keys: {SET_FORMS}")
+
+        fields: list[str] = []
+        if len(parts) == 1:
+            if parts[0] not in ("seeds", "description"):
+                raise bad(f"no grid setting {key!r}" if parts[0] not in SECTIONS + ("datasets", "methods")
+                          else f"name a setting inside it, e.g. {parts[0]}.KEY" if parts[0] in SECTIONS
+                          else f"name an entry and a setting, e.g. {parts[0]}.NAME.KEY")
+            data[parts[0]] = value
+            fields.append(parts[0])
+        elif parts[0] in SECTIONS:
+            if len(parts) != 2:
+                raise bad(f"{parts[0]} settings are one key deep ({parts[0]}.{parts[1]})")
+            section = data.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise bad(f"the grid file's `{parts[0]}` is no table")
+            section[parts[1]] = value
+            fields.append(key)
+            if parts[0] in OVERRIDE_KEYS:
+                for kind in ("datasets", "methods"):
+                    for entry in data.get(kind) or []:
+                        inner = entry.get(parts[0]) if isinstance(entry, dict) else None
+                        if isinstance(inner, dict) and parts[1] in inner:
+                            inner[parts[1]] = value
+        elif parts[0] in ("datasets", "methods"):
+            if len(parts) < 3 or len(parts) > 4 or (len(parts) == 4 and parts[2] not in OVERRIDE_KEYS):
+                raise bad(f"write {parts[0]}.NAME.KEY or {parts[0]}.NAME.model.KEY / {parts[0]}.NAME.train.KEY")
+            entries = [(i, e) for i, e in enumerate(data.get(parts[0]) or [])
+                       if isinstance(e, dict) and e.get("name") == parts[1]]
+            if not entries:
+                names = sorted({str(e.get("name")) for e in data.get(parts[0]) or [] if isinstance(e, dict)})
+                raise bad(f"grid file {path} has no [[{parts[0]}]] entry named {parts[1]!r} (its entries: "
+                          f"{', '.join(names) or '(none)'}); add one to a copy of the grid file to run another")
+            if parts[1] == ALL_METHODS and parts[0] == "methods" and len(parts) == 3:
+                raise bad('the `name = "*"` entry takes no hyperparameters: name the method, e.g. methods.vae.KEY, '
+                          "with an entry of its own in the grid file")
+            for index, entry in entries:
+                if len(parts) == 3:
+                    entry[parts[2]] = value
+                    fields.append(f"{parts[0]}[{index}].{parts[2]}")
+                else:
+                    inner = entry.setdefault(parts[2], {})
+                    if not isinstance(inner, dict):
+                        raise bad(f"{parts[0]}[{index}].{parts[2]} of grid file {path} is no table")
+                    inner[parts[3]] = value
+                    fields.append(f"{parts[2]}.{parts[3]}")
+        else:
+            raise bad(f"no grid setting {parts[0]!r}")
+        done.append(Override(key, value, tuple(fields)))
+    return data, tuple(done)
+
+
+def overrides_suffix(overrides: tuple[Override, ...]) -> str:
+    """What ``--set`` adds to a grid's name (its results folder): ``-set-`` and 8 hex digits of
+    the overrides, so results of a grid with overrides never mix with the grid's own."""
+    basis = json.dumps([o.to_dict() for o in overrides], sort_keys=True)
+    return f"-set-{hashlib.sha256(basis.encode()).hexdigest()[:8]}" if overrides else ""
+
+
+def load_grid(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Grid:
+    """A named grid (``benchmark/grids/NAME.toml``) or a grid file given by path, with the
+    ``--set KEY=VALUE`` ``overrides`` applied (:func:`apply_overrides`; its name then ends in
+    :func:`overrides_suffix`)."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         if str(name_or_path) not in grid_names():
@@ -381,7 +527,15 @@ def load_grid(name_or_path: str | Path) -> Grid:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
-    grid = Grid(path.stem, path, str(data.get("description", "")), data)
+    applied: tuple[Override, ...] = ()
+    if overrides:
+        data, applied = apply_overrides(data, overrides, path)
+        # the headline was declared for the file's settings: a grid with overrides is exploratory
+        data.pop("headline", None)
+    description = data.get("description", "")
+    if applied and isinstance(description, str):
+        description += f" (with --set {' '.join(o.text for o in applied)})"
+    grid = Grid(path.stem + overrides_suffix(applied), path, str(description), data, applied)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise grid.error(key, f"unknown top-level field; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}")

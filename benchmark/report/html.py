@@ -10,10 +10,12 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from ..errors import PackagingError
 from .format import NUMBER, NUMERIC_CELL
 from .pages import Block, Page, list_items, relative
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data (pyproject.toml)
+PAGE_TEMPLATE = "page.html.j2"
 
 
 def _environment():
@@ -79,8 +81,16 @@ def _block(block: Block, stem: str) -> dict[str, Any]:
     return out
 
 
+def check_templates() -> None:
+    """Raise a :class:`PackagingError` naming the page template when the package lacks it."""
+    if not (TEMPLATES / PAGE_TEMPLATE).is_file():
+        raise PackagingError(f"the report template {TEMPLATES / PAGE_TEMPLATE} is missing: the package is installed "
+                             "incompletely; reinstall it (pip install --force-reinstall .) or run from a checkout")
+
+
 def html(page: Page, stem: str) -> str:
     """The page as HTML at ``stem`` + ``.html``."""
-    template = _environment().get_template("page.html.j2")
+    check_templates()
+    template = _environment().get_template(PAGE_TEMPLATE)
     nav = [(label, _target(target + ".md", stem)) for label, target in page.nav]
     return template.render(page=page, nav=nav, blocks=[_block(b, stem) for b in page.blocks])

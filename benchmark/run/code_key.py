@@ -35,6 +35,12 @@ from ..config import RunConfig
 from ..discovery import METHODS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The project's own top-level package: an absolute import resolves to project code only under it
+# (an installed package's root is site-packages, which holds every third-party package too).
+PROJECT_PACKAGES = ("benchmark",)
+# An installed package (wheel) carries the repository's methods/ as benchmark/methods/: labelled
+# as in a checkout (methods/NAME.py), so records of both read alike.
+INSTALLED_METHODS = "benchmark/methods/"
 # Where every run's numbers start: the runner (data, seeds, models, training, evaluation) and the
 # run config (the seed of each random stream derives from it). Paths relative to the project root.
 CORE_ROOTS = (("benchmark/run/runner.py", "execute_pack"), ("benchmark/config.py", "RunConfig"))
@@ -81,6 +87,7 @@ class Module:
 
     path: str  # display path (relative to the root when inside it)
     units: list[Unit]
+    file: str = ""  # the source file (resolved)
     names: dict[str, Unit] = field(default_factory=dict)
     imports: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # name -> (file, attribute)
 
@@ -126,7 +133,10 @@ def _digest(node: ast.stmt) -> str:
 
 
 def _display(path: Path, root: Path) -> str:
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    if not path.is_relative_to(root):
+        return str(path)
+    shown = path.relative_to(root).as_posix()
+    return shown[len("benchmark/"):] if shown.startswith(INSTALLED_METHODS) else shown
 
 
 def _resolve_module(name: str, level: int, importer: Path, root: Path) -> Path | None:
@@ -139,7 +149,8 @@ def _resolve_module(name: str, level: int, importer: Path, root: Path) -> Path |
         candidates = [base.joinpath(*name.split(".")) if name else base]
     else:
         parts = name.split(".")
-        candidates = [root.joinpath(*parts), importer.parent.joinpath(*parts)]
+        candidates = [root.joinpath(*parts)] if parts[0] in PROJECT_PACKAGES else []
+        candidates.append(importer.parent.joinpath(*parts))
     for candidate in candidates:
         for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
             if path.is_file():
@@ -238,7 +249,7 @@ def _imports_only(node: ast.stmt) -> bool:
 def _parse(path: str, mtime_ns: int, root: Path) -> Module:
     source = Path(path)
     tree = ast.parse(source.read_text(), filename=path)
-    module = Module(_display(source, root), [])
+    module = Module(_display(source, root), [], file=str(source))
     for node in _without_docstring(tree.body):
         if _imports_only(node):
             for imp in (n for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))):
@@ -315,7 +326,7 @@ def closure(roots: Iterable[tuple[str | Path, str]], wanted: Iterable[str] = (),
     def include(module: Module, unit: Unit) -> None:
         included[(module.path, unit.name)] = unit
         wanted.update(unit.strings)
-        file = str((root / module.path) if not Path(module.path).is_absolute() else module.path)
+        file = module.file
         local = {name: (target, attr) for name, target, attr in unit.imports}
         for name in unit.refs:
             if name in local:

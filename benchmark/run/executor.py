@@ -30,7 +30,7 @@ from ..errors import BenchmarkError
 from ..ml.pack import pack_key, pack_problem
 from .memory import auto_pack_size
 from .progress import GridProgress
-from .provenance import PROJECT_ROOT
+from .provenance import PROJECT_ROOT, is_checkout
 from .record import run_state
 from .runner import RunResult, execute_pack, failed_result
 from .store import ResultStore, RunLock, atomic_torch_save
@@ -190,9 +190,12 @@ class RayBackend:
                                  "(on every machine of the cluster)") from None
         self.ray, self.options = ray, options
         plugins = os.environ.get("BENCHMARK_PLUGINS", "")
+        # From a checkout the workers get its code; an installed package must be installed on every
+        # worker as well (site-packages is no folder to ship).
         runtime_env = {"working_dir": str(PROJECT_ROOT),
-                       "excludes": ["/.venv/", "/results/", "/reports/", "/.git/", "/data/", "/device-data/", "*.pt"],
-                       "env_vars": {"BENCHMARK_PLUGINS": plugins} if plugins else {}}
+                       "excludes": ["/.venv/", "/results/", "/reports/", "/.git/", "/data/", "/device-data/", "*.pt"]
+                       } if is_checkout() else {}
+        runtime_env["env_vars"] = {"BENCHMARK_PLUGINS": plugins} if plugins else {}
         init = dict(address=options.address, runtime_env=runtime_env, ignore_reinit_error=True,
                     log_to_driver=True, include_dashboard=False)
         if options.address is None:

@@ -3,7 +3,8 @@
 ``<results>/<grid>/plan.json`` is written (atomically) by ``python -m benchmark run`` before it
 trains anything: the grid's runs with the command's ``--seeds`` / ``--epochs`` (all of them, not
 narrowed by ``--methods`` / ``--datasets``), each with its run id, label, config and the
-hyperparameters its grid entry names. The report reads it to list the runs that have no record
+hyperparameters its grid entry names, and the ``--set`` overrides applied to the grid file
+(``overrides``; absent when none). The report reads it to list the runs that have no record
 yet and to label settings, so it never interprets grid files itself.
 """
 
@@ -65,6 +66,8 @@ class Plan:
     # what the report needs to know of each method of the plan without importing it:
     # {method: {"guarantees": [metrics its constraint inflates by construction]}}
     methods: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # the `run --set KEY=VALUE` overrides applied to the grid file, in order: [{"key", "value"}]
+    overrides: tuple[dict[str, Any], ...] = ()
 
     def guaranteed(self, method: str) -> tuple[str, ...]:
         """The metrics method ``method`` inflates by construction (never marked best)."""
@@ -106,6 +109,8 @@ class Plan:
             data["headline_declared"] = self.declared
         if self.methods:
             data["methods"] = self.methods
+        if self.overrides:
+            data["overrides"] = list(self.overrides)
         return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
@@ -118,6 +123,7 @@ class Plan:
                          for e in data.get("headline", []))
         declared = data.get("headline_declared")
         methods = data.get("methods")
+        overrides = tuple({"key": str(o["key"]), "value": o["value"]} for o in data.get("overrides", []))
         return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), runs,
                    int(data["plan_version"]), headline, dict(declared) if isinstance(declared, dict) else None,
-                   dict(methods) if isinstance(methods, dict) else {})
+                   dict(methods) if isinstance(methods, dict) else {}, overrides)

@@ -143,10 +143,11 @@ def check_same_grid(grid: Grid, planned: list[str], store: ResultStore) -> None:
 
 def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, datasets: list[str] | None = None,
             seeds: list[int] | None = None, epochs: int | None = None, force: bool = False,
-            keep_stale: bool = False) -> Prepared:
-    """The runs a command selects from grid ``grid_name`` (a named grid or a TOML file), with the
-    grid's whole plan, against the records under ``results``."""
-    grid = load_grid(grid_name)
+            keep_stale: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> Prepared:
+    """The runs a command selects from grid ``grid_name`` (a named grid or a TOML file, with the
+    ``--set KEY=VALUE`` ``overrides`` applied), with the grid's whole plan, against the records
+    under ``results``."""
+    grid = load_grid(grid_name, overrides)
     runs = grid.expand(methods=methods, datasets=datasets, seeds=seeds, epochs=epochs)
     planned = grid.runs(seeds, epochs)
     if not runs:
@@ -160,7 +161,7 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
                if METHODS[m].guarantees}
     prepared.plan = Plan(grid.name, grid.description, grid.source,
                          tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned),
-                         methods=methods)
+                         methods=methods, overrides=tuple(o.to_dict() for o in grid.overrides))
     records = store.scan()[0]
     prepared.retired = retired_records(records, [run.config for run in planned])
     results = len({r.run_id for r in records} | store.superseded_run_ids())

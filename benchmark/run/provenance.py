@@ -20,11 +20,20 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
              "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve")
 
 
+def is_checkout(root: Path = PROJECT_ROOT) -> bool:
+    """Whether the package runs from a repository checkout (or an editable install of one),
+    not from an installed copy in site-packages."""
+    return (root / "pyproject.toml").is_file() and (root / "methods").is_dir() and (root / "benchmark").is_dir()
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the project checkout; dirty: a tracked
-    file outside :data:`OUTPUT_FOLDERS` differs from the commit."""
+    """``{"commit": sha or None, "dirty": bool or None}`` of the project checkout (None and None
+    for an installed package: its folder, site-packages, is no checkout even inside one); dirty:
+    a tracked file outside :data:`OUTPUT_FOLDERS` differs from the commit."""
     def git(*args: str) -> str | None:
+        if not is_checkout():
+            return None
         try:
             out = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
