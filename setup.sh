@@ -24,11 +24,13 @@ fi
 python=$(command -v python3.11 || command -v python3)
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-# 3. Pinned packages, reinstalled only when the requirement files change.
+# 3. Pinned packages, every indirect one at the version of requirements-lock.txt (so two setups
+#    install the same bytes; `python -m benchmark.tools.lock` rewrites it), reinstalled only when
+#    the requirement files change.
 stamp=.venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements" .txt)
 if [ ! -e "$stamp" ]; then
   echo "setup: installing $requirements into .venv (first time: several minutes)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements" -c requirements-lock.txt
   touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/python -m benchmark --help)"
