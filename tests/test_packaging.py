@@ -200,3 +200,17 @@ def test_user_methods_add_to_the_built_in_ones_once(plugin_dir, tmp_path, monkey
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()
              if line.startswith("  ") and not line.startswith("   ")]
     assert all(names.count(n) == 1 for n in ("vae", "lr-vae", "my-vae", "other-vae"))
+
+
+def test_the_lock_holds_every_pin_of_the_requirement_files_at_its_version():
+    """requirements-lock.txt is regenerated after a requirements file changes (python -m benchmark.tools.lock)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (root / name).read_text().splitlines()
+        found = [line.split("#")[0].strip() for line in lines]
+        return {p.split("==")[0].lower().replace("_", "-"): p.split("==")[1] for p in found if "==" in p}
+
+    lock = pins("requirements-lock.txt")
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        assert {k: lock.get(k) for k in pins(name)} == pins(name), f"{name}: rerun python -m benchmark.tools.lock"
