@@ -14,14 +14,16 @@ e.g. ``### The classic remedies (committed results of `remedies`)``); a number w
 heading above it in its section fails. So quote a number as the report writes it (its rounding
 included), under the heading of the grid it comes from. Numbers from the literature go between
 ``<!-- published -->`` and ``<!-- end published -->``: there a number may also be a ``value`` of
-``docs/published.csv`` (each with its source), and nowhere else. The README adopts this by holding generated
-blocks: while it holds none (written before this rule), the prose check is skipped.
+``docs/published.csv`` (each with its source), and nowhere else. A section adopts the rule by
+holding a generated block: a checked section without one (written before this rule) is not checked
+yet, and the test says which.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -58,12 +60,25 @@ def published_numbers(table: Path) -> set[str]:
         return {row["value"] for row in csv.DictReader(f)}
 
 
+def sections_with_blocks(readme: str) -> set[str]:
+    """The checked sections (:data:`SECTIONS`) that hold a generated block: they adopted the rule."""
+    lines, starts = readme.splitlines(), {b.start for b in blocks(readme)}
+    found, section = set(), None
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif i in starts and section in SECTIONS:
+            found.add(section)
+    return found
+
+
 def number_problems(readme: str, reports: Path, published: frozenset[str] = frozenset()) -> list[str]:
     """Decimal numbers of the README's checked sections (outside generated blocks) that do not
     appear in their grid's generated files (nor, inside a published block, in ``published``), as
     ``line N: number (why)``."""
     lines = readme.splitlines()
     inside = {i for b in blocks(readme) for i in range(b.start, b.end + 1)}
+    adopted = sections_with_blocks(readme)
     problems, section, grid, known, quoting = [], None, None, {}, False
     for i, line in enumerate(lines):
         if line.strip() in (PUBLISHED_START, PUBLISHED_END):
@@ -72,7 +87,7 @@ def number_problems(readme: str, reports: Path, published: frozenset[str] = froz
         if line.startswith("## "):
             section, grid = line[3:].strip(), None
             continue
-        if section not in SECTIONS or i in inside:
+        if section not in adopted or i in inside:
             continue
         if line.startswith("### "):
             grid = (re.findall(r"`([^`]+)`", line) or [grid])[-1]
@@ -93,8 +108,11 @@ def test_generated_blocks_equal_the_committed_reports():
 
 def test_prose_numbers_appear_in_their_grids_reports():
     readme = (ROOT / "README.md").read_text()
-    if not blocks(readme):
-        pytest.skip("README.md holds no generated blocks yet: written before the numbers rule")
+    if not sections_with_blocks(readme):
+        pytest.skip("no section of README.md holds a generated block yet: written before the numbers rule")
+    for section in sorted(set(SECTIONS) - sections_with_blocks(readme)):
+        if f"\n## {section}\n" in readme:
+            warnings.warn(f"README section {section!r} holds no generated block: its numbers are not checked yet")
     published = frozenset(published_numbers(ROOT / "docs" / "published.csv"))
     assert number_problems(readme, ROOT / "reports", published) == []
 
@@ -191,3 +209,10 @@ def test_the_published_table_names_a_source_for_every_value():
     with (ROOT / "docs" / "published.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows and all(row["source"] and row["dataset"] and row["metric"] and float(row["value"]) >= 0 for row in rows)
+
+
+def test_a_section_without_generated_blocks_is_not_checked_yet(tmp_path):
+    readme, reports = fake(tmp_path)
+    text = readme.read_text().replace("## Running grids", "## Text VAEs\n\n### Old (`g`)\n\nIts MI was 7.77.\n\n## Running grids")
+    assert number_problems(text, reports) == []  # Text VAEs holds no block: not adopted yet
+    assert sections_with_blocks(text) == {"Headline"}
