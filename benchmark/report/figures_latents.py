@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .exact import sample_mean_std
-from .figures import (LABEL_IN, SPREAD_NOTE, Figure, categories, category_height, class_names, dots_and_mean, facet_title, facets,
-                      finish, ink, legend_below, method_style, method_styles, new_figure, not_drawn, setting_text, wrap)
+from .figures import (LABEL_IN, SPREAD_NOTE, Figure, categories, category_height, class_names, dots_and_mean,
+                      facet_title, facets, finish, ink, legend_below, method_style, method_styles, new_figure,
+                      not_drawn, setting_text, wrap)
 from .load import NOT_RECORDED, Setting, finite, order
 from .styles import tex
 

@@ -10,10 +10,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .figures import (SPREAD_NOTE, Figure, blank_figure, categories, category_height, colour, dots_and_mean, draw_mi_caps,
-                      facets, finish, hp_parts, ink, invalid_caption, legend_below, legend_entries, log_worthy,
-                      method_style, method_styles, mi_cap_text, new_figure, rec_unit, setting_text, short_titles,
-                      subfigure_grid, tick_values, wrap)
+from .figures import (SPREAD_NOTE, Figure, blank_figure, categories, category_height, colour, dots_and_mean,
+                      draw_mi_caps, facets, finish, hp_parts, ink, invalid_caption, legend_below, legend_entries,
+                      log_worthy, method_style, method_styles, mi_cap_text, new_figure, rec_unit, setting_text,
+                      short_titles, subfigure_grid, tick_values, wrap)
 from .layout import add_legend, renderer
 from .load import BASELINE, Run, Setting, method_order, order, value_text
 from .styles import display_name, hp_name, part_text, tex

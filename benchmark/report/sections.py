@@ -111,8 +111,8 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
         columns=columns, label=lambda s: f"α schedule: {s.values['hp.alpha_schedule']}" + (
             f" (n = {len(s.ok)} of {s.planned})" if s.short else ""),
         caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of LR-VAE, one "
-        "column per α_T / β / architecture, one line per α schedule (solid: the first in name order, `constant`; "
-        "dashed: `linear`); thin lines: seeds."))
+        "block of panels per α_T / β / architecture, one line per α schedule (solid: the first in name order, "
+        "`constant`; dashed: `linear`); thin lines: seeds."))
     return section
 
 
