@@ -118,12 +118,13 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
         return figure
     fixed = [[s for s in members if s.method not in methods] for _, members in panels]
     betas = sorted({float(s.values["hp.beta"]) for items in sweeps for _, _, members in items for s in members})
-    betas_fixed = sorted({value_text(s.values.get("hp.beta") or 1.0) for group in fixed for s in group})
+    betas_fixed = [value_text(s.values.get("hp.beta") or 1.0) for group in fixed for s in group]
+    usual = max(sorted(set(betas_fixed)), key=betas_fixed.count) if betas_fixed else ""  # in the title
 
-    def fixed_label(s: Setting) -> str:  # the method and its settings; its β where they differ and it is not named
+    def fixed_label(s: Setting) -> str:  # the method and its settings; its β where it is not the usual one
         text = setting_text(s, n=False)
         beta = value_text(s.values.get("hp.beta") or 1.0)
-        return text + (f" (β = {beta})" if len(betas_fixed) > 1 and "β=" not in text else "")
+        return text + (f" (β = {beta})" if beta != usual and "β=" not in text else "")
 
     rows = sorted({fixed_label(s): (method_order(s.method), s.sort_key) for group in fixed for s in group}.items(),
                   key=lambda kv: kv[1])
@@ -167,7 +168,7 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
                 ax.axvline(vae_mean[title], color=colour(BASELINE), ls="--", lw=0.8, zorder=0)
             ax.set_xlim(-0.03, 1.03)
             ax.set_xlabel("AU (fraction of latent dims)")
-            ax.set_title(wrap(("one β" + (f" (β = {betas_fixed[0]})" if len(betas_fixed) == 1 else ""))
+            ax.set_title(wrap(f"one β (β = {usual}" + (" unless named)" if len(set(betas_fixed)) > 1 else ")")
                               + (f" · {title}" if title else ""), width / len(panels) - 0.4))
         categories(below[0], labels)
         parts.append(max(category_height(labels) + 0.15, 0.85) + 0.8)
