@@ -18,7 +18,7 @@ ARCHS = ("mlp-shallow", "conv-deep-residual")
 PLUGINS = ("zz-remedy-from-a-plugin", "another-plugin")
 # (method, hyperparameters) of every setting: 13 built-in methods and two plugins, some settings long
 SETTINGS = [("vae", ())] + [("beta-vae", (("beta", b),)) for b in (0.1, 0.2, 1.0, 4.0)] + [
-    ("lr-vae", (("alpha_T", a), ("beta", 0.2))) for a in (0.5, 1.0)] + [
+    ("lr-vae", (("alpha_T", a), ("beta", b))) for a, b in ((0.5, 0.2), (1.0, 0.2), (1.0, 1.0))] + [
     ("lid-vae", (("L", 0.5),)), ("il-lid-vae", (("L", 0.5), ("beta", 1.0)))] + [
     ("kl-annealing", (("schedule", "linear-then-constant-with-restarts"), ("warmup_epochs", w))) for w in (10, 20)] + [
     ("cyclical", (("beta_max", 1.0), ("cycles", c))) for c in (4, 8)] + [
