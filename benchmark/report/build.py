@@ -330,7 +330,7 @@ def dataset_page(data: GridData, dataset: str, writer: Writer, comparisons: Sequ
     page.heading("Figures", 2)
     short = relabel(settings)  # figure legends without the settings every drawn setting shares
     settings, chosen = [short[s.key] for s in settings], [short[s.key] for s in chosen]
-    with figure_style():
+    with figure_style(s.method for s in data.settings):  # plugins styled alike on every page
         figures = [figure_au_vs_beta(dataset, settings), figure_sweep(dataset, settings),
                    figure_rate_distortion(dataset, settings), figure_curves(dataset, settings),
                    figure_per_class(dataset, chosen), figure_spectra(dataset, chosen),
@@ -421,7 +421,7 @@ def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> 
                     f"setting per data set (grid {data.name}).", table.csv())
     page.add("table", table=table, links=links, text="Mean AU (fraction of the latent dims) of each headline setting "
              "per data set, one column per setting (the ranking figure's rows).")
-    with figure_style():
+    with figure_style(s.method for s in data.settings):
         _figure(page, writer, folder, figure_ranking(datasets, chosen), [])
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .exact import permutation_test, sample_mean_std
-from .figures import (SPREAD_NOTE, Figure, dots_and_mean, draw_mi_caps, invalid_caption, method_style, new_figure,
-                      render)
+from .figures import Figure
 from .figures_curves import figure_curves
 from .figures_latents import figure_images
+from .figures_sweeps import figure_architectures
 from .format import Table, fixed, symbol_text
 from .load import BASELINE, Setting, method_order, order
 from .tables import COLUMN, SHORT_NOTE, cell_text, invalid_notes, label_text, p_text, per_seed_keys, per_seed_text
@@ -63,32 +63,8 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
     rows = [[s.method, hp_label(s), preset(s), *(cell_text(s, k)[0] for k in keys), s.n_text,
              per_seed_text(s, au), per_seed_text(s, "kl")] for s in rows_of]
     section.tables["architectures"] = _table(rows, header, "lpp" + "r" * 5 + "rr", rows_of, keys)
-    section.figures.append(_figure_architectures(dataset, rows_of, keys))
+    section.figures.append(figure_architectures(dataset, rows_of, keys))
     return section
-
-
-def _figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequence[str]) -> Figure:
-    figure = Figure("architectures", dataset, f"Architectures on {dataset}: each method's headline setting under "
-                    "each architecture preset (x: method and preset), AU, KL, MI (dashed: its cap log N) and IW-NLL. "
-                    + SPREAD_NOTE + "." + invalid_caption(settings, keys))
-    presets = sorted({preset(s) for s in settings})
-    archs = {p: next((s.values.get("model.arch") for s in settings if preset(s) == p), p) for p in presets}
-    short = {p: str(archs[p]) if len(set(archs.values())) == len(presets) else p for p in presets}
-    methods = sorted({s.method for s in settings}, key=method_order)
-    positions = {(m, p): i * (len(presets) + 0.6) + j for i, m in enumerate(methods) for j, p in enumerate(presets)}
-    used = sorted({(s.method, preset(s)) for s in settings}, key=lambda k: positions[k])
-    fig, axes = new_figure(8.0, 2.7 * math.ceil(len(keys) / 2) + 0.4, math.ceil(len(keys) / 2), 2)
-    for ax, key in zip(axes, keys):
-        for s in settings:
-            dots_and_mean(ax, positions[(s.method, preset(s))], s.values_of(key), method_style(s.method), spread=0.3,
-                          short=s.short)
-        if key == "mi":  # the MI caps log N, dashed
-            draw_mi_caps(ax, [c[0] for c in (s.mi_cap() for s in settings) if c is not None])
-        ax.set_xticks([positions[k] for k in used], [f"{m}\n{short[p]}" for m, p in used], fontsize=6)
-        ax.set_ylabel(f"{COLUMN[key].name} ({'fraction' if key == 'au' else 'nats'})")
-        if key == "au":
-            ax.set_ylim(-0.03, 1.03)
-    return render(fig, figure)
 
 
 def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
@@ -135,8 +111,8 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
         columns=columns, label=lambda s: f"α schedule: {s.values['hp.alpha_schedule']}" + (
             f" (n = {len(s.ok)} of {s.planned})" if s.short else ""),
         caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of LR-VAE, one "
-        "column per α_T / β / architecture, one line per α schedule (solid: the first in name order, `constant`; "
-        "dashed: `linear`); thin lines: seeds."))
+        "block of panels per α_T / β / architecture, one line per α schedule (solid: the first in name order, "
+        "`constant`; dashed: `linear`); thin lines: seeds."))
     return section
 
 

@@ -1,0 +1,161 @@
+"""The report's figures lay out for their content: a report of many methods (plugins among them),
+long settings and two architectures, every figure checked with :func:`layout_problems` (panels
+not squeezed, no text overlapping or cut); the check itself fails on badly laid out figures; each
+method's colour, marker and line style; labels with display names, architectures as panels."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.report import figures
+from benchmark.report.build import build_report
+from benchmark.report.figures import figure_style, new_figure
+from benchmark.report.layout import layout_problems, text_boxes
+from benchmark.report.styles import BUILTIN, METHOD_STYLES, PLUGIN_PAIRS, method_style, plugin_methods
+from test_report import GRID, record, run_id, write_records
+
+ARCHS = ("mlp-shallow", "conv-deep-residual")
+PLUGINS = ("zz-remedy-from-a-plugin", "another-plugin")
+# (method, hyperparameters) of every setting: 13 built-in methods and two plugins, some settings long
+SETTINGS = [("vae", ())] + [("beta-vae", (("beta", b),)) for b in (0.1, 0.2, 1.0, 4.0)] + [
+    ("lr-vae", (("alpha_T", a), ("beta", b))) for a, b in ((0.5, 0.2), (1.0, 0.2), (1.0, 1.0))] + [
+    ("lid-vae", (("L", 0.5),)), ("il-lid-vae", (("L", 0.5), ("beta", 1.0)))] + [
+    ("kl-annealing", (("schedule", "linear-then-constant-with-restarts"), ("warmup_epochs", w))) for w in (10, 20)] + [
+    ("cyclical", (("beta_max", 1.0), ("cycles", c))) for c in (4, 8)] + [
+    ("free-bits", (("lam", x),)) for x in (0.25, 1.0)] + [("delta-vae", (("delta", x),)) for x in (0.1, 0.5)] + [
+    ("bn-vae", (("gamma", x),)) for x in (0.5, 0.9)] + [("aggressive", (("max_aggressive_epochs", 5),))] + [
+    ("info-vae", (("alpha", a), ("lam", 1000.0))) for a in (0.0, 1.0)] + [("skip-vae", (("beta", 1.0),))] + [
+    (PLUGINS[0], (("an_unusually_long_hyperparameter_name", v),)) for v in ("a-long-text-value", "another-one")] + [
+    (PLUGINS[1], (("beta", 0.5),))]
+IMAGES = {"vae", "beta-vae", "lr-vae"}  # methods whose records hold stored images (keeps the report small)
+NOISE = {"vae", "lr-vae", "free-bits", PLUGINS[0]}
+
+
+def many_record(method: str, hp: tuple, arch: str, seed: int) -> dict:
+    """A record of ``method`` with ``hp`` under ``arch`` (test_report's, metrics varied by the setting)."""
+    r = record(method, hp, seed)
+    r["run_id"] = run_id(method, hp + (arch,), seed)
+    r["config"]["model"]["arch"] = arch
+    au = int(r["run_id"][:2], 16) % 5 / 4
+    r["metrics"].update(au=au, au_count=round(au * 4), kl=2.0 + 10 * au + seed, mi=1.0 + 3 * au, rec=30.0 - 10 * au)
+    r["per_class"]["au"] = {str(c): min(1.0, au + 0.05 * c) for c in range(3)}
+    r["curves"] = [{**p, "test_au": min(1.0, au + 0.1 * (3 - p["epoch"]))} for p in r["curves"]]
+    if method not in IMAGES:
+        r.pop("artifacts")
+    if method not in NOISE:
+        r.pop("noise")
+    return r
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """A report of :data:`SETTINGS` under both architectures (2 seeds): every figure's layout
+    problems, tick labels and legend entries, by (kind, data set)."""
+    results = tmp_path_factory.mktemp("many") / "results"
+    write_records(results / GRID / "runs", [many_record(m, hp, arch, seed) for m, hp in SETTINGS for arch in ARCHS
+                                            for seed in (0, 1)])
+    found: dict[tuple[str, str], dict] = {}
+
+    def check(fig, figure) -> None:
+        legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        legends += [t.get_text() for sub in [fig, *fig.subfigs, *(s for f in fig.subfigs for s in f.subfigs)]
+                    for legend in sub.legends for t in legend.get_texts()]
+        found[(figure.kind, figure.dataset)] = {"problems": layout_problems(fig), "legends": legends,
+                                                "texts": [box.what for box in text_boxes(fig)]}
+
+    figures.RENDER_HOOKS.append(check)
+    try:
+        code, message = build_report(results, tmp_path_factory.mktemp("out"))
+    finally:
+        figures.RENDER_HOOKS.remove(check)
+    assert code == 0, message
+    return found
+
+
+def test_every_figure_lays_out_for_many_methods_and_long_settings(drawn):
+    kinds = {kind for kind, _ in drawn}
+    assert {"au_vs_beta", "sweep", "rate_distortion", "curves", "per_class_au", "spectra", "kl_per_dim", "noise",
+            "architectures", "images_reconstructions"} <= kinds
+    bad = {f"{kind}.{dataset}": found["problems"] for (kind, dataset), found in drawn.items() if found["problems"]}
+    assert not bad
+
+
+def test_legends_name_methods_by_display_name_and_leave_architectures_to_panels(drawn):
+    legends = {text for found in drawn.values() for text in found["legends"]}
+    assert any(text.startswith("β-VAE") for text in legends)
+    for text in legends:
+        assert not any(arch in text for arch in ARCHS), text
+        assert not any(text.startswith(code) for code in ("beta-vae", "lr-vae", "free-bits", "info-vae")), text
+    # lr-vae sweeps α_T at β = 0.2: the shared β in the row's title, not in a legend
+    sweep = drawn[("sweep", "fashion-mnist")]
+    assert any(what.startswith("figure suptitle 'LR-VAE") and "=0.2" in what for what in sweep["texts"])
+    assert not any("=0.2" in text for text in sweep["legends"])
+
+
+def test_heat_map_rows_name_n_once(drawn):
+    """n once: in each row's label, or (every setting with the same n) in the panel titles."""
+    for kind in ("per_class_au", "kl_per_dim"):
+        texts = drawn[(kind, "fashion-mnist")]["texts"]
+        rows = [what.partition("y tick label ")[2] for what in texts if "y tick label" in what]
+        assert rows and not any("n = " in row or "[n" in row for row in rows), rows
+        assert any(": title '" in what and "n = 2 each" in what for what in texts)
+
+
+# --- the check fails on figures that are badly laid out --------------------------------------
+
+def _bad_figures():
+    """(what the check must report, figure) for figures laid out badly on purpose."""
+    with figure_style():
+        fig, (ax,) = new_figure(2.5, 2.0)  # a legend of many long entries below: the panel squeezed
+        for i in range(9):
+            ax.plot([0, 1], [i, i], label=f"a method with a long setting name {i}")
+        fig.legend(loc="outside lower center", ncols=1)
+        fig.draw_without_rendering()
+        yield "(<", fig  # below a minimum size or share
+        fig, (ax,) = new_figure(3.0, 2.0)  # long category labels side by side
+        ax.set_xticks(range(6), [f"setting number {i} with words" for i in range(6)])
+        fig.draw_without_rendering()
+        yield "overlaps", fig
+        fig, (ax,) = new_figure(3.0, 2.0)
+        fig.set_layout_engine("none")
+        ax.set_position([0.02, 0.02, 0.96, 0.96])  # no room for the labels: they fall outside
+        ax.set_ylabel("a y label")
+        yield "outside the figure", fig
+        fig, (ax,) = new_figure(3.0, 2.0)
+        ax.plot([0, 1], [0, 1], label="β-VAE")
+        ax.legend(loc="center")
+        fig.draw_without_rendering()
+        yield "drawn over an axes", fig
+
+
+def test_layout_check_reports_bad_figures():
+    for expected, fig in _bad_figures():
+        problems = layout_problems(fig)
+        assert any(expected in p for p in problems), (expected, problems)
+
+
+# --- styles -------------------------------------------------------------------------------------
+
+def test_builtin_methods_have_fixed_distinct_styles():
+    assert set(BUILTIN) == {"vae", "beta-vae", "lid-vae", "il-lid-vae", "lr-vae", "aggressive", "bn-vae", "cyclical",
+                            "delta-vae", "free-bits", "info-vae", "kl-annealing", "skip-vae", "lstm-lm"}
+    styles = [METHOD_STYLES[m] for m in BUILTIN]
+    assert len({s.colour for s in styles}) == len({s.marker for s in styles}) == len(BUILTIN)
+    with plugin_methods(["a-plugin", *BUILTIN]):
+        assert [method_style(m) for m in BUILTIN] == styles  # whatever else is drawn
+
+
+def test_plugins_never_look_like_another_method():
+    builtin = {(s.colour, s.marker) for s in METHOD_STYLES.values()}
+    plugins = [f"plugin-{i:03d}" for i in range(len(PLUGIN_PAIRS))]
+    with plugin_methods([*plugins, "vae"]):
+        pairs = [method_style(m)[:2] for m in plugins]
+        assert method_style("plugin-005") == method_style("plugin-005")
+        assert method_style("not-in-the-report")[:2] not in builtin
+    assert len(set(pairs)) == len(plugins) and not set(pairs) & builtin
+    assert all(method_style(m).linestyle != "-" for m in plugins)
+    with plugin_methods(["b-plugin", "a-plugin"]):  # by sorted name: the same for the same methods
+        first = method_style("a-plugin"), method_style("b-plugin")
+    with plugin_methods(["a-plugin", "b-plugin", "beta-vae"]):
+        assert (method_style("a-plugin"), method_style("b-plugin")) == first
+    assert first[0][:2] != first[1][:2]
