@@ -47,7 +47,7 @@ from typing import Any, Mapping
 from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from .data.catalog import DATASETS
 from .discovery import METHODS
-from .errors import BenchmarkError, GridError, UnknownNameError
+from .errors import BenchmarkError, GridError, UnknownNameError, check_grid_name
 from .headline import Entry, headline_entries
 from .ranges import Interval, field_problems
 from .ml.likelihoods import LIKELIHOODS
@@ -369,7 +369,10 @@ def grid_names() -> list[str]:
 
 
 def load_grid(name_or_path: str | Path) -> Grid:
-    """A named grid (``benchmark/grids/NAME.toml``) or a grid file given by path."""
+    """A named grid (``benchmark/grids/NAME.toml``) or a grid file given by path; its name (the
+    file's stem) must be a folder name (:func:`check_grid_name`)."""
+    if str(name_or_path) == "":
+        check_grid_name("")
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         if str(name_or_path) not in grid_names():
@@ -381,7 +384,7 @@ def load_grid(name_or_path: str | Path) -> Grid:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GridError(f"grid file {path} is not valid TOML: {exc}") from None
-    grid = Grid(path.stem, path, str(data.get("description", "")), data)
+    grid = Grid(check_grid_name(path.stem), path, str(data.get("description", "")), data)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise grid.error(key, f"unknown top-level field; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}")
