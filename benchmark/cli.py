@@ -7,7 +7,9 @@ launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
 
 Exit status: 0 when every run ended ``ok`` or ``diverged`` (a diverged run is a result), 1 when
 some run failed, 2 for a mistake in the input (one ``error: ...`` line on stderr, before anything
-trains), 130 when interrupted (finished runs are stored).
+trains), 130 when interrupted by Ctrl-C or SIGTERM (finished runs are stored, worker processes
+stopped). A record that cannot be stored after training (disk full, ...) fails its run, starts no
+other, and ends with one ``error: ...`` line naming the file and the fix (status 1).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import argparse
 import dataclasses
 import inspect
 import os
+import signal
 import sys
+import threading
 import typing
 from pathlib import Path
 
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plugins:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench}[args.command](args)
     except BenchmarkError as exc:
@@ -136,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a batch system's stop) does what Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -210,14 +224,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                          threads=args.threads or 0, pack=args.pack)
     summary = launch(prepared, options)
     store = prepared.job.store
-    counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
+    counts = ", ".join(f"{v} {k}" for k, v in [*summary.counts.items(), ("not run", summary.not_run)] if v) or "nothing new"
     elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""
     print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok){elsewhere}\n"
           f"records: {store.runs_dir}/\ntables:  {store.dir / 'runs.csv'}, {store.dir / 'summary.csv'}", file=sys.stderr)
     summary_text = store.summary_markdown()
     if summary_text:
         print(summary_text)
-    return 1 if summary.counts.get("failed") else 0
+    if summary.error is not None:
+        print(f"error: {summary.error}", file=sys.stderr)
+    return 1 if summary.counts.get("failed") or summary.error is not None else 0
 
 
 def _estimate(runs, device: str, data_root: str | None, pack: int | str = 1) -> str:
