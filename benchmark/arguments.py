@@ -4,6 +4,9 @@ seeds and positive counts, each raising ``argparse.ArgumentTypeError`` with the 
 from __future__ import annotations
 
 import argparse
+from typing import Callable
+
+MAX_SEED, MAX_SEEDS = 2**31 - 1, 10_000
 
 
 def names(text: str) -> list[str]:
@@ -21,6 +24,9 @@ def seeds(text: str) -> list[int]:
             if first > last:
                 raise argparse.ArgumentTypeError(f"seed range {part!r} is empty: write it first-last with "
                                                  f"first <= last, e.g. {last}-{first}")
+            if last > MAX_SEED or last - first + 1 + len(found) > MAX_SEEDS:
+                raise argparse.ArgumentTypeError(f"seeds go from 0 to {MAX_SEED}, at most {MAX_SEEDS} of them; "
+                                                 f"got {text!r}")
             found += range(first, last + 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4, got {text!r}") from None
@@ -37,11 +43,25 @@ def positive(text: str) -> int:
     return value
 
 
+def count(low: int, high: int) -> Callable[[str], int]:
+    """The type of an integer option from ``low`` to ``high``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
 def pack_size(text: str) -> int | str:
-    """``auto`` or an integer of at least 1 (the most runs trained together as one model)."""
+    """``auto`` or an integer from 1 to 4096 (the most runs trained together as one model)."""
     if text.strip() == "auto":
         return "auto"
     try:
-        return positive(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--pack takes a count of runs (e.g. 8) or auto, got {text!r}") from None
+        return count(1, 4096)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"--pack takes a count of runs (e.g. 8) or auto: {exc}") from None

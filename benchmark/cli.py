@@ -7,7 +7,9 @@ performance bench (:mod:`benchmark.tools.bench`), ``list`` shows what is registe
 
 Exit status: 0 when every run ended ``ok`` or ``diverged`` (a diverged run is a result), 1 when
 some run failed, 2 for a mistake in the input (one ``error: ...`` line on stderr, before anything
-trains), 130 when interrupted (finished runs are stored).
+trains), 130 when interrupted by Ctrl-C or SIGTERM (finished runs are stored, worker processes
+stopped). A record that cannot be stored after training (disk full, ...) fails its run, starts no
+other, and ends with one ``error: ...`` line naming the file and the fix (status 1).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import argparse
 import dataclasses
 import inspect
 import os
+import signal
 import sys
+import threading
 import typing
 from pathlib import Path
 
-from .arguments import names, pack_size, positive, seeds
-from .errors import BenchmarkError
+from .arguments import count, names, pack_size, seeds
+from .errors import BenchmarkError, check_grid_name
 
 DEFAULT_GRID = "quick"
 
@@ -61,16 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", type=names, metavar="A,B", help="only these methods")
     run.add_argument("--datasets", type=names, metavar="A,B", help="only these data sets")
     run.add_argument("--seeds", type=seeds, metavar="0,1|0-4", help="replace the grid's seeds")
-    run.add_argument("--epochs", type=positive, metavar="N", help="override the number of epochs")
+    run.add_argument("--epochs", type=count(1, 100_000), metavar="N", help="override the number of epochs")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                      help="training device (default: auto = cuda when available)")
-    run.add_argument("--workers", type=positive, default=1, metavar="N",
+    run.add_argument("--workers", type=count(1, 1024), default=1, metavar="N",
                      help="runs in parallel: local worker processes sharing the CPU cores, or Ray CPU "
                           "slots (default: 1; on GPUs: GPUs x --runs-per-gpu)")
-    run.add_argument("--threads", type=positive, metavar="T",
+    run.add_argument("--threads", type=count(1, 1024), metavar="T",
                      help="CPU threads per run (default: the cores shared between the workers); use 1 on a "
                           "machine other jobs are using: oversubscribed torch threads are many times slower")
-    run.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K",
+    run.add_argument("--runs-per-gpu", type=count(1, 64), default=1, metavar="K",
                      help="K worker processes on each GPU (default: 1)")
     run.add_argument("--pack", type=pack_size, default=1, metavar="N|auto",
                      help="train up to N runs that differ only in their seed as one stacked model "
@@ -81,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="local processes (default) or Ray tasks (needs `pip install ray`)")
     run.add_argument("--address", metavar="ADDR",
                      help="Ray cluster address (e.g. ray://head:10001); default: start a local Ray instance")
-    run.add_argument("--retries", type=int, default=1, metavar="N",
+    run.add_argument("--retries", type=count(0, 100), default=1, metavar="N",
                      help="extra attempts for a failed run (default: 1; diverged runs are not retried)")
-    run.add_argument("--checkpoint-every", type=int, default=5, metavar="E",
+    run.add_argument("--checkpoint-every", type=count(0, 100_000), default=5, metavar="E",
                      help="save a resumable checkpoint every E epochs (default: 5; 0: never); "
                           "an interrupted run resumes from it")
     run.add_argument("--keep-model", action="store_true",
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plugins:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "bench": cmd_bench,
                 "check-method": cmd_check_method, "export": cmd_export}[args.command](args)
@@ -167,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; rerun the same command to continue", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a batch system's stop) does what Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -209,6 +223,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.readme and args.grid is None:
         raise BenchmarkError("--readme goes with --grid NAME (without --grid the report is OUT/README.md anyway)")
+    if args.grid is not None:
+        check_grid_name(args.grid)
     page = "README.md" if args.grid is None or args.readme else f"{slug(args.grid)}.md"
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise BenchmarkError(f"--out {args.out} is a file, not a folder; pass --out DIR")
@@ -227,11 +243,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return export(args.to, Path(args.results), args.out)
 
 
+def check_run_options(args: argparse.Namespace) -> None:
+    """Refuse options that contradict each other (exit 2, before anything is read)."""
+    clashes = [
+        (args.force and args.keep_stale, "--force reruns every run, --keep-stale keeps stale records as done: "
+                                         "pass one of them"),
+        (args.address is not None and args.executor != "ray", "--address is for --executor ray: add --executor ray "
+                                                               "or drop --address"),
+        (args.runs_per_gpu > 1 and args.device == "cpu", "--runs-per-gpu is for GPUs, not --device cpu: use "
+                                                          "--workers N for runs in parallel on the CPU"),
+        (args.threads is not None and args.executor == "ray", "--threads is for local runs (a Ray task uses one "
+                                                               "thread): drop it or use --executor local"),
+    ]
+    for clash, message in clashes:
+        if clash:
+            raise BenchmarkError(message)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .data.roots import check_data_root
     from .run.executor import RunOptions
     from .run.prepare import launch, prepare
 
+    check_run_options(args)
     check_data_root(args.data_root)
     prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
                        seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale,
@@ -250,14 +284,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                          threads=args.threads or 0, pack=args.pack)
     summary = launch(prepared, options)
     store = prepared.job.store
-    counts = ", ".join(f"{v} {k}" for k, v in summary.counts.items() if v) or "nothing new"
+    counts = ", ".join(f"{v} {k}" for k, v in [*summary.counts.items(), ("not run", summary.not_run)] if v) or "nothing new"
     elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""
     print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok){elsewhere}\n"
           f"records: {store.runs_dir}/\ntables:  {store.dir / 'runs.csv'}, {store.dir / 'summary.csv'}", file=sys.stderr)
     summary_text = store.summary_markdown()
     if summary_text:
         print(summary_text)
-    return 1 if summary.counts.get("failed") else 0
+    if summary.error is not None:
+        print(f"error: {summary.error}", file=sys.stderr)
+    return 1 if summary.counts.get("failed") or summary.error is not None else 0
 
 
 def _estimate(runs, device: str, data_root: str | None, pack: int | str = 1) -> str:

@@ -7,6 +7,7 @@ prints it without a traceback and exits with status 2.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 
@@ -35,6 +36,18 @@ class UnknownNameError(BenchmarkError, KeyError):
 
 class GridError(BenchmarkError):
     """A grid file that cannot be parsed or holds an invalid field."""
+
+
+def check_grid_name(name: str) -> str:
+    """``name`` when it can be the grid's folder under the results, else a :class:`GridError`
+    naming what is wrong with it (empty, ``.`` or ``..``, a path separator, a control character)."""
+    problem = ("is empty" if not name else "is '.' or '..'" if name in (".", "..")
+               else "holds a path separator" if "/" in name or "\\" in name
+               else "holds a control character" if any(unicodedata.category(c) == "Cc" for c in name) else None)
+    if problem is None:
+        return name
+    raise GridError(f"grid name {name!r} {problem}, and a grid's name is its folder under the results: "
+                    "rename the grid file (e.g. my-grid.toml) or name a grid of `list grids`")
 
 
 class DataError(BenchmarkError):

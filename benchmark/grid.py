@@ -54,7 +54,7 @@ from typing import Any, Mapping
 from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from .data.catalog import DATASETS
 from .discovery import METHODS
-from .errors import BenchmarkError, GridError, PackagingError, UnknownNameError
+from .errors import BenchmarkError, GridError, PackagingError, UnknownNameError, check_grid_name
 from .headline import Entry, headline_entries
 from .ranges import Interval, field_problems
 from .ml.likelihoods import LIKELIHOODS
@@ -515,7 +515,9 @@ def overrides_suffix(overrides: tuple[Override, ...]) -> str:
 def load_grid(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Grid:
     """A named grid (``benchmark/grids/NAME.toml``) or a grid file given by path, with the
     ``--set KEY=VALUE`` ``overrides`` applied (:func:`apply_overrides`; its name then ends in
-    :func:`overrides_suffix`)."""
+    :func:`overrides_suffix`); its name (the file's stem) must be a folder name (:func:`check_grid_name`)."""
+    if str(name_or_path) == "":
+        check_grid_name("")
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.exists()):
         if str(name_or_path) not in grid_names():
@@ -535,7 +537,7 @@ def load_grid(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] =
     description = data.get("description", "")
     if applied and isinstance(description, str):
         description += f" (with --set {' '.join(o.text for o in applied)})"
-    grid = Grid(path.stem + overrides_suffix(applied), path, str(description), data, applied)
+    grid = Grid(check_grid_name(path.stem) + overrides_suffix(applied), path, str(description), data, applied)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise grid.error(key, f"unknown top-level field; valid: {', '.join(sorted(TOP_LEVEL_KEYS))}")

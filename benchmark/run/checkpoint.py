@@ -8,6 +8,7 @@ the previous checkpoint or the new one.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -72,3 +73,16 @@ def load_checkpoint(path: Path, trainer: PackTrainer, generators: Sequence[dict[
     for record, curves in zip(records, state["curves"]):
         record.curves = list(curves)
     return SpentSoFar(float(state["train_time_s"]), float(state["wall_time_s"]), int(state["resumed"]))
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """Why checkpoint file ``path`` cannot be read (truncated or damaged: its zip archive or a
+    member's checksum is broken), or None (readable, or no such file)."""
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if bad is None else f"member {bad} is damaged"

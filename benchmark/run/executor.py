@@ -28,12 +28,13 @@ from ..config import RunConfig
 from ..discovery import METHODS
 from ..errors import BenchmarkError
 from ..ml.pack import pack_key, pack_problem
+from .checkpoint import checkpoint_damage
 from .memory import auto_pack_size
 from .progress import GridProgress
 from .provenance import PROJECT_ROOT, is_checkout
 from .record import run_state
 from .runner import RunResult, execute_pack, failed_result
-from .store import ResultStore, RunLock, atomic_torch_save
+from .store import ResultStore, RunLock, StoreError, atomic_torch_save, lock_holder, storing
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class GridSummary:
     total: int
     skipped: int
     locked: int = 0  # runs another process was running
+    not_run: int = 0  # runs left unattempted after a record could not be stored
+    error: str | None = None  # why storing failed (names the file and the fix)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -159,7 +162,7 @@ class InProcessBackend:
         future.set_result(_execute(configs, self.options, slot, checkpoint, self.log))
         return future
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -168,15 +171,18 @@ class LokyBackend:
 
     def __init__(self, options: RunOptions, device: torch.device):
         self.options, self.slots = options, local_slots(options, device)
+        self.executor = None
 
     def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
         from joblib.externals.loky import get_reusable_executor
 
-        executor = get_reusable_executor(max_workers=len(self.slots))  # a fresh one if a worker died
-        return executor.submit(_run_in_worker, configs, self.options, slot, checkpoint)
+        self.executor = get_reusable_executor(max_workers=len(self.slots))  # a fresh one if a worker died
+        return self.executor.submit(_run_in_worker, configs, self.options, slot, checkpoint)
 
-    def close(self) -> None:
-        pass
+    def close(self, abort: bool = False) -> None:
+        """``abort`` (runs still in flight: interrupted): stop the worker processes now."""
+        if abort and self.executor is not None:
+            self.executor.shutdown(wait=True, kill_workers=True)
 
 
 class RayBackend:
@@ -211,7 +217,7 @@ class RayBackend:
     def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
         return self.task.remote(configs, self.options, slot, checkpoint).future()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self.options.address is None:
             self.ray.shutdown()
 
@@ -229,7 +235,10 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
     and write each record (and the tables) as it arrives, and the tables once more at the end.
     A stale record (``ok``, made by other code) is moved to ``superseded/`` when its run's new
     record is written. A run that fails in a pack is retried alone without being charged an
-    attempt; a run that fails alone is retried up to ``options.retries`` times."""
+    attempt; a run that fails alone is retried up to ``options.retries`` times. When a record
+    cannot be stored (:class:`StoreError`: disk full, ...), its run counts as failed, no other run
+    starts (``summary.not_run``), the runs in flight are stored if they can be, and
+    ``summary.error`` says why."""
     store, force, keep_stale, code_keys = job.store, job.force, job.keep_stale, job.code_keys
     progress = progress or GridProgress(len(job.todo))
     summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
@@ -245,6 +254,13 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
     # beside others are not charged an attempt: they become suspects and run one at a time,
     # so only the run that kills its worker on its own is charged.
     suspects: set[str] = set()
+
+    def stop(exc: StoreError) -> None:
+        """Storing failed: start nothing more."""
+        summary.error = summary.error or str(exc)
+        summary.not_run += sum(len(pack) for pack in queue)
+        queue.clear()
+
     try:
         while queue or running:
             while queue and free and not any(alone for *_, alone in running.values()):
@@ -256,7 +272,8 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                     lock = store.try_lock(config.run_id)
                     if lock is None:
                         summary.locked += 1
-                        progress.log(f"{config.run_id} is being run by another process: skipped")
+                        progress.log(f"{config.run_id} is being run by {lock_holder(store.lock_path(config.run_id))}: "
+                                     "skipped")
                         progress.skip()
                         continue
                     if not force and attempts.get(config.run_id) is None and run_state(
@@ -268,11 +285,17 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                     locks.append(lock)
                 if not pack:
                     continue
+                checkpoint = store.checkpoint_path(pack_name(pack))
+                damage = checkpoint_damage(checkpoint)
+                if damage is not None:
+                    progress.log(f"{pack_name(pack)}: checkpoint {checkpoint} cannot be read ({damage}): discarded, "
+                                 "training starts afresh")
+                    store.remove_checkpoint(pack_name(pack))
                 slot = free.pop()
                 for config in pack:
                     attempts[config.run_id] = attempts.get(config.run_id, 0) + 1
                     progress.started()
-                future = backend.submit(pack, slot, str(store.checkpoint_path(pack_name(pack))))
+                future = backend.submit(pack, slot, str(checkpoint))
                 running[future] = (pack, slot, locks, alone)
                 if alone:
                     break
@@ -291,15 +314,23 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                             suspects.add(config.run_id)
                             progress.retrying()
                             lock.release()
-                            queue.appendleft([config])
+                            if summary.error is None:
+                                queue.appendleft([config])
+                            else:
+                                summary.not_run += 1
                         continue
                     results = [failed_result(pack[0], type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())]
-                finished = 0
+                finished, unstored = 0, False
                 for config, lock, result in zip(pack, locks, results):
                     record = result.record
                     if record.status == "failed":
                         packed = len(pack) > 1  # a failure in a pack is not charged: the run retries alone
                         attempts[config.run_id] -= packed
+                        if summary.error is not None and (packed or attempts[config.run_id] <= options.retries):
+                            lock.release()  # its retry is not run
+                            summary.not_run += 1
+                            progress.dropped()
+                            continue
                         if packed or attempts[config.run_id] <= options.retries:
                             why = (f"failed in a pack of {len(pack)}, rerunning it alone" if packed
                                    else f"failed (attempt {attempts[config.run_id]}), retrying")
@@ -310,25 +341,41 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                             continue
                     record.attempt = attempts[config.run_id]
                     record.grid = job.name
-                    if result.model_state is not None:
-                        atomic_torch_save(result.model_state, store.model_path(config.run_id))
-                    if run_state(store.read(config.run_id), code_keys[config.run_id]) == "stale":
-                        progress.log(f"{config.run_id}: record made by other code moved to "
-                                     f"{store.supersede(config.run_id)}")
-                    store.write(record, result.images)
+                    try:
+                        if result.model_state is not None:
+                            with storing(store.model_path(config.run_id)):
+                                atomic_torch_save(result.model_state, store.model_path(config.run_id))
+                        if run_state(store.read(config.run_id), code_keys[config.run_id]) == "stale":
+                            with storing(store.superseded_dir()):
+                                moved = store.supersede(config.run_id)
+                            progress.log(f"{config.run_id}: record made by other code moved to {moved}")
+                        store.write(record, result.images)
+                    except StoreError as exc:
+                        lock.release()
+                        unstored = True
+                        stop(exc)
+                        progress.finished(failed_result(config, "StoreError", str(exc)).record)
+                        continue
                     store.remove_checkpoint(config.run_id)
                     lock.release()
                     finished += 1
                     progress.finished(record)
-                store.remove_checkpoint(pack_name(pack))
+                if not unstored or len(pack) > 1:  # a lone run keeps its checkpoint to resume from
+                    store.remove_checkpoint(pack_name(pack))
                 if finished:
-                    store.write_table()
-        store.write_table()  # also when nothing ran: the tables always match the records on disk
+                    try:
+                        store.write_table()
+                    except StoreError as exc:
+                        stop(exc)
+        try:
+            store.write_table()  # also when nothing ran: the tables always match the records on disk
+        except StoreError as exc:
+            stop(exc)
     finally:
         for _, _, locks, _ in running.values():
             for lock in locks:
                 lock.release()
-        backend.close()
+        backend.close(abort=bool(running))
         progress.close()
         summary.counts = dict(progress.counts)
     return summary

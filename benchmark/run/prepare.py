@@ -6,8 +6,9 @@ selection for this command), refuses a results folder that holds another grid of
 record of the current code), ``stale`` (an ``ok`` record of other code: redone, the old record
 kept) or ``todo``; files in ``runs/`` that are no readable record are listed as warnings.
 :func:`launch` checks the data root and that the results folder can be written, resolves the
-device once, checks that the data of the runs to do can be loaded, writes the plan beside the
-records and hands the runs to the executor. A dry run stops after :func:`prepare` and writes
+device once, checks that the data of the runs to do can be loaded, claims the folder (checks again
+that it holds no other grid and writes the plan, under one lock) and hands the runs to the
+executor. A dry run stops after :func:`prepare` and writes
 nothing.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from ..data.roots import check_data_root
 from ..device import resolve_device
 from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
-from ..grid import Grid, load_grid
+from ..grid import load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
 from .plan import Plan, PlannedRun
 from .progress import GridProgress
@@ -48,6 +50,14 @@ class Prepared:
     # records in runs/ of settings the grid no longer holds (an edited grid file): moved to
     # superseded/ when the plan is written, never deleted
     retired: list[str] = field(default_factory=list)
+    results_before: int = 0  # runs with a record (superseded ones included) when prepared
+
+    def claim(self, current: Plan | None) -> Plan:
+        """The plan to write over ``current`` (the folder's plan now, read under its lock), or a
+        :class:`BenchmarkError` when ``current`` is another grid's: what makes the folder this grid's."""
+        assert self.plan is not None
+        check_same_grid(self.plan, current, self.job.store)
+        return self.plan.declaration(current, self.results_before, utc_now())
 
     def header(self) -> str:
         """The line that opens a ``run``: how many runs, how many done, stale and to run."""
@@ -125,19 +135,18 @@ def prepare_runs(name: str, runs: list[RunConfig], store: ResultStore, *, force:
                     why_stale=why_stale)
 
 
-def check_same_grid(grid: Grid, planned: list[str], store: ResultStore) -> None:
-    """Refuse results of another grid with the same name: the folder's plan (written by an
-    earlier ``run``) names another grid file *and* other runs. The same file edited, or another
-    file holding the same runs (e.g. moved), is the same grid. A folder without a plan (results
-    from before plans) cannot be told apart and is accepted."""
-    plan = store.read_plan()
-    if plan is None or plan.source == grid.source or {run.run_id for run in plan.runs} == set(planned):
+def check_same_grid(plan: Plan, current: Plan | None, store: ResultStore) -> None:
+    """Refuse results of another grid with the same name: the folder's ``current`` plan (written by
+    an earlier ``run``) names another grid file *and* other runs than ``plan``. The same file
+    edited, or another file holding the same runs (e.g. moved), is the same grid. A folder without
+    a plan (results from before plans) cannot be told apart and is accepted."""
+    if current is None or current.source == plan.source or {r.run_id for r in current.runs} == {r.run_id for r in plan.runs}:
         return
-    relative = not Path(plan.source).is_absolute() and not plan.source.startswith("benchmark/grids/")
-    if relative and not grid.builtin:
+    relative = not Path(current.source).is_absolute() and not current.source.startswith("benchmark/grids/")
+    if relative and not plan.source.startswith("benchmark/grids/"):
         return  # an older plan named a user's grid file relative to where `run` was started: cannot tell
-    raise BenchmarkError(f"{store.dir}/ holds the results of grid file {plan.source}, and {grid.source} is another grid "
-                         f"with the same name {grid.name!r}: rename the file (its results then go to "
+    raise BenchmarkError(f"{store.dir}/ holds the results of grid file {current.source}, and {plan.source} is another "
+                         f"grid with the same name {plan.grid!r}: rename the file (its results then go to "
                          f"{store.dir.parent}/<new name>/) or pass --results DIR to keep them apart")
 
 
@@ -155,17 +164,17 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
                              f"(its methods: {', '.join(sorted({r.config.method for r in planned}))}; data sets: "
                              f"{', '.join(sorted({r.config.dataset.name for r in planned}))})")
     store = ResultStore(results, grid.name)
-    check_same_grid(grid, [run.config.run_id for run in planned], store)
-    prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
     methods = {m: {"guarantees": list(METHODS[m].guarantees)} for m in sorted({run.config.method for run in planned})
                if METHODS[m].guarantees}
-    prepared.plan = Plan(grid.name, grid.description, grid.source,
-                         tuple(PlannedRun.of(run.config, run.named) for run in planned), headline=grid.headline(planned),
-                         methods=methods, overrides=tuple(o.to_dict() for o in grid.overrides))
+    plan = Plan(grid.name, grid.description, grid.source, tuple(PlannedRun.of(run.config, run.named) for run in planned),
+                headline=grid.headline(planned), methods=methods, overrides=tuple(o.to_dict() for o in grid.overrides))
+    current = store.read_plan()
+    check_same_grid(plan, current, store)
+    prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
     records = store.scan()[0]
     prepared.retired = retired_records(records, [run.config for run in planned])
-    results = len({r.run_id for r in records} | store.superseded_run_ids())
-    prepared.plan = prepared.plan.declaration(store.read_plan(), results, utc_now())
+    prepared.results_before = len({r.run_id for r in records} | store.superseded_run_ids())
+    prepared.plan = plan.declaration(current, prepared.results_before, utc_now())
     return prepared
 
 
@@ -196,17 +205,21 @@ def retired_records(records: list[Record], planned: list[RunConfig]) -> list[str
 
 
 def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | None = None) -> GridSummary:
-    """Check the data root and that the results can be written, resolve the device (a missing GPU
-    is an error), check the data of the runs to do, write the plan, then execute the runs (see
-    :func:`benchmark.run.executor.run_grid`)."""
+    """Check the data root and that the results can be written (nothing in the way of a file or
+    folder), remove the temporary files of interrupted commands, resolve the device (a missing
+    GPU is an error), check the data of the runs to do, claim the folder for this grid (its plan,
+    :meth:`Prepared.claim`), then execute the runs (see :func:`benchmark.run.executor.run_grid`)."""
     job = prepared.job
     check_data_root(options.data_root)
-    job.store.check_writable()
+    job.store.check_writable([r.run_id for r in job.todo])
+    removed = job.store.remove_orphans()
+    if removed:
+        print(f"removed {removed} temporary file(s) that interrupted commands left in {job.store.dir}/", file=sys.stderr)
     device = resolve_device(options.device)
     for name in sorted({r.dataset.name for r in job.todo}):
         check_available(name, data_root=options.data_root, download=options.download)
     if prepared.plan is not None:
-        job.store.write_plan(prepared.plan)
+        prepared.plan = job.store.claim(prepared.claim)
         for run_id in prepared.retired:
             job.store.supersede(run_id)
     return run_grid(job, options, device, progress)

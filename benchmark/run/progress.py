@@ -43,6 +43,11 @@ class GridProgress:
         self.retries += 1
         self._refresh()
 
+    def dropped(self) -> None:
+        """A run started that will not run again (its retry is not run)."""
+        self.running = max(0, self.running - 1)
+        self._refresh()
+
     def skip(self) -> None:
         """A run that another process finished or is running: no longer ours to count."""
         self.total -= 1

@@ -7,46 +7,77 @@ Layout under ``<results>/<grid>/``::
     runs.csv, summary.csv      the tables, rebuilt from the records after each one (run.table)
     superseded/                records made by other code, kept when their run is redone
     checkpoints/, models/      resumable checkpoints, kept models (--keep-model)
-    locks/                     one lock file per run being run (held by the process running it)
+    locks/                     one lock file per run being run (held by the process running it),
+                               plan.lock (held while a command checks and writes the plan)
 
-Every file is created whole or not at all (a temporary file renamed over it), so a crash or
-Ctrl-C never leaves a partial one.
+Every file is created whole or not at all (a temporary file ``.<name>.<pid>@<host>.<random>.tmp``
+renamed over it, removed by the next ``run`` once its process is gone), with the user's umask,
+so a crash or Ctrl-C never leaves a partial one. A lock file names its holder (pid, host, since).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import json
 import os
+import re
+import secrets
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import BenchmarkError
 from .plan import PLAN_FILE, Plan
-from .record import Record, parse_record
+from .record import Record, parse_record, utc_now
 from .table import records_table, summary_markdown, summary_table
 
 if TYPE_CHECKING:
     from torch import Tensor
 
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+TMP_NAME = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.[0-9a-f]+\.tmp$")  # see atomic_write
+LOCK_WAIT_S = 120.0  # how long a command waits for the plan or tables lock another command holds
 # What reading a file that is no (valid) record raises.
 UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Create ``path`` whole or not at all: ``write`` fills a temporary file in the same folder
-    (a hidden name), which is then renamed over ``path``."""
+    (a hidden name naming this process: :func:`orphaned`), which is then renamed over ``path``.
+    The file gets the user's umask, like any file the user creates."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}@{HOST}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def orphaned(path: Path, now: float) -> bool:
+    """Whether ``path``, the temporary file of an atomic write, was left by a writer that is gone:
+    a process of this host that no longer runs, or (names without a process: older code) a
+    file untouched for an hour."""
+    match = TMP_NAME.search(path.name)
+    if match is None:
+        return now - path.stat().st_mtime > 3600
+    if match[2] != HOST:
+        return False  # another machine's, on a shared disk: cannot tell
+    try:
+        os.kill(int(match[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        pass
+    return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -67,6 +98,26 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+class StoreError(BenchmarkError):
+    """A file of the results could not be written; the message names it and the fix."""
+
+
+FIXES = {errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free space within your disk quota",
+         errno.EACCES: "make its folder writable", errno.EPERM: "make its folder writable",
+         errno.EROFS: "pass --results DIR on a writable disk", errno.EISDIR: "move away the folder in its place",
+         errno.ENOTDIR: "move away the file in the way of its folder"}
+
+
+@contextlib.contextmanager
+def storing(path: Path) -> Iterator[None]:
+    """Turn an :class:`OSError` while writing ``path`` into a :class:`StoreError` naming it and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(f"cannot write {path} ({exc.strerror or exc}): {FIXES.get(exc.errno, 'fix the cause')}, "
+                         "then run the same command again (finished runs are stored)") from exc
+
+
 class ResultStore:
     """The results of one grid: ``root / grid``."""
 
@@ -77,36 +128,62 @@ class ResultStore:
     def record_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
 
-    def check_writable(self) -> None:
+    def check_writable(self, run_ids: Sequence[str] = ()) -> None:
         """Raise :class:`BenchmarkError` (one line) unless files can be created in this grid's
-        folder (or, while it does not exist yet, in the nearest folder above it); creates nothing."""
+        folder (or, while it does not exist yet, in the nearest folder above it) and its subfolders,
+        and nothing of another type is where a folder or the files of ``run_ids`` (records,
+        checkpoints, locks) or the tables and plan go; creates nothing."""
         folder = self.dir
         while not folder.exists() and folder.parent != folder:
             folder = folder.parent
-        probes = [folder] + ([self.runs_dir] if self.runs_dir.is_dir() else [])
+        folders = [self.dir / name for name in ("runs", "checkpoints", "models", "superseded", "locks")]
+        files = [self.dir / name for name in (PLAN_FILE, "runs.csv", "summary.csv", ".table.lock")] + [
+            path for run_id in run_ids
+            for path in (self.record_path(run_id), self.checkpoint_path(run_id), self.lock_path(run_id))]
         try:
-            for probe in probes:
-                if not probe.is_dir():
-                    raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of the folder", str(probe))
+            for path in [folder, self.dir] + folders:
+                if path.exists() and not path.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of the folder", str(path))
+            for path in files:
+                if path.exists() and not path.is_file():
+                    raise IsADirectoryError(errno.EISDIR, "not a file", str(path))
+            for probe in [folder] + [path for path in folders if path.is_dir()]:
                 fd, tmp = tempfile.mkstemp(dir=probe, prefix=".write-check.", suffix=".tmp")
                 os.close(fd)
                 os.unlink(tmp)
         except OSError as exc:
             raise BenchmarkError(f"results folder {self.dir} cannot be written ({exc.strerror or exc}: "
-                                 f"{exc.filename or folder}); pass --results DIR with a folder you can write") from None
+                                 f"{exc.filename or folder}); move away what is in the way, or pass --results DIR "
+                                 "with a folder you can write") from None
+
+    def remove_orphans(self) -> int:
+        """Delete the temporary files that writers which are gone left in this grid's folders
+        (:func:`orphaned`); returns how many."""
+        now, removed = time.time(), 0
+        for folder in (self.dir, self.runs_dir, self.superseded_dir(), self.dir / "checkpoints", self.dir / "models"):
+            for path in folder.glob(".*.tmp"):
+                try:
+                    if orphaned(path, now):
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
 
     def write(self, record: Record, images: dict[str, Tensor] | None = None) -> Path:
         """Write the image grids [N, C, H, W] (``<run_id>.<name>.png``, listed in ``record.artifacts``),
-        then the record: a record on disk always has its images."""
+        then the record: a record on disk always has its images. Raises :class:`StoreError`."""
         from ..ml.images import save_image_grid  # torch: only where images are written
 
         record.artifacts = {}
         for name, batch in sorted((images or {}).items()):
             filename = f"{record.run_id}.{name}.png"
-            atomic_write(self.runs_dir / filename, lambda tmp: save_image_grid(batch.detach().cpu(), tmp, nrow=8))
+            with storing(self.runs_dir / filename):
+                atomic_write(self.runs_dir / filename, lambda tmp: save_image_grid(batch.detach().cpu(), tmp, nrow=8))
             record.artifacts[name] = filename
         path = self.record_path(record.run_id)
-        atomic_write_text(path, record.to_json())
+        with storing(path):
+            atomic_write_text(path, record.to_json())
         return path
 
     def read_file(self, path: Path) -> Record:
@@ -135,6 +212,14 @@ class ResultStore:
         atomic_write_text(self.plan_path(), plan.to_json())
         return self.plan_path()
 
+    def claim(self, plan: Callable[[Plan | None], Plan]) -> Plan:
+        """Write the plan ``plan(the plan there now)`` returns (it raises to refuse the folder), with no
+        other ``run`` reading or writing the plan in between; returns it."""
+        with RunLock.wait(self.dir / "locks" / "plan.lock", f"the plan of {self.dir}"), storing(self.plan_path()):
+            claimed = plan(self.read_plan())
+            self.write_plan(claimed)
+        return claimed
+
     def read_plan(self) -> Plan | None:
         """The plan ``run`` wrote, or None (results from before plans were written, or unreadable)."""
         try:
@@ -148,17 +233,20 @@ class ResultStore:
     def remove_checkpoint(self, run_id: str) -> None:
         """Delete a run's checkpoint and any temporary file a killed writer left beside it."""
         path = self.checkpoint_path(run_id)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
+        for stale in [*path.parent.glob(f".{path.name}.*.tmp"), path]:
+            with contextlib.suppress(OSError):  # a checkpoint left behind is only resumed from
+                stale.unlink()
 
     def model_path(self, run_id: str) -> Path:
         return self.dir / "models" / f"{run_id}.pt"
 
+    def lock_path(self, run_id: str) -> Path:
+        return self.dir / "locks" / f"{run_id}.lock"
+
     def try_lock(self, run_id: str) -> "RunLock | None":
         """Claim ``run_id`` for this process, or None when another process holds it. The OS
         releases the claim when the process dies, however it dies."""
-        return RunLock.acquire(self.dir / "locks" / f"{run_id}.lock")
+        return RunLock.acquire(self.lock_path(run_id))
 
     def read(self, run_id: str) -> Record | None:
         """Run ``run_id``'s record, or None: none yet, or unreadable (e.g. hand-edited; treated as
@@ -203,14 +291,15 @@ class ResultStore:
 
     def write_table(self) -> Path:
         """Rebuild ``runs.csv`` (one row per run) and ``summary.csv`` (mean, std and count over
-        seeds per setting) from every record, under a lock shared by concurrent ``run`` commands."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".table.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        seeds per setting) from every record, under a lock shared by concurrent ``run`` commands.
+        Raises :class:`StoreError`."""
+        with RunLock.wait(self.dir / ".table.lock", f"the tables of {self.dir}"):
             table = records_table(self.records())
-            atomic_write_text(self.dir / "summary.csv", summary_table(table).to_csv(index=False, float_format="%.6g"))
+            with storing(self.dir / "summary.csv"):
+                atomic_write_text(self.dir / "summary.csv", summary_table(table).to_csv(index=False, float_format="%.6g"))
             path = self.dir / "runs.csv"
-            atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
+            with storing(path):
+                atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
         return path
 
     def summary_markdown(self) -> str:
@@ -219,13 +308,15 @@ class ResultStore:
 
 
 class RunLock:
-    """An exclusive ``flock`` on a lock file, held until :meth:`release` or process exit."""
+    """An exclusive ``flock`` on a lock file, held until :meth:`release` or process exit; the
+    file names its holder (pid, host, since when) for whoever finds it held."""
 
     def __init__(self, handle: Any):
         self._handle = handle
 
     @classmethod
     def acquire(cls, path: Path) -> "RunLock | None":
+        """The lock of ``path``, or None when another process holds it."""
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a")
         try:
@@ -233,9 +324,45 @@ class RunLock:
         except BlockingIOError:
             handle.close()
             return None
+        handle.truncate(0)
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now()}) + "\n")
+        handle.flush()
         return cls(handle)
+
+    @classmethod
+    def wait(cls, path: Path, what: str, timeout: float | None = None,
+             log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> "RunLock":
+        """The lock of ``path`` (guarding ``what``), waiting up to ``timeout`` seconds (default
+        :data:`LOCK_WAIT_S`) for another process to release it; a :class:`BenchmarkError` then."""
+        timeout = LOCK_WAIT_S if timeout is None else timeout
+        lock = cls.acquire(path)
+        if lock is None:
+            log(f"waiting up to {timeout:.0f} s for {what}, held by {lock_holder(path)} ({path})")
+        deadline = time.monotonic() + timeout
+        while lock is None:
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"{what} is still held after {timeout:.0f} s by {lock_holder(path)} ({path}): "
+                                     "let that command finish (or stop it), then run this one again")
+            time.sleep(0.1)
+            lock = cls.acquire(path)
+        return lock
 
     def release(self) -> None:
         if not self._handle.closed:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds lock file ``path``, as its holder wrote it: ``pid N on HOST since TIME``."""
+    try:
+        holder = json.loads(path.read_text())
+        return f"pid {holder['pid']} on {holder['host']} since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"

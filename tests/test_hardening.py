@@ -1,0 +1,279 @@
+"""Nothing mixed, nothing orphaned, nothing lost: grid names are folder names, a results folder
+belongs to one grid (claimed under a lock that names its holder), write failures after training
+lose nothing and crash nothing, SIGTERM is Ctrl-C, files get the user's umask, a damaged
+checkpoint costs no attempt, and contradictory options are errors. Through the command line."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.run import store as store_module
+from benchmark.run.prepare import prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = '''
+seeds = [0]
+[train]
+epochs = {epochs}
+batch_size = 32
+[model]
+hidden = [8]
+latent_dim = 2
+[eval]
+nll_samples = 4
+nll_examples = 16
+geometry_points = 4
+noise_points = 4
+mi_curve_every = 0
+[[datasets]]
+name = "pinwheel"
+train_size = {train_size}
+test_size = 32
+[[methods]]
+name = "{method}"
+'''
+
+
+def tiny(folder: Path, name: str = "tiny", epochs: int = 1, train_size: int = 64, method: str = "vae") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(TINY.format(epochs=epochs, train_size=train_size, method=method))
+    return path
+
+
+def cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and lines and lines[-1].startswith("error: "), err
+    assert sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
+
+
+def run_args(grid: Path, results: Path, *extra: str) -> list[str]:
+    return ["run", "--grid", str(grid), "--results", str(results), "--device", "cpu", *extra]
+
+
+def records(results: Path, grid: str = "tiny") -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((results / grid / "runs").glob("*.json"))}
+
+
+# --- 1. grid names are folder names -----------------------------------------------------------
+
+@pytest.mark.parametrize("stem, problem", [(".", "'.' or '..'"), ("..", "'.' or '..'"), ("a\tb", "control character"),
+                                           ("a\\b", "path separator")])
+def test_grid_names_that_are_no_folder_name_exit_2_and_write_nothing(tmp_path, capsys, stem, problem):
+    grid = tiny(tmp_path / "grids", name=stem)
+    results = tmp_path / "results"
+    code, _, err = cli(run_args(grid, results), capsys)
+    line = one_error_line(err)
+    assert code == 2 and problem in line and "rename the grid file" in line
+    assert not results.exists()
+    code, _, err = cli(["report", "--grid", stem, "--results", str(results), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and problem in one_error_line(err) and not (tmp_path / "out").exists()
+
+
+def test_an_empty_grid_name_exit_2(capsys):
+    code, _, err = cli(["run", "--grid", "", "--dry-run", "--no-estimate"], capsys)
+    assert code == 2 and "is empty" in one_error_line(err)
+
+
+# --- 2. one grid per results folder, claimed under a lock ---------------------------------------
+
+def test_a_held_plan_lock_is_waited_on_and_names_its_holder(tmp_path, capsys, monkeypatch):
+    grid, results = tiny(tmp_path), tmp_path / "results"
+    held = store_module.RunLock.acquire(results / "tiny" / "locks" / "plan.lock")
+    monkeypatch.setattr(store_module, "LOCK_WAIT_S", 0.5)
+    try:
+        code, _, err = cli(run_args(grid, results), capsys)
+    finally:
+        held.release()
+    line = one_error_line(err)
+    assert code == 2 and f"pid {os.getpid()} on " in line and " since 20" in line and "run this one again" in line
+    assert "waiting up to 0 s for the plan of" in err
+    assert not (results / "tiny" / "runs").exists()
+    code, _, err = cli(run_args(grid, results), capsys)  # released: it runs
+    assert code == 0, err
+
+
+def test_a_folder_another_grid_claimed_meanwhile_is_refused(tmp_path, capsys, monkeypatch):
+    mine, other = tiny(tmp_path / "mine"), tiny(tmp_path / "other", method="beta-vae")
+    results = tmp_path / "results"
+    other_plan = prepare(str(other), str(results)).plan
+    from benchmark.run import prepare as prepare_module
+
+    real = prepare_module.check_available
+
+    def other_command_claims_first(*args, **kwargs):  # after `mine` read the folder, before it claims it
+        prepare_module.ResultStore(results, "tiny").write_plan(other_plan)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "check_available", other_command_claims_first)
+    code, _, err = cli(run_args(mine, results), capsys)
+    line = one_error_line(err)
+    assert code == 2 and str(other) in line and "rename the file" in line
+    assert not records(results) and json.loads((results / "tiny" / "plan.json").read_text())["source"] == str(other)
+
+
+# --- 3. write failures after training --------------------------------------------------------
+
+def test_disk_full_fails_the_run_keeps_what_is_stored_and_runs_nothing_more(tmp_path, capsys, monkeypatch):
+    grid, results = tiny(tmp_path), tmp_path / "results"
+    real, writes = store_module.atomic_write_text, []
+
+    def full_disk(path: Path, text: str) -> None:
+        if path.parent.name == "runs":
+            writes.append(path)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, text)
+
+    monkeypatch.setattr(store_module, "atomic_write_text", full_disk)
+    code, _, err = cli(run_args(grid, results, "--seeds", "0-2"), capsys)
+    line = one_error_line(err)
+    assert code == 1 and f"cannot write {writes[1]} (No space left on device): free space" in line
+    assert "1 ok, 1 failed, 1 not run" in err
+    (stored,) = records(results).values()
+    assert stored["status"] == "ok" and Path(writes[0]).stem == stored["run_id"]
+    assert list(pd.read_csv(results / "tiny" / "runs.csv")["run_id"]) == [stored["run_id"]]
+    assert not list((results / "tiny" / "runs").glob(".*"))
+
+
+@pytest.mark.parametrize("in_the_way", ["record", "runs.csv"])
+def test_a_folder_where_a_file_goes_is_found_before_training(tmp_path, capsys, in_the_way):
+    grid, results = tiny(tmp_path), tmp_path / "results"
+    run_id = prepare(str(grid), str(results)).job.todo[0].run_id
+    path = results / "tiny" / ("runs" if in_the_way == "record" else "") / (f"{run_id}.json" if in_the_way == "record"
+                                                                            else "runs.csv")
+    path.mkdir(parents=True)
+    code, _, err = cli(run_args(grid, results), capsys)
+    line = one_error_line(err)
+    assert code == 2 and str(path) in line and "move away what is in the way" in line
+    assert not (results / "tiny" / "plan.json").exists() and "[1/1]" not in err  # nothing trained
+
+
+# --- 4. SIGTERM is Ctrl-C; orphaned temporary files are removed ----------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_is_ctrl_c_and_the_same_command_continues(tmp_path):
+    grid, results = tiny(tmp_path, epochs=12, train_size=512), tmp_path / "results"
+    command = [sys.executable, "-m", "benchmark", *run_args(grid, results, "--seeds", "0-1", "--workers", "2",
+                                                             "--checkpoint-every", "1")]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoints = results / "tiny" / "checkpoints"
+    deadline = time.monotonic() + 600  # seconds on an idle machine
+    while not (checkpoints.exists() and list(checkpoints.glob("*.pt"))):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no checkpoint: {process.communicate()[0]}")
+        time.sleep(0.1)
+    workers = [pid for child in _children(process.pid) for pid in [child, *_children(child)]]
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 130 and "rerun the same command to continue" in out, out
+    time.sleep(1)
+    assert workers and not [pid for pid in workers if _alive(pid)], out
+
+    dead = subprocess.Popen(["true"])  # a pid no process has any more
+    dead.wait()
+    orphans = [results / "tiny" / "runs" / f".x.json.{dead.pid}@{store_module.HOST}.0123abcd.tmp",
+               checkpoints / f".x.pt.{dead.pid}@{store_module.HOST}.0123abcd.tmp",
+               results / "tiny" / ".runs.csv.k2j4_x9q.tmp"]  # older code's name, two hours old
+    for path in orphans:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("partial")
+    os.utime(orphans[-1], (time.time() - 7200,) * 2)
+    alive = results / "tiny" / f".plan.json.{os.getpid()}@{store_module.HOST}.0123abcd.tmp"  # a live writer's
+    alive.write_text("being written")
+
+    again = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout
+    assert re.search(r"removed \d+ temporary file\(s\)", again.stdout) and "resumed from" in again.stdout
+    assert list(results.rglob(".*.tmp")) == [alive]
+    recs = records(results)
+    assert len(recs) == 2 and all(r["status"] == "ok" and len(r["curves"]) == 12 for r in recs.values())
+
+
+# --- 5. the user's umask; a damaged checkpoint ------------------------------------------------------
+
+def test_files_are_created_with_the_users_umask(tmp_path, capsys):
+    grid, results = tiny(tmp_path), tmp_path / "results"
+    previous = os.umask(0o027)
+    try:
+        code, _, err = cli(run_args(grid, results), capsys)
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    (record,) = (results / "tiny" / "runs").glob("*.json")
+    for path in (record, results / "tiny" / "runs.csv", results / "tiny" / "plan.json"):
+        assert path.stat().st_mode & 0o777 == 0o640, path
+
+
+def test_a_damaged_checkpoint_is_discarded_without_costing_an_attempt(tmp_path, capsys):
+    grid, results = tiny(tmp_path, epochs=2), tmp_path / "results"
+    run_id = prepare(str(grid), str(results)).job.todo[0].run_id
+    checkpoint = results / "tiny" / "checkpoints" / f"{run_id}.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"PK\x03\x04 cut short by a full disk")
+    code, _, err = cli(run_args(grid, results, "--retries", "0"), capsys)
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if "discarded" in line]
+    assert str(checkpoint) in line and "cannot be read" in line
+    (record,) = records(results).values()
+    assert record["status"] == "ok" and record["attempt"] == 1
+
+
+# --- 6. contradictory options, bounded counts --------------------------------------------------------
+
+@pytest.mark.parametrize("extra, named", [
+    (["--force", "--keep-stale"], "--keep-stale"),
+    (["--address", "head:6379"], "--address"),
+    (["--runs-per-gpu", "2", "--device", "cpu"], "--runs-per-gpu"),
+    (["--executor", "ray", "--threads", "2"], "--threads"),
+    (["--workers", "100000"], "--workers"),
+    (["--threads", "5000"], "--threads"),
+    (["--retries", "-1"], "--retries"),
+    (["--retries", "1000"], "--retries"),
+    (["--checkpoint-every", "-3"], "--checkpoint-every"),
+    (["--epochs", "10000000"], "--epochs"),
+    (["--seeds", "3000000000"], "--seeds"),
+    (["--seeds", "0-10000"], "--seeds"),
+    (["--pack", "100000"], "--pack"),
+])
+def test_impossible_options_exit_2_with_one_line(capsys, extra, named):
+    code, _, err = cli(["run", "--grid", "smoke", "--methods", "vae", "--datasets", "pinwheel", "--dry-run",
+                        "--no-estimate", *extra], capsys)
+    assert code == 2 and named in one_error_line(err)
