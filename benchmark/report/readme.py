@@ -11,7 +11,8 @@ from typing import Any
 from .format import Table, fixed, symbol_text
 from .load import BASELINE, LANGUAGE_MODEL, GridData, Setting
 from .stats import Comparison
-from .tables import SHORT, SHORT_NOTE, all_text, cell_text, column_of, headlines, invalid_notes, p_text, per_seed_text
+from .tables import (SHORT, SHORT_NOTE, all_text, cell_text, column_of, headlines, invalid_notes, no_latent, p_text,
+                     per_seed_text)
 
 
 def delta_text(result: dict[str, Any] | None, key: str) -> str:
@@ -41,7 +42,7 @@ def shared_parts(rows: Sequence[Setting]) -> list[tuple[str, str]]:
 def _label(shared: Sequence[tuple[str, str]]) -> Callable[[Setting], str]:
     """The setting's label without the ``shared`` parts, with symbols (β=0.2), † when short."""
     def text(s: Setting) -> str:
-        label = ", ".join(t for part in s.parts if part not in shared for _, t in [part]) or "—"
+        label = ", ".join(text for column, text in s.parts if (column, text) not in shared) or "—"
         return symbol_text(label) + (f" {SHORT}" if s.short else "")
     return text
 
@@ -62,7 +63,7 @@ def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Compari
     columns += [("KL", _mean("kl")), ("MI", _mean("mi"))]
     if any(c.baseline for c in vae if c.setting.key in keys):
         mi = _delta(vae, "mi")  # none for the language model: it has no z
-        columns.append((f"Δ MI vs `{BASELINE}` (p)", lambda s: "—" if s.method == LANGUAGE_MODEL else mi(s)))
+        columns.append((f"Δ MI vs `{BASELINE}` (p)", lambda s: "—" if no_latent(s, "mi") else mi(s)))
     columns.append((column_of("nll", text).name, _mean("nll")))
     if text:
         columns.append((column_of("ppl", text).name, _mean("ppl")))

@@ -21,6 +21,11 @@ from .stats import ALPHA, PRIMARY, Comparison, Family, compared
 
 AT_CAP = " (at cap)"
 LATENT_METRICS = ("au", "au_count", "kl", "mi")  # the language model has no z: its cells read "—"
+
+
+def no_latent(setting: Setting, key: str) -> bool:
+    """Whether ``key`` is a latent metric of a setting without z (the language model)."""
+    return key in LATENT_METRICS and setting.method == LANGUAGE_MODEL
 INVALID = "invalid"
 INVALID_NOTE = ("invalid: a value its estimator's own check rejects (docs/metrics.md); left out of means, tests "
                 "and rankings")
@@ -184,7 +189,7 @@ def cell_text(setting: Setting, key: str, spread: bool = True, count: bool = Tru
     the k recorded values are invalid (``invalid (k of k)`` when all are), `` (at cap)`` after an MI
     at its cap; the rounded mean as shown (None when there is none)."""
     column = COLUMN[key]
-    if key in LATENT_METRICS and setting.method == LANGUAGE_MODEL:
+    if no_latent(setting, key):
         return "—", None
     mean, std, n = setting.mean_std(key)
     recorded, invalid = setting.recorded(key), setting.invalid(key)
@@ -331,7 +336,7 @@ def per_seed_text(setting: Setting, key: str) -> str:
     ``invalid`` for a seed whose value is invalid (an AU count also where the seed's AU is)."""
     def bad(r: Any) -> bool:
         return bool(r.invalid(key) or (key == "au_count" and r.invalid("au")))
-    if key in LATENT_METRICS and setting.method == LANGUAGE_MODEL:
+    if no_latent(setting, key):
         return "—"
     return " ".join(INVALID if bad(r) else fixed(r.metric(key), COLUMN[key].decimals)
                     for r in setting.ok if r.recorded(key)) or "—"
