@@ -71,3 +71,15 @@ def smoke_runs(seeds: int = 1) -> int:
 
     vector = [n for n in METHODS.names() if METHODS[n].check_model(METHODS[n].Config(), ModelConfig()) is None]
     return seeds * (2 * len(vector) + len(METHODS.names()))
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each test process gets its share of the cores for torch's intra-op
+    threads (a run started with --threads sets its own), not every core each."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
