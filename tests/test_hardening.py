@@ -1,7 +1,8 @@
 """Nothing mixed, nothing orphaned, nothing lost: grid names are folder names, a results folder
 belongs to one grid (claimed under a lock that names its holder), write failures after training
 lose nothing and crash nothing, SIGTERM is Ctrl-C, files get the user's umask, a damaged
-checkpoint costs no attempt, and contradictory options are errors. Through the command line."""
+checkpoint costs no attempt, contradictory options are errors, and a dry run finds the plugin
+files once. Through the command line."""
 
 from __future__ import annotations
 
@@ -277,3 +278,67 @@ def test_impossible_options_exit_2_with_one_line(capsys, extra, named):
     code, _, err = cli(["run", "--grid", "smoke", "--methods", "vae", "--datasets", "pinwheel", "--dry-run",
                         "--no-estimate", *extra], capsys)
     assert code == 2 and named in one_error_line(err)
+
+
+# --- 7. a dry run of many runs scales ----------------------------------------------------------------
+
+PLUGIN = '''
+from benchmark.plugin import Method, register_method
+
+
+@register_method
+class Plain(Method):
+    """rec + KL."""
+
+    name = "{name}"
+
+    def loss(self, x, progress):
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        return {{"loss": rec + kl, "rec": rec, "kl": kl}}
+'''
+
+
+def counted(calls: list[str], name: str, function):
+    """``function``, appending ``name`` to ``calls`` on each call."""
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return function(*args, **kwargs)
+    return wrapper
+
+
+def dry_run_counting(tmp_path: Path, capsys, monkeypatch, calls: list[str]) -> int:
+    """A dry run of the smoke grid's 3 seeds with the plugin globs, run ids and code keys counted in
+    ``calls``; the number of runs it listed."""
+    from benchmark import discovery
+    from benchmark.config import RunConfig
+    from benchmark.run import code_key
+
+    monkeypatch.setattr(discovery, "RACY_S", 0.0)  # folders edited just now count as settled
+    monkeypatch.setattr(discovery, "_discovered", None)
+    monkeypatch.setattr(discovery, "plugin_files", counted(calls, "glob", discovery.plugin_files))
+    monkeypatch.setattr(RunConfig, "run_id", property(counted(calls, "run_id", RunConfig.run_id.fget)))
+    monkeypatch.setattr(code_key, "code_version", counted(calls, "code", code_key.code_version))
+    code, out, err = cli(["run", "--grid", "smoke", "--seeds", "0-2", "--results", str(tmp_path / "results"),
+                          "--dry-run", "--no-estimate"], capsys)
+    assert code == 0, err
+    return out.count("\ntodo ")
+
+
+def test_a_dry_run_finds_the_plugin_files_once(tmp_path, capsys, monkeypatch):
+    from conftest import smoke_runs
+
+    calls: list[str] = []
+    assert dry_run_counting(tmp_path, capsys, monkeypatch, calls) == smoke_runs(seeds=3)
+    assert calls.count("glob") == 1
+
+
+def test_plugin_files_written_during_a_process_are_found(plugin_dir, capsys):
+    folder = plugin_dir({"first.py": PLUGIN.format(name="first")})
+    stamp = folder.stat().st_mtime_ns
+    code, out, err = cli(["list", "methods"], capsys)
+    assert code == 0 and "first" in out, err
+    plugin_dir({"second.py": PLUGIN.format(name="second")})
+    os.utime(folder, ns=(stamp, stamp))  # within the folder clock's resolution: its time looks unchanged
+    code, out, err = cli(["list", "methods"], capsys)
+    assert code == 0 and "second" in out, err
