@@ -2,7 +2,7 @@
 belongs to one grid (claimed under a lock that names its holder), write failures after training
 lose nothing and crash nothing, SIGTERM is Ctrl-C, files get the user's umask, a damaged
 checkpoint costs no attempt, contradictory options are errors, and a dry run finds the plugin
-files once. Through the command line."""
+files once, each run id once and each code key once per setting. Through the command line."""
 
 from __future__ import annotations
 
@@ -342,3 +342,25 @@ def test_plugin_files_written_during_a_process_are_found(plugin_dir, capsys):
     os.utime(folder, ns=(stamp, stamp))  # within the folder clock's resolution: its time looks unchanged
     code, out, err = cli(["list", "methods"], capsys)
     assert code == 0 and "second" in out, err
+
+
+def test_a_dry_run_finds_each_run_id_once_and_each_code_key_once_per_setting(tmp_path, capsys, monkeypatch):
+    from conftest import smoke_runs
+
+    calls: list[str] = []
+    assert dry_run_counting(tmp_path, capsys, monkeypatch, calls) == smoke_runs(seeds=3)
+    assert (calls.count("run_id"), calls.count("code")) == (smoke_runs(seeds=3), smoke_runs(seeds=1))
+
+
+def test_code_keys_found_once_per_setting_are_each_runs_own():
+    from benchmark.grid import load_grid
+    from benchmark.run.code_key import run_code, run_codes
+    from benchmark.run.plan import ConfigDicts
+
+    runs = load_grid("smoke").runs(seeds=[0, 1])
+    configs = [run.config for run in runs]
+    rebuilt = [type(c).from_dict(c.to_dict()) for c in configs[:6]]  # equal values, no shared objects
+    assert run_codes(configs + rebuilt) == [run_code(c) for c in configs + rebuilt]
+    assert [run.run_id for run in runs] == [c.run_id for c in configs]
+    values = ConfigDicts()
+    assert [values(c) for c in configs] == [c.to_dict() for c in configs]

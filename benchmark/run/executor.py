@@ -66,6 +66,7 @@ class Job:
     name: str  # the grid, and its folder under the results
     store: ResultStore
     runs: list[RunConfig]  # every run of the command, in grid order
+    run_ids: list[str]  # the id of each of runs (computed once)
     todo: list[RunConfig]  # the runs to execute (no ok record of the current code, or all with force)
     code_keys: dict[str, str]  # run id -> the key of its current code (run.code_key.run_code)
     force: bool = False  # rerun runs that have an ok record
