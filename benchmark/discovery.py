@@ -8,6 +8,9 @@ found again only when what they are found from has changed (:func:`sources_state
 ``$BENCHMARK_PLUGINS`` entries, the working directory, the folders' modification times), so a
 lookup costs a few ``stat`` calls, not a glob of every folder.
 
+A plugin file that ends the process at import (``sys.exit``) is a :class:`PluginError` like any
+other failed import.
+
 The built-in methods are the repository's top-level ``methods/`` folder; an installed package
 (wheel) carries that folder as ``benchmark/methods/`` (pyproject.toml maps it). A ``methods/``
 folder in the working directory adds the user's methods, after the built-in ones; a file there
@@ -140,7 +143,8 @@ def _import_plugin(path: Path) -> None:
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.modules[module_name] = module
         spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except PluginError:
+    except (PluginError, KeyboardInterrupt):
         raise
-    except Exception as exc:
-        raise PluginError(f"method plugin {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:  # SystemExit too: a plugin neither ends the process nor fakes its exit code
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise PluginError(f"method plugin {path} failed to import: {why}") from exc

@@ -2,7 +2,8 @@
 belongs to one grid (claimed under a lock that names its holder), write failures after training
 lose nothing and crash nothing, SIGTERM is Ctrl-C, files get the user's umask, a damaged
 checkpoint costs no attempt, contradictory options are errors, and a dry run finds the plugin
-files once, each run id once and each code key once per setting. Through the command line."""
+files once, each run id once and each code key once per setting;
+a plugin cannot end the process at import. Through the command line."""
 
 from __future__ import annotations
 
@@ -280,7 +281,7 @@ def test_impossible_options_exit_2_with_one_line(capsys, extra, named):
     assert code == 2 and named in one_error_line(err)
 
 
-# --- 7. a dry run of many runs scales ----------------------------------------------------------------
+# --- 7. a dry run of many runs scales; plugins cannot end the process -----------------------------
 
 PLUGIN = '''
 from benchmark.plugin import Method, register_method
@@ -364,3 +365,14 @@ def test_code_keys_found_once_per_setting_are_each_runs_own():
     assert [run.run_id for run in runs] == [c.run_id for c in configs]
     values = ConfigDicts()
     assert [values(c) for c in configs] == [c.to_dict() for c in configs]
+
+
+@pytest.mark.parametrize("source", ["import sys\nsys.exit(0)\n", "raise SystemExit\n",
+                                    "class Stop(BaseException):\n    pass\n\n\nraise Stop('stopped')\n"])
+def test_a_plugin_ending_the_process_at_import_is_an_error(tmp_path, plugin_dir, capsys, source):
+    folder = plugin_dir({"quits.py": source})
+    results = tmp_path / "results"
+    code, _, err = cli(run_args(tiny(tmp_path), results), capsys)
+    line = one_error_line(err)
+    assert code == 2 and str(folder / "quits.py") in line and "failed to import" in line
+    assert not results.exists()
