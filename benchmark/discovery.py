@@ -9,7 +9,8 @@ found again only when what they are found from has changed (:func:`sources_state
 lookup costs a few ``stat`` calls, not a glob of every folder.
 
 A plugin file that ends the process at import (``sys.exit``) is a :class:`PluginError` like any
-other failed import.
+other failed import. One whose import takes over :data:`SLOW_IMPORT_S` seconds is named once, on
+stderr, by the command's own process (:data:`REPORTER_ENV`): every worker process imports it again.
 
 The built-in methods are the repository's top-level ``methods/`` folder; an installed package
 (wheel) carries that folder as ``benchmark/methods/`` (pyproject.toml maps it). A ``methods/``
@@ -38,6 +39,11 @@ BUILTIN_PLUGIN_DIR = (_PACKAGE_DIR / "methods" if (_PACKAGE_DIR / "methods").is_
 PLUGIN_PATH_ENV = "BENCHMARK_PLUGINS"
 # The user's own methods: a folder of this name in the working directory.
 LOCAL_PLUGIN_DIR = "methods"
+# A plugin import slower than this (seconds) is named on stderr, once per command.
+SLOW_IMPORT_S = 2.0
+# The process id of the process that names slow imports (the command's own, set by the CLI or by the
+# first process to discover plugins); the worker processes it starts inherit it and stay quiet.
+REPORTER_ENV = "BENCHMARK_PLUGIN_REPORTER"
 # A folder modified this recently (seconds) may change again within its clock's resolution:
 # its state is not trusted, the next lookup looks again.
 RACY_S = 2.0
@@ -132,13 +138,30 @@ METHODS: Registry[type] = Registry("method", on_lookup=_discover)
 _imported: set[Path] = set()
 
 
+def claim_reporting() -> None:
+    """Make this process the one that names slow plugin imports (the CLI's command process);
+    worker processes started later inherit the claim and stay quiet."""
+    os.environ[REPORTER_ENV] = str(os.getpid())
+
+
+def _reports() -> bool:
+    """Whether this process names slow plugin imports: the first to ask claims it, unless a
+    parent process (the command's) did."""
+    if REPORTER_ENV not in os.environ:
+        claim_reporting()
+    return os.environ[REPORTER_ENV] == str(os.getpid())
+
+
 def _import_plugin(path: Path) -> None:
     path = path.resolve()
     if path in _imported:
         return
     _imported.add(path)
     module_name = f"benchmark_plugin_{path.stem}_{abs(hash(str(path))):x}"
+    reports = _reports()  # claimed before the import: a plugin that starts processes starts quiet ones
     try:
+        importlib.import_module(f"{__package__}.plugin")  # torch and the plugin surface: not the plugin's own time
+        started = time.perf_counter()
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.modules[module_name] = module
@@ -148,3 +171,7 @@ def _import_plugin(path: Path) -> None:
     except BaseException as exc:  # SystemExit too: a plugin neither ends the process nor fakes its exit code
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise PluginError(f"method plugin {path} failed to import: {why}") from exc
+    seconds = time.perf_counter() - started
+    if seconds > SLOW_IMPORT_S and reports:
+        print(f"note: method plugin {path} took {seconds:.1f} s to import; each worker process "
+              "(--workers, --executor ray) pays this again", file=sys.stderr)

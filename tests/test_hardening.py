@@ -3,7 +3,7 @@ belongs to one grid (claimed under a lock that names its holder), write failures
 lose nothing and crash nothing, SIGTERM is Ctrl-C, files get the user's umask, a damaged
 checkpoint costs no attempt, contradictory options are errors, and a dry run finds the plugin
 files once, each run id once and each code key once per setting;
-a plugin cannot end the process at import. Through the command line."""
+a plugin cannot end the process at import, and a slow one is named once. Through the command line."""
 
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ def test_impossible_options_exit_2_with_one_line(capsys, extra, named):
     assert code == 2 and named in one_error_line(err)
 
 
-# --- 7. a dry run of many runs scales; plugins cannot end the process -----------------------------
+# --- 7. a dry run of many runs scales; plugins cannot end the process; slow plugins are named once ---
 
 PLUGIN = '''
 from benchmark.plugin import Method, register_method
@@ -376,3 +376,34 @@ def test_a_plugin_ending_the_process_at_import_is_an_error(tmp_path, plugin_dir,
     line = one_error_line(err)
     assert code == 2 and str(folder / "quits.py") in line and "failed to import" in line
     assert not results.exists()
+
+
+def test_a_slow_plugin_import_is_named_once(tmp_path, plugin_dir, capsys, monkeypatch):
+    from benchmark import discovery
+
+    monkeypatch.setattr(discovery, "SLOW_IMPORT_S", 0.2)
+    folder = plugin_dir({"slow.py": "import time\ntime.sleep(0.3)\n" + PLUGIN.format(name="slow")})
+    args = run_args(tiny(tmp_path, method="slow"), tmp_path / "results", "--dry-run", "--no-estimate")
+    code, _, err = cli(args, capsys)
+    assert code == 0, err
+    (note,) = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert str(folder / "slow.py") in note and re.search(r"took \d+\.\d s to import", note) and "worker" in note
+    code, _, err = cli(args, capsys)
+    assert code == 0 and "note: " not in err
+
+
+def test_worker_processes_do_not_name_a_slow_plugin_again(tmp_path, plugin_dir):
+    from benchmark import discovery
+
+    seconds = discovery.SLOW_IMPORT_S + 0.2
+    folder = plugin_dir({"slow.py": f"import time\ntime.sleep({seconds})\n" + PLUGIN.format(name="slow")})
+    grid = tiny(tmp_path, method="slow")
+    command = [sys.executable, "-m", "benchmark",
+               *run_args(grid, tmp_path / "results", "--seeds", "0-1", "--workers", "2")]
+    env = {k: v for k, v in os.environ.items() if k != discovery.REPORTER_ENV}
+    done = subprocess.run(command, cwd=ROOT, env=dict(env, BENCHMARK_PLUGINS=str(folder)), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(records(tmp_path / "results")) == 2
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: method plugin")]
+    assert len(notes) == 1 and str(folder / "slow.py") in notes[0], done.stderr
