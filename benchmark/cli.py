@@ -25,6 +25,7 @@ import typing
 from pathlib import Path
 
 from .arguments import count, names, pack_size, seeds
+from .discovery import claim_reporting
 from .errors import BenchmarkError, check_grid_name
 
 DEFAULT_GRID = "quick"
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rest = rest  # bench parses its own options (its module imports torch)
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    claim_reporting()  # this process names slow plugin imports, its workers do not
     if args.plugins:
         os.environ["BENCHMARK_PLUGINS"] = os.pathsep.join(
             [str(Path(p).resolve()) for p in args.plugins] + [p for p in os.environ.get("BENCHMARK_PLUGINS", "").split(os.pathsep) if p])

@@ -76,6 +76,7 @@ class GridRun:
 
     config: RunConfig
     named: tuple[str, ...]
+    run_id: str  # config.run_id, computed once
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,22 @@ class Grid:
                seeds: list[int] | None = None, epochs: int | None = None) -> list[RunConfig]:
         """Resolved run configs, optionally narrowed to some methods / data sets, with the
         seeds replaced and the epochs overridden. Unknown names raise UnknownNameError."""
+        self.check_selection(methods, datasets)
+        return [run.config for run in self.select(self.runs(seeds, epochs), methods, datasets)]
+
+    @staticmethod
+    def check_selection(methods: list[str] | None = None, datasets: list[str] | None = None) -> None:
+        """Raise UnknownNameError for a method or data set name that is not registered."""
         for name in methods or []:
             METHODS[name]
         for name in datasets or []:
             DATASETS[name]
-        return [run.config for run in self.runs(seeds, epochs)
-                if not (methods and run.config.method not in methods)
+
+    @staticmethod
+    def select(runs: list[GridRun], methods: list[str] | None = None,
+               datasets: list[str] | None = None) -> list[GridRun]:
+        """``runs`` narrowed to the given methods and data sets (None: all)."""
+        return [run for run in runs if not (methods and run.config.method not in methods)
                 and not (datasets and run.config.dataset.name not in datasets)]
 
     def runs(self, seeds: list[int] | None = None, epochs: int | None = None) -> list[GridRun]:
@@ -126,7 +137,8 @@ class Grid:
                     self._check_applies(name, hp, model, where, ds_index)
                     for seed in seeds if seeds is not None else self._seeds():
                         run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
-                        runs.setdefault(run.run_id, GridRun(run, named))
+                        run_id = run.run_id
+                        runs.setdefault(run_id, GridRun(run, named, run_id))
         return list(runs.values())
 
     def headline(self, runs: list[GridRun] | None = None) -> tuple[Entry, ...]:

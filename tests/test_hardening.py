@@ -1,7 +1,9 @@
 """Nothing mixed, nothing orphaned, nothing lost: grid names are folder names, a results folder
 belongs to one grid (claimed under a lock that names its holder), write failures after training
 lose nothing and crash nothing, SIGTERM is Ctrl-C, files get the user's umask, a damaged
-checkpoint costs no attempt, and contradictory options are errors. Through the command line."""
+checkpoint costs no attempt, contradictory options are errors, and a dry run finds the plugin
+files once, each run id once and each code key once per setting;
+a plugin cannot end the process at import, and a slow one is named once. Through the command line."""
 
 from __future__ import annotations
 
@@ -277,3 +279,131 @@ def test_impossible_options_exit_2_with_one_line(capsys, extra, named):
     code, _, err = cli(["run", "--grid", "smoke", "--methods", "vae", "--datasets", "pinwheel", "--dry-run",
                         "--no-estimate", *extra], capsys)
     assert code == 2 and named in one_error_line(err)
+
+
+# --- 7. a dry run of many runs scales; plugins cannot end the process; slow plugins are named once ---
+
+PLUGIN = '''
+from benchmark.plugin import Method, register_method
+
+
+@register_method
+class Plain(Method):
+    """rec + KL."""
+
+    name = "{name}"
+
+    def loss(self, x, progress):
+        out = self.model(x)
+        rec, kl = out.rec.mean(), out.kl.mean()
+        return {{"loss": rec + kl, "rec": rec, "kl": kl}}
+'''
+
+
+def counted(calls: list[str], name: str, function):
+    """``function``, appending ``name`` to ``calls`` on each call."""
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return function(*args, **kwargs)
+    return wrapper
+
+
+def dry_run_counting(tmp_path: Path, capsys, monkeypatch, calls: list[str]) -> int:
+    """A dry run of the smoke grid's 3 seeds with the plugin globs, run ids and code keys counted in
+    ``calls``; the number of runs it listed."""
+    from benchmark import discovery
+    from benchmark.config import RunConfig
+    from benchmark.run import code_key
+
+    monkeypatch.setattr(discovery, "RACY_S", 0.0)  # folders edited just now count as settled
+    monkeypatch.setattr(discovery, "_discovered", None)
+    monkeypatch.setattr(discovery, "plugin_files", counted(calls, "glob", discovery.plugin_files))
+    monkeypatch.setattr(RunConfig, "run_id", property(counted(calls, "run_id", RunConfig.run_id.fget)))
+    monkeypatch.setattr(code_key, "code_version", counted(calls, "code", code_key.code_version))
+    code, out, err = cli(["run", "--grid", "smoke", "--seeds", "0-2", "--results", str(tmp_path / "results"),
+                          "--dry-run", "--no-estimate"], capsys)
+    assert code == 0, err
+    return out.count("\ntodo ")
+
+
+def test_a_dry_run_finds_the_plugin_files_once(tmp_path, capsys, monkeypatch):
+    from conftest import smoke_runs
+
+    calls: list[str] = []
+    assert dry_run_counting(tmp_path, capsys, monkeypatch, calls) == smoke_runs(seeds=3)
+    assert calls.count("glob") == 1
+
+
+def test_plugin_files_written_during_a_process_are_found(plugin_dir, capsys):
+    folder = plugin_dir({"first.py": PLUGIN.format(name="first")})
+    stamp = folder.stat().st_mtime_ns
+    code, out, err = cli(["list", "methods"], capsys)
+    assert code == 0 and "first" in out, err
+    plugin_dir({"second.py": PLUGIN.format(name="second")})
+    os.utime(folder, ns=(stamp, stamp))  # within the folder clock's resolution: its time looks unchanged
+    code, out, err = cli(["list", "methods"], capsys)
+    assert code == 0 and "second" in out, err
+
+
+def test_a_dry_run_finds_each_run_id_once_and_each_code_key_once_per_setting(tmp_path, capsys, monkeypatch):
+    from conftest import smoke_runs
+
+    calls: list[str] = []
+    assert dry_run_counting(tmp_path, capsys, monkeypatch, calls) == smoke_runs(seeds=3)
+    assert (calls.count("run_id"), calls.count("code")) == (smoke_runs(seeds=3), smoke_runs(seeds=1))
+
+
+def test_code_keys_found_once_per_setting_are_each_runs_own():
+    from benchmark.grid import load_grid
+    from benchmark.run.code_key import run_code, run_codes
+    from benchmark.run.plan import ConfigDicts
+
+    runs = load_grid("smoke").runs(seeds=[0, 1])
+    configs = [run.config for run in runs]
+    rebuilt = [type(c).from_dict(c.to_dict()) for c in configs[:6]]  # equal values, no shared objects
+    assert run_codes(configs + rebuilt) == [run_code(c) for c in configs + rebuilt]
+    assert [run.run_id for run in runs] == [c.run_id for c in configs]
+    values = ConfigDicts()
+    assert [values(c) for c in configs] == [c.to_dict() for c in configs]
+
+
+@pytest.mark.parametrize("source", ["import sys\nsys.exit(0)\n", "raise SystemExit\n",
+                                    "class Stop(BaseException):\n    pass\n\n\nraise Stop('stopped')\n"])
+def test_a_plugin_ending_the_process_at_import_is_an_error(tmp_path, plugin_dir, capsys, source):
+    folder = plugin_dir({"quits.py": source})
+    results = tmp_path / "results"
+    code, _, err = cli(run_args(tiny(tmp_path), results), capsys)
+    line = one_error_line(err)
+    assert code == 2 and str(folder / "quits.py") in line and "failed to import" in line
+    assert not results.exists()
+
+
+def test_a_slow_plugin_import_is_named_once(tmp_path, plugin_dir, capsys, monkeypatch):
+    from benchmark import discovery
+
+    monkeypatch.setattr(discovery, "SLOW_IMPORT_S", 0.2)
+    folder = plugin_dir({"slow.py": "import time\ntime.sleep(0.3)\n" + PLUGIN.format(name="slow")})
+    args = run_args(tiny(tmp_path, method="slow"), tmp_path / "results", "--dry-run", "--no-estimate")
+    code, _, err = cli(args, capsys)
+    assert code == 0, err
+    (note,) = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert str(folder / "slow.py") in note and re.search(r"took \d+\.\d s to import", note) and "worker" in note
+    code, _, err = cli(args, capsys)
+    assert code == 0 and "note: " not in err
+
+
+def test_worker_processes_do_not_name_a_slow_plugin_again(tmp_path, plugin_dir):
+    from benchmark import discovery
+
+    seconds = discovery.SLOW_IMPORT_S + 0.2
+    folder = plugin_dir({"slow.py": f"import time\ntime.sleep({seconds})\n" + PLUGIN.format(name="slow")})
+    grid = tiny(tmp_path, method="slow")
+    command = [sys.executable, "-m", "benchmark",
+               *run_args(grid, tmp_path / "results", "--seeds", "0-1", "--workers", "2")]
+    env = {k: v for k, v in os.environ.items() if k != discovery.REPORTER_ENV}
+    done = subprocess.run(command, cwd=ROOT, env=dict(env, BENCHMARK_PLUGINS=str(folder)), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(records(tmp_path / "results")) == 2
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: method plugin")]
+    assert len(notes) == 1 and str(folder / "slow.py") in notes[0], done.stderr

@@ -24,6 +24,7 @@ number, so the closure errs on the side of reaching.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -369,6 +370,35 @@ def key_of(units: Iterable[Unit]) -> str:
 def run_code(config: RunConfig) -> dict[str, Any]:
     """The ``code`` of a record of run ``config``: see :func:`code_version`."""
     return code_version(METHODS[config.method], config.to_dict())
+
+
+def setting_identity(config: RunConfig) -> tuple[int, ...]:
+    """The objects ``config`` holds besides its seed, by identity: two configs (both alive) with the
+    same tuple differ at most in their seed. The runs of a setting that
+    :meth:`benchmark.grid.Grid.runs` makes share these objects."""
+    return tuple(id(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "seed")
+
+
+def run_codes(configs: Iterable[RunConfig]) -> list[dict[str, Any]]:
+    """:func:`run_code` of each of ``configs``, found once per setting. A run's code depends on its
+    config only through its method and the strings in it (:func:`code_version`), so configs with
+    the same method and strings share it, and so do configs holding the same objects besides
+    their seed (:func:`setting_identity`) whose seeds hold the same strings (none: a number)."""
+    by_strings: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
+    # the config is kept with its code: the ids in the key stay its objects' while the loop runs
+    by_objects: dict[tuple[Any, ...], tuple[RunConfig, dict[str, Any]]] = {}
+    codes = []
+    for config in configs:
+        same = (setting_identity(config), frozenset(config_strings(config.seed)))
+        hit = by_objects.get(same)
+        if hit is None:
+            values = config.to_dict()
+            key = (config.method, frozenset(config_strings(values)))
+            if key not in by_strings:
+                by_strings[key] = code_version(METHODS[config.method], values)
+            hit = by_objects[same] = (config, by_strings[key])
+        codes.append(hit[1])
+    return codes
 
 
 def code_version(method_class: type, config: dict[str, Any], root: Path = PROJECT_ROOT) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Callable, Literal, Sequence
 import torch
 
 from ..config import RunConfig
-from ..discovery import METHODS
+from ..discovery import METHODS, PLUGIN_PATH_ENV, REPORTER_ENV
 from ..errors import BenchmarkError
 from ..ml.pack import pack_key, pack_problem
 from .checkpoint import checkpoint_damage
@@ -66,6 +66,7 @@ class Job:
     name: str  # the grid, and its folder under the results
     store: ResultStore
     runs: list[RunConfig]  # every run of the command, in grid order
+    run_ids: list[str]  # the id of each of runs (computed once)
     todo: list[RunConfig]  # the runs to execute (no ok record of the current code, or all with force)
     code_keys: dict[str, str]  # run id -> the key of its current code (run.code_key.run_code)
     force: bool = False  # rerun runs that have an ok record
@@ -195,13 +196,14 @@ class RayBackend:
             raise BenchmarkError("--executor ray needs Ray: .venv/bin/pip install ray==2.60.0 "
                                  "(on every machine of the cluster)") from None
         self.ray, self.options = ray, options
-        plugins = os.environ.get("BENCHMARK_PLUGINS", "")
         # From a checkout the workers get its code; an installed package must be installed on every
         # worker as well (site-packages is no folder to ship).
         runtime_env = {"working_dir": str(PROJECT_ROOT),
                        "excludes": ["/.venv/", "/results/", "/reports/", "/.git/", "/data/", "/device-data/", "*.pt"]
                        } if is_checkout() else {}
-        runtime_env["env_vars"] = {"BENCHMARK_PLUGINS": plugins} if plugins else {}
+        # the plugins, and the process that names slow plugin imports (so the workers do not)
+        runtime_env["env_vars"] = {name: os.environ[name] for name in (PLUGIN_PATH_ENV, REPORTER_ENV)
+                                   if os.environ.get(name)}
         init = dict(address=options.address, runtime_env=runtime_env, ignore_reinit_error=True,
                     log_to_driver=True, include_dashboard=False)
         if options.address is None:

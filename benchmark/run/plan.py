@@ -10,6 +10,7 @@ yet and to label settings, so it never interprets grid files itself.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -44,8 +45,35 @@ class PlannedRun:
         return self.config["seed"]
 
     @classmethod
-    def of(cls, config: RunConfig, named: tuple[str, ...]) -> PlannedRun:
-        return cls(config.run_id, config.label(), tuple(named), config.to_dict())
+    def of(cls, config: RunConfig, named: tuple[str, ...], run_id: str | None = None,
+           values: dict[str, Any] | None = None) -> PlannedRun:
+        """The planned run of ``config``; ``run_id`` and ``values`` (``config.to_dict()``, e.g. from
+        :class:`ConfigDicts`): what is known of it already."""
+        return cls(run_id or config.run_id, config.label(), tuple(named),
+                   values if values is not None else config.to_dict())
+
+
+class ConfigDicts:
+    """``RunConfig.to_dict()`` of many configs, each object they hold turned into plain data once
+    (the runs of a setting share their sections, :meth:`benchmark.grid.Grid.runs`); the dicts
+    returned share those parts, so they are read, never changed."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, tuple[Any, Any]] = {}  # id -> (the object, kept alive; its plain data)
+
+    def __call__(self, config: RunConfig) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if isinstance(value, (str, int, float, type(None))):
+                values[f.name] = value
+                continue
+            hit = self._parts.get(id(value))
+            if hit is None:
+                plain = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+                hit = self._parts[id(value)] = (value, plain)
+            values[f.name] = hit[1]
+        return values
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
 from ..grid import load_grid
 from .executor import GridSummary, Job, RunOptions, run_grid
-from .plan import Plan, PlannedRun
+from .plan import ConfigDicts, Plan, PlannedRun
 from .progress import GridProgress
-from .code_key import changed_units, run_code
+from .code_key import changed_units, run_codes, setting_identity
 from .record import Record, RunState, run_state, utc_now
 from .store import ResultStore
 
@@ -79,14 +79,14 @@ class Prepared:
     def warnings(self) -> list[str]:
         """One line per unreadable record of a run of this command (it is rerun, the file
         replaced), and one naming the other files in ``runs/`` that are no record (ignored)."""
-        runs = {r.run_id: r for r in self.job.runs}
+        runs = dict(zip(self.job.run_ids, self.job.runs))
         where = self.job.store.runs_dir
         lines, others = [], []
         for name, why in self.unreadable:
             run = runs.get(Path(name).stem)
             why = first_line(why, 160)
             if run is not None:
-                lines.append(f"warning: the record of {run.run_id} ({run.label()}) in {where}/ cannot be read "
+                lines.append(f"warning: the record of {Path(name).stem} ({run.label()}) in {where}/ cannot be read "
                              f"({why}): the run is rerun and the file replaced")
             else:
                 others.append(f"{name} ({why})")
@@ -100,7 +100,9 @@ class Prepared:
         why the stale ones are stale."""
         per_pair = collections.Counter((r.dataset.name, r.method) for r in self.job.runs)
         lines = [f"{dataset:>18} {method:<14} {count} runs" for (dataset, method), count in sorted(per_pair.items())]
-        lines += [f"{self.states[r.run_id]:<5} {r.run_id}  {r.label()}" for r in self.job.runs]
+        labels = {run.run_id: run.label for run in self.plan.runs} if self.plan is not None else {}
+        lines += [f"{self.states[run_id]:<5} {run_id}  {labels.get(run_id) or run.label()}"
+                  for run_id, run in zip(self.job.run_ids, self.job.runs)]
         return lines + self.stale_summary()
 
     def stale_summary(self) -> list[str]:
@@ -116,23 +118,24 @@ class Prepared:
 
 
 def prepare_runs(name: str, runs: list[RunConfig], store: ResultStore, *, force: bool = False,
-                 keep_stale: bool = False, source: str = "") -> Prepared:
-    """Prepare ``runs`` (of grid ``name``) against the records in ``store``; ``force`` turns
-    ``done`` into ``todo``."""
-    codes = {r.run_id: run_code(r) for r in runs}
+                 keep_stale: bool = False, source: str = "", run_ids: list[str] | None = None) -> Prepared:
+    """Prepare ``runs`` (of grid ``name``; ``run_ids``: their ids, when known already) against the
+    records in ``store``; ``force`` turns ``done`` into ``todo``."""
+    ids = run_ids if run_ids is not None else [r.run_id for r in runs]
+    codes = dict(zip(ids, run_codes(runs)))
     records, unreadable = store.scan()
     by_id = {record.run_id: record for record in records}
-    states: dict[str, RunState] = {r.run_id: run_state(by_id.get(r.run_id), codes[r.run_id]["key"], keep_stale)
-                                   for r in runs}
+    states: dict[str, RunState] = {run_id: run_state(by_id.get(run_id), codes[run_id]["key"], keep_stale)
+                                   for run_id in ids}
     why_stale = {run_id: changed_units((by_id[run_id].code or {}).get("units", {}), codes[run_id]["units"])
                  if (by_id[run_id].code or {}).get("units") else []
                  for run_id, state in states.items() if state == "stale"}
     if force:
         states = {run_id: "todo" if state == "done" else state for run_id, state in states.items()}
-    todo = [r for r in runs if states[r.run_id] != "done"]
+    todo = [run for run_id, run in zip(ids, runs) if states[run_id] != "done"]
     code_keys = {run_id: code["key"] for run_id, code in codes.items()}
-    return Prepared(Job(name, store, runs, todo, code_keys, force, keep_stale), states, source, unreadable=unreadable,
-                    why_stale=why_stale)
+    return Prepared(Job(name, store, runs, ids, todo, code_keys, force, keep_stale), states, source,
+                    unreadable=unreadable, why_stale=why_stale)
 
 
 def check_same_grid(plan: Plan, current: Plan | None, store: ResultStore) -> None:
@@ -157,8 +160,9 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     ``--set KEY=VALUE`` ``overrides`` applied), with the grid's whole plan, against the records
     under ``results``."""
     grid = load_grid(grid_name, overrides)
-    runs = grid.expand(methods=methods, datasets=datasets, seeds=seeds, epochs=epochs)
+    grid.check_selection(methods, datasets)
     planned = grid.runs(seeds, epochs)
+    runs = grid.select(planned, methods, datasets)
     if not runs:
         raise BenchmarkError(f"grid {grid.name!r} has no runs left after the --methods/--datasets filters "
                              f"(its methods: {', '.join(sorted({r.config.method for r in planned}))}; data sets: "
@@ -166,11 +170,14 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     store = ResultStore(results, grid.name)
     methods = {m: {"guarantees": list(METHODS[m].guarantees)} for m in sorted({run.config.method for run in planned})
                if METHODS[m].guarantees}
-    plan = Plan(grid.name, grid.description, grid.source, tuple(PlannedRun.of(run.config, run.named) for run in planned),
+    values = ConfigDicts()
+    plan = Plan(grid.name, grid.description, grid.source,
+                tuple(PlannedRun.of(run.config, run.named, run.run_id, values(run.config)) for run in planned),
                 headline=grid.headline(planned), methods=methods, overrides=tuple(o.to_dict() for o in grid.overrides))
     current = store.read_plan()
     check_same_grid(plan, current, store)
-    prepared = prepare_runs(grid.name, runs, store, force=force, keep_stale=keep_stale, source=str(grid.path))
+    prepared = prepare_runs(grid.name, [run.config for run in runs], store, force=force, keep_stale=keep_stale,
+                            source=str(grid.path), run_ids=[run.run_id for run in runs])
     records = store.scan()[0]
     prepared.retired = retired_records(records, [run.config for run in planned])
     prepared.results_before = len({r.run_id for r in records} | store.superseded_run_ids())
@@ -190,7 +197,10 @@ def retired_records(records: list[Record], planned: list[RunConfig]) -> list[str
     """Run ids of ``records`` whose setting none of the ``planned`` runs has (seeds and epochs
     aside): left by an edit of the grid file. Records of methods this process does not know are
     kept (a plugin may be missing)."""
-    settings = {setting_key(config) for config in planned}
+    if not records:
+        return []
+    # one key per setting: a setting's runs hold the same objects besides their seed
+    settings = {setting_key(config) for config in {setting_identity(c): c for c in planned}.values()}
     retired = []
     for record in records:
         try:
