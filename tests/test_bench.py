@@ -199,6 +199,25 @@ def test_bench_pack_presets_are_named_presets():
         main.settings_from_args(parser.parse_args(["--pack-presets", "conv128"]))
 
 
+def test_the_tables_section_times_the_update_against_the_rebuild(tmp_path, capsys):
+    out = tmp_path / "tables.json"
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    code = main.main(parser.parse_args(["--quick", "--sections", "tables", "--table-records", "12", "--out", str(out)]))
+    result = json.loads(out.read_text())
+    assert code == 0, result["errors"]
+    section = result["sections"]["tables"]
+    assert section["records"] == 12 and list(section["points"]) == ["12"] and section["tables_match"] is True
+    point = section["points"]["12"]
+    assert len(point["rebuild_s"]) == len(point["incremental_s"]) == result["settings"]["repeats"]
+    assert all(_positive(v) for v in (point["rebuild_ms"], point["incremental_ms"], point["added_ms"],
+                                      point["rebuild_vs_incremental"]["ratio"], *section["new_process_ms"].values()))
+    assert section["sequence"]["updates"] == 12 and _positive(section["sequence"]["incremental_total_s"])
+    assert "tables: one update of runs.csv + summary.csv" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--table-records"):
+        main.settings_from_args(parser.parse_args(["--table-records", "0"]))
+
+
 # --- text (LSTM) section ----------------------------------------------------------------------
 
 

@@ -370,7 +370,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                     except StoreError as exc:
                         stop(exc)
         try:
-            store.write_table()  # also when nothing ran: the tables always match the records on disk
+            store.write_table(save_cache=True)  # also when nothing ran: the tables always match the records on disk
         except StoreError as exc:
             stop(exc)
     finally:

@@ -4,7 +4,9 @@ Layout under ``<results>/<grid>/``::
 
     plan.json                  every run of the grid as `run` expanded it (run.plan)
     runs/<run_id>.json         one record per run (run.record), and its images <run_id>.<name>.png
-    runs.csv, summary.csv      the tables, rebuilt from the records after each one (run.table)
+    runs.csv, summary.csv      the tables, brought up to date with the records after each one (run.table)
+    .table-cache.json          the rows of the tables by record file (name, inode, size, times): a
+                               cache, so a new process need not parse every record again
     superseded/                records made by other code, kept when their run is redone
     checkpoints/, models/      resumable checkpoints, kept models (--keep-model)
     locks/                     one lock file per run being run (held by the process running it),
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from ..errors import BenchmarkError
 from .plan import PLAN_FILE, Plan
 from .record import Record, parse_record, utc_now
-from .table import records_table, summary_markdown, summary_table
+from .table import IncrementalTables, record_row, records_table, summary_markdown, summary_table, tables_csv
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -44,6 +47,9 @@ TMP_NAME = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.[0-9a-f]+\.tmp$")  # see atomic
 LOCK_WAIT_S = 120.0  # how long a command waits for the plan or tables lock another command holds
 # What reading a file that is no (valid) record raises.
 UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
+TABLE_CACHE = ".table-cache.json"  # the rows of the tables by record file (ResultStore.write_table)
+CACHE_SAVE_EVERY = 64  # rows parsed since the cache was saved that make write_table save it (or 1/8 of the rows)
+FileKey = tuple[int, int, int, int]  # a file's inode, size, mtime and ctime (ns): a record file not changed since
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -124,6 +130,9 @@ class ResultStore:
     def __init__(self, root: str | Path, grid: str):
         self.dir = Path(root) / grid
         self.runs_dir = self.dir / "runs"
+        self._tables: IncrementalTables | None = None  # the tables as of the record files in `_files`
+        self._files: dict[str, FileKey | None] = {}  # record file name -> its key when last read
+        self._unsaved = 0  # records parsed since the table cache was last saved
 
     def record_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
@@ -289,22 +298,148 @@ class ResultStore:
         """Every readable record (see :meth:`scan`)."""
         return self.scan()[0]
 
-    def write_table(self) -> Path:
-        """Rebuild ``runs.csv`` (one row per run) and ``summary.csv`` (mean, std and count over
-        seeds per setting) from every record, under a lock shared by concurrent ``run`` commands.
-        Raises :class:`StoreError`."""
+    def write_table(self, save_cache: bool = False) -> Path:
+        """Bring ``runs.csv`` (one row per run) and ``summary.csv`` (mean, std and count over seeds
+        per setting) up to date with the records, under a lock shared by concurrent ``run``
+        commands: byte for byte what :meth:`rebuild_table` writes, at a cost that does not grow
+        with the records (see :class:`benchmark.run.table.IncrementalTables`). Only the record
+        files changed since the last call (by name, inode, size, mtime and ctime; all of them in a
+        new process, but for those in ``.table-cache.json``) are parsed, so a record added,
+        removed or edited by hand or by another process is picked up; both files are written
+        whole every time, so whatever happened before, they then match the records. Saves the
+        cache when ``save_cache`` (or when many records were parsed since it was saved). Raises
+        :class:`StoreError`."""
         with RunLock.wait(self.dir / ".table.lock", f"the tables of {self.dir}"):
-            table = records_table(self.records())
-            with storing(self.dir / "summary.csv"):
-                atomic_write_text(self.dir / "summary.csv", summary_table(table).to_csv(index=False, float_format="%.6g"))
-            path = self.dir / "runs.csv"
-            with storing(path):
-                atomic_write_text(path, table.to_csv(index=False, float_format="%.6g"))
-        return path
+            try:
+                runs, summary = self._update_tables()
+            except BaseException:
+                self._tables, self._files = None, {}  # the next call starts afresh
+                raise
+            self._write_tables(runs, summary)
+            if self._unsaved and (save_cache or self._unsaved >= max(CACHE_SAVE_EVERY, len(self._files) // 8)):
+                self._save_table_cache()
+        return self.dir / "runs.csv"
+
+    def rebuild_table(self) -> Path:
+        """Rebuild ``runs.csv`` and ``summary.csv`` from every record, each parsed afresh (the
+        reference :meth:`write_table` matches; its cost grows with the records). Raises
+        :class:`StoreError`."""
+        with RunLock.wait(self.dir / ".table.lock", f"the tables of {self.dir}"):
+            self._write_tables(*tables_csv(self.records()))
+        return self.dir / "runs.csv"
+
+    def _write_tables(self, runs: str, summary: str) -> None:
+        for name, text in (("summary.csv", summary), ("runs.csv", runs)):
+            with storing(self.dir / name):
+                atomic_write_text(self.dir / name, text)
+
+    def _update_tables(self) -> tuple[str, str]:
+        """Read the record files changed since the last call; the tables' text."""
+        cache: dict[str, tuple[FileKey, dict[str, Any] | None]] = {}
+        if self._tables is None:
+            self._tables, self._files, self._unsaved = IncrementalTables(), {}, 0
+            cache = self._load_table_cache()
+        listing = self._listing()
+        changes: dict[str, dict[str, Any] | None] = {}
+        for name in [name for name in self._files if name not in listing]:
+            del self._files[name]
+            changes[Path(name).stem] = None
+        for name, key in listing.items():
+            if key is not None and self._files.get(name) == key:
+                continue
+            if key is not None and name in cache and cache[name][0] == key:
+                row = cache[name][1]
+            else:
+                key, row = self._read_row(name)
+                self._unsaved += 1
+            self._files[name] = key
+            changes[Path(name).stem] = row
+        return self._tables.update(changes)
+
+    def _listing(self) -> dict[str, FileKey | None]:
+        """The files of ``runs/`` that :meth:`scan` reads (``*.json``) and their keys (None:
+        cannot be stat'ed)."""
+        found: dict[str, FileKey | None] = {}
+        try:
+            entries = os.scandir(self.runs_dir)
+        except OSError:  # no runs/ yet (or none that can be listed: no records, as for scan)
+            return found
+        with entries:
+            for entry in entries:
+                if entry.name.endswith(".json"):
+                    try:
+                        found[entry.name] = _file_key(entry.stat())
+                    except OSError:
+                        found[entry.name] = None
+        return found
+
+    def _read_row(self, name: str) -> tuple[FileKey | None, dict[str, Any] | None]:
+        """Record file ``name``'s key (of the file read, so a file replaced meanwhile is read
+        again next time) and its row of ``runs.csv`` (None: no readable record, see :meth:`read_file`)."""
+        path = self.runs_dir / name
+        try:
+            with open(path) as handle:
+                key = _file_key(os.fstat(handle.fileno()))
+                text = handle.read()
+        except OSError:
+            return None, None
+        try:
+            record = parse_record(text)
+            if record.run_id != path.stem:
+                raise ValueError(f"run_id {record.run_id!r} does not match the file name")
+        except UNREADABLE:
+            return key, None
+        return key, record_row(record)
+
+    def _load_table_cache(self) -> dict[str, tuple[FileKey, dict[str, Any] | None]]:
+        """The rows saved in ``.table-cache.json`` by the code of this version (empty: none, or
+        unreadable); checked against each file's key before use."""
+        try:
+            saved = json.loads((self.dir / TABLE_CACHE).read_text())
+            if saved.get("code") != _table_code():
+                return {}
+            rows = {}
+            for name, (key, row) in saved["files"].items():
+                if isinstance(key, list) and len(key) == 4 and all(type(k) is int for k in key) and (
+                        row is None or isinstance(row, dict)):
+                    rows[name] = (tuple(key), row)
+            return rows
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return {}
+
+    def _save_table_cache(self) -> None:
+        """Save the rows of the tables by record file to ``.table-cache.json`` (a cache: a failure
+        to write it is ignored)."""
+        assert self._tables is not None
+        files = {name: [list(key), self._tables.rows.get(Path(name).stem)]
+                 for name, key in self._files.items() if key is not None}
+        with contextlib.suppress(OSError, ValueError):
+            atomic_write_text(self.dir / TABLE_CACHE, json.dumps({"code": _table_code(), "files": files}))
+            self._unsaved = 0
 
     def summary_markdown(self) -> str:
         """The summary as a Markdown table of the settings that vary (empty without ok runs)."""
         return summary_markdown(summary_table(records_table(self.records())))
+
+
+def _file_key(stat: os.stat_result) -> FileKey:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+_TABLE_CODE: list[str] = []
+
+
+def _table_code() -> str:
+    """A digest of the code that turns a record file into a row (this module, run.record and
+    run.table): a table cache saved by other code is not used."""
+    if not _TABLE_CODE:
+        from . import record, table
+
+        digest = hashlib.sha256()
+        for module in (sys.modules[__name__], record, table):
+            digest.update(Path(module.__file__ or "").read_bytes())
+        _TABLE_CODE.append(digest.hexdigest()[:16])
+    return _TABLE_CODE[0]
 
 
 class RunLock:

@@ -25,6 +25,9 @@
 - ``text`` (only with ``--sections text``): a training step of the PTB LSTM VAE (``lstm-ptb``,
   ``lstm-small``) through the harness (``PackTrainer``, ``vae``, length buckets) against a
   hand-written LSTM VAE with the same math, weights, optimiser and batches (bound: 1.2x).
+- ``tables`` (only with ``--sections tables``): one update of ``runs.csv`` and ``summary.csv``
+  after a finished run (``ResultStore.write_table``, incremental) against the full rebuild from
+  every record it replaced, as a results folder grows to 2,000 copies of real records.
 
 Measurement discipline (the machine may be shared): the arms of a comparison are interleaved
 (A B C A B C ...) in one process, the first repetition of every arm is a warm-up and is
@@ -35,6 +38,6 @@ after); the ratios are what to read.
 Modules: :mod:`.common` (settings, timing helpers, the machine, the data), :mod:`.loops` (the
 minimal loop and the harness's), :mod:`.speed` (throughput, threads, seed batching, compile),
 :mod:`.costs` (metrics, methods, the quick grid's evaluation share), :mod:`.peer` (pythae),
-:mod:`.packing` (packs), :mod:`.text` (the LSTM text VAE),
+:mod:`.packing` (packs), :mod:`.text` (the LSTM text VAE), :mod:`.tables` (the results tables),
 :mod:`.main` (the driver, the table, the options).
 """

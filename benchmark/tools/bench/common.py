@@ -82,6 +82,8 @@ class Settings:
     text_batch_size: int = 32  # text section: sentences per batch (the text-VAE literature's)
     text_presets: tuple[str, ...] = ("lstm-ptb", "lstm-small")  # text section: LSTM architectures
     text_latent_dim: int = 32
+    table_records: int = 2000  # tables section: records the results folder grows to
+    table_points: tuple[int, ...] = (100, 1000, 2000)  # tables section: where the rebuild is timed against the update
     compile_modes: tuple[str, ...] = ()
     threads: int | None = None
     presets: tuple[Preset, ...] = FULL_PRESETS
@@ -98,6 +100,7 @@ class Settings:
                       test_size=128, batch_size=64, data="synthetic",
                       method_steps=2, seed_batch=2, presets=QUICK_PRESETS, threads=1, pack_sizes=(1, 4),
                       pack_presets=QUICK_PRESETS[1:], text_sentences=128, text_epochs=4,
+                      table_records=60, table_points=(20, 60),
                       eval_overrides={"nll_samples": 4, "nll_examples": 16, "geometry_points": 4,
                                       "noise_points": 4, "noise_draws": 2},
                       method_overrides={"hidden_latent": 16, "hidden_data": 16})
@@ -124,7 +127,8 @@ class Settings:
         return {k: v for k, v in self.method_overrides.items() if k in names}
 
 
-ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing", "text")
+ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing", "text",
+                "tables")
 
 
 class Clock:

@@ -20,6 +20,7 @@ from .costs import bench_methods, bench_metrics, quick_grid_share
 from .packing import bench_packing, format_packing
 from .peer import bench_pythae
 from .speed import bench_compile, bench_seed_batching, bench_threads, bench_throughput
+from .tables import bench_tables, format_tables
 from .text import bench_text, format_text
 
 
@@ -49,9 +50,9 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
                               "settings": finite(asdict(settings)), "command": _command_line(),
                               "sections": {}, "errors": {}}
     sections = [s for s in ALL_SECTIONS if s in settings.sections or (s == "compile" and settings.compile_modes)]
-    if set(sections) <= {"text"}:  # the text section loads PTB itself
+    if set(sections) <= {"text", "tables"}:  # the text section loads PTB itself; tables need no data
         x = split = None
-        source = "ptb (text section only)"
+        source = "ptb (text section only)" if "text" in sections else "none (the tables section copies records)"
     else:
         x, split, source = load_data(settings, device)
     result["data"] = source
@@ -68,6 +69,7 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
         "compile": lambda: bench_compile(settings, x, device, clock),
         "packing": lambda: bench_packing(settings, x, device, clock),
         "text": lambda: bench_text(settings, device, clock),
+        "tables": lambda: bench_tables(settings),
     }
     for name in sections:
         t0 = time.perf_counter()
@@ -159,6 +161,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines += format_packing(sec["packing"])
     if "text" in sec:
         lines += format_text(sec["text"])
+    if "tables" in sec:
+        lines += format_tables(sec["tables"])
     if "compile" in sec:
         for mode, c in sec["compile"]["modes"].items():
             if c.get("ok"):
@@ -193,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON output (default: results/bench/<device>.json)")
     parser.add_argument("--sections", metavar="A,B", default=None,
                         help=f"subset of {','.join(ALL_SECTIONS)} (default: all but compile, which --compile adds, "
-                             "packing and text)")
+                             "packing, text and tables)")
     parser.add_argument("--train-size", type=int, default=None, metavar="N",
                         help="training examples per epoch (default 20000, the quick grid's)")
     parser.add_argument("--throughput-examples", type=int, default=None, metavar="N",
@@ -216,6 +220,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="text section: PTB training sentences per timed epoch (default 256; 128 with --quick)")
     parser.add_argument("--text-epochs", type=int, default=None, metavar="N",
                         help="text section: timed epochs per arm after one warm-up (default 6; 4 with --quick)")
+    parser.add_argument("--table-records", type=int, default=None, metavar="N",
+                        help="tables section: records the results folder grows to (default 2000, timed at 100, 1000 "
+                             "and 2000; 60 with --quick)")
     parser.add_argument("--method-steps", type=int, default=None, metavar="K",
                         help="optimiser steps per method and repetition (default 20)")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODES",
@@ -246,7 +253,7 @@ def parse_eval_set(text: str) -> dict[str, Any]:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for key in ("repeats", "eval_repeats", "throughput_examples", "train_size", "test_size", "batch_size", "data", "seed_batch", "method_steps",
-                "threads", "text_sentences", "text_epochs"):
+                "threads", "text_sentences", "text_epochs", "table_records"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -280,6 +287,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["compile_modes"] = tuple(m.strip() for m in args.compile.split(",") if m.strip())
     if overrides.get("repeats", 1) < 1 or overrides.get("eval_repeats", 1) < 1:
         raise SystemExit("bench: --repeats and --eval-repeats must be at least 1")
+    if overrides.get("table_records", 1) < 1:
+        raise SystemExit("bench: --table-records must be at least 1")
     if overrides.get("text_sentences", 2) < 2 or overrides.get("text_epochs", 1) < 1:
         raise SystemExit("bench: --text-sentences must be at least 2 and --text-epochs at least 1")
     if args.quick:
