@@ -16,7 +16,7 @@ if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && comm
   echo "setup: installing dataset-fashion-mnist with apt-get"
   if ! { $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ||
          { $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; }; then
-    echo "setup: could not install dataset-fashion-mnist; pass --data-root DIR (see README) instead" >&2
+    echo "setup: could not install dataset-fashion-mnist; pass --data-root DIR (see docs/datasets.md) instead" >&2
   fi
 fi
 

@@ -112,9 +112,12 @@ def test_dry_run_trains_nothing(tmp_path, fake_fashion_root, capsys):
     assert "estimate" in out.lower() and "lr-vae" in out
 
 
-def test_readme_plugin_example_runs_through_smoke(tmp_path, fake_fashion_root, plugin_dir, capsys):
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Adding a method", 1)[1]
+@pytest.mark.parametrize("document", ["README.md", "docs/adding-a-method.md"])
+def test_readme_plugin_example_runs_through_smoke(document, tmp_path, fake_fashion_root, plugin_dir, capsys):
+    """The plugin of the README's "Adding a method" (one screen) and of the full guide in docs/: the
+    first Python block of each, run as it is written."""
+    text = (ROOT / document).read_text()
+    section = text.split("## Adding a method", 1)[1] if document == "README.md" else text
     source = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     plugin_dir({"kl_capacity.py": source})
     code, out, err = run(smoke(tmp_path, fake_fashion_root, "--methods", "kl-capacity"), capsys)

@@ -1,22 +1,27 @@
-"""Every number in the README is generated from, or tested against, the records.
+"""Every number in the README and in docs/ is generated from, or tested against, the records.
+
+The files: ``README.md`` and every ``docs/*.md`` (the result prose lives in the README's
+``## Headline`` and in ``docs/results.md``).
 
 Generated: a block between ``<!-- generated from reports/<grid>/readme.md -->`` and
-``<!-- end generated -->`` must equal that file of the committed ``reports/`` (which
-``python -m benchmark report`` writes from the records; ``python -m benchmark.tools.readme``
-copies it in), so a table cannot drift from the records the committed reports were made from.
+``<!-- end generated -->`` (outside a code fence) must equal that file of the committed
+``reports/`` (which ``python -m benchmark report`` writes from the records;
+``python -m benchmark.tools.readme`` copies it in), so a table cannot drift from the records the
+committed reports were made from.
 
 Tested: every decimal number (digits, a decimal point, digits: ``5.55``, ``0.008``; a sign is not
-part of it) outside the generated blocks of the README's sections ``## Headline`` and
-``## Text VAEs`` (each where present) must appear verbatim, as a whole number, in a generated file
-of its grid: any ``reports/<grid>/**/*.md`` or ``*.csv``. Its grid is the one named in backticks
+part of it) outside the generated blocks of a checked section (a ``## `` section that holds a
+generated block) must appear verbatim, as a whole number, in a generated file of its grid: any
+``reports/<grid>/**/*.md`` or ``*.csv``. Its grid is the one named in backticks
 in the nearest preceding ``### ...`` heading that names one (the last name in backticks there,
 e.g. ``### The classic remedies (committed results of `remedies`)``); a number with no such
 heading above it in its section fails. So quote a number as the report writes it (its rounding
 included), under the heading of the grid it comes from. Numbers from the literature go between
 ``<!-- published -->`` and ``<!-- end published -->``: there a number may also be a ``value`` of
 ``docs/published.csv`` (each with its source), and nowhere else. A section adopts the rule by
-holding a generated block: a checked section without one (written before this rule) is not checked
-yet, and the test says which.
+holding a generated block: a section of results (one with a ``### ... (committed results of
+`grid`)`` heading) without one (written before this rule) is not checked yet, and the test says
+which.
 """
 
 from __future__ import annotations
@@ -28,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.tools.readme import blocks, main
+from benchmark.tools.readme import blocks, default_files, main
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("Headline", "Text VAEs")
+RESULTS_HEADING = re.compile(r"^### .*\(committed results of `[^`]+`\)")
 PUBLISHED_START, PUBLISHED_END = "<!-- published -->", "<!-- end published -->"
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?!\.?\d)")
 
@@ -61,15 +66,31 @@ def published_numbers(table: Path) -> set[str]:
 
 
 def sections_with_blocks(readme: str) -> set[str]:
-    """The checked sections (:data:`SECTIONS`) that hold a generated block: they adopted the rule."""
+    """The ``## `` sections that hold a generated block: they adopted the rule and are checked."""
     lines, starts = readme.splitlines(), {b.start for b in blocks(readme)}
     found, section = set(), None
     for i, line in enumerate(lines):
         if line.startswith("## "):
             section = line[3:].strip()
-        elif i in starts and section in SECTIONS:
+        elif i in starts and section is not None:
             found.add(section)
     return found
+
+
+def result_sections(readme: str) -> set[str]:
+    """The ``## `` sections holding a ``### ... (committed results of `grid`)`` heading: result prose."""
+    found, section = set(), None
+    for line in readme.splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif RESULTS_HEADING.match(line) and section is not None:
+            found.add(section)
+    return found
+
+
+def documents() -> dict[str, str]:
+    """README.md and every docs/*.md, by path relative to the repository."""
+    return {path.relative_to(ROOT).as_posix(): path.read_text() for path in default_files(ROOT)}
 
 
 def number_problems(readme: str, reports: Path, published: frozenset[str] = frozenset()) -> list[str]:
@@ -103,18 +124,29 @@ def number_problems(readme: str, reports: Path, published: frozenset[str] = froz
 
 
 def test_generated_blocks_equal_the_committed_reports():
-    assert block_problems((ROOT / "README.md").read_text(), ROOT / "reports") == []
+    problems = {name: block_problems(text, ROOT / "reports") for name, text in documents().items()}
+    assert {name: found for name, found in problems.items() if found} == {}
 
 
 def test_prose_numbers_appear_in_their_grids_reports():
-    readme = (ROOT / "README.md").read_text()
-    if not sections_with_blocks(readme):
-        pytest.skip("no section of README.md holds a generated block yet: written before the numbers rule")
-    for section in sorted(set(SECTIONS) - sections_with_blocks(readme)):
-        if f"\n## {section}\n" in readme:
-            warnings.warn(f"README section {section!r} holds no generated block: its numbers are not checked yet")
+    docs = documents()
+    if not any(sections_with_blocks(text) for text in docs.values()):
+        pytest.skip("no section of README.md or docs/ holds a generated block yet: written before the numbers rule")
     published = frozenset(published_numbers(ROOT / "docs" / "published.csv"))
-    assert number_problems(readme, ROOT / "reports", published) == []
+    problems = {}
+    for name, text in docs.items():
+        for section in sorted(result_sections(text) - sections_with_blocks(text)):
+            warnings.warn(f"{name} section {section!r} holds no generated block: its numbers are not checked yet")
+        problems[name] = number_problems(text, ROOT / "reports", published)
+    assert {name: found for name, found in problems.items() if found} == {}
+
+
+def test_the_result_prose_is_checked():
+    """The README's headline and the text results in docs/ hold generated blocks, so their numbers are
+    checked (a block deleted there would silently turn the check off)."""
+    docs = documents()
+    assert "Headline" in sections_with_blocks(docs["README.md"])
+    assert "Text VAEs" in sections_with_blocks(docs["docs/results.md"])
 
 
 TABLE = "| method | MI |\n|---|---:|\n| `vae` | 5.55 |\n\nGrid `g`, 5 seeds per setting.\n"
@@ -193,6 +225,28 @@ def test_the_tool_refuses_missing_files_and_open_blocks(tmp_path, capsys):
     readme.write_text(before.replace("<!-- end generated -->", ""))
     assert main(["--readme", str(readme), "--reports", str(reports), "--check"]) == 2
     assert "has no `<!-- end generated -->`" in capsys.readouterr().err
+
+
+def test_the_tool_updates_the_readme_and_docs_by_default(tmp_path, capsys, monkeypatch):
+    readme, reports = fake(tmp_path, table=TABLE.replace("5.55", "5.56"))
+    (tmp_path / "docs").mkdir()
+    fenced = "# Report\n\n```\n<!-- generated from reports/g/readme.md -->\n(its content)\n<!-- end generated -->\n```\n"
+    (tmp_path / "docs" / "report.md").write_text(fenced)
+    (tmp_path / "docs" / "results.md").write_text(README.format(table=TABLE.replace("5.55", "5.57")))
+    monkeypatch.chdir(tmp_path)
+    assert blocks(fenced) == []  # markers in a code fence are an example, not a block
+    assert main(["--reports", "reports", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "README.md: the block generated from reports/g/readme.md differs" in err
+    assert "docs/results.md: the block generated from reports/g/readme.md differs" in err
+    assert main(["--reports", "reports"]) == 0 and main(["--reports", "reports", "--check"]) == 0
+    assert readme.read_text() == (tmp_path / "docs" / "results.md").read_text() == README.format(table=TABLE)
+    assert (tmp_path / "docs" / "report.md").read_text() == fenced
+    # one file with a missing grid: exit 2 and no file written, the others' blocks included
+    (tmp_path / "docs" / "results.md").write_text(README.format(table=TABLE).replace("reports/g/", "reports/x/"))
+    readme.write_text(README.format(table=TABLE.replace("5.55", "5.56")))
+    assert main(["--reports", "reports"]) == 2
+    assert readme.read_text() == README.format(table=TABLE.replace("5.55", "5.56"))
 
 
 def test_published_numbers_pass_only_inside_a_published_block(tmp_path):

@@ -1,7 +1,7 @@
 """A grid's compact table for the repository's README (``<out>/<grid>/readme.md``): one row per
 headline setting (every setting when the grid declares no headline) with the numbers the README
-quotes, in the report's own formats. ``python -m benchmark.tools.readme`` copies it into the
-README's generated blocks."""
+and docs/results.md quote, in the report's own formats. ``python -m benchmark.tools.readme`` copies
+it into the generated blocks of README.md and docs/*.md."""
 
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
-"""Copy the report's README tables into the README's generated blocks.
+"""Copy the report's README tables into the generated blocks of the README and of docs/.
 
-    python -m benchmark.tools.readme [--readme README.md] [--reports reports] [--check]
+    python -m benchmark.tools.readme [--readme FILE ...] [--reports reports] [--check]
 
 A generated block is every line between a line ``<!-- generated from reports/<grid>/readme.md -->``
-and the next line ``<!-- end generated -->``. Each is replaced by the current content of
-``<reports>/<grid>/readme.md``, which ``python -m benchmark report`` writes from the records; the
-rest of the README is left as it is. ``--check`` writes nothing and exits 1 when a block differs
-from its file. Exit 2 (one line on stderr, nothing written) when a file a block names is missing,
-or a block is not closed.
+and the next line ``<!-- end generated -->`` (markers inside a ``` code fence are text, not a
+block). Each is replaced by the current content of ``<reports>/<grid>/readme.md``, which
+``python -m benchmark report`` writes from the records; the rest of each file is left as it is.
+The files are ``README.md`` and every ``docs/*.md`` of the current folder (the result prose moved
+there keeps its blocks), or those given with ``--readme`` (repeatable); a file without blocks is
+not written. ``--check`` writes nothing and exits 1 when a block differs from its file. Exit 2 (one
+line on stderr, nothing written to any file) when a file a block names is missing, or a block is
+not closed.
 """
 
 from __future__ import annotations
@@ -35,8 +38,13 @@ class Block:
 def blocks(text: str) -> list[Block]:
     """The generated blocks of ``text``, in order; ValueError for a block that is not closed."""
     lines = text.splitlines(keepends=True)
-    found, open_at = [], None
+    found, open_at, fenced = [], None, False
     for i, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
         start = START.fullmatch(line.strip())
         if start and open_at is None:
             open_at, grid = i, start.group(1)
@@ -75,27 +83,41 @@ def refresh(text: str, reports: Path) -> tuple[str, list[str]]:
     return "".join(out + lines[done:]), changed
 
 
+def default_files(root: Path = Path(".")) -> list[Path]:
+    """``README.md`` and every ``docs/*.md`` under ``root``, in that order (docs/ sorted by name)."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.tools.readme", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readme", default="README.md", help="the README to update (default: README.md)")
+    parser.add_argument("--readme", action="append", metavar="FILE",
+                        help="a file to update (repeatable; default: README.md and every docs/*.md)")
     parser.add_argument("--reports", default="reports", help="the report folder (default: reports)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block differs")
     args = parser.parse_args(argv)
-    readme = Path(args.readme)
-    try:
-        text = readme.read_text()
-        new, changed = refresh(text, Path(args.reports))
-    except (OSError, ValueError) as exc:
-        print(f"error: {readme}: {exc}", file=sys.stderr)
-        return 2
+    files = [Path(f) for f in args.readme] if args.readme else default_files()
+    updates = []  # (file, old text, new text, grids whose block differed, blocks)
+    for readme in files:
+        try:
+            text = readme.read_text()
+            new, changed = refresh(text, Path(args.reports))
+        except (OSError, ValueError) as exc:
+            print(f"error: {readme}: {exc}", file=sys.stderr)
+            return 2
+        updates.append((readme, text, new, changed, len(blocks(text))))
     if args.check:
-        for grid in changed:
-            print(f"{readme}: the block generated from reports/{grid}/readme.md differs from {args.reports}/{grid}/"
-                  "readme.md (run python -m benchmark.tools.readme)", file=sys.stderr)
-        return 1 if changed else 0
-    if new != text:
-        readme.write_text(new)
-    print(f"{readme}: {len(blocks(text))} generated blocks, {len(changed)} updated", file=sys.stderr)
+        for readme, _, _, changed, _ in updates:
+            for grid in changed:
+                print(f"{readme}: the block generated from reports/{grid}/readme.md differs from {args.reports}/"
+                      f"{grid}/readme.md (run python -m benchmark.tools.readme)", file=sys.stderr)
+        return 1 if any(changed for *_, changed, _ in updates) else 0
+    for readme, text, new, changed, count in updates:
+        if new != text:
+            readme.write_text(new)
+        if count:
+            print(f"{readme}: {count} generated blocks, {len(changed)} updated", file=sys.stderr)
+    if not any(count for *_, count in updates):
+        print(f"{', '.join(map(str, files))}: no generated blocks", file=sys.stderr)
     return 0
 
 
