@@ -218,3 +218,16 @@ def test_interval_parsing():
     for bad in ("0..1", "[1, 0]", "[a, 1]"):
         with pytest.raises(ValueError):
             Interval.parse(bad)
+
+
+def test_the_core_settings_are_declared_as_plugins_declare_theirs():
+    """The grid's own sections and the architectures' options use the same setting(): every range
+    parses and sits on a numeric field; every method's Config passed register_method's checks."""
+    from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, TrainConfig
+    from benchmark.ml.archs import ARCHS
+    from benchmark.ranges import declaration_problems
+
+    for cls in (DatasetConfig, ModelConfig, TrainConfig, EvalConfig, *(ARCHS[name] for name in ARCHS.names())):
+        assert declaration_problems(cls) == [], cls.__name__
+    for name, cls in METHODS.items():
+        assert declaration_problems(cls.Config, doc_required=True) == [], name
