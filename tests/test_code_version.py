@@ -265,6 +265,21 @@ def test_formatting_comments_docstrings_and_import_order_change_no_key(project):
             path.write_text(old)
 
 
+def test_a_hyperparameters_doc_and_range_change_no_key_its_default_does(project):
+    runs = sample_runs()
+    before = keys(project, runs)
+    path = project / "methods/vae.py"
+    old = edit(path, 'setting(4.0, "[0, inf)", doc="weight of the KL term', 'setting(4.0, "(0, 10]", doc="the KL term\'s weight')
+    try:
+        assert keys(project, runs) == before
+        edit(path, "setting(4.0,", "setting(4.5,")
+        after = keys(project, runs)
+    finally:
+        path.write_text(old)
+    stale = {name for name in runs if after[name] != before[name]}
+    assert stale and all(name.startswith("beta-vae ") for name in stale)
+
+
 def test_moving_a_function_to_another_module_changes_no_key(project):
     runs = sample_runs()
     before = keys(project, runs)

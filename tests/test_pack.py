@@ -65,12 +65,12 @@ def test_the_packed_check_covers_every_built_in_packable_method():
 
 SHARED_STATE = '''
 from dataclasses import dataclass
-from benchmark.plugin import Method, register_method
+from benchmark.plugin import Method, register_method, setting
 
 
 @dataclass
 class Config:
-    beta: float = 1.0
+    beta: float = setting(1.0, doc="weight of the KL term")
 
 
 @register_method
@@ -82,8 +82,8 @@ class Cached(Method):
     pack_scalars = ("beta",)
     Config = Config
 
-    def __init__(self, config, model):
-        super().__init__(config, model)
+    def __init__(self, config, model_config):
+        super().__init__(config, model_config)
         self.weight = float(config.beta)
 
     def loss(self, x, progress):

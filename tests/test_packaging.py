@@ -26,12 +26,12 @@ SOURCES = ("pyproject.toml", "README.md", "benchmark", "methods")
 USER_METHOD = '''
 from dataclasses import dataclass
 
-from benchmark.plugin import Method, TrainingProgress, register_method
+from benchmark.plugin import Method, TrainingProgress, register_method, setting
 
 
 @dataclass
 class MyConfig:
-    beta: float = 0.5
+    beta: float = setting(0.5, "[0, inf)", doc="weight of the KL term")
 
 
 @register_method

@@ -13,8 +13,9 @@ only for the names the run's config or the reached code mention, so a change to 
 leaves Fashion-MNIST records alone; a reached module's other top-level statements always count.
 
 Each definition is digested from its syntax tree without docstrings, comments, formatting, the
-module paths of imports and a method's descriptive class attributes, so reformatting, reordering
-imports or moving a function to another module changes no key; any change to the code of a
+module paths of imports, a method's descriptive class attributes and the ranges and docs of
+``setting`` fields, so reformatting, reordering imports, rewording a doc, tightening a range or
+moving a function to another module changes no key; any change to the code of a
 reached definition does. The record keeps the digest of every definition (``code.units``), so a
 stale record says which definitions changed. Reaching a definition that does not matter to a
 given run (e.g. a branch it never takes) only ever reruns a run; missing one would keep a wrong
@@ -56,7 +57,9 @@ NOT_NUMERICS = frozenset({
     "benchmark/run/store.py", "benchmark/run/table.py"})
 NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
 # Class attributes that only describe or check a method, never change what it computes.
-DESCRIPTIVE_ATTRIBUTES = frozenset({"ranges", "requires", "packable", "pack_scalars", "guarantees"})
+DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "guarantees"})
+# Arguments of ``setting(default, valid, doc=...)`` that only describe or check a field.
+DESCRIPTIVE_SETTING_ARGUMENTS = frozenset({"valid", "doc"})
 Import = tuple[str, "str | None", "str | None"]  # (local name, module file or None, attribute or None: a module)
 
 
@@ -94,8 +97,9 @@ class Module:
 
 
 class _Normalise(ast.NodeTransformer):
-    """Drops what cannot change a number: docstrings, the module paths of imports, and a
-    method's descriptive class attributes (:data:`DESCRIPTIVE_ATTRIBUTES`)."""
+    """Drops what cannot change a number: docstrings, the module paths of imports, a method's
+    descriptive class attributes (:data:`DESCRIPTIVE_ATTRIBUTES`) and the range and doc of a
+    ``setting(...)`` field (:data:`DESCRIPTIVE_SETTING_ARGUMENTS`)."""
 
     def _strip_docstring(self, node: ast.AST) -> ast.AST:
         node.body = _without_docstring(node.body)  # type: ignore[attr-defined]
@@ -106,6 +110,13 @@ class _Normalise(ast.NodeTransformer):
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
         node.body = [item for item in node.body if not _binds_any(item, DESCRIPTIVE_ATTRIBUTES)] or [ast.Pass()]
         return self._strip_docstring(node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name == "setting":
+            node.args = node.args[:1]  # setting(default, valid): the range goes
+            node.keywords = [k for k in node.keywords if k.arg not in DESCRIPTIVE_SETTING_ARGUMENTS]
+        return self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
         node.module, node.level = "<module>", 0

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ...discovery import METHODS
 from ...ml import metrics
+from ...ml.method import model_problem
 from ...run.evaluate import Evaluation, encode_all, evaluate, iw_log_px, latent_summary, reconstruction_metrics
 from .common import EVAL_SHARE_TARGET, Clock, Settings, cost, median, quick_grid_runs, rotate, timed
 from .loops import harness_epochs, harness_method, interleaved_with_harness
@@ -169,9 +170,8 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
     subset = x[: steps * bs]
     built, failed, not_applicable = {}, {}, {}
     for name in METHODS.names():
-        cls = METHODS[name]
         try:
-            why = cls.check_model(cls.Config(**settings.hyperparameters(name)), preset.model_config())
+            why = model_problem(name, settings.hyperparameters(name), preset.model_config())
         except Exception:  # building it reports what is wrong
             why = None
         if why is not None:
