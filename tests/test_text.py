@@ -13,6 +13,7 @@ from benchmark.cli import main
 from benchmark.config import ModelConfig, TrainConfig
 from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from benchmark.discovery import METHODS
+from benchmark.ml import sequence
 from benchmark.ml.method import TrainingProgress, build_method, model_problem
 from benchmark.ml.sequence import LSTMEncoder, SequenceVAE, lengths_of, teacher_forced_soft_tokens
 from benchmark.ml.train import PackTrainer, length_buckets, validation_neg_elbo
@@ -76,6 +77,29 @@ def test_the_categorical_likelihood_is_the_sentence_cross_entropy_and_the_forwar
     with torch.no_grad():
         direct = torch.stack([model.likelihood.log_prob(model.decode_given(many[s], x), x) for s in range(3)])
         torch.testing.assert_close(model.log_likelihood(x, many), direct, rtol=1e-5, atol=1e-4)
+
+
+def test_scoring_many_sentences_decodes_at_most_logit_tokens_at_a_time(monkeypatch):
+    # One short sentence among long ones once put every pair in one chunk trimmed to the longest:
+    # 12 GB of LID-decoder activations for 1000 PTB sentences instead of about 1.
+    method = build("vae").eval()
+    model: SequenceVAE = method.model
+    long = torch.randint(EOS_ID + 1, SHAPE.vocab_size, (30, 12))
+    long[:, 0], long[:, -1] = BOS_ID, EOS_ID
+    short = torch.full((1, 12), PAD_ID)
+    short[0, :3] = torch.tensor([BOS_ID, EOS_ID + 1, EOS_ID])
+    x = torch.cat([short, long])
+    monkeypatch.setattr(sequence, "LOGIT_TOKENS", 60)
+    sizes = []
+    decoder = model.decoder.forward
+    monkeypatch.setattr(model.decoder, "forward", lambda z, xs: sizes.append(xs.numel()) or decoder(z, xs))
+    z = torch.randn(2, len(x), 4)
+    with torch.no_grad():
+        chunked = model.log_likelihood(x, z)
+        direct = torch.stack([model.likelihood.log_prob(decoder(z[s], x), x) for s in range(2)])
+    assert sum(sizes) >= 2 * 30 * 12 and max(sizes) <= 60
+    torch.testing.assert_close(chunked, direct, rtol=1e-5, atol=1e-4)
+    assert [sequence.chunk_end([1, 5, 5, 9], 0, t) for t in (1, 10, 15, 36)] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("name", [n for n in TEXT_METHODS if n != "lstm-lm"])
