@@ -124,13 +124,6 @@ def test_runs_refused_as_a_pack_train_alone_and_the_reason_is_logged_once(tmp_pa
     assert ("self.weight" if name == "derived-beta" else "self.calls") in err
 
 
-def test_check_method_says_the_pack_of_a_method_with_derived_state_is_refused(plugin_dir, capsys):
-    plugin_dir({"derived.py": DERIVED})
-    assert main(["check-method", "derived-beta"]) == 1
-    err = capsys.readouterr().err
-    assert "derived-beta breaks the packing promise" in err and "the pack was refused" in err and "self.weight" in err
-
-
 @pytest.mark.parametrize("pack", ["1", "2"])
 def test_a_loss_part_of_the_wrong_shape_is_named_in_the_record(tmp_path, plugin_dir, pack):
     plugin_dir({"per_example.py": PER_EXAMPLE})

@@ -98,7 +98,8 @@ def test_check_method_names_a_plugin_whose_runs_share_state_in_a_pack(plugin_dir
     assert "cached-beta" in packable_methods()  # so the parametrised test above would run it too
     assert main(["check-method", "cached-beta"]) == 1
     err = capsys.readouterr().err
-    assert "cached-beta breaks the packing promise" in err and "run 1 (seed 1), epoch 1, loss:" in err
+    assert "cached-beta breaks the packing promise" in err and "the pack was refused" in err
+    assert "run 1's method differs from run 0's in self.weight (0.5 vs 1.5)" in err
     assert main(["check-method", "vae"]) == 0 and "match the same runs trained alone" in capsys.readouterr().out
     assert main(["check-method", "aggressive"]) == 0 and "does not pack" in capsys.readouterr().out
     assert main(["check-method", "beta-vae", "--hp", "gamma=1"]) == 2

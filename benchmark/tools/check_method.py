@@ -5,8 +5,10 @@ A method that declares ``packable = True`` promises that its runs can train as o
 the run's own parameters, buffers, batch and progress). Nothing in Python can enforce it, so this
 check trains the method on small random images as a pack of three runs and each run alone, every
 run drawing the same sampling noise both ways, with ``beta`` differing between the runs where the
-method packs it. Per-run state shared by a pack (a counter, a cached tensor, a hyperparameter read
-once in ``__init__``) shows as a mismatch of the per-epoch loss means or of the trained models.
+method packs it. Per-run state shared by a pack shows as a refused pack (Python state that differs
+between the runs, such as a hyperparameter read once in ``__init__``, or that the loss changes:
+:class:`benchmark.ml.pack.PackRefused`) or as a mismatch of the per-epoch loss means or of the
+trained models (e.g. a cached tensor).
 The test suite runs it for every registered packable method, plugins included; a plugin's own
 tests can call :func:`pack_mismatches` the same way.
 """
