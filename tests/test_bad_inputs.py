@@ -329,7 +329,7 @@ def test_resumed_run_times_count_every_process(tmp_path, monkeypatch, capsys):
 
     config = load_grid(grid_file(tmp_path, TINY.replace("epochs = 1", "epochs = 3") + '[[methods]]\nname = "vae"\n',
                                  name="tiny")).expand()[0]
-    checkpoint, real_run_epoch = tmp_path / "ckpt.pt", runner.PackTrainer.run_epoch
+    checkpoint, real_run_epoch = tmp_path / "ckpt.pt", runner.Trainer.run_epoch
 
     def slow_then_killed(self):
         if self.epoch == 2:
@@ -337,12 +337,12 @@ def test_resumed_run_times_count_every_process(tmp_path, monkeypatch, capsys):
         time.sleep(0.3)
         return real_run_epoch(self)
 
-    monkeypatch.setattr(runner.PackTrainer, "run_epoch", slow_then_killed)
+    monkeypatch.setattr(runner.Trainer, "run_epoch", slow_then_killed)
     with pytest.raises(KeyboardInterrupt):
-        runner.execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)
-    monkeypatch.setattr(runner.PackTrainer, "run_epoch", real_run_epoch)
+        runner.execute_pack([config], device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)[0]
+    monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
     t0 = time.perf_counter()
-    record = runner.execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record
+    record = runner.execute_pack([config], device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)[0].record
     last_process = time.perf_counter() - t0
     assert record.status == "ok" and record.resumed == 1
     assert record.wall_time_s >= record.train_time_s >= 0.6  # the two slow epochs of the first process

@@ -409,18 +409,18 @@ def test_checkpoint_of_other_code_is_not_resumed(tmp_path, plugin_dir):
     import torch
 
     from benchmark.grid import load_grid
-    from benchmark.run.runner import execute
+    from benchmark.run.runner import execute_pack
 
     folder = plugin_dir({"scaled.py": PLUGIN})
     config = next(r for r in load_grid(grid_file(tmp_path)).expand() if r.method == "scaled")
     config.train.epochs = 2
     checkpoint = tmp_path / "run.pt"
     lines: list[str] = []
-    fresh = execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)
+    fresh = execute_pack([config], device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)[0]
     assert checkpoint.exists() and fresh.record.status == "ok"
     (folder / "scaled.py").write_text(PLUGIN.replace("1.0 * kl", "2.0 * kl"))
     lines.clear()
-    execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)
+    execute_pack([config], device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)[0]
     assert any("made by other code: starting afresh" in line for line in lines)
     assert not any("resumed from" in line for line in lines)
     del torch

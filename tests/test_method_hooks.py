@@ -68,15 +68,15 @@ def test_trainer_hands_each_batch_to_training_step_and_the_held_out_split_to_on_
     encoder = [p.detach().clone() for p in method.model.encoder.parameters()]
     decoder = [p.detach().clone() for p in method.model.decoder.parameters()]
     held_out = torch.rand(10, *SHAPE)
-    trainer = Trainer(method, pixels(40), TrainConfig(epochs=2, batch_size=16), torch.Generator().manual_seed(0),
-                      held_out=held_out)
+    trainer = Trainer([method], [pixels(40)], TrainConfig(epochs=2, batch_size=16), [torch.Generator().manual_seed(0)],
+                      [held_out])
     while not trainer.done:
         trainer.run_epoch()
     assert method.steps == [(0, 0, 16), (0, 1, 16), (0, 2, 8), (1, 3, 16), (1, 4, 16), (1, 5, 8)]
     assert [e for e, _ in method.ends] == [0, 1] and all(h is held_out for _, h in method.ends)
     assert all(torch.equal(a, b) for a, b in zip(encoder, method.model.encoder.parameters()))
     assert not any(torch.equal(a, b) for a, b in zip(decoder, method.model.decoder.parameters()))
-    assert all(p not in trainer.optimizer.state for p in method.model.encoder.parameters())
+    assert all(p not in trainer.step.optimizer.state for p in method.model.encoder.parameters())
 
 
 def test_step_tools_fresh_batches_come_from_the_order_generator():
@@ -122,7 +122,7 @@ def test_a_method_with_its_own_step_and_state_resumes_from_a_checkpoint_exactly(
     def fresh(seed: int):
         torch.manual_seed(seed)
         method = build_method("aggressive", hp, config, SHAPE)
-        return method, Trainer(method, x, train, torch.Generator().manual_seed(7), held_out=held_out)
+        return method, Trainer([method], [x], train, [torch.Generator().manual_seed(7)], [held_out])
 
     straight, trainer = fresh(0)
     torch.manual_seed(11)

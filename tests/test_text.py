@@ -16,7 +16,7 @@ from benchmark.discovery import METHODS
 from benchmark.ml import sequence
 from benchmark.ml.method import TrainingProgress, build_method, model_problem
 from benchmark.ml.sequence import LSTMEncoder, SequenceVAE, lengths_of, teacher_forced_soft_tokens
-from benchmark.ml.train import PackTrainer, length_buckets, validation_neg_elbo
+from benchmark.ml.train import Trainer, length_buckets, validation_neg_elbo
 
 SHAPE = SequenceShape(max_length=9, vocab_size=24)
 MODEL = ModelConfig(arch="lstm-small", latent_dim=4, likelihood="categorical",
@@ -205,8 +205,8 @@ def test_plateau_schedule_decays_reloads_the_best_weights_and_stops(monkeypatch)
     monkeypatch.setattr(train, "validation_neg_elbo", lambda *a, **k: next(values))
     config = TrainConfig(epochs=20, batch_size=8, optimizer="sgd", lr=1.0, lr_schedule="plateau", decay_start=2,
                          decay_patience=2, max_decays=2, select_best=True)
-    trainer = PackTrainer([method], [x], config, [torch.Generator().manual_seed(0)], [held],
-                          lengths=lengths_of(x))
+    trainer = Trainer([method], [x], config, [torch.Generator().manual_seed(0)], [held],
+                      lengths=lengths_of(x))
     logged = []
     while not trainer.done:
         logged.append(trainer.run_epoch()[0])

@@ -58,13 +58,6 @@ class Evaluation:
     invalid: dict[str, str] = field(default_factory=dict)  # metric -> why its estimator's own check rejects it
     neg_elbo_terms: Tensor | None = None  # per-example -ELBO [N] (nats, float64): the IW-NLL's check
 
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The record sections, as the record's JSON holds them."""
-        out = {"metrics": self.metrics, "estimators": self.estimators, "vectors": self.vectors,
-               "per_class": self.per_class}
-        return out if self.noise is None else {**out, "noise": self.noise}
-
 
 @torch.no_grad()
 def _mi_posteriors(method: Method, mu: Tensor, logvar: Tensor, mi_x: Tensor | None,

@@ -322,7 +322,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                                 summary.not_run += 1
                         continue
                     results = [failed_result(pack[0], type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())]
-                finished, unstored = 0, False
+                finished, unstored, told = 0, False, set()
                 for config, lock, result in zip(pack, locks, results):
                     record = result.record
                     if record.status == "failed":
@@ -334,9 +334,14 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                             progress.dropped()
                             continue
                         if packed or attempts[config.run_id] <= options.retries:
-                            why = (f"failed in a pack of {len(pack)}, rerunning it alone" if packed
-                                   else f"failed (attempt {attempts[config.run_id]}), retrying")
-                            progress.log(f"{config.run_id} {why}: {record.error['message'][:200]}")
+                            message = record.error["message"][:200]
+                            if not packed:
+                                progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), "
+                                             f"retrying: {message}")
+                            elif message not in told:  # e.g. a pack refused: one reason for every run
+                                told.add(message)
+                                progress.log(f"{pack_name(pack)}: its runs failed in a pack of {len(pack)}, "
+                                             f"rerunning each alone: {message}")
                             progress.retrying()
                             lock.release()
                             queue.append([config])

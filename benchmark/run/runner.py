@@ -1,18 +1,27 @@
 """Runs: load their data, build their methods, train them (one run, or a pack of runs trained
 as one stacked model), evaluate each, and return one record per run.
 
+:func:`execute_pack` reads top to bottom: set up each run (:func:`setup_run`: data, seeds,
+method, generators), build the trainer (:func:`make_trainer`), resume from a checkpoint
+(:class:`Checkpoints`), train epoch by epoch (:func:`train_epoch`: the epoch, then each run's
+curve point or divergence), then evaluate each run and fill its record (:func:`evaluate_run`).
+Whether the runs train alone or stacked is the trainer's step (:mod:`benchmark.ml.train`), not
+the loop's.
+
 The runner reads and writes no file but the checkpoint it is handed (resuming from it when it
 is the pack's own); which runs to execute, and which share a pack, is the executor's choice and
 the store writes the records. Every random stream of a run is seeded from its run id
 (:meth:`RunConfig.stream_seed`), so the same config gives the same numbers on the same CPU; a
 run in a pack gets the sampling noise it gets alone (:mod:`benchmark.ml.pack`), so its numbers
-match the run trained alone to float rounding.
+match the run trained alone to float rounding. A pack that cannot train stacked (e.g.
+:class:`benchmark.ml.pack.PackRefused`) fails every run in it, and the executor reruns each alone.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -21,13 +30,14 @@ from torch import Tensor
 
 from ..config import RunConfig
 from ..data.catalog import DATASETS, load_dataset
+from ..data.splits import Dataset
 from ..device import describe_device, resolve_device
 from ..errors import DivergedError
 from ..ml.archs import arch_kind
-from ..ml.method import build_method, validation_fraction
-from ..ml.train import PackTrainer
+from ..ml.method import Method, build_method, validation_fraction
+from ..ml.train import Trainer
 from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
-from .evaluate import CurvePoints, Evaluation, evaluate
+from .evaluate import CurvePoints, evaluate
 from .code_key import run_code
 from .provenance import environment
 from .record import Record, utc_now
@@ -44,41 +54,21 @@ class RunResult(NamedTuple):
     model_state: dict[str, Any] | None = None
 
 
-def _finish(record: Record, started: float, device: str, before: float = 0.0, share: int = 1) -> Record:
-    """Stamp the end of the run: wall time since ``started`` (perf_counter) plus ``before`` (the
-    wall time of earlier processes, for a resumed run), divided among the ``share`` runs of its
-    pack; time, environment."""
-    record.wall_time_s = (before + time.perf_counter() - started) / share
-    record.finished_at = utc_now()
-    record.device = record.device or device
-    record.environment = environment()
-    return record
-
-
 def failed_result(config: RunConfig, error_type: str, message: str, trace: str | None = None) -> RunResult:
-    """The result of a run that died outside :func:`execute` (e.g. its worker process was killed)."""
+    """The result of a run that died outside :func:`execute_pack` (e.g. its worker process was killed)."""
     record = Record.start(config, run_code(config))
     record.fail(error_type, message, trace)
-    return RunResult(_finish(record, time.perf_counter(), "unknown"), {})
-
-
-def execute(config: RunConfig, *, device: str = "auto", data_root: str | None = None,
-            download: bool = False, log: Log = print, checkpoint: Path | None = None,
-            checkpoint_every: int = 0, keep_model: bool = False) -> RunResult:
-    """Train and evaluate one run (a pack of one, :func:`execute_pack`)."""
-    (result,) = execute_pack([config], device=device, data_root=data_root, download=download, log=log,
-                             checkpoint=checkpoint, checkpoint_every=checkpoint_every, keep_model=keep_model)
-    return result
+    return RunResult(_finish(record, 0.0, "unknown"), {})
 
 
 def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_root: str | None = None,
                  download: bool = False, log: Log = print, checkpoint: Path | None = None,
                  checkpoint_every: int = 0, keep_model: bool = False) -> list[RunResult]:
-    """Train ``configs`` (runs that differ only in their seed and their method's pack scalars,
-    :func:`benchmark.ml.pack.pack_key`)
-    together and evaluate each; one result per run, in order. Never raises for a failing run
-    (status ``failed`` or ``diverged`` in its record; an error that stops the pack fails every
-    run still in it), except KeyboardInterrupt, which leaves no record.
+    """Train ``configs`` (one run, or runs that differ only in their seed and their method's pack
+    scalars, :func:`benchmark.ml.pack.pack_key`) together and evaluate each; one result per run,
+    in order. Never raises for a failing run (status ``failed`` or ``diverged`` in its record; an
+    error that stops the pack fails every run still in it), except KeyboardInterrupt, which
+    leaves no record.
 
     With ``checkpoint`` and ``checkpoint_every``, the training state is saved there every
     ``checkpoint_every`` epochs, and a pack finding a checkpoint of its own (the same runs, made
@@ -88,114 +78,206 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
     it resumed); a packed run's times are its share (1 / K) of the pack's, and its ``pack``
     field names the pack.
     """
-    t0 = time.perf_counter()
-    size = len(configs)
-    records = [Record.start(config, run_code(config)) for config in configs]
-    evaluations = [Evaluation() for _ in configs]
-    states: list[dict[str, Any] | None] = [None] * size
-    before = SpentSoFar(0.0, 0.0, 0)
-    active = list(range(size))  # runs neither failed nor diverged
-    for k, record in enumerate(records):
-        record.resumed = 0
-        if size > 1:
-            record.pack = {"size": size, "index": k, "run_ids": [c.run_id for c in configs]}
+    clock, records = Clock(), [start_record(configs, k) for k in range(len(configs))]
+    results: dict[int, RunResult] = {}
     try:
         torch_device = resolve_device(device)
         for record in records:
             record.device = describe_device(torch_device)
-        datas, methods, orders, curve_gens, eval_gens, curves = [], [], [], [], [], []
-        for config, record in zip(configs, records):
-            seeds = record.seeds
-            data = load_dataset(config.dataset.name, data_root=data_root, seed=seeds["data"],
-                                train_size=config.dataset.train_size, test_size=config.dataset.test_size,
-                                device=torch_device, download=download, float_train=False,
-                                valid_fraction=validation_fraction(config.method, config.hyperparameters))
-            torch.manual_seed(seeds["init"])
-            methods.append(build_method(config.method, config.hyperparameters, config.model, data.shape).to(torch_device))
-            datas.append(data)
-            orders.append(torch.Generator().manual_seed(seeds["order"]))
-            curve_gens.append(torch.Generator(torch_device).manual_seed(seeds["curves"]))
-            eval_gens.append(torch.Generator(torch_device).manual_seed(seeds["eval"]))
-            curves.append(CurvePoints(config.eval, config.train.epochs, curve_gens[-1]))
-            record.data = data.files.to_dict() if data.files is not None else None
-            if data.valid is not None:
-                where = "published" if DATASETS[config.dataset.name].valid_size else "held out from the training split"
-                record.data = {**(record.data or {}), "valid": {"examples": len(data.valid), "source": where}}
-
-        torch.manual_seed(records[0].seeds["train"])
-        train = configs[0].train
-        # A run alone draws its noise from the global RNG seeded with its "train" seed; in a pack each
-        # run draws the same noise from its own generator seeded alike (benchmark.ml.pack.NoiseTape).
-        noise = [torch.Generator(torch_device).manual_seed(r.seeds["train"]) for r in records]
-        held_outs = [d.valid.x if d.valid is not None else None for d in datas]  # never the test split
-        lengths = datas[0].train.lengths if size == 1 else None  # sentences: length-bucketed batches
-        trainer = PackTrainer(methods, [d.train.x for d in datas], train, orders, held_outs, noise, lengths)
-        generators = [{"curves": g} for g in curve_gens]
-        train_time = 0.0
-        if checkpoint is not None and checkpoint.exists():
-            restored = load_checkpoint(checkpoint, trainer, generators, records)
-            if restored is None:
-                log(f"  {_name(configs)}: checkpoint {checkpoint} was made by other code: starting afresh")
-            else:
-                before, train_time = restored, restored.train_time_s
-                for record in records:
-                    record.resumed = restored.resumed + 1
-                log(f"  {_name(configs)} resumed from {checkpoint} after epoch {trainer.epoch}")
-        while not trainer.done:
-            t_epoch = time.perf_counter()
-            means = trainer.run_epoch()
-            train_time += time.perf_counter() - t_epoch
-            for k in list(active):
-                if means[k] is None:
-                    error = trainer.diverged[k]
-                    records[k].diverge(error.epoch + 1, str(error))
-                    active.remove(k)
-                    continue
-                point = curves[k].point(methods[k], datas[k].test.x, trainer.epoch, means[k])
-                records[k].curves.append(point)
-                log(f"  {configs[k].run_id} epoch {trainer.epoch}/{train.epochs} "
-                    + " ".join(f"{key}={v:.4g}" for key, v in point.items() if key != "epoch"))
-            if not active:
-                break
-            if checkpoint is not None and checkpoint_every and trainer.epoch % checkpoint_every == 0 and not trainer.done:
-                wall = before.wall_time_s + time.perf_counter() - t0
-                save_checkpoint(checkpoint, trainer, generators, records, SpentSoFar(train_time, wall, records[0].resumed))
-        schedule = trainer.finish() if active else {}
-        for k in active:
-            record, config = records[k], configs[k]
-            record.train_time_s = train_time / size
-            t_eval = time.perf_counter()
-            try:
-                evaluations[k] = evaluate(methods[k], datas[k].test, config.eval, eval_gens[k],
-                                          mi_x=datas[k].train.x if config.eval.mi_split == "train" else None,
-                                          kind=arch_kind(config.model), vocabulary=datas[k].vocabulary)
-                evaluation = evaluations[k]
-                record.metrics, record.estimators, record.vectors = evaluation.metrics, evaluation.estimators, evaluation.vectors
-                record.per_class, record.noise = evaluation.per_class, evaluation.noise
-                record.invalid = evaluation.invalid or None
-                record.texts = evaluation.texts
-                curves[k].final_mi(record.curves, evaluation)
-                record.method_extras = {**methods[k].record_extras(), **({"validation": schedule} if schedule else {})}
-                record.status = "ok"
-                if keep_model:
-                    states[k] = {key: v.detach().cpu() for key, v in methods[k].state_dict().items()}
-            except Exception as exc:  # one run's evaluation failing leaves the others
-                record.fail(type(exc).__name__, str(exc), traceback.format_exc())
-            record.eval_time_s = time.perf_counter() - t_eval
-    except DivergedError as exc:  # raised by a method's own step (a pack of one)
-        for k in active:
-            records[k].diverge(exc.epoch + 1, str(exc))
+        runs = [setup_run(k, config, record, torch_device, data_root, download)
+                for k, (config, record) in enumerate(zip(configs, records))]
+        trainer = make_trainer(runs)
+        checkpoints = Checkpoints(checkpoint, checkpoint_every, log)
+        checkpoints.resume(trainer, runs, clock)
+        while not trainer.done and training(runs):
+            clock.train_s += train_epoch(trainer, runs, log)
+            checkpoints.save_if_due(trainer, runs, clock)
+        schedule = trainer.finish() if training(runs) else {}
+        for run in training(runs):
+            results[run.index] = evaluate_run(run, schedule, clock.train_s / len(runs), keep_model)
+    except DivergedError as exc:  # raised by a method's own step (a run alone)
+        for record in records:
+            if record.status == "running":
+                record.diverge(exc.epoch + 1, str(exc))
     except Exception as exc:  # a failing pack is recorded; the grid goes on
-        for k in active:
-            if records[k].status == "running":
-                records[k].fail(type(exc).__name__, str(exc), traceback.format_exc())
-    results = []
-    for k, record in enumerate(records):
-        ok = record.status == "ok"
-        _finish(record, t0, device, before.wall_time_s, size)
-        results.append(RunResult(record, evaluations[k].images if ok else {}, states[k]))
-    return results
+        for record in records:
+            if record.status == "running":
+                record.fail(type(exc).__name__, str(exc), traceback.format_exc())
+    for record in records:
+        _finish(record, clock.wall_s() / len(records), device)
+    return [results.get(k, RunResult(record, {})) for k, record in enumerate(records)]
 
 
-def _name(configs: Sequence[RunConfig]) -> str:
-    return configs[0].run_id if len(configs) == 1 else f"pack of {len(configs)} ({configs[0].run_id}, ...)"
+@dataclass
+class Clock:
+    """The time spent on a pack: by earlier processes (``before``, from its checkpoint), by this
+    one since ``started`` (perf_counter), and in training (``train_s``, earlier processes' included)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    before: SpentSoFar = SpentSoFar(0.0, 0.0, 0)
+    train_s: float = 0.0
+
+    def wall_s(self) -> float:
+        """Wall seconds so far, every process included."""
+        return self.before.wall_time_s + time.perf_counter() - self.started
+
+
+@dataclass
+class Run:
+    """One run of a pack while it trains: what it trains on and with, and its random streams."""
+
+    index: int  # in its pack
+    config: RunConfig
+    record: Record
+    data: Dataset  # on the training device
+    method: Method
+    order: torch.Generator  # batch order (CPU)
+    noise: torch.Generator  # its sampling noise in a pack (alone: the global RNG, seeded alike)
+    curves: CurvePoints  # holds the curves' generator
+    eval_generator: torch.Generator
+
+
+def start_record(configs: Sequence[RunConfig], index: int) -> Record:
+    """The record of run ``index`` of the pack ``configs`` (its ``pack`` field when K >= 2)."""
+    record = Record.start(configs[index], run_code(configs[index]))
+    record.resumed = 0
+    if len(configs) > 1:
+        record.pack = {"size": len(configs), "index": index, "run_ids": [c.run_id for c in configs]}
+    return record
+
+
+def setup_run(index: int, config: RunConfig, record: Record, device: torch.device, data_root: str | None,
+              download: bool) -> Run:
+    """Run ``index`` of its pack, ready to train: its data (``record.data`` says which), its method
+    built after seeding the global RNG with its "init" seed, and its generators, each seeded
+    from its run id (``record.seeds``)."""
+    seeds = record.seeds
+    data = load_dataset(config.dataset.name, data_root=data_root, seed=seeds["data"],
+                        train_size=config.dataset.train_size, test_size=config.dataset.test_size,
+                        device=device, download=download, float_train=False,
+                        valid_fraction=validation_fraction(config.method, config.hyperparameters))
+    torch.manual_seed(seeds["init"])
+    method = build_method(config.method, config.hyperparameters, config.model, data.shape).to(device)
+    order = torch.Generator().manual_seed(seeds["order"])
+    curves = CurvePoints(config.eval, config.train.epochs, torch.Generator(device).manual_seed(seeds["curves"]))
+    eval_generator = torch.Generator(device).manual_seed(seeds["eval"])
+    noise = torch.Generator(device).manual_seed(seeds["train"])
+    record.data = data.files.to_dict() if data.files is not None else None
+    if data.valid is not None:
+        where = "published" if DATASETS[config.dataset.name].valid_size else "held out from the training split"
+        record.data = {**(record.data or {}), "valid": {"examples": len(data.valid), "source": where}}
+    return Run(index, config, record, data, method, order, noise, curves, eval_generator)
+
+
+def make_trainer(runs: Sequence[Run]) -> Trainer:
+    """The trainer of ``runs``, with the global RNG seeded from run 0's "train" seed: a run alone
+    draws its sampling noise from it, a packed run the same noise from its own generator
+    (:class:`benchmark.ml.pack.NoiseTape`). Validation (``on_epoch_end``, the plateau schedule)
+    is on each run's validation split, never the test split."""
+    torch.manual_seed(runs[0].record.seeds["train"])
+    held_outs = [run.data.valid.x if run.data.valid is not None else None for run in runs]
+    lengths = runs[0].data.train.lengths if len(runs) == 1 else None  # sentences: length-bucketed batches
+    return Trainer([run.method for run in runs], [run.data.train.x for run in runs], runs[0].config.train,
+                   [run.order for run in runs], held_outs, [run.noise for run in runs], lengths)
+
+
+def training(runs: Sequence[Run]) -> list[Run]:
+    """The runs still training (neither failed nor diverged nor finished)."""
+    return [run for run in runs if run.record.status == "running"]
+
+
+def train_epoch(trainer: Trainer, runs: Sequence[Run], log: Log) -> float:
+    """One epoch of every run, then each training run's curve point on its test split, or its
+    divergence; returns the seconds the epoch took (curve points excluded)."""
+    t0 = time.perf_counter()
+    means = trainer.run_epoch()
+    seconds = time.perf_counter() - t0
+    for run in training(runs):
+        parts = means[run.index]
+        if parts is None:
+            error = trainer.diverged[run.index]
+            run.record.diverge(error.epoch + 1, str(error))
+            continue
+        point = run.curves.point(run.method, run.data.test.x, trainer.epoch, parts)
+        run.record.curves.append(point)
+        log(f"  {run.config.run_id} epoch {trainer.epoch}/{run.config.train.epochs} "
+            + " ".join(f"{key}={v:.4g}" for key, v in point.items() if key != "epoch"))
+    return seconds
+
+
+def evaluate_run(run: Run, schedule: dict[str, Any], train_time_s: float, keep_model: bool) -> RunResult:
+    """Evaluate the trained ``run`` on its test split and fill its record (metrics, the curves'
+    last MI, the method's extras and the validation ``schedule``; status ``ok``), or fail it
+    alone when its evaluation raises. Its images, and with ``keep_model`` its state dict (CPU),
+    come with the result."""
+    record, config, method = run.record, run.config, run.method
+    record.train_time_s = train_time_s
+    t_eval = time.perf_counter()
+    images: dict[str, Tensor] = {}
+    state = None
+    try:
+        evaluation = evaluate(method, run.data.test, config.eval, run.eval_generator,
+                              mi_x=run.data.train.x if config.eval.mi_split == "train" else None,
+                              kind=arch_kind(config.model), vocabulary=run.data.vocabulary)
+        record.metrics, record.estimators, record.vectors = evaluation.metrics, evaluation.estimators, evaluation.vectors
+        record.per_class, record.noise = evaluation.per_class, evaluation.noise
+        record.invalid = evaluation.invalid or None
+        record.texts = evaluation.texts
+        run.curves.final_mi(record.curves, evaluation)
+        record.method_extras = {**method.record_extras(), **({"validation": schedule} if schedule else {})}
+        record.status = "ok"
+        images = evaluation.images
+        if keep_model:
+            state = {key: v.detach().cpu() for key, v in method.state_dict().items()}
+    except Exception as exc:  # one run's evaluation failing leaves the others
+        record.fail(type(exc).__name__, str(exc), traceback.format_exc())
+    record.eval_time_s = time.perf_counter() - t_eval
+    return RunResult(record, images, state)
+
+
+@dataclass
+class Checkpoints:
+    """A pack's checkpoint at ``path`` (None: none), saved every ``every`` epochs (0: never)."""
+
+    path: Path | None
+    every: int
+    log: Log
+
+    def resume(self, trainer: Trainer, runs: Sequence[Run], clock: Clock) -> None:
+        """Restore the pack's own checkpoint, if there is one made by this code: the trainer, the
+        curves' generators and points, the time spent before (into ``clock``), ``resumed``."""
+        if self.path is None or not self.path.exists():
+            return
+        restored = load_checkpoint(self.path, trainer, _generators(runs), [run.record for run in runs])
+        if restored is None:
+            self.log(f"  {_name(runs)}: checkpoint {self.path} was made by other code: starting afresh")
+            return
+        clock.before, clock.train_s = restored, restored.train_time_s
+        for run in runs:
+            run.record.resumed = restored.resumed + 1
+        self.log(f"  {_name(runs)} resumed from {self.path} after epoch {trainer.epoch}")
+
+    def save_if_due(self, trainer: Trainer, runs: Sequence[Run], clock: Clock) -> None:
+        """Save after every ``every``-th epoch while some run trains and epochs remain."""
+        if self.path is None or not self.every or trainer.epoch % self.every or trainer.done or not training(runs):
+            return
+        save_checkpoint(self.path, trainer, _generators(runs), [run.record for run in runs],
+                        SpentSoFar(clock.train_s, clock.wall_s(), runs[0].record.resumed))
+
+
+def _generators(runs: Sequence[Run]) -> list[dict[str, torch.Generator]]:
+    """Each run's generators a checkpoint keeps (the curves'; the others are not used yet)."""
+    return [{"curves": run.curves.generator} for run in runs]
+
+
+def _finish(record: Record, wall_s: float, device: str) -> Record:
+    """Stamp the end of the run: its wall time (its share of the pack's), time, environment."""
+    record.wall_time_s = wall_s
+    record.finished_at = utc_now()
+    record.device = record.device or device
+    record.environment = environment()
+    return record
+
+
+def _name(runs: Sequence[Run]) -> str:
+    return runs[0].config.run_id if len(runs) == 1 else f"pack of {len(runs)} ({runs[0].config.run_id}, ...)"

@@ -55,7 +55,7 @@ from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
 from ..ml.metrics import IW_BATCH, IW_CHUNK
 from ..ml.pack import pack_problem
-from ..ml.train import OptimiserTools, PackTrainer, make_optimizer
+from ..ml.train import OptimiserTools, Trainer, make_optimizer
 from ..run.evaluate import EVAL_BATCH, iw_log_px
 
 
@@ -236,12 +236,12 @@ def time_pack_step(run: RunConfig, shape: tuple[int, ...], device: torch.device,
             torch.manual_seed(seed)
             methods.append(build_method(run.method, run.hyperparameters, run.model, shape).to(device))
         x = _synthetic(DATASETS[run.dataset.name].kind, run.train.batch_size, shape, device)
-        trainer = PackTrainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
+        trainer = Trainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
         packed = to_unit(x).expand(size, *x.shape).contiguous()
         total = warmup + steps
         for i in range(warmup):
-            trainer.train_step(packed, TrainingProgress(0, i, total))
-        return _timed(lambda i: trainer.train_step(packed, TrainingProgress(0, warmup + i, total)), device, steps)
+            trainer.step(packed, TrainingProgress(0, i, total))
+        return _timed(lambda i: trainer.step(packed, TrainingProgress(0, warmup + i, total)), device, steps)
 
 
 def _curve_points(run: RunConfig) -> int:
