@@ -217,6 +217,23 @@ def test_plateau_schedule_decays_reloads_the_best_weights_and_stops(monkeypatch)
     assert validation_neg_elbo is not train.validation_neg_elbo  # (the real one is tested below)
 
 
+def test_model_selection_keeps_a_methods_extra_state_that_is_not_a_tensor(monkeypatch):
+    # aggressive keeps a dict in get_extra_state; select_best once failed copying it ('dict' has no detach)
+    import benchmark.ml.train as train
+
+    method = build("aggressive")
+    x, held = sentences(32), sentences(8, seed=1)
+    values = iter([5.0, 4.0])
+    monkeypatch.setattr(train, "validation_neg_elbo", lambda *a, **k: next(values))
+    config = TrainConfig(epochs=2, batch_size=8, select_best=True)
+    trainer = Trainer([method], [x], config, [torch.Generator().manual_seed(0)], [held], lengths=lengths_of(x))
+    while not trainer.done:
+        trainer.run_epoch()
+    assert trainer.finish()["selected_epoch"] == 2
+    extra = [v for k, v in trainer.plateau.best_state.items() if k.endswith("_extra_state")]
+    assert extra and all(not isinstance(v, torch.Tensor) for v in extra)
+
+
 def test_validation_neg_elbo_is_the_mean_negative_elbo_of_the_held_out_sentences():
     method = build("vae")
     held = sentences(8)

@@ -11,6 +11,7 @@ its :data:`Step`'s business: a run alone steps through its method's own ``traini
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from typing import Any, Iterable, Sequence
 
@@ -101,7 +102,8 @@ class Plateau:
         value = validation_neg_elbo(method, held_out, torch.Generator(held_out.device).manual_seed(epoch))
         if value < self.best:
             self.best, self.best_epoch, self.bad = value, epoch, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
+            self.best_state = {k: v.detach().cpu().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+                               for k, v in method.state_dict().items()}  # extra state may be any object
         else:
             self.bad += 1
             if self.config.lr_schedule == "plateau" and epoch >= self.config.decay_start \

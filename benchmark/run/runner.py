@@ -155,7 +155,7 @@ def setup_run(index: int, config: RunConfig, record: Record, device: torch.devic
     data = load_dataset(config.dataset.name, data_root=data_root, seed=seeds["data"],
                         train_size=config.dataset.train_size, test_size=config.dataset.test_size,
                         device=device, download=download, float_train=False,
-                        valid_fraction=validation_fraction(config.method, config.hyperparameters))
+                        valid_fraction=validation_fraction(config.method, config.hyperparameters, config.model))
     torch.manual_seed(seeds["init"])
     method = build_method(config.method, config.hyperparameters, config.model, data.shape).to(device)
     order = torch.Generator().manual_seed(seeds["order"])
