@@ -1,7 +1,7 @@
 """Command line: ``vae-bench`` / ``python -m benchmark {run,report,export,bench,list} ...`` (``--help`` on each).
 
 It parses the arguments and makes one call per command into its stage: ``run`` prepares and
-launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
+launches a grid (:mod:`benchmark.planning.prepare`), ``report`` builds the report
 (:mod:`benchmark.report.build`), ``export`` writes the records into a tracker (:mod:`benchmark.export`), ``bench`` runs the
 performance bench (:mod:`benchmark.tools.bench`), ``list`` shows what is registered.
 
@@ -266,8 +266,8 @@ def check_run_options(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .data.roots import check_data_root
-    from .run.executor import RunOptions
-    from .run.prepare import launch, prepare
+    from .execution.executor import RunOptions
+    from .planning.prepare import launch, prepare
 
     check_run_options(args)
     check_data_root(args.data_root)
@@ -321,7 +321,7 @@ def _type_name(tp) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from .data.catalog import DATASETS
     from .discovery import METHODS
-    from .grid import grid_names, load_grid
+    from .planning.grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS
     from .ml.archs import ARCHS
     from .config import ModelConfig

@@ -14,7 +14,7 @@ from .data.text import SequenceShape
 from .ml.archs import arch_kind, architecture
 from .ml.icnn import ICNNInit, LIDDecoder
 from .ml.method import Method, StepTools, TrainingProgress, register_method
-from .ml.metrics import kl_per_dimension, mutual_information
+from .evaluation.metrics import kl_per_dimension, mutual_information
 from .ml.models import VAE, VAEOutput
 from .ml.schedules import make_schedule
 from .ml.sequence import (LIDSequenceDecoder, LSTMDecoder, PriorEncoder, SequenceVAE, sequence_decoder,

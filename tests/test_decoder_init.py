@@ -17,7 +17,7 @@ from benchmark.data.catalog import load_dataset
 from benchmark.discovery import METHODS
 from benchmark.ml.method import build_method, model_problem
 from benchmark.ml.models import MLPArch
-from benchmark.run.runner import execute_pack
+from benchmark.execution.runner import execute_pack
 
 SHAPE, LATENT = (1, 28, 28), 32
 QUICK_MODEL = ModelConfig(arch="mlp", latent_dim=LATENT, options=dataclasses.asdict(MLPArch([512, 512])))

@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.config import RunConfig
 from benchmark.errors import GridError, UnknownNameError
-from benchmark.grid import check_type, grid_names, load_grid
+from benchmark.planning.grid import check_type, grid_names, load_grid
 from benchmark.discovery import METHODS
 
 BASE = '''

@@ -15,8 +15,8 @@ from benchmark.report import load
 from benchmark.report.build import build_report as write_report
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.data.splits import DataSplit
-from benchmark.run.evaluate import evaluate
-from benchmark.run.runner import execute_pack
+from benchmark.evaluation.evaluate import evaluate
+from benchmark.execution.runner import execute_pack
 from test_metrics import gen
 from test_remedies import build
 from test_report import GRID, record

@@ -16,13 +16,13 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import TrainConfig
-from benchmark.grid import load_grid
+from benchmark.planning.grid import load_grid
 from benchmark.ml.method import build_method
 from benchmark.ml.pack import StackedMethods, pack_problem
 from benchmark.ml.train import Trainer
 from benchmark.discovery import METHODS
-from benchmark.run.executor import make_packs
-from benchmark.run.memory import auto_pack_size, run_bytes
+from benchmark.execution.executor import make_packs
+from benchmark.execution.memory import auto_pack_size, run_bytes
 from benchmark.tools.check_method import MODEL, NOISE, SHAPE, pack_mismatches, pixels
 
 LID = {"hidden_latent": 16, "hidden_data": 16}

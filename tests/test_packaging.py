@@ -114,7 +114,7 @@ def test_the_wheel_holds_the_package_data_and_the_methods(wheel):
 
 def test_installed_wheel_runs_list_smoke_and_report_from_any_folder(wheel, tmp_path):
     from benchmark.config import RunConfig
-    from benchmark.run.code_key import run_code
+    from benchmark.planning.code_key import run_code
 
     bin_dir = venv_with_parent_packages(tmp_path / "venv")
     pip_install(bin_dir, str(wheel))

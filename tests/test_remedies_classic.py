@@ -441,8 +441,8 @@ def test_skip_vae_refuses_a_decoder_without_layers_to_skip_into(hidden, options,
 
 def test_aggressive_decides_on_a_validation_split_held_out_from_training_never_the_test_split(monkeypatch):
     from benchmark.data.catalog import load_dataset
-    from benchmark.grid import load_grid
-    from benchmark.run.runner import execute_pack
+    from benchmark.planning.grid import load_grid
+    from benchmark.execution.runner import execute_pack
 
     config = next(r for r in load_grid("smoke").expand() if r.method == "aggressive" and r.dataset.name == "pinwheel")
     seen: list[torch.Tensor] = []

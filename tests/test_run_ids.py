@@ -2,7 +2,7 @@
 
 ``run_ids.json`` holds, for every named grid in ``benchmark/grids/``, the run id and label of each
 run of its expansion (in order). A changed run id would orphan every record made before. (Code
-keys follow the code by themselves, :mod:`benchmark.run.code_key`; tests/test_code_version.py
+keys follow the code by themselves, :mod:`benchmark.planning.code_key`; tests/test_code_version.py
 checks what changes them.)
 
 Rewrite the pins only after a deliberate change of identities:
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark.grid import grid_names, load_grid  # noqa: E402
+from benchmark.planning.grid import grid_names, load_grid  # noqa: E402
 
 PINS = Path(__file__).resolve().parent / "run_ids.json"
 

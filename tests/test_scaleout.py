@@ -16,8 +16,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.grid import load_grid
-from benchmark.run.runner import execute_pack
+from benchmark.planning.grid import load_grid
+from benchmark.execution.runner import execute_pack
 from conftest import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_ray_executor_matches_sequential(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypatch, device):
-    from benchmark.run import runner
+    from benchmark.execution import runner
 
     config: RunConfig = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[0])[0]
     plain = execute_pack([config], device=device, log=lambda _: None)[0].record.to_dict()

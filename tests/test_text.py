@@ -113,7 +113,7 @@ def test_every_text_decoder_depends_on_z_at_init(name):
 
 
 def test_the_language_model_ignores_z_its_kl_and_mi_are_zero_and_its_iw_nll_is_exact():
-    from benchmark.ml import metrics
+    from benchmark.evaluation import metrics
 
     method = build("lstm-lm").eval()
     model, x = method.model, sentences()

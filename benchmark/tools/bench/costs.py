@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from ...discovery import METHODS
-from ...ml import metrics
+from ...evaluation import metrics
 from ...ml.method import model_problem
-from ...run.evaluate import Evaluation, encode_all, evaluate, iw_log_px, latent_summary, reconstruction_metrics
+from ...evaluation.evaluate import Evaluation, encode_all, evaluate, iw_log_px, latent_summary, reconstruction_metrics
 from .common import EVAL_SHARE_TARGET, Clock, Settings, cost, median, quick_grid_runs, rotate, timed
 from .loops import harness_epochs, harness_method, interleaved_with_harness
 

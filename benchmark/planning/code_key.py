@@ -45,16 +45,16 @@ PROJECT_PACKAGES = ("benchmark",)
 INSTALLED_METHODS = "benchmark/methods/"
 # Where every run's numbers start: the runner (data, seeds, models, training, evaluation) and the
 # run config (the seed of each random stream derives from it). Paths relative to the project root.
-CORE_ROOTS = (("benchmark/run/runner.py", "execute_pack"), ("benchmark/config.py", "RunConfig"))
+CORE_ROOTS = (("benchmark/execution/runner.py", "execute_pack"), ("benchmark/config.py", "RunConfig"))
 # Modules whose code decides which runs happen, where their results go or how they are shown,
 # never what a run computes: the closure does not enter them.
 NOT_NUMERICS = frozenset({
     "benchmark/__init__.py", "benchmark/__main__.py", "benchmark/arguments.py", "benchmark/cli.py",
-    "benchmark/discovery.py", "benchmark/errors.py", "benchmark/grid.py", "benchmark/headline.py",
-    "benchmark/ranges.py", "benchmark/registry.py", "benchmark/run/checkpoint.py", "benchmark/run/code_key.py",
-    "benchmark/run/executor.py", "benchmark/run/memory.py", "benchmark/run/plan.py", "benchmark/run/prepare.py",
-    "benchmark/run/progress.py", "benchmark/run/provenance.py", "benchmark/run/record.py",
-    "benchmark/run/store.py", "benchmark/run/table.py"})
+    "benchmark/discovery.py", "benchmark/errors.py", "benchmark/planning/grid.py", "benchmark/planning/headline.py",
+    "benchmark/ranges.py", "benchmark/registry.py", "benchmark/execution/checkpoint.py", "benchmark/planning/code_key.py",
+    "benchmark/execution/executor.py", "benchmark/execution/memory.py", "benchmark/results/plan.py", "benchmark/planning/prepare.py",
+    "benchmark/execution/progress.py", "benchmark/results/provenance.py", "benchmark/results/record.py",
+    "benchmark/results/store.py", "benchmark/results/table.py"})
 NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
 # Class attributes that only describe or check a method, never change what it computes.
 DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "guarantees"})
@@ -386,7 +386,7 @@ def run_code(config: RunConfig) -> dict[str, Any]:
 def setting_identity(config: RunConfig) -> tuple[int, ...]:
     """The objects ``config`` holds besides its seed, by identity: two configs (both alive) with the
     same tuple differ at most in their seed. The runs of a setting that
-    :meth:`benchmark.grid.Grid.runs` makes share these objects."""
+    :meth:`benchmark.planning.grid.Grid.runs` makes share these objects."""
     return tuple(id(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "seed")
 
 

@@ -51,19 +51,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from .data.catalog import DATASETS
-from .discovery import METHODS
-from .errors import BenchmarkError, GridError, PackagingError, UnknownNameError, check_grid_name
+from ..config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from ..data.catalog import DATASETS
+from ..discovery import METHODS
+from ..errors import BenchmarkError, GridError, PackagingError, UnknownNameError, check_grid_name
 from .headline import Entry, headline_entries
-from .ranges import field_problems
-from .ml.likelihoods import LIKELIHOODS
-from .ml.archs import ARCHS
-from .ml.method import model_problem
-from .ml.schedules import SCHEDULES
-from .registry import Registry
+from ..ranges import field_problems
+from ..ml.likelihoods import LIKELIHOODS
+from ..ml.archs import ARCHS
+from ..ml.method import model_problem
+from ..ml.schedules import SCHEDULES
+from ..registry import Registry
 
-GRID_DIR = Path(__file__).resolve().parent / "grids"
+GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 SEQUENCE_LIKELIHOOD = "categorical"
 TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods", "headline"}
 OVERRIDE_KEYS = {"model", "train"}
@@ -143,7 +143,7 @@ class Grid:
         return list(runs.values())
 
     def headline(self, runs: list[GridRun] | None = None) -> tuple[Entry, ...]:
-        """The grid's pre-registered headline settings (``headline``, see :mod:`benchmark.headline`),
+        """The grid's pre-registered headline settings (``headline``, see :mod:`benchmark.planning.headline`),
         checked against its runs (default: all of them)."""
         # The headline names methods and hyperparameters: one seed's runs hold every setting.
         configs = [r.config for r in (runs if runs is not None else self.runs(seeds=self._seeds()[:1]))]

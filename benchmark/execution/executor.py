@@ -8,7 +8,7 @@ method's pack scalars), trained as one
 stacked model (:mod:`benchmark.ml.pack`; a single run is a pack of one). Every run is claimed
 with a lock first, so concurrent ``run`` commands never run it twice; a run another process
 finished meanwhile is skipped; failed runs are retried, one at a time. What to run (and the
-device) is decided once beforehand, by :mod:`benchmark.run.prepare`.
+device) is decided once beforehand, by :mod:`benchmark.planning.prepare`.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from ..ml.pack import pack_key, pack_problem
 from .checkpoint import checkpoint_damage
 from .memory import auto_pack_size
 from .progress import GridProgress
-from .provenance import PROJECT_ROOT, is_checkout
-from .record import run_state
+from ..results.provenance import PROJECT_ROOT, is_checkout
+from ..results.record import run_state
 from .runner import RunResult, execute_pack, failed_result
-from .store import ResultStore, RunLock, StoreError, atomic_torch_save, lock_holder, storing
+from ..results.store import ResultStore, RunLock, StoreError, atomic_torch_save, lock_holder, storing
 
 
 @dataclass(frozen=True)

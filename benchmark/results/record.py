@@ -113,7 +113,7 @@ class Record:
 
 def run_state(record: Record | None, code_key: str, keep_stale: bool = False) -> RunState:
     """``done``: an ``ok`` record made by the current code (``code_key``, see
-    :func:`benchmark.run.code_key.run_code`); ``stale``: an ``ok`` record made by other code
+    :func:`benchmark.planning.code_key.run_code`); ``stale``: an ``ok`` record made by other code
     (done too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
     if record is None or record.status != "ok":
         return "todo"

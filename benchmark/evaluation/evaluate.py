@@ -1,6 +1,6 @@
 """The end-of-run evaluation and the per-epoch curve points, on the evaluation (test) split.
 
-Every metric comes from :mod:`benchmark.ml.metrics` (definitions, units and estimator settings:
+Every metric comes from :mod:`benchmark.evaluation.metrics` (definitions, units and estimator settings:
 docs/metrics.md); this module runs them at the runner's batch sizes, in a fixed order on one
 generator, and collects the record sections they fill.
 """
@@ -17,7 +17,8 @@ from torch import Tensor
 from ..config import EvalConfig
 from ..data.splits import DataSplit, to_unit
 from ..data.text import PAD_ID, Vocabulary
-from ..ml import images, metrics
+from . import metrics
+from ..ml import images
 from ..ml.method import Method
 from ..ml.models import VAE
 

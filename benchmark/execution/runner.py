@@ -37,10 +37,10 @@ from ..ml.archs import arch_kind
 from ..ml.method import Method, build_method, validation_fraction
 from ..ml.train import Trainer
 from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
-from .evaluate import CurvePoints, evaluate
-from .code_key import run_code
-from .provenance import environment
-from .record import Record, utc_now
+from ..evaluation.evaluate import CurvePoints, evaluate
+from ..planning.code_key import run_code
+from ..results.provenance import environment
+from ..results.record import Record, utc_now
 
 Log = Callable[[str], None]
 

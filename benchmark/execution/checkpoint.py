@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, Sequence
 import torch
 
 from ..ml.train import Trainer
-from .record import Record
-from .store import atomic_torch_save
+from ..results.record import Record
+from ..results.store import atomic_torch_save
 
 
 def _rng_states(generators: Sequence[dict[str, torch.Generator]]) -> dict[str, Any]:
