@@ -82,7 +82,7 @@ def identity(config: Any) -> dict[str, Any]:
     return values
 
 
-class Section:
+class ConfigSection:
     """A flat config section: ``to_dict`` gives its fields, ``from_dict`` takes them back."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +94,7 @@ class Section:
 
 
 @dataclass
-class DatasetConfig(Section):
+class DatasetConfig(ConfigSection):
     """Which data a run uses: a registered data set and optional random subset sizes."""
 
     name: str = "fashion-mnist"
@@ -104,7 +104,7 @@ class DatasetConfig(Section):
 
 
 @dataclass
-class ModelConfig(Section):
+class ModelConfig(ConfigSection):
     """Resolved model settings of a run (the ``[model]`` table of a grid)."""
 
     arch: str = "mlp"
@@ -115,7 +115,7 @@ class ModelConfig(Section):
 
 
 @dataclass
-class TrainConfig(Section):
+class TrainConfig(ConfigSection):
     """Resolved training settings of a run (the ``[train]`` table of a grid)."""
 
     epochs: int = setting(10, "[1, inf)")
@@ -137,7 +137,7 @@ class TrainConfig(Section):
 
 
 @dataclass
-class EvalConfig(Section):
+class EvalConfig(ConfigSection):
     """Evaluation settings that change the reported numbers (recorded with every run);
     definitions in docs/metrics.md."""
 

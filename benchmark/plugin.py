@@ -15,9 +15,9 @@ from .ml.archs import arch_kind, architecture
 from .ml.icnn import ICNNInit, LIDDecoder
 from .ml.method import Method, StepTools, TrainingProgress, register_method
 from .evaluation.metrics import kl_per_dimension, mutual_information
-from .ml.models import VAE, VAEOutput
+from .ml.models import VAEModel, VAEOutput
 from .ml.schedules import make_schedule
-from .ml.sequence import (LIDSequenceDecoder, LSTMDecoder, PriorEncoder, SequenceVAE, sequence_decoder,
+from .ml.sequence import (LIDSequenceDecoder, LSTMDecoder, PriorEncoder, SequenceVAEModel, sequence_decoder,
                           teacher_forced_soft_tokens)
 
 __all__ = ["GridError", "ICNNInit", "LIDDecoder", "LIDSequenceDecoder", "LSTMDecoder", "Method", "ModelConfig",

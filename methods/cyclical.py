@@ -20,7 +20,7 @@ class CyclicalConfig:
 
 
 @register_method
-class Cyclical(Method):
+class CyclicalAnnealing(Method):
     """Cyclical annealing (Fu et al. 2019): rec + beta(t) * KL, beta rising 0 -> beta_max over the first R of each of M cycles."""
 
     name = "cyclical"

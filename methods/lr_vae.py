@@ -19,9 +19,9 @@ from torch import Tensor
 from torch.func import functional_call
 
 from benchmark.plugin import Method, ModelConfig, TrainingProgress, register_method
-from benchmark.plugin import VAE, VAEOutput
+from benchmark.plugin import VAEModel, VAEOutput
 from benchmark.plugin import make_schedule
-from benchmark.plugin import SequenceVAE, setting, teacher_forced_soft_tokens
+from benchmark.plugin import SequenceVAEModel, setting, teacher_forced_soft_tokens
 
 ZSource = Literal["prior", "posterior", "posterior-mean"]
 SequenceDecoding = Literal["teacher-forced", "free-running"]
@@ -72,7 +72,7 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-def _encoder_mean(model: VAE, x: Tensor, grad_scale: float) -> Tensor:
+def _encoder_mean(model: VAEModel, x: Tensor, grad_scale: float) -> Tensor:
     """E_mu(x) [N, d]; the gradient reaching the encoder's parameters is scaled by ``grad_scale``
     (the gradient with respect to ``x`` is not)."""
     if grad_scale == 1.0:
@@ -81,17 +81,17 @@ def _encoder_mean(model: VAE, x: Tensor, grad_scale: float) -> Tensor:
     return functional_call(model.encoder, params, (x,))[0]
 
 
-def decode_for_lr(model: VAE, z: Tensor, x: Tensor, config: LRVAEConfig) -> Tensor:
+def decode_for_lr(model: VAEModel, z: Tensor, x: Tensor, config: LRVAEConfig) -> Tensor:
     """D(z) for latents z [N, d]: the decoder mean [N, *shape], or for a sentence model a soft
     sentence [N, T, V] (``sequence_decoding``; teacher forcing reads the sentences ``x`` [N, T])."""
-    if not isinstance(model, SequenceVAE):
+    if not isinstance(model, SequenceVAEModel):
         return model.decode_mean(z)
     if config.sequence_decoding == "free-running":
         return model.decoder.soft_rollout(z, config.decode_length)
     return teacher_forced_soft_tokens(model.decode_given(z, x), x)
 
 
-def latent_reconstruction(model: VAE, out: VAEOutput, config: LRVAEConfig, x: Tensor) -> Tensor:
+def latent_reconstruction(model: VAEModel, out: VAEOutput, config: LRVAEConfig, x: Tensor) -> Tensor:
     """L_LR = ||E_mu(D(z)) - target||^2 summed over latents, averaged over the S samples and
     (``lr_reduction = "mean"``) over the B examples of ``out`` (the batch ``x``), or summed over
     them (``"sum"``)."""

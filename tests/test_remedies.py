@@ -11,7 +11,7 @@ from benchmark.config import ModelConfig
 from benchmark.discovery import METHODS
 from benchmark.ml.likelihoods import LIKELIHOODS
 from benchmark.ml.method import TrainingProgress, build_method, model_problem
-from benchmark.ml.models import VAE, VAEOutput
+from benchmark.ml.models import VAEModel, VAEOutput
 
 SHAPES = {"toy": ((2,), 2), "image": ((1, 28, 28), 4)}  # shape, latent_dim (LID needs d <= D)
 
@@ -71,10 +71,10 @@ class Linear(nn.Module):
         return (out, torch.zeros_like(out)) if self.encoder else out
 
 
-def linear_vae(encoder_factor: float = 1.0, d: int = 3, size: int = 7) -> VAE:
+def linear_vae(encoder_factor: float = 1.0, d: int = 3, size: int = 7) -> VAEModel:
     """Gaussian VAE with decoder W (orthonormal columns) and encoder mean factor * W^T x."""
     w, _ = torch.linalg.qr(torch.randn(size, d, dtype=torch.float64))
-    return VAE(Linear(encoder_factor * w.T.clone(), True), Linear(w.clone(), False), LIKELIHOODS["gaussian"])
+    return VAEModel(Linear(encoder_factor * w.T.clone(), True), Linear(w.clone(), False), LIKELIHOODS["gaussian"])
 
 
 @pytest.mark.parametrize("z_source", ["prior", "posterior"])

@@ -15,7 +15,7 @@ from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from benchmark.discovery import METHODS
 from benchmark.ml import sequence
 from benchmark.ml.method import TrainingProgress, build_method, model_problem
-from benchmark.ml.sequence import LSTMEncoder, SequenceVAE, lengths_of, teacher_forced_soft_tokens
+from benchmark.ml.sequence import LSTMEncoder, SequenceVAEModel, lengths_of, teacher_forced_soft_tokens
 from benchmark.ml.train import Trainer, length_buckets, validation_neg_elbo
 
 SHAPE = SequenceShape(max_length=9, vocab_size=24)
@@ -64,7 +64,7 @@ def test_the_encoder_reads_each_sentence_up_to_its_last_token_whatever_the_paddi
 
 def test_the_categorical_likelihood_is_the_sentence_cross_entropy_and_the_forward_agrees():
     method = build("vae").eval()
-    model: SequenceVAE = method.model
+    model: SequenceVAEModel = method.model
     x = sentences()
     z = torch.randn(len(x), 4)
     with torch.no_grad():
@@ -83,7 +83,7 @@ def test_scoring_many_sentences_decodes_at_most_logit_tokens_at_a_time(monkeypat
     # One short sentence among long ones once put every pair in one chunk trimmed to the longest:
     # 12 GB of LID-decoder activations for 1000 PTB sentences instead of about 1.
     method = build("vae").eval()
-    model: SequenceVAE = method.model
+    model: SequenceVAEModel = method.model
     long = torch.randint(EOS_ID + 1, SHAPE.vocab_size, (30, 12))
     long[:, 0], long[:, -1] = BOS_ID, EOS_ID
     short = torch.full((1, 12), PAD_ID)

@@ -21,7 +21,7 @@ from ..errors import GridError, PluginError
 from ..ranges import declaration_problems, field_problems
 from .likelihoods import LIKELIHOODS
 from .archs import architecture, build_arch
-from .models import VAE
+from .models import VAEModel
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Method(nn.Module):
     # Metrics the method's constraint inflates by construction (e.g. AU for a method that keeps
     # every posterior mean varying): the report never marks them best. Descriptive only.
     guarantees: ClassVar[tuple[str, ...]] = ()
-    model: VAE  # set by build_method after construction
+    model: VAEModel  # set by build_method after construction
 
     def __init__(self, config: Any, model_config: ModelConfig):
         super().__init__()

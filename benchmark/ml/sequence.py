@@ -28,7 +28,7 @@ from ..config import PosteriorVariance, setting
 from ..data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from .icnn import ICNNInit, LIDDecoder
 from .likelihoods import Likelihood
-from .models import Architecture, VAE, VAEOutput
+from .models import Architecture, VAEModel, VAEOutput
 
 INIT_WEIGHT, INIT_EMBEDDING = 0.01, 0.1  # the reference code's uniform init ranges
 SequenceInit = Literal["uniform", "torch"]
@@ -231,7 +231,7 @@ class LIDSequenceDecoder(nn.Module):
         return self.lid.inverse_lipschitz
 
 
-class SequenceVAE(VAE):
+class SequenceVAEModel(VAEModel):
     """A VAE over sentences: q(z|x) from the encoder, prior N(0, I), p(x|z) = prod_t
     Cat(x_t | decoder logits given x_<t and z). Every per-sentence quantity (``rec``, ``kl``,
     log-likelihoods) is in nats per sentence."""
@@ -335,8 +335,8 @@ class LSTMArch(Architecture):
         return encoder, decoder
 
     def model(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
-              posterior_variance: PosteriorVariance) -> VAE:
-        return SequenceVAE(encoder, decoder, likelihood, posterior_variance)
+              posterior_variance: PosteriorVariance) -> VAEModel:
+        return SequenceVAEModel(encoder, decoder, likelihood, posterior_variance)
 
 
 @dataclass
