@@ -283,7 +283,7 @@ def test_a_hyperparameters_doc_and_range_change_no_key_its_default_does(project)
 def test_moving_a_function_to_another_module_changes_no_key(project):
     runs = sample_runs()
     before = keys(project, runs)
-    metrics, helper = project / "benchmark/evaluation/metrics.py", project / "benchmark/ml/kl_helpers.py"
+    metrics, helper = project / "benchmark/evaluation/metrics.py", project / "benchmark/evaluation/kl_helpers.py"
     text = metrics.read_text()
     tree = ast.parse(text)
     moved = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_kl_elementwise")

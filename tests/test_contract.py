@@ -20,12 +20,12 @@ from benchmark.tools.check_method import MODEL, SHAPE, pixels
 PLUGIN = '''
 from dataclasses import dataclass
 import torch
-from benchmark.plugin import Method, register_method
+from benchmark.plugin import Method, register_method, setting
 
 
 @dataclass
 class Config:
-    beta: float = 1.0
+    beta: float = setting(1.0, doc="weight of the KL term")
 
 
 @register_method

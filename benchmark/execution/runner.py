@@ -139,11 +139,7 @@ class Run:
 
 def start_record(configs: Sequence[RunConfig], index: int) -> Record:
     """The record of run ``index`` of the pack ``configs`` (its ``pack`` field when K >= 2)."""
-    record = Record.start(configs[index], run_code(configs[index]))
-    record.resumed = 0
-    if len(configs) > 1:
-        record.pack = {"size": len(configs), "index": index, "run_ids": [c.run_id for c in configs]}
-    return record
+    return Record.start(configs[index], run_code(configs[index]), [c.run_id for c in configs])
 
 
 def setup_run(index: int, config: RunConfig, record: Record, device: torch.device, data_root: str | None,
