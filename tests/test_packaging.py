@@ -147,7 +147,8 @@ def test_installed_wheel_runs_list_smoke_and_report_from_any_folder(wheel, tmp_p
     installed = Path(subprocess.run([str(bin_dir / "python"), "-c", "import benchmark; print(benchmark.__file__)"],
                                     cwd=work, env=clean_env(), capture_output=True, text=True, check=True).stdout.strip())
     assert installed.is_relative_to(tmp_path / "venv")
-    assert not (installed.parent / "results").exists() and not (installed.parent.parent / "results").exists()
+    # nothing written beside the package (benchmark/results/ is the package's results-format module)
+    assert not (installed.parent / "results" / "smoke").exists() and not (installed.parent.parent / "results").exists()
 
     # python -m benchmark works as well, and ./methods/ adds the user's methods (a copy of a
     # built-in file there is the built-in, not a second registration)
