@@ -1,7 +1,7 @@
 """Command line: ``vae-bench`` / ``python -m benchmark {run,report,export,bench,list} ...`` (``--help`` on each).
 
 It parses the arguments and makes one call per command into its stage: ``run`` prepares and
-launches a grid (:mod:`benchmark.run.prepare`), ``report`` builds the report
+launches a grid (:mod:`benchmark.planning.prepare`), ``report`` builds the report
 (:mod:`benchmark.report.build`), ``export`` writes the records into a tracker (:mod:`benchmark.export`), ``bench`` runs the
 performance bench (:mod:`benchmark.tools.bench`), ``list`` shows what is registered.
 
@@ -197,6 +197,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_check_method(args: argparse.Namespace) -> int:
     """Exit 0: the method packs faithfully (or never packs); 1: its packed runs differ; 2: bad input."""
     from .discovery import METHODS
+    from .errors import GridError
+    from .ml.method import method_config
     from .tools.check_method import check, parse_hyperparameters
 
     try:
@@ -205,8 +207,8 @@ def cmd_check_method(args: argparse.Namespace) -> int:
         raise BenchmarkError(str(exc)) from None
     METHODS[args.name]  # an unknown name: the registry's error, with the known names
     try:
-        METHODS[args.name].Config(**hyperparameters)
-    except (TypeError, ValueError) as exc:
+        method_config(args.name, hyperparameters)
+    except (TypeError, ValueError, GridError) as exc:
         raise BenchmarkError(f"--hp for {args.name}: {exc}; see `list methods` for its hyperparameters") from None
     code, message = check(args.name, hyperparameters)
     print(message, file=sys.stderr if code else sys.stdout)
@@ -264,8 +266,8 @@ def check_run_options(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .data.roots import check_data_root
-    from .run.executor import RunOptions
-    from .run.prepare import launch, prepare
+    from .execution.executor import RunOptions
+    from .planning.prepare import launch, prepare
 
     check_run_options(args)
     check_data_root(args.data_root)
@@ -319,12 +321,13 @@ def _type_name(tp) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from .data.catalog import DATASETS
     from .discovery import METHODS
-    from .grid import grid_names, load_grid
+    from .planning.grid import grid_names, load_grid
     from .ml.likelihoods import LIKELIHOODS
     from .ml.archs import ARCHS
     from .config import ModelConfig
     from .ml.pack import pack_problem
-    from .ranges import RANGE
+    from .ml.method import model_problem
+    from .ranges import DOC, RANGE
 
     what = args.what
     if what in (None, "methods"):
@@ -336,18 +339,18 @@ def cmd_list(args: argparse.Namespace) -> int:
             if cls.requires:
                 print(f"  {'':<14}   requires: {cls.requires}")
             for kind, model in kinds.items():
-                refused = cls.check_model(cls.Config(), model)
+                refused = model_problem(name, {}, model)
                 print(f"  {'':<14}   on {kind}: " + ("applies" if refused is None else f"does not apply ({refused})"))
             why = pack_problem(cls)
             scalars = f" or {', '.join(cls.pack_scalars)}" if cls.pack_scalars else ""
             print(f"  {'':<14}   run --pack: " + (f"packs (runs differing in seed{scalars}; on an LSTM they run alone: "
                                                    "vmap has no batching rule for aten::lstm)" if why is None
                                                    else f"runs alone ({why})"))
-            hints, docs, ranges = typing.get_type_hints(cls.Config), cls.hyperparameter_docs(), cls.hyperparameter_ranges()
+            hints = typing.get_type_hints(cls.Config)
             for f in dataclasses.fields(cls.Config):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                valid = f" in {ranges[f.name]}" if f.name in ranges else ""
-                doc = f"  # {docs[f.name]}" if f.name in docs else ""
+                valid = f" in {f.metadata[RANGE]}" if RANGE in f.metadata else ""
+                doc = f"  # {f.metadata[DOC]}" if DOC in f.metadata else ""
                 print(f"  {'':<14}   {f.name}: {_type_name(hints[f.name])} = {default!r}{valid}{doc}")
     if what in (None, "datasets"):
         print("datasets:")

@@ -9,55 +9,84 @@ looked up in the method's ``Config`` (:data:`benchmark.discovery.METHODS`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .discovery import METHODS
-from .ranges import RANGE, Interval
+from .ranges import DOC, RANGE, Interval
 
 MI_CAP_MARGIN = 0.25  # nats: an MI estimate this close to its cap log M is flagged "at cap"
 # The random streams of a run, each seeded by RunConfig.stream_seed (recorded under `seeds`).
 STREAMS = ("data", "init", "order", "train", "curves", "eval")
+ADDED = "added"  # field metadata key: the change that added the field (left out of run ids at its default)
 PosteriorVariance = Literal["logvar", "softplus-logvar"]
 
 
-def setting(default: Any = dataclasses.MISSING, valid: str | None = None, *,
-            factory: Any = dataclasses.MISSING) -> Any:
-    """A config field with its valid range as interval text (``"[1, inf)"``, checked when a grid
-    is loaded, :func:`benchmark.ranges.field_problems`; for a list, each item). Metadata only:
-    no run id changes. ``factory`` for a mutable default."""
-    return field(default=default, default_factory=factory, metadata=_range_metadata(valid))
+def setting(default: Any = dataclasses.MISSING, valid: str | None = None, *, doc: str = "",
+            factory: Any = dataclasses.MISSING, added: str | None = None) -> Any:
+    """A config field (a grid setting or a method's hyperparameter) with its valid range as
+    interval text (``"[1, inf)"``; for a list, each item; checked when a grid is loaded,
+    :func:`benchmark.ranges.field_problems`) and its ``doc`` (one line, shown by ``list
+    methods``). ``factory`` for a mutable default. ``added`` names the change that added the
+    field after runs were recorded: while it holds ``default`` (which must reproduce the
+    behaviour from before the field existed) it is left out of the run id. Metadata only: no
+    run id changes. Raises ValueError for a range that does not parse or a doc that is one."""
+    metadata: dict[str, str] = {}
+    if valid is not None:
+        metadata[RANGE] = str(Interval.parse(valid))
+    if doc:
+        if _is_interval(doc):
+            raise ValueError(f"doc {doc!r} is a range; pass it as `valid` (setting(default, {doc!r}, doc=...))")
+        metadata[DOC] = doc
+    if added is not None:
+        metadata[ADDED] = added
+    return field(default=default, default_factory=factory, metadata=metadata)
 
 
-def added_field(default: Any, since: str, valid: str | None = None) -> Any:
-    """A config field added after runs were recorded: while it holds ``default`` (which must
-    reproduce the behaviour from before the field existed) it is left out of the run id, so
-    adding it changes no existing run id. ``since`` names the change, for readers; ``valid``
-    its range, as for :func:`setting`."""
-    return field(default=default, metadata={"added": since, **_range_metadata(valid)})
+def _is_interval(text: str) -> bool:
+    try:
+        Interval.parse(text)
+    except ValueError:
+        return False
+    return True
 
 
-def _range_metadata(valid: str | None) -> dict[str, str]:
-    """A field's metadata for its valid range (checked, normalised interval text), or none."""
-    return {RANGE: str(Interval.parse(valid))} if valid is not None else {}
+@functools.cache
+def _fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(cls)
+
+
+def plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for configs, several times faster (a run id is one per run): nested
+    dataclasses as dicts, lists, tuples and dicts rebuilt, other values (numbers, strings, None) as
+    they are. Configs hold nothing else (grid values are TOML)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in _fields(type(value))}
+    return value
 
 
 def identity(config: Any) -> dict[str, Any]:
-    """``dataclasses.asdict(config)`` without the :func:`added_field` fields at their default."""
-    values = dataclasses.asdict(config)
-    for f in dataclasses.fields(config):
-        if "added" in f.metadata and values.get(f.name) == f.default:
+    """:func:`plain` ``(config)`` without the fields added later (``setting(added=...)``) at their
+    default."""
+    values = plain(config)
+    for f in _fields(type(config)):
+        if ADDED in f.metadata and values.get(f.name) == f.default:
             del values[f.name]
     return values
 
 
-class Section:
+class ConfigSection:
     """A flat config section: ``to_dict`` gives its fields, ``from_dict`` takes them back."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
@@ -65,7 +94,7 @@ class Section:
 
 
 @dataclass
-class DatasetConfig(Section):
+class DatasetConfig(ConfigSection):
     """Which data a run uses: a registered data set and optional random subset sizes."""
 
     name: str = "fashion-mnist"
@@ -75,7 +104,7 @@ class DatasetConfig(Section):
 
 
 @dataclass
-class ModelConfig(Section):
+class ModelConfig(ConfigSection):
     """Resolved model settings of a run (the ``[model]`` table of a grid)."""
 
     arch: str = "mlp"
@@ -86,7 +115,7 @@ class ModelConfig(Section):
 
 
 @dataclass
-class TrainConfig(Section):
+class TrainConfig(ConfigSection):
     """Resolved training settings of a run (the ``[train]`` table of a grid)."""
 
     epochs: int = setting(10, "[1, inf)")
@@ -99,16 +128,16 @@ class TrainConfig(Section):
     # reloaded (and the optimiser restarted) at each decay; training stops after max_decays decays
     lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
     grad_clip: float = setting(0.0, "[0, inf)")  # max global gradient norm; 0 disables clipping
-    decay_patience: int = added_field(2, "plateau schedule", "[1, inf)")
-    decay_start: int = added_field(15, "plateau schedule", "[0, inf)")
-    decay_factor: float = added_field(0.5, "plateau schedule", "(0, 1)")
-    max_decays: int = added_field(5, "plateau schedule", "[1, inf)")
+    decay_patience: int = setting(2, "[1, inf)", added="plateau schedule")
+    decay_start: int = setting(15, "[0, inf)", added="plateau schedule")
+    decay_factor: float = setting(0.5, "(0, 1)", added="plateau schedule")
+    max_decays: int = setting(5, "[1, inf)", added="plateau schedule")
     # evaluate the weights of the epoch with the best validation -ELBO (beta = 1), not the last's
-    select_best: bool = added_field(False, "model selection on the validation split")
+    select_best: bool = setting(False, added="model selection on the validation split")
 
 
 @dataclass
-class EvalConfig(Section):
+class EvalConfig(ConfigSection):
     """Evaluation settings that change the reported numbers (recorded with every run);
     definitions in docs/metrics.md."""
 
@@ -125,10 +154,10 @@ class EvalConfig(Section):
     noise_draws: int = setting(8, "[2, inf)")  # noise draws per point (the diversity needs pairs)
     # Which posteriors form the MI estimate (and its cap log N): the test split, or the training
     # split (a higher cap: log 60000 = 11.0 nats on the whole Fashion-MNIST training split).
-    mi_split: Literal["test", "train"] = added_field("test", "MI on the training split")
-    mi_examples: int | None = added_field(None, "MI on a subset", "[2, inf)")  # first N examples of mi_split; None: all
+    mi_split: Literal["test", "train"] = setting("test", added="MI on the training split")
+    mi_examples: int | None = setting(None, "[2, inf)", added="MI on a subset")  # first N examples of mi_split; None: all
     # An MI estimate within this many nats of its cap is flagged `mi_at_cap` (cannot rank methods).
-    mi_cap_margin: float = added_field(MI_CAP_MARGIN, "MI cap flag", "[0, inf)")
+    mi_cap_margin: float = setting(MI_CAP_MARGIN, "[0, inf)", added="MI cap flag")
 
 
 @dataclass
@@ -148,7 +177,7 @@ class RunConfig:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
@@ -159,12 +188,12 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """What the run id hashes: :meth:`to_dict` without fields added later that are still at
-        their defaults (:func:`added_field`; method hyperparameters too)."""
+        their defaults (``setting(added=...)``; method hyperparameters too)."""
         values = self.to_dict()
         values["eval"], values["dataset"], values["train"] = identity(self.eval), identity(self.dataset), identity(self.train)
         hp_fields = {f.name: f for f in dataclasses.fields(METHODS[self.method].Config)}
         values["hyperparameters"] = {k: v for k, v in self.hyperparameters.items()
-                                     if not ("added" in getattr(hp_fields.get(k), "metadata", {})
+                                     if not (ADDED in getattr(hp_fields.get(k), "metadata", {})
                                              and v == hp_fields[k].default)}
         return values
 

@@ -38,7 +38,7 @@ TRACKERS = ("tensorboard", "mlflow")
 DEFAULT_OUT = {"tensorboard": "tensorboard", "mlflow": "mlruns"}
 INSTALL = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny"}
 MARKER = ".benchmark-export.json"  # beside a TensorBoard run's events: the record it was written from
-RUN_ID_TAG, SHA_TAG, GRID_TAG = "benchmark.run_id", "benchmark.record_sha256", "benchmark.grid"
+RUN_ID_TAG, SHA_TAG, GRID_TAG = "benchmark.run_id", "benchmark.record_sha256", "benchmark.planning.grid"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Exported:
 def find_records(results: Path) -> tuple[list[Exported], list[str]]:
     """The records under ``results`` (a results folder or one grid's folder), and one line per
     file in a ``runs/`` folder that is no readable record (skipped)."""
-    from .run.store import ResultStore
+    from .results.store import ResultStore
 
     if not results.is_dir():
         raise BenchmarkError(f"results folder {results} does not exist; give the folder `run` wrote "

@@ -1,10 +1,10 @@
-"""Valid ranges of numeric settings, written as intervals: ``"[0, inf)"``, ``"(0, 1]"``.
+"""Valid values of settings and hyperparameters, declared on their dataclass fields.
 
-A method plugin declares its hyperparameters' ranges as plain strings in the class attribute
-``ranges`` (``ranges = {"beta": "[0, inf)"}``): no import needed, shown by ``list methods`` and
-checked when a grid is loaded. The settings of a grid's ``[train]``, ``[model]`` (and the
-architectures' options), ``[eval]`` and ``[[datasets]]`` declare theirs in their dataclass fields'
-metadata (``RANGE``, see :func:`benchmark.config.setting`), checked by :func:`field_problems`.
+A field declares its valid range as interval text (``"[0, inf)"``, ``"(0, 1]"``) and its doc in
+its metadata (:data:`RANGE`, :data:`DOC`; :func:`benchmark.config.setting`, the one way to declare
+a setting of a grid's ``[train]``, ``[model]`` (and the architectures' options), ``[eval]``,
+``[[datasets]]`` or a method's hyperparameter); a ``Literal[...]`` annotation lists its valid
+choices. :func:`field_problems` checks both when a grid is loaded and when a method is built.
 A range applies to each item of a list; ``None`` (an unset optional setting) is always valid.
 Every number must also be finite, whatever its range, also inside lists and tables.
 """
@@ -14,10 +14,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 RANGE = "range"  # dataclass field metadata key: the field's valid interval as text
+DOC = "doc"  # dataclass field metadata key: what the field does, one line
 
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
@@ -89,15 +92,63 @@ def declared_range(f: dataclasses.Field) -> Interval | None:
     return Interval.parse(text) if text is not None else None
 
 
-def field_problems(config: Any, ranges: Mapping[str, Interval] | None = None) -> list[tuple[str, str]]:
+def choices(tp: Any) -> tuple[Any, ...] | None:
+    """The values a ``Literal[...]`` annotation (optionally ``| None``) allows, or None for
+    any other type."""
+    if typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [choices(a) for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and inner[0] is not None:
+            return inner[0]
+    return None
+
+
+def is_numeric(tp: Any) -> bool:
+    """Whether a range can apply to type ``tp``: int or float, optional, or a list of them."""
+    if tp in (int, float):
+        return True
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType, list, tuple):
+        return bool(args) and all(is_numeric(a) for a in args)
+    return False
+
+
+def field_problems(config: Any) -> list[tuple[str, str]]:
     """(field name, why) for each field of the dataclass instance ``config`` whose value lies
-    outside its range or holds a non-finite float (see :func:`problem`). The ranges are the
-    fields' declared ones, or those of ``ranges`` (field name -> interval, e.g. a method's
-    :meth:`~benchmark.ml.method.Method.hyperparameter_ranges`) when given."""
+    outside its declared range, holds a non-finite float (see :func:`problem`) or is not one
+    of its ``Literal`` choices."""
+    hints = typing.get_type_hints(type(config))
     found = []
     for f in dataclasses.fields(config):
-        interval = declared_range(f) if ranges is None else ranges.get(f.name)
-        why = problem(getattr(config, f.name), interval)
+        value, allowed = getattr(config, f.name), choices(hints.get(f.name))
+        if allowed is not None and value is not None and value not in allowed:
+            found.append((f.name, f"{value!r} is not a valid choice; valid: {', '.join(map(repr, allowed))}"))
+            continue
+        why = problem(value, declared_range(f))
         if why is not None:
             found.append((f.name, why))
+    return found
+
+
+def declaration_problems(cls: type, doc_required: bool = False) -> list[str]:
+    """What is wrong with how the dataclass ``cls`` declares its fields: a range on a field
+    that is not numeric, a range that does not parse, or (``doc_required``) a field without a
+    doc. Each entry names the field and the fix."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        where = f"{cls.__name__}.{f.name}"
+        text = f.metadata.get(RANGE)
+        if text is not None:
+            try:
+                Interval.parse(text)
+            except ValueError as exc:
+                found.append(f"{where}: {exc}")
+            if not is_numeric(hints[f.name]):
+                found.append(f"{where}: a range on a field of type {hints[f.name]} (not a number); "
+                             f"drop the range, or annotate the field int or float")
+        if doc_required and not f.metadata.get(DOC):
+            found.append(f'{where} has no doc; declare it as {f.name}: T = setting(default, "[low, high)", '
+                         f'doc="what it does")')
     return found

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from benchmark.plugin import GridError, Method, StepTools, TrainingProgress, VAE, make_schedule, mutual_information
-from benchmark.plugin import register_method
+from benchmark.plugin import Method, ModelConfig, StepTools, TrainingProgress, make_schedule, mutual_information
+from benchmark.plugin import register_method, setting
 
 Mixture = Literal["all", "batch"]
 ENCODE_BATCH = 1000  # held-out examples encoded at a time for the MI check
@@ -21,30 +21,28 @@ ENCODE_BATCH = 1000  # held-out examples encoded at a time for the MI check
 
 @dataclass
 class AggressiveConfig:
-    """beta_start: KL weight at the first step, rising linearly to 1 over the warm-up (1: no annealing, the image code's default; He et al.'s text runs start at 0.1 with 10 warm-up epochs).
-    warmup: fraction of the run over which the KL weight rises to 1 (ignored when beta_start = 1).
-    block: inner encoder steps per block; the inner loop stops when a block's mean loss exceeds the previous block's (the image code: 10; the text code: 15).
-    max_inner_steps: most encoder-only steps before each decoder step (the public code's loop test sub_iter < 100 allows 99).
-    mi_patience: held-out MI checks (one per epoch, while aggressive) below the best so far before aggressive training stops for good (1: the paper and the text code, stop at the first drop; the image code: 5).
-    valid_fraction: fraction of the training examples held out as the validation split the MI check runs on (data sets with a published validation split use that one); the test split is never used for this decision.
-    mi_examples: first examples of the validation split the MI is estimated on (0: all of it).
-    mi_mixture: the MI estimator's aggregate posterior: all (the whole held-out set, the harness's estimator) or batch (He et al.'s per-minibatch mixture).
-    mi_batch_size: minibatch size of mi_mixture = batch.
-    """
+    """Aggressive training's inner loop, its KL warm-up and its held-out MI check."""
 
-    beta_start: float = 1.0
-    warmup: float = 1.0
-    block: int = 10
-    max_inner_steps: int = 100
-    mi_patience: int = 1
-    valid_fraction: float = 0.1
-    mi_examples: int = 0
-    mi_mixture: Mixture = "all"
-    mi_batch_size: int = 50
-
-    def __post_init__(self) -> None:
-        if self.mi_mixture not in get_args(Mixture):
-            raise GridError(f"aggressive: mi_mixture = {self.mi_mixture!r}; valid: {', '.join(get_args(Mixture))}")
+    beta_start: float = setting(1.0, "[0, 1]", doc="KL weight at the first step, rising linearly to 1 over the warm-up (1: "
+                                                 "no annealing, the image code's default; He et al.'s text runs start at "
+                                                 "0.1 with 10 warm-up epochs)")
+    warmup: float = setting(1.0, "(0, 1]", doc="fraction of the run over which the KL weight rises to 1 (ignored when "
+                                             "beta_start = 1)")
+    block: int = setting(10, "[1, inf)", doc="inner encoder steps per block; the inner loop stops when a block's mean loss "
+                                           "exceeds the previous block's (the image code: 10; the text code: 15)")
+    max_inner_steps: int = setting(100, "[1, inf)", doc="most encoder-only steps before each decoder step (the public "
+                                                      "code's loop test sub_iter < 100 allows 99)")
+    mi_patience: int = setting(1, "[1, inf)", doc="held-out MI checks (one per epoch, while aggressive) below the best so "
+                                                "far before aggressive training stops for good (1: the paper and the text "
+                                                "code, stop at the first drop; the image code: 5)")
+    valid_fraction: float = setting(0.1, "(0, 1)", doc="fraction of the training examples held out as the validation split "
+                                                     "the MI check runs on (data sets with a published validation split "
+                                                     "use that one); the test split is never used for this decision")
+    mi_examples: int = setting(0, "[0, inf)", doc="first examples of the validation split the MI is estimated on (0: all "
+                                                "of it)")
+    mi_mixture: Mixture = setting("all", doc="the MI estimator's aggregate posterior: all (the whole held-out set, the "
+                                             "harness's estimator) or batch (He et al.'s per-minibatch mixture)")
+    mi_batch_size: int = setting(50, "[2, inf)", doc="minibatch size of mi_mixture = batch")
 
 
 class BlockStop:
@@ -77,12 +75,9 @@ class Aggressive(Method):
 
     name = "aggressive"
     Config = AggressiveConfig
-    ranges = {"beta_start": "[0, 1]", "warmup": "(0, 1]", "block": "[1, inf)", "max_inner_steps": "[1, inf)",
-              "mi_patience": "[1, inf)", "valid_fraction": "(0, 1)", "mi_examples": "[0, inf)",
-              "mi_batch_size": "[2, inf)"}
 
-    def __init__(self, config: AggressiveConfig, model: VAE):
-        super().__init__(config, model)
+    def __init__(self, config: AggressiveConfig, model_config: ModelConfig):
+        super().__init__(config, model_config)
         self.beta_schedule = make_schedule("linear", 1.0, start=config.beta_start, duration=config.warmup)
         self.aggressive = True
         self.best_mi = 0.0  # the public code starts its comparison at MI = 0
@@ -118,9 +113,8 @@ class Aggressive(Method):
         self.epoch_inner += rule.steps
         return {**parts, "inner_steps": float(rule.steps), "aggressive": 1.0}
 
-    @classmethod
-    def validation_fraction(cls, config: AggressiveConfig) -> float:
-        return config.valid_fraction
+    def validation_fraction(self) -> float:
+        return self.config.valid_fraction
 
     def on_epoch_end(self, epoch: int, held_out: Tensor | None) -> None:
         self.inner_steps_per_epoch.append(self.epoch_inner)

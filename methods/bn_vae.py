@@ -9,17 +9,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmark.plugin import Method, ModelConfig, TrainingProgress, register_method
+from benchmark.plugin import Method, TrainingProgress, register_method, setting
 
 
 @dataclass
 class BNVAEConfig:
-    """gamma: fixed scale of the normalised posterior means (Zhu et al. and their code: 0.5; their text sweeps 0.3-0.7); E_x[KL_j] >= gamma^2 / 2.
-    momentum: running-statistics momentum of the batch norm (torch's and the authors' code's default 0.1); evaluation uses the running statistics.
-    """
+    """BN-VAE's batch norm of the posterior means."""
 
-    gamma: float = 0.5
-    momentum: float = 0.1
+    gamma: float = setting(0.5, "(0, inf)", doc="fixed scale of the normalised posterior means (Zhu et al. and their code: "
+                                              "0.5; their text sweeps 0.3-0.7); E_x[KL_j] >= gamma^2 / 2")
+    momentum: float = setting(0.1, "(0, 1]", doc="running-statistics momentum of the batch norm (torch's and the authors' "
+                                               "code's default 0.1); evaluation uses the running statistics")
 
 
 class BatchNormMeans(nn.Module):
@@ -46,11 +46,9 @@ class BNVAE(Method):
     guarantees = ("au",)  # Var_x(mu_j) = gamma^2 (> AU's threshold): every unit "active" by construction
     packable = True
     Config = BNVAEConfig
-    ranges = {"gamma": "(0, inf)", "momentum": "(0, 1]"}
 
-    @classmethod
-    def wrap_encoder(cls, config: BNVAEConfig, encoder: nn.Module, model_config: ModelConfig) -> nn.Module:
-        return BatchNormMeans(encoder, model_config.latent_dim, config.gamma, config.momentum)
+    def build_encoder(self, encoder: nn.Module) -> nn.Module:
+        return BatchNormMeans(encoder, self.model_config.latent_dim, self.config.gamma, self.config.momentum)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         out = self.model(x)

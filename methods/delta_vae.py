@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from benchmark.plugin import GridError, Method, ModelConfig, TrainingProgress, VAE, register_method
+from benchmark.plugin import GridError, Method, TrainingProgress, register_method, setting
 
 
 def committed_variance(delta: float) -> float:
@@ -31,12 +31,12 @@ def committed_variance(delta: float) -> float:
 
 @dataclass
 class DeltaVAEConfig:
-    """delta: committed rate per latent dimension (nats): KL(q(z_j|x) || N(0, 1)) >= delta for every x and j, so >= latent_dim * delta in all.
-    sigma_lower: smallest posterior standard deviation sigma_l; the largest, sigma_u < 1, follows from delta: 0.5 (sigma_u^2 - 1 - ln sigma_u^2) = delta.
-    """
+    """delta-VAE's committed rate."""
 
-    delta: float = 0.1
-    sigma_lower: float = 0.01
+    delta: float = setting(0.1, "(0, inf)", doc="committed rate per latent dimension (nats): KL(q(z_j|x) || N(0, 1)) >= "
+                                              "delta for every x and j, so >= latent_dim * delta in all")
+    sigma_lower: float = setting(0.01, "(0, 1)", doc="smallest posterior standard deviation sigma_l; the largest, sigma_u < "
+                                                   "1, follows from delta: 0.5 (sigma_u^2 - 1 - ln sigma_u^2) = delta")
 
     def __post_init__(self) -> None:
         if self.delta > 0 and self.sigma_lower > 0 and self.sigma_lower ** 2 >= committed_variance(self.delta):
@@ -66,18 +66,16 @@ class DeltaVAE(Method):
     guarantees = ("au", "kl")  # every KL_j >= delta by construction; AU high whatever the codes carry
     packable = True
     Config = DeltaVAEConfig
-    ranges = {"delta": "(0, inf)", "sigma_lower": "(0, 1)"}
     requires = 'posterior_variance = "logvar" (the bounded log-variance is used as is)'
 
-    @classmethod
-    def check_model(cls, config: DeltaVAEConfig, model_config: ModelConfig) -> str | None:
-        if model_config.posterior_variance != "logvar":
-            return (f'posterior_variance = "{model_config.posterior_variance}" would map the bounded log-variance '
+    def check_model(self) -> str | None:
+        if self.model_config.posterior_variance != "logvar":
+            return (f'posterior_variance = "{self.model_config.posterior_variance}" would map the bounded log-variance '
                     f'again; use "logvar"')
         return None
 
-    @classmethod
-    def wrap_encoder(cls, config: DeltaVAEConfig, encoder: nn.Module, model_config: ModelConfig) -> nn.Module:
+    def build_encoder(self, encoder: nn.Module) -> nn.Module:
+        config = self.config
         return CommittedRateEncoder(encoder, math.log(config.sigma_lower ** 2), math.log(committed_variance(config.delta)))
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:

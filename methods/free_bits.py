@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from torch import Tensor
 
-from benchmark.plugin import GridError, Method, ModelConfig, TrainingProgress, register_method
+from benchmark.plugin import Method, TrainingProgress, register_method, setting
 
 Hinge = Literal["batch", "example"]
 
 
 @dataclass
 class FreeBitsConfig:
-    """lam: free nats per latent group: a group's KL below lam is not penalised (and gets no KL gradient).
-    group_size: latent dimensions per group (1: per dimension; Kingma et al. group the latents and hinge each group's summed KL); must divide latent_dim.
-    hinge: batch (Kingma et al.: max(lam, minibatch mean of the group's KL)) or example (max(lam, KL) per example, then the mean: some public code).
-    """
+    """Free bits' floor."""
 
-    lam: float = 0.25
-    group_size: int = 1
-    hinge: Hinge = "batch"
-
-    def __post_init__(self) -> None:
-        if self.hinge not in get_args(Hinge):
-            raise GridError(f"free-bits: hinge = {self.hinge!r}; valid: {', '.join(get_args(Hinge))}")
+    lam: float = setting(0.25, "[0, inf)", doc="free nats per latent group: a group's KL below lam is not penalised (and "
+                                              "gets no KL gradient)")
+    group_size: int = setting(1, "[1, inf)", doc="latent dimensions per group (1: per dimension; Kingma et al. group the "
+                                                "latents and hinge each group's summed KL); must divide latent_dim")
+    hinge: Hinge = setting("batch", doc="batch (Kingma et al.: max(lam, minibatch mean of the group's KL)) or example "
+                                        "(max(lam, KL) per example, then the mean: some public code)")
 
 
 def free_bits_kl(mu: Tensor, logvar: Tensor, lam: float, group_size: int = 1, hinge: Hinge = "batch") -> Tensor:
@@ -48,14 +44,12 @@ class FreeBits(Method):
     guarantees = ("au", "kl")  # no KL pull below the floor: dimensions stay off the prior whatever they carry
     packable = True
     Config = FreeBitsConfig
-    ranges = {"lam": "[0, inf)", "group_size": "[1, inf)"}
     requires = "latent_dim divisible by group_size"
 
-    @classmethod
-    def check_model(cls, config: FreeBitsConfig, model_config: ModelConfig) -> str | None:
-        if model_config.latent_dim % config.group_size:
-            return (f"group_size = {config.group_size} does not divide latent_dim = {model_config.latent_dim}; "
-                    f"choose a divisor")
+    def check_model(self) -> str | None:
+        group_size, latent_dim = self.config.group_size, self.model_config.latent_dim
+        if latent_dim % group_size:
+            return f"group_size = {group_size} does not divide latent_dim = {latent_dim}; choose a divisor"
         return None
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:

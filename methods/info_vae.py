@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from benchmark.plugin import GridError, Method, TrainingProgress, register_method
+from benchmark.plugin import GridError, Method, TrainingProgress, register_method, setting
 
 Kernel = Literal["gaussian", "imq"]
 Estimator = Literal["unbiased", "biased"]
@@ -16,23 +16,23 @@ Estimator = Literal["unbiased", "biased"]
 
 @dataclass
 class InfoVAEConfig:
-    """alpha: InfoVAE's alpha: the KL term is weighted 1 - alpha (alpha = 1: no KL, the MMD-VAE).
-    lam: InfoVAE's lambda: the MMD term is weighted alpha + lambda - 1; it must be of the order of the data dimension to matter against a reconstruction summed over it (Zhao et al.'s tutorial code: a per-pixel mean reconstruction with MMD weight 1, i.e. lam = 784 here on 28x28).
-    kernel: gaussian exp(-||a - b||^2 / c) or imq c / (c + ||a - b||^2) (Tolstikhin et al.'s inverse multiquadratic).
-    bandwidth: c = 2 * latent_dim * bandwidth (1: the mean squared distance of two prior draws; Zhao et al.'s tutorial code is gaussian with bandwidth latent_dim / 2).
-    estimator: unbiased (U-statistic without the diagonal terms, mean 0 for identical distributions) or biased (V-statistic with them, as the tutorial code).
-    """
+    """InfoVAE's weights and MMD estimate."""
 
-    alpha: float = 1.0
-    lam: float = 1000.0
-    kernel: Kernel = "gaussian"
-    bandwidth: float = 1.0
-    estimator: Estimator = "unbiased"
+    alpha: float = setting(1.0, "(-inf, 1]", doc="InfoVAE's alpha: the KL term is weighted 1 - alpha (alpha = 1: no KL, "
+                                               "the MMD-VAE)")
+    lam: float = setting(1000.0, "(0, inf)", doc="InfoVAE's lambda: the MMD term is weighted alpha + lambda - 1; it must "
+                                               "be of the order of the data dimension to matter against a reconstruction "
+                                               "summed over it (Zhao et al.'s tutorial code: a per-pixel mean "
+                                               "reconstruction with MMD weight 1, i.e. lam = 784 here on 28x28)")
+    kernel: Kernel = setting("gaussian", doc="gaussian exp(-||a - b||^2 / c) or imq c / (c + ||a - b||^2) (Tolstikhin et "
+                                             "al.'s inverse multiquadratic)")
+    bandwidth: float = setting(1.0, "(0, inf)", doc="c = 2 * latent_dim * bandwidth (1: the mean squared distance of two "
+                                                  "prior draws; Zhao et al.'s tutorial code is gaussian with bandwidth "
+                                                  "latent_dim / 2)")
+    estimator: Estimator = setting("unbiased", doc="unbiased (U-statistic without the diagonal terms, mean 0 for identical "
+                                                   "distributions) or biased (V-statistic with them, as the tutorial code)")
 
     def __post_init__(self) -> None:
-        for name, valid in (("kernel", Kernel), ("estimator", Estimator)):
-            if getattr(self, name) not in get_args(valid):
-                raise GridError(f"info-vae: {name} = {getattr(self, name)!r}; valid: {', '.join(get_args(valid))}")
         if self.alpha + self.lam - 1 < 0:
             raise GridError(f"info-vae: the MMD weight alpha + lam - 1 = {self.alpha + self.lam - 1:g} is negative; "
                             f"raise lam")
@@ -64,7 +64,6 @@ class InfoVAE(Method):
     name = "info-vae"
     packable = True
     Config = InfoVAEConfig
-    ranges = {"alpha": "(-inf, 1]", "lam": "(0, inf)", "bandwidth": "(0, inf)"}
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
         out = self.model(x)

@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from torch import Tensor
 
-from benchmark.plugin import GridError, Method, TrainingProgress, VAE, make_schedule, register_method
+from benchmark.plugin import Method, ModelConfig, TrainingProgress, make_schedule, register_method, setting
 
 Shape = Literal["linear", "sigmoid"]
 
 
 @dataclass
 class KLAnnealingConfig:
-    """schedule: shape of the rise: linear (later work, e.g. He et al. 2019; the default) or sigmoid (Bowman et al. 2016's logistic, rescaled to start and end exactly).
-    beta_start: KL weight at the first step (0: Bowman et al.; He et al. 2019 start at 0.1).
-    beta_max: KL weight at the end of the warm-up and after it (1: the ELBO).
-    warmup: fraction of the run over which the weight rises (0.5: the first half, Fu et al. 2019's monotonic baseline; He et al.'s 10 warm-up epochs are 1.0 of a 10-epoch run).
-    steepness: sigmoid only: slope of the logistic at the warm-up's midpoint, in units of the warm-up.
-    """
+    """KL annealing's warm-up."""
 
-    schedule: Shape = "linear"
-    beta_start: float = 0.0
-    beta_max: float = 1.0
-    warmup: float = 0.5
-    steepness: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.schedule not in get_args(Shape):
-            raise GridError(f"kl-annealing: schedule = {self.schedule!r}; valid: {', '.join(get_args(Shape))}")
+    schedule: Shape = setting("linear", doc="shape of the rise: linear (later work, e.g. He et al. 2019; the default) or "
+                                            "sigmoid (Bowman et al. 2016's logistic, rescaled to start and end exactly)")
+    beta_start: float = setting(0.0, "[0, inf)", doc="KL weight at the first step (0: Bowman et al.; He et al. 2019 start at 0.1)")
+    beta_max: float = setting(1.0, "[0, inf)", doc="KL weight at the end of the warm-up and after it (1: the ELBO)")
+    warmup: float = setting(0.5, "(0, 1]", doc="fraction of the run over which the weight rises (0.5: the first half, Fu et "
+                                             "al. 2019's monotonic baseline; He et al.'s 10 warm-up epochs are 1.0 of a "
+                                             "10-epoch run)")
+    steepness: float = setting(10.0, "(0, 100]", doc="sigmoid only: slope of the logistic at the warm-up's midpoint, in "
+                                                   "units of the warm-up")
 
 
 @register_method
@@ -39,10 +34,9 @@ class KLAnnealing(Method):
     name = "kl-annealing"
     packable = True
     Config = KLAnnealingConfig
-    ranges = {"beta_start": "[0, inf)", "beta_max": "[0, inf)", "warmup": "(0, 1]", "steepness": "(0, 100]"}
 
-    def __init__(self, config: KLAnnealingConfig, model: VAE):
-        super().__init__(config, model)
+    def __init__(self, config: KLAnnealingConfig, model_config: ModelConfig):
+        super().__init__(config, model_config)
         options = {"start": config.beta_start, "duration": config.warmup}
         if config.schedule == "sigmoid":
             options["steepness"] = config.steepness

@@ -6,47 +6,43 @@ logits grad G2(Bmat grad G1([h_t; z])), so z reaches them only through the injec
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from torch import Tensor
 
-from benchmark.plugin import added_field
+from torch import nn
+
 from benchmark.plugin import GridError
 from benchmark.plugin import ICNNInit, LIDDecoder, LIDSequenceDecoder, arch_kind, architecture
 from benchmark.plugin import Method, TrainingProgress, register_method
-from benchmark.plugin import VAE, ModelConfig
-from benchmark.plugin import make_schedule
+from benchmark.plugin import ModelConfig
+from benchmark.plugin import make_schedule, setting
 
 
 @dataclass
 class LIDVAEConfig:
-    """beta: weight of the KL term.
-    hidden_latent: width of the latent-space ICNN F1.
-    hidden_data: width of the data-space ICNN F2 (it has D x width input weights per layer).
-    num_layers: hidden layers of each ICNN.
-    trainable_lift: learn the lift Bmat (singular values clamped to [lift_s_min, lift_s_max]) instead of the fixed zero padding [I; 0].
-    lift_s_min: lower clamp of a trainable lift's singular values (its guaranteed sigma_min).
-    lift_s_max: upper clamp of a trainable lift's singular values.
-    icnn_init: the ICNNs' non-negative weights at init: fan-in (W from the input size and width, so each Brenier map's Jacobian starts at scale ~icnn_init_gain, like an MLP's), reference (log W = -4, the public reimplementations), inverse-width (W = 1/width: a decoder constant in z at init, kept to reproduce old numbers).
-    icnn_init_gain: fan-in: Jacobian scale of each map at init (the decoder's scales as its square); other schemes: a factor on W.
-    """
+    """LID-VAE's KL weight and its ICNNs' shape, lift and initialisation."""
 
-    beta: float = 1.0
-    hidden_latent: int = 512
-    hidden_data: int = 512
-    num_layers: int = 2
-    trainable_lift: bool = False
-    lift_s_min: float = 1.0
-    lift_s_max: float = 10.0
-    icnn_init: ICNNInit = added_field("fan-in", "ICNN init as a hyperparameter")
-    icnn_init_gain: float = added_field(1.0, "ICNN init as a hyperparameter")
-
-    def __post_init__(self) -> None:
-        if self.icnn_init not in ("fan-in", "reference", "inverse-width"):
-            raise GridError(f"icnn_init = {self.icnn_init!r}; valid: fan-in, reference, inverse-width")
-        if not self.icnn_init_gain > 0:
-            raise GridError(f"icnn_init_gain must be > 0, got {self.icnn_init_gain}")
+    beta: float = setting(1.0, "[0, inf)", doc="weight of the KL term")
+    hidden_latent: int = setting(512, "[1, inf)", doc="width of the latent-space ICNN F1")
+    hidden_data: int = setting(512, "[1, inf)", doc="width of the data-space ICNN F2 (it has D x width input weights per "
+                                                  "layer)")
+    num_layers: int = setting(2, "[1, inf)", doc="hidden layers of each ICNN")
+    trainable_lift: bool = setting(False, doc="learn the lift Bmat (singular values clamped to [lift_s_min, lift_s_max]) "
+                                              "instead of the fixed zero padding [I; 0]")
+    lift_s_min: float = setting(1.0, "(0, inf)", doc="lower clamp of a trainable lift's singular values (its guaranteed "
+                                                   "sigma_min)")
+    lift_s_max: float = setting(10.0, "(0, inf)", doc="upper clamp of a trainable lift's singular values")
+    icnn_init: ICNNInit = setting(
+        "fan-in", added="ICNN init as a hyperparameter",
+        doc="the ICNNs' non-negative weights at init: fan-in (W from the input size and width, so each Brenier map's "
+            "Jacobian starts at scale ~icnn_init_gain, like an MLP's), reference (log W = -4, the public "
+            "reimplementations), inverse-width (W = 1/width: a decoder constant in z at init, kept to reproduce old "
+            "numbers)")
+    icnn_init_gain: float = setting(1.0, "(0, inf)", added="ICNN init as a hyperparameter",
+                                    doc="fan-in: Jacobian scale of each map at init (the decoder's scales as its "
+                                        "square); other schemes: a factor on W")
 
 
 @register_method
@@ -57,11 +53,9 @@ class LIDVAE(Method):
     packable = True
     pack_scalars = ("beta",)
     Config = LIDVAEConfig
-    ranges = {"beta": "[0, inf)", "hidden_latent": "[1, inf)", "hidden_data": "[1, inf)", "num_layers": "[1, inf)",
-              "lift_s_min": "(0, inf)", "lift_s_max": "(0, inf)", "icnn_init_gain": "(0, inf)"}
 
-    @classmethod
-    def build_decoder(cls, config: LIDVAEConfig, shape, model_config: ModelConfig) -> LIDDecoder | LIDSequenceDecoder:
+    def build_decoder(self, decoder: nn.Module, shape) -> LIDDecoder | LIDSequenceDecoder:
+        config, model_config = self.config, self.model_config
         icnn = dict(hidden_latent=config.hidden_latent, hidden_data=config.hidden_data, num_layers=config.num_layers,
                     trainable_lift=config.trainable_lift, s_min=config.lift_s_min, s_max=config.lift_s_max,
                     init=config.icnn_init, gain=config.icnn_init_gain)
@@ -84,24 +78,19 @@ class LIDVAE(Method):
 
 @dataclass
 class ILLIDVAEConfig(LIDVAEConfig):
-    """The fields of LIDVAEConfig, and:
-    L: inverse-Lipschitz constant (the schedule's final value); 0 gives LID-VAE.
-    il_split: sqrt (lam1 = lam2 = sqrt(L / sigma_min), so the decoder is L-inverse-Lipschitz) or per-map (lam1 = lam2 = L as in the reference code: overall L^2 sigma_min).
-    L_schedule: constant (default) or any schedule of benchmark.ml.schedules, e.g. decay.
-    L_schedule_options: that schedule's options, e.g. {start = 2.0} for decay from 2.0 to L.
-    """
+    """The fields of LIDVAEConfig, and the inverse-Lipschitz constant L with its schedule."""
 
-    L: float = 0.5
-    il_split: Literal["sqrt", "per-map"] = "sqrt"
-    L_schedule: str = "constant"
-    L_schedule_options: dict = field(default_factory=dict)
+    L: float = setting(0.5, "[0, inf)", doc="inverse-Lipschitz constant (the schedule's final value); 0 gives LID-VAE")
+    il_split: Literal["sqrt", "per-map"] = setting("sqrt", doc="sqrt (lam1 = lam2 = sqrt(L / sigma_min), so the decoder is "
+                                                               "L-inverse-Lipschitz) or per-map (lam1 = lam2 = L as in the "
+                                                               "reference code: overall L^2 sigma_min)")
+    L_schedule: str = setting("constant", doc="constant (default) or any schedule of benchmark.ml.schedules, e.g. decay")
+    L_schedule_options: dict = setting(factory=dict, doc="that schedule's options, e.g. {start = 2.0} for decay from 2.0 "
+                                                         "to L")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.il_split not in ("sqrt", "per-map"):
-            raise GridError(f"il-lid-vae: il_split = {self.il_split!r}; valid: sqrt, per-map")
-        if self.L < 0 or self.L_schedule_options.get("start", 0.0) < 0:
-            raise GridError("il-lid-vae: L (and a schedule's start) must be >= 0")
+        if self.L_schedule_options.get("start", 0.0) < 0:
+            raise GridError("il-lid-vae: L_schedule_options.start must be >= 0 (as L); raise it")
 
 
 @register_method
@@ -110,26 +99,30 @@ class ILLIDVAE(LIDVAE):
 
     name = "il-lid-vae"
     Config = ILLIDVAEConfig
-    ranges = {**LIDVAE.ranges, "L": "[0, inf)"}
 
-    def __init__(self, config: ILLIDVAEConfig, model: VAE):
-        super().__init__(config, model)
+    def __init__(self, config: ILLIDVAEConfig, model_config: ModelConfig):
+        super().__init__(config, model_config)
         self.L_schedule = make_schedule(config.L_schedule, config.L, **config.L_schedule_options)
-        self._set_L(self.L_schedule(TrainingProgress(epoch=0, step=0, total_steps=1)))
 
-    def per_map_constant(self, L: float) -> float:
-        """lam1 = lam2 for an overall constant ``L`` under ``il_split``."""
+    def build_decoder(self, decoder: nn.Module, shape) -> LIDDecoder | LIDSequenceDecoder:
+        """LID-VAE's decoder, its strong convexities set for the schedule's first L."""
+        decoder = super().build_decoder(decoder, shape)
+        self._set_L(decoder, self.L_schedule(TrainingProgress(epoch=0, step=0, total_steps=1)))
+        return decoder
+
+    def per_map_constant(self, L: float, sigma_min: float) -> float:
+        """lam1 = lam2 for an overall constant ``L`` under ``il_split`` (``sigma_min``: the lift's)."""
         if self.config.il_split == "per-map":
             return L
-        return math.sqrt(L / self.model.decoder.lift.sigma_min)
+        return math.sqrt(L / sigma_min)
 
-    def _set_L(self, L: float) -> None:
-        lam = self.per_map_constant(L)
-        self.model.decoder.set_strong_convexity(lam, lam)
+    def _set_L(self, decoder: LIDDecoder | LIDSequenceDecoder, L: float) -> None:
+        lam = self.per_map_constant(L, decoder.lift.sigma_min)
+        decoder.set_strong_convexity(lam, lam)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor | float]:
         L = self.L_schedule(progress)
-        self._set_L(L)
+        self._set_L(self.model.decoder, L)
         return {**super().loss(x, progress), "L": L}
 
     def record_extras(self) -> dict[str, Any]:

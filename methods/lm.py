@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from benchmark.plugin import Method, ModelConfig, PriorEncoder, TrainingProgress, arch_kind, register_method
+from benchmark.plugin import Method, PriorEncoder, TrainingProgress, arch_kind, register_method
 from benchmark.plugin import sequence_decoder
 
 
@@ -16,19 +16,16 @@ class LanguageModel(Method):
     name = "lstm-lm"
     requires = "an LSTM arch (text data)"
 
-    @classmethod
-    def check_model(cls, config, model_config: ModelConfig) -> str | None:
-        if arch_kind(model_config) != "sequence":
+    def check_model(self) -> str | None:
+        if arch_kind(self.model_config) != "sequence":
             return "a language model reads sentences: use an LSTM arch on a text data set"
         return None
 
-    @classmethod
-    def build_decoder(cls, config, shape, model_config: ModelConfig) -> nn.Module:
-        return sequence_decoder(shape, model_config, z_input=False, z_init=False)
+    def build_decoder(self, decoder: nn.Module, shape) -> nn.Module:
+        return sequence_decoder(shape, self.model_config, z_input=False, z_init=False)
 
-    @classmethod
-    def wrap_encoder(cls, config, encoder: nn.Module, model_config: ModelConfig) -> nn.Module:
-        return PriorEncoder(model_config.latent_dim)  # q(z|x) = p(z): KL, AU and MI are 0, the IW-NLL exact
+    def build_encoder(self, encoder: nn.Module) -> nn.Module:
+        return PriorEncoder(self.model_config.latent_dim)  # q(z|x) = p(z): KL, AU and MI are 0, the IW-NLL exact
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         out = self.model(x)

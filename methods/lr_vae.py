@@ -11,18 +11,17 @@ Straight-through Gumbel-softmax tokens are not offered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, get_args
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from benchmark.plugin import GridError
-from benchmark.plugin import Method, TrainingProgress, register_method
-from benchmark.plugin import VAE, VAEOutput
+from benchmark.plugin import Method, ModelConfig, TrainingProgress, register_method
+from benchmark.plugin import VAEModel, VAEOutput
 from benchmark.plugin import make_schedule
-from benchmark.plugin import SequenceVAE, added_field, teacher_forced_soft_tokens
+from benchmark.plugin import SequenceVAEModel, setting, teacher_forced_soft_tokens
 
 ZSource = Literal["prior", "posterior", "posterior-mean"]
 SequenceDecoding = Literal["teacher-forced", "free-running"]
@@ -32,40 +31,32 @@ Reduction = Literal["mean", "sum"]
 
 @dataclass
 class LRVAEConfig:
-    """beta: weight of the KL term.
-    alpha_T: final weight of the latent reconstruction loss L_LR (the schedule's target).
-    alpha_schedule: how the weight reaches alpha_T: linear (from 0 over the run), constant, exponential, cyclical or kl-adaptive (benchmark.ml.schedules).
-    alpha_schedule_options: that schedule's options, e.g. {duration = 0.5} (linear, exponential), {cycles = 4, ratio = 0.5} (cyclical), {center = 5.0} (kl-adaptive).
-    z_source: latents decoded for L_LR: prior (fresh z ~ N(0, I), target z), posterior (the batch's reparameterised samples, target z) or posterior-mean (decode a sample, target mu(x)).
-    num_samples: latent samples per example in L_LR (L_LR averages over them).
-    stop_gradient: none, z (the latents and target are constants) or decoded (D(z) is a constant: the decoder gets no L_LR gradient).
-    encoder_grad_scale: factor on the encoder's gradient from L_LR (the reference code used 1e-4); the decoder keeps the full L_LR gradient.
-    lr_reduction: mean over examples (default) or sum over the batch (a later reference-code quirk: B times larger than the other terms).
-    sequence_decoding: text only: how D(z) becomes a soft sentence the encoder reads: teacher-forced (the batch's own sentences decoded from z) or free-running (decode_length steps from <s>, softmax fed back).
-    decode_length: text only: tokens a free-running decoding produces after <s>.
-    """
+    """LR-VAE's weights, its latent reconstruction loss and (on text) its soft sentences."""
 
-    beta: float = 1.0
-    alpha_T: float = 1.0
-    alpha_schedule: str = "linear"
-    alpha_schedule_options: dict = field(default_factory=dict)
-    z_source: ZSource = "prior"
-    num_samples: int = 1
-    stop_gradient: StopGradient = "none"
-    encoder_grad_scale: float = 1.0
-    lr_reduction: Reduction = "mean"
-    sequence_decoding: SequenceDecoding = added_field("teacher-forced", "LR-VAE on text")
-    decode_length: int = added_field(20, "LR-VAE on text")
-
-    def __post_init__(self) -> None:
-        for name, valid in (("z_source", ZSource), ("stop_gradient", StopGradient), ("lr_reduction", Reduction),
-                            ("sequence_decoding", SequenceDecoding)):
-            if getattr(self, name) not in get_args(valid):
-                raise GridError(f"lr-vae: {name} = {getattr(self, name)!r}; valid: {', '.join(get_args(valid))}")
-        if self.num_samples < 1:
-            raise GridError(f"lr-vae: num_samples must be >= 1, got {self.num_samples}")
-        if self.encoder_grad_scale < 0:
-            raise GridError(f"lr-vae: encoder_grad_scale must be >= 0, got {self.encoder_grad_scale}")
+    beta: float = setting(1.0, "[0, inf)", doc="weight of the KL term")
+    alpha_T: float = setting(1.0, "[0, inf)", doc="final weight of the latent reconstruction loss L_LR (the schedule's "
+                                                "target)")
+    alpha_schedule: str = setting("linear", doc="how the weight reaches alpha_T: linear (from 0 over the run), constant, "
+                                                "exponential, cyclical or kl-adaptive (benchmark.ml.schedules)")
+    alpha_schedule_options: dict = setting(factory=dict, doc="that schedule's options, e.g. {duration = 0.5} (linear, "
+                                                             "exponential), {cycles = 4, ratio = 0.5} (cyclical), "
+                                                             "{center = 5.0} (kl-adaptive)")
+    z_source: ZSource = setting("prior", doc="latents decoded for L_LR: prior (fresh z ~ N(0, I), target z), posterior "
+                                             "(the batch's reparameterised samples, target z) or posterior-mean (decode "
+                                             "a sample, target mu(x))")
+    num_samples: int = setting(1, "[1, inf)", doc="latent samples per example in L_LR (L_LR averages over them)")
+    stop_gradient: StopGradient = setting("none", doc="none, z (the latents and target are constants) or decoded (D(z) is "
+                                                      "a constant: the decoder gets no L_LR gradient)")
+    encoder_grad_scale: float = setting(1.0, "[0, inf)", doc="factor on the encoder's gradient from L_LR (the reference "
+                                                           "code used 1e-4); the decoder keeps the full L_LR gradient")
+    lr_reduction: Reduction = setting("mean", doc="mean over examples (default) or sum over the batch (a later "
+                                                  "reference-code quirk: B times larger than the other terms)")
+    sequence_decoding: SequenceDecoding = setting(
+        "teacher-forced", added="LR-VAE on text",
+        doc="text only: how D(z) becomes a soft sentence the encoder reads: teacher-forced (the batch's own sentences "
+            "decoded from z) or free-running (decode_length steps from <s>, softmax fed back)")
+    decode_length: int = setting(20, added="LR-VAE on text",
+                                 doc="text only: tokens a free-running decoding produces after <s>")
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -81,7 +72,7 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-def _encoder_mean(model: VAE, x: Tensor, grad_scale: float) -> Tensor:
+def _encoder_mean(model: VAEModel, x: Tensor, grad_scale: float) -> Tensor:
     """E_mu(x) [N, d]; the gradient reaching the encoder's parameters is scaled by ``grad_scale``
     (the gradient with respect to ``x`` is not)."""
     if grad_scale == 1.0:
@@ -90,17 +81,17 @@ def _encoder_mean(model: VAE, x: Tensor, grad_scale: float) -> Tensor:
     return functional_call(model.encoder, params, (x,))[0]
 
 
-def decode_for_lr(model: VAE, z: Tensor, x: Tensor, config: LRVAEConfig) -> Tensor:
+def decode_for_lr(model: VAEModel, z: Tensor, x: Tensor, config: LRVAEConfig) -> Tensor:
     """D(z) for latents z [N, d]: the decoder mean [N, *shape], or for a sentence model a soft
     sentence [N, T, V] (``sequence_decoding``; teacher forcing reads the sentences ``x`` [N, T])."""
-    if not isinstance(model, SequenceVAE):
+    if not isinstance(model, SequenceVAEModel):
         return model.decode_mean(z)
     if config.sequence_decoding == "free-running":
         return model.decoder.soft_rollout(z, config.decode_length)
     return teacher_forced_soft_tokens(model.decode_given(z, x), x)
 
 
-def latent_reconstruction(model: VAE, out: VAEOutput, config: LRVAEConfig, x: Tensor) -> Tensor:
+def latent_reconstruction(model: VAEModel, out: VAEOutput, config: LRVAEConfig, x: Tensor) -> Tensor:
     """L_LR = ||E_mu(D(z)) - target||^2 summed over latents, averaged over the S samples and
     (``lr_reduction = "mean"``) over the B examples of ``out`` (the batch ``x``), or summed over
     them (``"sum"``)."""
@@ -132,10 +123,9 @@ class LRVAE(Method):
     packable = True
     pack_scalars = ("beta",)
     Config = LRVAEConfig
-    ranges = {"beta": "[0, inf)", "alpha_T": "[0, inf)", "num_samples": "[1, inf)", "encoder_grad_scale": "[0, inf)"}
 
-    def __init__(self, config: LRVAEConfig, model: VAE):
-        super().__init__(config, model)
+    def __init__(self, config: LRVAEConfig, model_config: ModelConfig):
+        super().__init__(config, model_config)
         self.alpha_schedule = make_schedule(config.alpha_schedule, config.alpha_T, **config.alpha_schedule_options)
         self.register_buffer("last_kl", torch.zeros(()))  # previous step's batch KL (kl-adaptive); in checkpoints
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from benchmark.plugin import Method, ModelConfig, TrainingProgress, arch_kind, register_method, sequence_decoder
+from benchmark.plugin import setting
 
 AFFINE = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 SKIP_ARCHS = ("mlp", "mlp-shallow", "mlp-deep", "conv", "conv28", "conv64", "lstm", "lstm-ptb", "lstm-yahoo",
@@ -19,10 +20,10 @@ SKIP_ARCHS = ("mlp", "mlp-shallow", "mlp-deep", "conv", "conv28", "conv64", "lst
 
 @dataclass
 class SkipVAEConfig:
-    """skip_output: also feed z into the output layer (Dieng et al.: every layer of the generative model; false: the hidden layers only).
-    """
+    """Skip-VAE's skip paths."""
 
-    skip_output: bool = True
+    skip_output: bool = setting(True, doc="also feed z into the output layer (Dieng et al.: every layer of the generative "
+                                          "model; false: the hidden layers only)")
 
 
 def _leaves(module: nn.Module) -> list[nn.Module]:
@@ -106,21 +107,13 @@ class SkipVAE(Method):
     requires = (f"arch {', '.join(SKIP_ARCHS)}: an MLP with at least one hidden decoder layer (two with "
                 f"skip_output = false), any conv, or an LSTM (z into every step's output; skip_output = true)")
 
-    @classmethod
-    def check_model(cls, config: SkipVAEConfig, model_config: ModelConfig) -> str | None:
-        return skip_problem(model_config, config.skip_output)
+    def check_model(self) -> str | None:
+        return skip_problem(self.model_config, self.config.skip_output)
 
-    @classmethod
-    def build_decoder(cls, config: SkipVAEConfig, shape, model_config: ModelConfig) -> nn.Module | None:
-        if arch_kind(model_config) == "sequence":
-            return sequence_decoder(shape, model_config, z_output=True)
-        return None
-
-    @classmethod
-    def wrap_decoder(cls, config: SkipVAEConfig, decoder: nn.Module, model_config: ModelConfig) -> nn.Module:
-        if arch_kind(model_config) == "sequence":
-            return decoder  # the skip path is built in (z_output)
-        return SkipDecoder(decoder, model_config.latent_dim, config.skip_output)
+    def build_decoder(self, decoder: nn.Module, shape) -> nn.Module:
+        if arch_kind(self.model_config) == "sequence":
+            return sequence_decoder(shape, self.model_config, z_output=True)  # the skip path is built in
+        return SkipDecoder(decoder, self.model_config.latent_dim, self.config.skip_output)
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         out = self.model(x)

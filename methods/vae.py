@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from benchmark.plugin import Method, TrainingProgress, register_method
+from benchmark.plugin import Method, TrainingProgress, register_method, setting
 
 
 @register_method
@@ -20,9 +20,9 @@ class VAE(Method):
 
 @dataclass
 class BetaVAEConfig:
-    """beta: weight of the KL term (< 1 weakens, > 1 strengthens the pull to the prior)."""
+    """beta-VAE's hyperparameters."""
 
-    beta: float = 4.0
+    beta: float = setting(4.0, "[0, inf)", doc="weight of the KL term (< 1 weakens, > 1 strengthens the pull to the prior)")
 
 
 @register_method
@@ -33,7 +33,6 @@ class BetaVAE(Method):
     packable = True
     pack_scalars = ("beta",)
     Config = BetaVAEConfig
-    ranges = {"beta": "[0, inf)"}
 
     def loss(self, x, progress: TrainingProgress):
         out = self.model(x)

@@ -68,8 +68,9 @@ def smoke_runs(seeds: int = 1) -> int:
     fixed-size examples: all but the language model) and every method on PTB."""
     from benchmark.config import ModelConfig
     from benchmark.discovery import METHODS
+    from benchmark.ml.method import model_problem
 
-    vector = [n for n in METHODS.names() if METHODS[n].check_model(METHODS[n].Config(), ModelConfig()) is None]
+    vector = [n for n in METHODS.names() if model_problem(n, {}, ModelConfig()) is None]
     return seeds * (2 * len(vector) + len(METHODS.names()))
 
 

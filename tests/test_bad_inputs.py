@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.grid import load_grid
+from benchmark.planning.grid import load_grid
 from fakes import write_fake_fashion, write_fake_ffhq
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +127,7 @@ def test_data_root_that_does_not_exist_or_lacks_the_data_set(tmp_path, no_system
 
 def test_records_name_the_files_their_data_came_from(tmp_path, fake_fashion_root, capsys):
     from benchmark.data import files
-    from benchmark.run.record import RECORD_VERSION, parse_record
+    from benchmark.results.record import RECORD_VERSION, parse_record
 
     text = TINY.replace('"pinwheel"', '"fashion-mnist"') + '[[datasets]]\nname = "pinwheel"\ntrain_size = 64\ntest_size = 32\n'
     path = grid_file(tmp_path, text + '[[methods]]\nname = "vae"\n', name="tiny")
@@ -324,12 +324,12 @@ def test_report_of_one_grid_keeps_the_readme_and_other_grids(tmp_path, one_run, 
 def test_resumed_run_times_count_every_process(tmp_path, monkeypatch, capsys):
     from benchmark.report.load import load_grid_records
     from benchmark.report.missing import missing_section
-    from benchmark.run import runner
-    from benchmark.run.store import ResultStore
+    from benchmark.execution import runner
+    from benchmark.results.store import ResultStore
 
     config = load_grid(grid_file(tmp_path, TINY.replace("epochs = 1", "epochs = 3") + '[[methods]]\nname = "vae"\n',
                                  name="tiny")).expand()[0]
-    checkpoint, real_run_epoch = tmp_path / "ckpt.pt", runner.PackTrainer.run_epoch
+    checkpoint, real_run_epoch = tmp_path / "ckpt.pt", runner.Trainer.run_epoch
 
     def slow_then_killed(self):
         if self.epoch == 2:
@@ -337,12 +337,12 @@ def test_resumed_run_times_count_every_process(tmp_path, monkeypatch, capsys):
         time.sleep(0.3)
         return real_run_epoch(self)
 
-    monkeypatch.setattr(runner.PackTrainer, "run_epoch", slow_then_killed)
+    monkeypatch.setattr(runner.Trainer, "run_epoch", slow_then_killed)
     with pytest.raises(KeyboardInterrupt):
-        runner.execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)
-    monkeypatch.setattr(runner.PackTrainer, "run_epoch", real_run_epoch)
+        runner.execute_pack([config], device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)[0]
+    monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
     t0 = time.perf_counter()
-    record = runner.execute(config, device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record
+    record = runner.execute_pack([config], device="cpu", log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)[0].record
     last_process = time.perf_counter() - t0
     assert record.status == "ok" and record.resumed == 1
     assert record.wall_time_s >= record.train_time_s >= 0.6  # the two slow epochs of the first process

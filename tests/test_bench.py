@@ -270,7 +270,7 @@ def test_minimal_lstm_vae_has_the_harness_math(tmp_path, arch):
     """Same weights, batch (a length bucket) and noise (the global RNG seeded alike,
     dropout active): the minimal loop's first-step loss and gradients are the harness's."""
     from benchmark.config import TrainConfig
-    from benchmark.ml.train import PackTrainer, length_buckets
+    from benchmark.ml.train import Trainer, length_buckets
 
     settings = common.Settings(data_root=str(_fake_ptb_root(tmp_path)), text_sentences=40)
     device = torch.device("cpu")
@@ -278,20 +278,20 @@ def test_minimal_lstm_vae_has_the_harness_math(tmp_path, arch):
     assert why is None
     method = text.harness_text_method(arch, 32, shape, device)
     minimal = text.MinimalLSTMVAE.like(method.model, text.text_model_config(arch, 32), shape)
-    trainer = PackTrainer([method], [x], TrainConfig(epochs=1, batch_size=16), [torch.Generator().manual_seed(1)],
-                          lengths=lengths)
+    trainer = Trainer([method], [x], TrainConfig(epochs=1, batch_size=16), [torch.Generator().manual_seed(1)],
+                      lengths=lengths)
     # a length bucket of short sentences (the batch is trimmed to its longest)
     index = min(length_buckets(lengths, 16, torch.Generator().manual_seed(1)), key=lambda b: int(lengths[b].max()))
     longest = int(lengths[index].max())
     assert longest < x.shape[1]  # the harness trims the padding itself
     torch.manual_seed(5)
-    harness_loss = trainer.train_step(x[index].unsqueeze(0), TrainingProgress(0, 0, 1))["loss"]
+    harness_loss = trainer.step(x[index].unsqueeze(0), TrainingProgress(0, 0, 1))["loss"]
     minimal.train()
     torch.manual_seed(5)
     minimal_loss = minimal(x[index, :longest], lengths[index])
     minimal_loss.backward()
     assert float(minimal_loss.detach()) == pytest.approx(float(harness_loss.detach()), rel=1e-6)
-    # trainer.train_step took its optimiser step: compare the gradients it used
+    # trainer.step took its optimiser step: compare the gradients it used
     for (name, p), q in zip(method.named_parameters(), minimal.parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7), name
 

@@ -127,7 +127,8 @@ def test_readme_plugin_example_runs_through_smoke(document, tmp_path, fake_fashi
     assert {r["config"]["dataset"]["name"] for r in recs.values()} == {"fashion-mnist", "pinwheel", "ptb"}
     assert all("kl_gap" in r["curves"][0] for r in recs.values())
     code, out, _ = run(["list", "methods"], capsys)
-    assert "kl-capacity" in out and "capacity: float = 5.0" in out
+    assert "kl-capacity" in out
+    assert "capacity: float = 5.0 in [0, inf)  # target KL C in nats per example" in out
 
 
 PLUGINS = {

@@ -1,7 +1,7 @@
 """Records identify the code that made them; stale records are rerun and kept, never deleted.
 
 A record's ``code.key`` digests every definition its numbers can depend on, core and plugin alike
-(:mod:`benchmark.run.code_key`): a change to one makes exactly the records that reach it stale,
+(:mod:`benchmark.planning.code_key`): a change to one makes exactly the records that reach it stale,
 with no version to bump by hand, and formatting, comments, docstrings and import order change
 nothing. The fingerprint test below pins every built-in method's numbers on a tiny grid, so a
 change of numbers is always deliberate: rewrite it after one with
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmark.cli import main  # noqa: E402
-from benchmark.run import code_key  # noqa: E402
-from benchmark.run.code_key import PROJECT_ROOT, changed_units, code_version  # noqa: E402
+from benchmark.planning import code_key  # noqa: E402
+from benchmark.planning.code_key import PROJECT_ROOT, changed_units, code_version  # noqa: E402
 
 BUILTIN_METHODS = {"aggressive", "beta-vae", "bn-vae", "cyclical", "delta-vae", "free-bits", "il-lid-vae", "info-vae",
                    "kl-annealing", "lid-vae", "lr-vae", "lstm-lm", "skip-vae", "vae"}
@@ -97,7 +97,7 @@ def measure(tmp_path: Path) -> dict[str, dict[str, float]]:
 
 def host() -> dict:
     """What decides the last bits of the fingerprint's numbers: CPU model and instruction sets, torch build."""
-    from benchmark.run.provenance import cpu, torch_build
+    from benchmark.results.provenance import cpu, torch_build
 
     return {"cpu": cpu(), "torch": torch_build()["version"]}
 
@@ -186,7 +186,7 @@ def edit(path: Path, old: str, new: str) -> str:
 
 
 def sample_runs() -> dict[str, tuple[str, dict]]:
-    from benchmark.grid import load_grid
+    from benchmark.planning.grid import load_grid
 
     runs = {}
     for config in load_grid("smoke").expand():
@@ -255,8 +255,8 @@ def reformat(path: Path) -> str:
 def test_formatting_comments_docstrings_and_import_order_change_no_key(project):
     runs = sample_runs()
     before = keys(project, runs)
-    files = [project / "benchmark/ml/models.py", project / "benchmark/ml/metrics.py", project / "benchmark/ml/train.py",
-             project / "benchmark/run/evaluate.py", project / "methods/lr_vae.py", project / "methods/lid_vae.py"]
+    files = [project / "benchmark/ml/models.py", project / "benchmark/evaluation/metrics.py", project / "benchmark/ml/train.py",
+             project / "benchmark/evaluation/evaluate.py", project / "methods/lr_vae.py", project / "methods/lid_vae.py"]
     olds = [reformat(path) for path in files]
     try:
         assert keys(project, runs) == before
@@ -265,10 +265,25 @@ def test_formatting_comments_docstrings_and_import_order_change_no_key(project):
             path.write_text(old)
 
 
+def test_a_hyperparameters_doc_and_range_change_no_key_its_default_does(project):
+    runs = sample_runs()
+    before = keys(project, runs)
+    path = project / "methods/vae.py"
+    old = edit(path, 'setting(4.0, "[0, inf)", doc="weight of the KL term', 'setting(4.0, "(0, 10]", doc="the KL term\'s weight')
+    try:
+        assert keys(project, runs) == before
+        edit(path, "setting(4.0,", "setting(4.5,")
+        after = keys(project, runs)
+    finally:
+        path.write_text(old)
+    stale = {name for name in runs if after[name] != before[name]}
+    assert stale and all(name.startswith("beta-vae ") for name in stale)
+
+
 def test_moving_a_function_to_another_module_changes_no_key(project):
     runs = sample_runs()
     before = keys(project, runs)
-    metrics, helper = project / "benchmark/ml/metrics.py", project / "benchmark/ml/kl_helpers.py"
+    metrics, helper = project / "benchmark/evaluation/metrics.py", project / "benchmark/evaluation/kl_helpers.py"
     text = metrics.read_text()
     tree = ast.parse(text)
     moved = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_kl_elementwise")
@@ -286,8 +301,8 @@ def test_moving_a_function_to_another_module_changes_no_key(project):
 def test_the_report_the_store_and_the_executor_are_not_in_any_key(project):
     runs = sample_runs()
     before = keys(project, runs)
-    paths = [project / "benchmark/run/store.py", project / "benchmark/run/executor.py",
-             project / "benchmark/report/tables.py", project / "benchmark/run/record.py"]
+    paths = [project / "benchmark/results/store.py", project / "benchmark/execution/executor.py",
+             project / "benchmark/report/tables.py", project / "benchmark/results/record.py"]
     olds = [p.read_text() for p in paths]
     for p in paths:
         p.write_text(p.read_text() + "\n\ndef added_later():\n    return 1\n")
@@ -393,19 +408,19 @@ def test_stale_records_are_listed_rerun_and_kept(tmp_path, plugin_dir, capsys):
 def test_checkpoint_of_other_code_is_not_resumed(tmp_path, plugin_dir):
     import torch
 
-    from benchmark.grid import load_grid
-    from benchmark.run.runner import execute
+    from benchmark.planning.grid import load_grid
+    from benchmark.execution.runner import execute_pack
 
     folder = plugin_dir({"scaled.py": PLUGIN})
     config = next(r for r in load_grid(grid_file(tmp_path)).expand() if r.method == "scaled")
     config.train.epochs = 2
     checkpoint = tmp_path / "run.pt"
     lines: list[str] = []
-    fresh = execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)
+    fresh = execute_pack([config], device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)[0]
     assert checkpoint.exists() and fresh.record.status == "ok"
     (folder / "scaled.py").write_text(PLUGIN.replace("1.0 * kl", "2.0 * kl"))
     lines.clear()
-    execute(config, device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)
+    execute_pack([config], device="cpu", log=lines.append, checkpoint=checkpoint, checkpoint_every=1)[0]
     assert any("made by other code: starting afresh" in line for line in lines)
     assert not any("resumed from" in line for line in lines)
     del torch
@@ -457,7 +472,7 @@ def test_records_of_settings_an_edited_grid_no_longer_holds_are_moved_to_superse
 def test_the_git_dirty_flag_ignores_results_and_reports(tmp_path, monkeypatch):
     """Writing results (as every run does) leaves a record's commit clean; editing code does not."""
     import subprocess
-    from benchmark.run import provenance
+    from benchmark.results import provenance
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)

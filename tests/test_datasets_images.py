@@ -80,7 +80,7 @@ def test_training_on_uint8_pixels_matches_float(tmp_path):
     for ds in (pixels, floats):
         torch.manual_seed(0)
         method = build_method("vae", {}, ModelConfig(arch="mlp-shallow", latent_dim=2, options={"width": 8}), ds.shape)
-        trainer = Trainer(method, ds.train.x, TrainConfig(epochs=2, batch_size=32), torch.Generator().manual_seed(1))
+        trainer = Trainer([method], [ds.train.x], TrainConfig(epochs=2, batch_size=32), [torch.Generator().manual_seed(1)])
         means.append([trainer.run_epoch() for _ in range(2)])
     assert means[0] == means[1]
 

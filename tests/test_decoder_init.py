@@ -15,9 +15,9 @@ import torch
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.data.catalog import load_dataset
 from benchmark.discovery import METHODS
-from benchmark.ml.method import build_method
+from benchmark.ml.method import build_method, model_problem
 from benchmark.ml.models import MLPArch
-from benchmark.run.runner import execute
+from benchmark.execution.runner import execute_pack
 
 SHAPE, LATENT = (1, 28, 28), 32
 QUICK_MODEL = ModelConfig(arch="mlp", latent_dim=LATENT, options=dataclasses.asdict(MLPArch([512, 512])))
@@ -41,8 +41,7 @@ def mlp_gain() -> float:
 @pytest.mark.parametrize("name", METHODS.names())
 def test_decoder_depends_on_z_at_init(name, mlp_gain):
     """Within a factor 10 of the plain MLP decoder of the same preset (28x28, latent 32)."""
-    cls = METHODS[name]
-    if cls.check_model(cls.Config(), QUICK_MODEL) is not None:
+    if model_problem(name, {}, QUICK_MODEL) is not None:
         pytest.skip(f"{name} does not apply to an MLP (text only; tests/test_text.py)")
     torch.manual_seed(0)
     method = build_method(name, {}, QUICK_MODEL, SHAPE)
@@ -76,6 +75,6 @@ def test_lid_decoder_learns_to_reconstruct_fashion_mnist(name, fraction, fashion
     config = RunConfig(DatasetConfig("fashion-mnist", 8000, 500), name, dataclasses.asdict(METHODS[name].Config()),
                        QUICK_MODEL, TrainConfig(epochs=3),
                        EvalConfig(nll_samples=0, geometry_points=0, noise_points=0, mi_curve_every=0), seed=0)
-    result = execute(config, device="cpu", log=lambda line: None)
+    result = execute_pack([config], device="cpu", log=lambda line: None)[0]
     assert result.record.status == "ok", result.record.error
     assert result.record.metrics["rec"] < fraction * constant_rec

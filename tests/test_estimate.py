@@ -12,7 +12,7 @@ import torch
 
 import benchmark.tools.estimate as estimate
 from benchmark.tools.estimate import cost_key, estimate_compute, format_estimate
-from benchmark.grid import load_grid
+from benchmark.planning.grid import load_grid
 
 TINY = """
 seeds = [0, 1]

@@ -27,7 +27,7 @@ from benchmark.cli import main
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, TrainConfig
 from benchmark.discovery import METHODS
 from benchmark.errors import BenchmarkError
-from benchmark.grid import load_grid
+from benchmark.planning.grid import load_grid
 from benchmark.ml.likelihoods import LIKELIHOODS
 from benchmark.ml.archs import ARCHS
 from benchmark.ml.schedules import SCHEDULES

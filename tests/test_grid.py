@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from benchmark.config import RunConfig
 from benchmark.errors import GridError, UnknownNameError
-from benchmark.grid import check_type, grid_names, load_grid
+from benchmark.planning.grid import check_type, grid_names, load_grid
 from benchmark.discovery import METHODS
 
 BASE = '''
@@ -159,15 +160,54 @@ def test_hyperparameter_outside_its_declared_range_is_a_grid_error(tmp_path, val
         grid.expand()
 
 
-def test_plugin_ranges_must_name_hyperparameters_and_parse(plugin_dir, capsys):
+def test_a_literal_hyperparameter_outside_its_choices_is_a_grid_error_naming_them(tmp_path):
+    grid = load_grid(write(tmp_path, BASE + '[[methods]]\nname = "free-bits"\nhinge = "sample"\n'))
+    with pytest.raises(GridError, match=r"field `methods\[0\]\.hinge`: free-bits: 'sample' is not a valid choice; "
+                                        r"valid: 'batch', 'example'"):
+        grid.expand()
+
+
+def test_field_problems_checks_literal_choices():
+    """The one generic check (plugins no longer re-check their Literal fields in __post_init__)."""
+    from benchmark.ranges import field_problems
+
+    assert field_problems(METHODS["free-bits"].Config(hinge="sample")) == [
+        ("hinge", "'sample' is not a valid choice; valid: 'batch', 'example'")]
+    assert field_problems(METHODS["lr-vae"].Config(z_source="posterior")) == []
+
+
+def test_build_method_refuses_a_value_outside_its_choices():
+    from benchmark.config import ModelConfig
+    from benchmark.ml.method import build_method
+
+    with pytest.raises(GridError, match="info-vae: hyperparameter kernel: 'rbf' is not a valid choice; valid: "
+                                        "'gaussian', 'imq'"):
+        build_method("info-vae", {"kernel": "rbf"}, ModelConfig(latent_dim=2, options={"hidden": [4]}), (2,))
+
+
+PLUGIN = ('from dataclasses import dataclass\nfrom benchmark.plugin import Method, register_method, setting\n\n'
+          '@dataclass\nclass C:\n    """A weight."""\n    w: FIELD\n\n'
+          '@register_method\nclass M(Method):\n    name = "declared"\n    Config = C\nEXTRA'
+          '    def loss(self, x, progress):\n        return {}\n')
+
+
+@pytest.mark.parametrize("field, extra, message", [
+    ('float = setting(1.0, "a weight")', "", r"range 'a weight' is not an interval"),
+    ('float = setting(1.0, doc="[0, 1]")', "", r"doc '\[0, 1\]' is a range; pass it as `valid`"),
+    ('str = setting("a", "[0, 1]", doc="a name")', "", r"C\.w: a range on a field of type <class 'str'>"),
+    ("float = 1.0", "", r"C\.w has no doc; declare it as w: T = setting\(default"),
+    ('float = setting(1.0, doc="a weight")', '    ranges = {"w": "[0, 1]"}\n', r"M\.ranges is no longer part"),
+    ('float = setting(1.0, doc="a weight")', "    @classmethod\n    def check_model(cls):\n        return None\n",
+     r"M\.check_model must be an instance method"),
+])
+def test_a_declaration_mistake_is_a_plugin_error_naming_the_file(plugin_dir, capsys, field, extra, message):
     from benchmark.cli import main
 
-    source = ('from dataclasses import dataclass\nfrom benchmark.plugin import Method, register_method\n\n'
-              '@dataclass\nclass C:\n    """w: a weight."""\n    w: float = 1.0\n\n'
-              '@register_method\nclass M(Method):\n    name = "ranged"\n    Config = C\n    ranges = RANGES\n'
-              '    def loss(self, x, progress):\n        return {}\n')
-    plugin_dir({"ranged.py": source.replace("RANGES", '{"nope": "[0, 1]"}')})
-    assert main(["list", "methods"]) == 2 and "not a hyperparameter" in capsys.readouterr().err
+    folder = plugin_dir({"declared.py": PLUGIN.replace("FIELD", field).replace("EXTRA", extra)})
+    assert main(["list", "methods"]) == 2
+    err = capsys.readouterr().err
+    assert str(folder / "declared.py") in err and re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_interval_parsing():
@@ -178,3 +218,16 @@ def test_interval_parsing():
     for bad in ("0..1", "[1, 0]", "[a, 1]"):
         with pytest.raises(ValueError):
             Interval.parse(bad)
+
+
+def test_the_core_settings_are_declared_as_plugins_declare_theirs():
+    """The grid's own sections and the architectures' options use the same setting(): every range
+    parses and sits on a numeric field; every method's Config passed register_method's checks."""
+    from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, TrainConfig
+    from benchmark.ml.archs import ARCHS
+    from benchmark.ranges import declaration_problems
+
+    for cls in (DatasetConfig, ModelConfig, TrainConfig, EvalConfig, *(ARCHS[name] for name in ARCHS.names())):
+        assert declaration_problems(cls) == [], cls.__name__
+    for name, cls in METHODS.items():
+        assert declaration_problems(cls.Config, doc_required=True) == [], name

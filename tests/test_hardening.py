@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.run import store as store_module
-from benchmark.run.prepare import prepare
+from benchmark.results import store as store_module
+from benchmark.planning.prepare import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +122,7 @@ def test_a_folder_another_grid_claimed_meanwhile_is_refused(tmp_path, capsys, mo
     mine, other = tiny(tmp_path / "mine"), tiny(tmp_path / "other", method="beta-vae")
     results = tmp_path / "results"
     other_plan = prepare(str(other), str(results)).plan
-    from benchmark.run import prepare as prepare_module
+    from benchmark.planning import prepare as prepare_module
 
     real = prepare_module.check_available
 
@@ -313,7 +313,7 @@ def dry_run_counting(tmp_path: Path, capsys, monkeypatch, calls: list[str]) -> i
     ``calls``; the number of runs it listed."""
     from benchmark import discovery
     from benchmark.config import RunConfig
-    from benchmark.run import code_key
+    from benchmark.planning import code_key
 
     monkeypatch.setattr(discovery, "RACY_S", 0.0)  # folders edited just now count as settled
     monkeypatch.setattr(discovery, "_discovered", None)
@@ -354,9 +354,9 @@ def test_a_dry_run_finds_each_run_id_once_and_each_code_key_once_per_setting(tmp
 
 
 def test_code_keys_found_once_per_setting_are_each_runs_own():
-    from benchmark.grid import load_grid
-    from benchmark.run.code_key import run_code, run_codes
-    from benchmark.run.plan import ConfigDicts
+    from benchmark.planning.grid import load_grid
+    from benchmark.planning.code_key import run_code, run_codes
+    from benchmark.results.plan import ConfigDicts
 
     runs = load_grid("smoke").runs(seeds=[0, 1])
     configs = [run.config for run in runs]

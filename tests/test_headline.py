@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.errors import GridError
-from benchmark.grid import load_grid
-from benchmark.run.plan import Plan, PlannedRun
-from benchmark.run.prepare import prepare
+from benchmark.planning.grid import load_grid
+from benchmark.results.plan import Plan, PlannedRun
+from benchmark.planning.prepare import prepare
 
 BODY = """
 seeds = [0, 1]

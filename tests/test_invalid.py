@@ -1,5 +1,5 @@
 """Values an estimator's own checks reject are flagged invalid in the record, with the reason
-(benchmark.run.evaluate.invalid_metrics; the report leaves them out of means and tests)."""
+(benchmark.evaluation.evaluate.invalid_metrics; the report leaves them out of means and tests)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from benchmark.ml import metrics
-from benchmark.run.evaluate import CHECK_SE, invalid_metrics
+from benchmark.evaluation import metrics
+from benchmark.evaluation.evaluate import CHECK_SE, invalid_metrics
 
 
 def test_mutual_information_reports_the_standard_error_of_its_per_example_mean():

@@ -8,7 +8,7 @@ import torch
 from benchmark.config import EvalConfig, ModelConfig
 from benchmark.data.splits import DataSplit
 from benchmark.ml.method import build_method
-from benchmark.run.evaluate import TRAVERSAL_VALUES, evaluate
+from benchmark.evaluation.evaluate import TRAVERSAL_VALUES, evaluate
 
 
 def _split(n: int = 40) -> DataSplit:
@@ -27,7 +27,7 @@ def test_traversals_and_interpolations_leave_every_number_alone(monkeypatch):
     assert with_images.images["interpolations"].shape == (8 * len(TRAVERSAL_VALUES), 1, 28, 28)
     assert all(0 <= i < 40 for pair in layout["interpolation_pairs"] for i in pair)
 
-    import benchmark.run.evaluate as evaluation
+    import benchmark.evaluation.evaluate as evaluation
     monkeypatch.setattr(evaluation, "_latent_images", lambda *args: None)  # the evaluation as before
     without = evaluate(method, _split(), config, torch.Generator().manual_seed(7))
     assert without.metrics == with_images.metrics and without.noise == with_images.noise

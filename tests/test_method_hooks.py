@@ -7,6 +7,9 @@ tests/test_code_version.py.)
 
 from __future__ import annotations
 
+import inspect
+
+import pytest
 import torch
 
 from benchmark.cli import main
@@ -18,9 +21,12 @@ from benchmark.ml.train import OptimiserTools, Trainer
 SHAPE = (1, 6, 6)
 
 
+MODEL = ModelConfig(latent_dim=3, options={"hidden": [16]})
+
+
 def model(seed: int = 0):
     torch.manual_seed(seed)
-    return build_method("vae", {}, ModelConfig(latent_dim=3, options={"hidden": [16]}), SHAPE).model
+    return build_method("vae", {}, MODEL, SHAPE).model
 
 
 def pixels(n: int, seed: int = 0) -> torch.Tensor:
@@ -32,8 +38,8 @@ class DecoderOnly(Method):
 
     name = "decoder-only-test"
 
-    def __init__(self, config, model):
-        super().__init__(config, model)
+    def __init__(self, config, model_config):
+        super().__init__(config, model_config)
         self.steps, self.ends = [], []
 
     def loss(self, x, progress):
@@ -51,25 +57,31 @@ class DecoderOnly(Method):
         self.ends.append((epoch, held_out))
 
 
+def decoder_only() -> DecoderOnly:
+    method = DecoderOnly(NoHyperparameters(), MODEL)
+    method.model = model()
+    return method
+
+
 def test_trainer_hands_each_batch_to_training_step_and_the_held_out_split_to_on_epoch_end():
-    method = DecoderOnly(NoHyperparameters(), model())
+    method = decoder_only()
     encoder = [p.detach().clone() for p in method.model.encoder.parameters()]
     decoder = [p.detach().clone() for p in method.model.decoder.parameters()]
     held_out = torch.rand(10, *SHAPE)
-    trainer = Trainer(method, pixels(40), TrainConfig(epochs=2, batch_size=16), torch.Generator().manual_seed(0),
-                      held_out=held_out)
+    trainer = Trainer([method], [pixels(40)], TrainConfig(epochs=2, batch_size=16), [torch.Generator().manual_seed(0)],
+                      [held_out])
     while not trainer.done:
         trainer.run_epoch()
     assert method.steps == [(0, 0, 16), (0, 1, 16), (0, 2, 8), (1, 3, 16), (1, 4, 16), (1, 5, 8)]
     assert [e for e, _ in method.ends] == [0, 1] and all(h is held_out for _, h in method.ends)
     assert all(torch.equal(a, b) for a, b in zip(encoder, method.model.encoder.parameters()))
     assert not any(torch.equal(a, b) for a, b in zip(decoder, method.model.decoder.parameters()))
-    assert all(p not in trainer.optimizer.state for p in method.model.encoder.parameters())
+    assert all(p not in trainer.step.optimizer.state for p in method.model.encoder.parameters())
 
 
 def test_step_tools_fresh_batches_come_from_the_order_generator():
     x = pixels(50)
-    method = DecoderOnly(NoHyperparameters(), model())
+    method = decoder_only()
     optimizer = torch.optim.Adam(method.parameters())
 
     def draws(seed: int) -> list[torch.Tensor]:
@@ -87,7 +99,7 @@ def test_step_tools_fresh_batches_come_from_the_order_generator():
 
 
 def test_step_tools_step_one_subset_leaves_the_others_and_their_optimiser_state():
-    method = DecoderOnly(NoHyperparameters(), model())
+    method = decoder_only()
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
     tools = OptimiserTools(method, optimizer, TrainConfig(grad_clip=1.0))
     x = torch.rand(8, *SHAPE)
@@ -110,7 +122,7 @@ def test_a_method_with_its_own_step_and_state_resumes_from_a_checkpoint_exactly(
     def fresh(seed: int):
         torch.manual_seed(seed)
         method = build_method("aggressive", hp, config, SHAPE)
-        return method, Trainer(method, x, train, torch.Generator().manual_seed(7), held_out=held_out)
+        return method, Trainer([method], [x], train, [torch.Generator().manual_seed(7)], [held_out])
 
     straight, trainer = fresh(0)
     torch.manual_seed(11)
@@ -170,3 +182,44 @@ def test_list_methods_says_where_a_method_applies(capsys):
     assert skip_vae[1].strip().startswith("requires: arch mlp, mlp-shallow, mlp-deep, conv, conv28, conv64")
     assert "requires: latent_dim divisible by group_size" in out
     assert "\n  vae" in out and "requires" not in out.split("\n  vae", 1)[1]  # applies everywhere: no line
+
+
+PACKED_STEP = '''
+from benchmark.plugin import Method, register_method
+
+
+@register_method
+class PackedStep(Method):
+    """Declares packable and takes over the step: a pack would never call the step."""
+
+    name = "packed-step"
+    packable = True
+
+    def loss(self, x, progress):
+        out = self.model(x)
+        return {"loss": out.rec.mean(), "rec": out.rec.mean(), "kl": out.kl.mean()}
+
+    def HOOK(self, *args):
+        return super().HOOK(*args)
+'''
+
+
+@pytest.mark.parametrize("hook", ["training_step", "on_epoch_end"])
+def test_packable_with_its_own_step_or_epoch_end_is_a_plugin_error(plugin_dir, capsys, hook):
+    """Packs run the default training_step and on_epoch_end: the override is refused, not dropped."""
+    folder = plugin_dir({"packed_step.py": PACKED_STEP.replace("HOOK", hook)})
+    assert main(["list", "methods"]) == 2
+    err = capsys.readouterr().err
+    assert str(folder / "packed_step.py") in err and f"packable = True and overrides {hook}" in err
+    assert f"drop packable = True or the {hook} override" in err
+
+
+def test_every_hook_is_an_instance_method_and_the_method_exists_before_its_model():
+    from benchmark.discovery import METHODS
+    from benchmark.ml.method import HOOKS
+
+    for name, cls in METHODS.items():
+        method = cls(cls.Config(), MODEL)
+        assert "model" not in method._modules and method.model_config is MODEL
+        for hook in HOOKS:
+            assert not isinstance(inspect.getattr_static(cls, hook), (classmethod, staticmethod)), (name, hook)

@@ -1,4 +1,4 @@
-"""Known-answer tests for benchmark.ml.metrics."""
+"""Known-answer tests for benchmark.evaluation.metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from benchmark.ml.icnn import LIDDecoder
-from benchmark.ml.metrics import (
+from benchmark.evaluation.metrics import (
     active_units,
     active_units_per_class,
     decoder_geometry,

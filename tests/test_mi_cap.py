@@ -15,8 +15,8 @@ from benchmark.report import load
 from benchmark.report.build import build_report as write_report
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.data.splits import DataSplit
-from benchmark.run.evaluate import evaluate
-from benchmark.run.runner import execute
+from benchmark.evaluation.evaluate import evaluate
+from benchmark.execution.runner import execute_pack
 from test_metrics import gen
 from test_remedies import build
 from test_report import GRID, record
@@ -51,39 +51,39 @@ def prior_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_distinct_deterministic_codes_are_at_cap():
     split = toy_split(300)
-    out = evaluate(vae_encoding(distinct_codes), split, EvalConfig(**QUICK_EVAL), gen()).fields
-    assert out["metrics"]["mi"] == pytest.approx(math.log(300), abs=0.01)
-    assert out["metrics"]["mi_at_cap"] is True
-    est = out["estimators"]
+    out = evaluate(vae_encoding(distinct_codes), split, EvalConfig(**QUICK_EVAL), gen())
+    assert out.metrics["mi"] == pytest.approx(math.log(300), abs=0.01)
+    assert out.metrics["mi_at_cap"] is True
+    est = out.estimators
     assert est["mi_split"] == "test" and est["mi_examples"] == 300 and est["mi_mixture_size"] == 300
     assert est["mi_cap"] == pytest.approx(math.log(300)) and est["mi_cap_margin"] == config_module.MI_CAP_MARGIN
     assert est["mi_estimator"] == "aggregate-all"
 
 
 def test_prior_posteriors_are_not_at_cap():
-    out = evaluate(vae_encoding(prior_codes), toy_split(300), EvalConfig(**QUICK_EVAL), gen()).fields
-    assert abs(out["metrics"]["mi"]) < 1e-6 and out["metrics"]["mi_at_cap"] is False
+    out = evaluate(vae_encoding(prior_codes), toy_split(300), EvalConfig(**QUICK_EVAL), gen())
+    assert abs(out.metrics["mi"]) < 1e-6 and out.metrics["mi_at_cap"] is False
 
 
 def test_margin_and_subset_of_the_test_split():
     method, split = vae_encoding(distinct_codes), toy_split(300)
-    out = evaluate(method, split, EvalConfig(mi_examples=100, **QUICK_EVAL), gen()).fields
-    assert out["estimators"]["mi_examples"] == 100 and out["estimators"]["mi_cap"] == pytest.approx(math.log(100))
-    assert out["metrics"]["mi"] == pytest.approx(math.log(100), abs=0.01)
-    assert out["estimators"]["examples"] == 300  # the other metrics keep the whole test split
+    out = evaluate(method, split, EvalConfig(mi_examples=100, **QUICK_EVAL), gen())
+    assert out.estimators["mi_examples"] == 100 and out.estimators["mi_cap"] == pytest.approx(math.log(100))
+    assert out.metrics["mi"] == pytest.approx(math.log(100), abs=0.01)
+    assert out.estimators["examples"] == 300  # the other metrics keep the whole test split
     # a negative margin puts the cap out of reach: the flag follows mi >= cap - margin
-    strict = evaluate(method, split, EvalConfig(mi_cap_margin=-0.5, **QUICK_EVAL), gen()).fields
-    assert strict["metrics"]["mi_at_cap"] is False and strict["estimators"]["mi_cap_margin"] == -0.5
+    strict = evaluate(method, split, EvalConfig(mi_cap_margin=-0.5, **QUICK_EVAL), gen())
+    assert strict.metrics["mi_at_cap"] is False and strict.estimators["mi_cap_margin"] == -0.5
 
 
 def test_mi_on_a_subset_of_the_training_split():
     test, train = toy_split(300), toy_split(500, torch.uint8)  # uint8 pixels, as image sets keep them
     config = EvalConfig(mi_split="train", mi_examples=400, **QUICK_EVAL)
-    out = evaluate(vae_encoding(distinct_codes), test, config, gen(), mi_x=train.x).fields
-    est = out["estimators"]
+    out = evaluate(vae_encoding(distinct_codes), test, config, gen(), mi_x=train.x)
+    est = out.estimators
     assert est["mi_split"] == "train" and est["mi_examples"] == 400 and est["mi_mixture_size"] == 400
     assert est["mi_cap"] == pytest.approx(math.log(400)) and est["examples"] == 300
-    assert out["metrics"]["mi"] == pytest.approx(math.log(400), abs=0.01) and out["metrics"]["mi_at_cap"] is True
+    assert out.metrics["mi"] == pytest.approx(math.log(400), abs=0.01) and out.metrics["mi_at_cap"] is True
     with pytest.raises(ValueError, match="training split"):
         evaluate(vae_encoding(distinct_codes), test, config, gen())
 
@@ -95,7 +95,7 @@ def toy_run(**eval_settings) -> RunConfig:
 
 
 def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split():
-    train = execute(toy_run(mi_split="train", mi_examples=150), device="cpu", log=lambda _: None).record.to_dict()
+    train = execute_pack([toy_run(mi_split="train", mi_examples=150)], device="cpu", log=lambda _: None)[0].record.to_dict()
     assert train["status"] == "ok", train["error"]
     assert train["estimators"]["mi_split"] == "train" and train["estimators"]["mi_examples"] == 150
     assert train["estimators"]["mi_cap"] == pytest.approx(math.log(150))
@@ -103,7 +103,7 @@ def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split()
     # the curves stay on the whole test split, the last point included (no estimator mixing)
     assert "test_mi" in train["curves"][0] and train["curves"][-1]["test_mi"] != train["metrics"]["mi"]
     assert train["curves"][-1]["test_mi"] <= math.log(100) + 1e-9
-    test = execute(toy_run(), device="cpu", log=lambda _: None).record.to_dict()
+    test = execute_pack([toy_run()], device="cpu", log=lambda _: None)[0].record.to_dict()
     assert test["status"] == "ok", test["error"]
     assert test["curves"][-1]["test_mi"] == test["metrics"]["mi"]
     assert test["estimators"]["mi_examples"] == 100 and test["estimators"]["mi_cap"] == pytest.approx(math.log(100))

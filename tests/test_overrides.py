@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import GridError
-from benchmark.grid import load_grid, parse_override
+from benchmark.planning.grid import load_grid, parse_override
 
 TINY = '''
 description = "tiny"

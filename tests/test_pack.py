@@ -16,13 +16,13 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import TrainConfig
-from benchmark.grid import load_grid
+from benchmark.planning.grid import load_grid
 from benchmark.ml.method import build_method
 from benchmark.ml.pack import StackedMethods, pack_problem
-from benchmark.ml.train import PackTrainer
+from benchmark.ml.train import Trainer
 from benchmark.discovery import METHODS
-from benchmark.run.executor import make_packs
-from benchmark.run.memory import auto_pack_size, run_bytes
+from benchmark.execution.executor import make_packs
+from benchmark.execution.memory import auto_pack_size, run_bytes
 from benchmark.tools.check_method import MODEL, NOISE, SHAPE, pack_mismatches, pixels
 
 LID = {"hidden_latent": 16, "hidden_data": 16}
@@ -40,9 +40,9 @@ def build(name: str, hp: dict, seed: int):
 def train_packed(name, hps, seeds, config, epochs):
     hps = hps if isinstance(hps, list) else [hps] * len(seeds)
     methods = [build(name, hp, s) for hp, s in zip(hps, seeds)]
-    trainer = PackTrainer(methods, [pixels(50, s) for s in seeds], config,
-                          [torch.Generator().manual_seed(s) for s in seeds],
-                          noise=[torch.Generator().manual_seed(NOISE + s) for s in seeds])
+    trainer = Trainer(methods, [pixels(50, s) for s in seeds], config,
+                      [torch.Generator().manual_seed(s) for s in seeds],
+                      noise=[torch.Generator().manual_seed(NOISE + s) for s in seeds])
     return methods, trainer, [trainer.run_epoch() for _ in range(epochs)]
 
 
@@ -65,12 +65,12 @@ def test_the_packed_check_covers_every_built_in_packable_method():
 
 SHARED_STATE = '''
 from dataclasses import dataclass
-from benchmark.plugin import Method, register_method
+from benchmark.plugin import Method, register_method, setting
 
 
 @dataclass
 class Config:
-    beta: float = 1.0
+    beta: float = setting(1.0, doc="weight of the KL term")
 
 
 @register_method
@@ -82,8 +82,8 @@ class Cached(Method):
     pack_scalars = ("beta",)
     Config = Config
 
-    def __init__(self, config, model):
-        super().__init__(config, model)
+    def __init__(self, config, model_config):
+        super().__init__(config, model_config)
         self.weight = float(config.beta)
 
     def loss(self, x, progress):
@@ -98,7 +98,8 @@ def test_check_method_names_a_plugin_whose_runs_share_state_in_a_pack(plugin_dir
     assert "cached-beta" in packable_methods()  # so the parametrised test above would run it too
     assert main(["check-method", "cached-beta"]) == 1
     err = capsys.readouterr().err
-    assert "cached-beta breaks the packing promise" in err and "run 1 (seed 1), epoch 1, loss:" in err
+    assert "cached-beta breaks the packing promise" in err and "the pack was refused" in err
+    assert "run 1's method differs from run 0's in self.weight (0.5 vs 1.5)" in err
     assert main(["check-method", "vae"]) == 0 and "match the same runs trained alone" in capsys.readouterr().out
     assert main(["check-method", "aggressive"]) == 0 and "does not pack" in capsys.readouterr().out
     assert main(["check-method", "beta-vae", "--hp", "gamma=1"]) == 2
@@ -116,7 +117,7 @@ def test_a_diverging_run_is_masked_and_the_others_go_on_unchanged():
     _, _, clean = train_packed("vae", {}, seeds, config, 3)
     _, trainer, first = train_packed("vae", {}, seeds, config, 1)
     with torch.no_grad():
-        next(iter(trainer.stack.params.values()))[1].fill_(float("nan"))
+        next(iter(trainer.step.stack.params.values()))[1].fill_(float("nan"))
     later = [trainer.run_epoch() for _ in range(2)]
     assert first[0] == clean[0]
     assert later[0][1] is None and later[1][1] is None and set(trainer.diverged) == {1}
@@ -132,7 +133,7 @@ def test_a_pack_resumes_from_its_state_with_the_numbers_of_an_uninterrupted_pack
     _, first, _ = train_packed("lr-vae", {}, seeds, config, 1)
     state, rng = first.state_dict(), torch.get_rng_state()
     methods = [build("lr-vae", {}, s) for s in (30, 40)]  # other weights: all must come from the state
-    second = PackTrainer(methods, [pixels(50, s) for s in seeds], config, [torch.Generator() for _ in seeds])
+    second = Trainer(methods, [pixels(50, s) for s in seeds], config, [torch.Generator() for _ in seeds])
     second.load_state_dict(state)
     torch.set_rng_state(rng)
     assert second.run_epoch() == straight[1]
@@ -239,7 +240,7 @@ def test_a_pack_that_cannot_run_packed_is_rerun_one_run_at_a_time(tmp_path, caps
     grid = grid_file(tmp_path, 'name = "lr-vae"\nencoder_grad_scale = 0.5', "[0, 1]")
     results = tmp_path / "r"
     assert run(grid, results, "--pack", "2", "--retries", "0") == 0
-    assert "failed in a pack of 2, rerunning it alone" in capsys.readouterr().err
+    assert "failed in a pack of 2, rerunning each alone" in capsys.readouterr().err
     found = records(results)
     assert len(found) == 2 and all(r["status"] == "ok" and r["attempt"] == 1 and "pack" not in r for r in found.values())
 

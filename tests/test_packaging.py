@@ -26,12 +26,12 @@ SOURCES = ("pyproject.toml", "README.md", "benchmark", "methods")
 USER_METHOD = '''
 from dataclasses import dataclass
 
-from benchmark.plugin import Method, TrainingProgress, register_method
+from benchmark.plugin import Method, TrainingProgress, register_method, setting
 
 
 @dataclass
 class MyConfig:
-    beta: float = 0.5
+    beta: float = setting(0.5, "[0, inf)", doc="weight of the KL term")
 
 
 @register_method
@@ -114,7 +114,7 @@ def test_the_wheel_holds_the_package_data_and_the_methods(wheel):
 
 def test_installed_wheel_runs_list_smoke_and_report_from_any_folder(wheel, tmp_path):
     from benchmark.config import RunConfig
-    from benchmark.run.code_key import run_code
+    from benchmark.planning.code_key import run_code
 
     bin_dir = venv_with_parent_packages(tmp_path / "venv")
     pip_install(bin_dir, str(wheel))
@@ -147,7 +147,8 @@ def test_installed_wheel_runs_list_smoke_and_report_from_any_folder(wheel, tmp_p
     installed = Path(subprocess.run([str(bin_dir / "python"), "-c", "import benchmark; print(benchmark.__file__)"],
                                     cwd=work, env=clean_env(), capture_output=True, text=True, check=True).stdout.strip())
     assert installed.is_relative_to(tmp_path / "venv")
-    assert not (installed.parent / "results").exists() and not (installed.parent.parent / "results").exists()
+    # nothing written beside the package (benchmark/results/ is the package's results-format module)
+    assert not (installed.parent / "results" / "smoke").exists() and not (installed.parent.parent / "results").exists()
 
     # python -m benchmark works as well, and ./methods/ adds the user's methods (a copy of a
     # built-in file there is the built-in, not a second registration)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmark.discovery import METHODS
-from benchmark.grid import load_grid
+from benchmark.planning.grid import load_grid
 from benchmark.config import ModelConfig
 from benchmark.ml.method import build_method
 from benchmark.ml.archs import ARCHS, build_arch

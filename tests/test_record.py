@@ -10,10 +10,10 @@ from benchmark.cli import main
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from benchmark.discovery import METHODS
 from conftest import smoke_runs
-from benchmark.grid import load_grid
-from benchmark.run.plan import Plan, PlannedRun
-from benchmark.run.record import RECORD_VERSION, Record, parse_record
-from benchmark.run.store import ResultStore
+from benchmark.planning.grid import load_grid
+from benchmark.results.plan import Plan, PlannedRun
+from benchmark.results.record import RECORD_VERSION, Record, parse_record
+from benchmark.results.store import ResultStore
 from test_report import AU, DIVERGED, FAILED, OLD, record
 
 
@@ -100,7 +100,7 @@ def test_run_writes_the_whole_plan_and_a_dry_run_writes_nothing(tmp_path, fake_f
 
 
 def test_force_and_keep_stale_are_part_of_the_job(tmp_path):
-    from benchmark.run.prepare import prepare
+    from benchmark.planning.prepare import prepare
 
     prepared = prepare("smoke", str(tmp_path), methods=["vae"], force=True)
     assert prepared.job.force and len(prepared.job.todo) == len(prepared.job.runs) == 3

@@ -337,10 +337,10 @@ def test_aggressive_mode_ends_when_held_out_mi_drops(monkeypatch):
 def test_aggressive_encoder_and_decoder_keep_separate_optimiser_state():
     method = build("aggressive", block=2, max_inner_steps=6)
     x = (torch.rand(64, *IMAGE) * 255).to(torch.uint8)
-    trainer = Trainer(method, x, TrainConfig(epochs=1, batch_size=16), torch.Generator().manual_seed(0),
-                      held_out=torch.rand(32, *IMAGE))
-    parts = trainer.run_epoch()
-    state = trainer.optimizer.state
+    trainer = Trainer([method], [x], TrainConfig(epochs=1, batch_size=16), [torch.Generator().manual_seed(0)],
+                      [torch.rand(32, *IMAGE)])
+    (parts,) = trainer.run_epoch()
+    state = trainer.step.optimizer.state
     counts = method.record_extras()["inner_steps_per_epoch"]
     assert len(counts) == 1 and counts[0] == pytest.approx(4 * parts["inner_steps"])
     for p in method.model.encoder.parameters():
@@ -441,14 +441,14 @@ def test_skip_vae_refuses_a_decoder_without_layers_to_skip_into(hidden, options,
 
 def test_aggressive_decides_on_a_validation_split_held_out_from_training_never_the_test_split(monkeypatch):
     from benchmark.data.catalog import load_dataset
-    from benchmark.grid import load_grid
-    from benchmark.run.runner import execute
+    from benchmark.planning.grid import load_grid
+    from benchmark.execution.runner import execute_pack
 
     config = next(r for r in load_grid("smoke").expand() if r.method == "aggressive" and r.dataset.name == "pinwheel")
     seen: list[torch.Tensor] = []
     cls = METHODS["aggressive"]
     monkeypatch.setattr(cls, "held_out_mi", lambda self, held_out: seen.append(held_out.clone()) or 0.0)
-    result = execute(config, device="cpu", log=lambda line: None)
+    result = execute_pack([config], device="cpu", log=lambda line: None)[0]
     assert result.record.status == "ok" and seen
     data = load_dataset("pinwheel", seed=config.stream_seed("data"), train_size=config.dataset.train_size,
                         test_size=config.dataset.test_size)

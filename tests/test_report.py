@@ -28,8 +28,8 @@ from benchmark.report.pages import Page
 from benchmark.report.stats import compare_with_vae
 from benchmark.report.tables import headlines
 from benchmark.report.exact import permutation_test
-from benchmark.run.plan import Plan, PlannedRun
-from benchmark.run.store import ResultStore
+from benchmark.results.plan import Plan, PlannedRun
+from benchmark.results.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = "synth"

@@ -22,8 +22,8 @@ from benchmark.report.format import Table, symbol_text
 from benchmark.report.load import load_grid_records
 from benchmark.report.stats import compare_with_vae
 from benchmark.report.tables import settings_table
-from benchmark.run.plan import Plan, PlannedRun
-from benchmark.run.store import ResultStore
+from benchmark.results.plan import Plan, PlannedRun
+from benchmark.results.store import ResultStore
 from test_report import record, run_id, write_records
 
 D = 4  # latent dims of the records of test_report.record

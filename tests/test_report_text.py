@@ -15,8 +15,8 @@ from benchmark.report.build import build_report
 from benchmark.report.exact import permutation_test
 from benchmark.report.load import load_grid_records
 from benchmark.report.tables import TEXT_LEGEND, columns_of
-from benchmark.run.plan import Plan, PlannedRun
-from benchmark.run.store import ResultStore
+from benchmark.results.plan import Plan, PlannedRun
+from benchmark.results.store import ResultStore
 from test_report import record, write_records
 
 GRID = "text"

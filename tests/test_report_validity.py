@@ -16,8 +16,8 @@ import pytest
 from benchmark.report.build import build_report
 from benchmark.report.exact import permutation_test
 from benchmark.report.stats import Family, family_text
-from benchmark.run.plan import Plan, PlannedRun
-from benchmark.run.store import ResultStore
+from benchmark.results.plan import Plan, PlannedRun
+from benchmark.results.store import ResultStore
 from test_report import record, run_id, write_records
 
 GRID = "valid"

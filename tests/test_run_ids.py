@@ -2,7 +2,7 @@
 
 ``run_ids.json`` holds, for every named grid in ``benchmark/grids/``, the run id and label of each
 run of its expansion (in order). A changed run id would orphan every record made before. (Code
-keys follow the code by themselves, :mod:`benchmark.run.code_key`; tests/test_code_version.py
+keys follow the code by themselves, :mod:`benchmark.planning.code_key`; tests/test_code_version.py
 checks what changes them.)
 
 Rewrite the pins only after a deliberate change of identities:
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark.grid import grid_names, load_grid  # noqa: E402
+from benchmark.planning.grid import grid_names, load_grid  # noqa: E402
 
 PINS = Path(__file__).resolve().parent / "run_ids.json"
 
@@ -33,6 +33,16 @@ def test_every_named_grid_keeps_its_run_ids_and_labels():
     for name in pinned:
         assert now[name] == pinned[name], f"grid {name}: run ids or labels changed"
 
+
+
+def test_a_configs_dict_is_dataclasses_asdict_of_it():
+    # config.plain replaces dataclasses.asdict (3x faster dry runs); the run id hashes its output
+    import dataclasses
+    for name in grid_names():
+        for run in load_grid(name).expand()[:50]:
+            assert run.to_dict() == dataclasses.asdict(run)
+            assert [type(v) for v in run.to_dict()["model"].values()] == \
+                   [type(v) for v in dataclasses.asdict(run)["model"].values()]
 
 if __name__ == "__main__" and "--write" in sys.argv:
     PINS.write_text(json.dumps(current(), indent=1, sort_keys=True) + "\n")

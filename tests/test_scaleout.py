@@ -16,8 +16,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.grid import load_grid
-from benchmark.run.runner import execute
+from benchmark.planning.grid import load_grid
+from benchmark.execution.runner import execute_pack
 from conftest import DEVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,13 +101,13 @@ def test_ray_executor_matches_sequential(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypatch, device):
-    from benchmark.run import runner
+    from benchmark.execution import runner
 
     config: RunConfig = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[0])[0]
-    plain = execute(config, device=device, log=lambda _: None).record.to_dict()
+    plain = execute_pack([config], device=device, log=lambda _: None)[0].record.to_dict()
 
     checkpoint = tmp_path / "ckpt.pt"
-    real_run_epoch, calls = runner.PackTrainer.run_epoch, []
+    real_run_epoch, calls = runner.Trainer.run_epoch, []
 
     def dies_in_third_epoch(self):
         calls.append(self.epoch)
@@ -115,14 +115,14 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
             raise KeyboardInterrupt  # stands in for a kill: no record, the checkpoint stays
         return real_run_epoch(self)
 
-    monkeypatch.setattr(runner.PackTrainer, "run_epoch", dies_in_third_epoch)
+    monkeypatch.setattr(runner.Trainer, "run_epoch", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        execute(config, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)
+        execute_pack([config], device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)[0]
     assert checkpoint.exists() and calls == [0, 1, 2]
-    monkeypatch.setattr(runner.PackTrainer, "run_epoch", real_run_epoch)
+    monkeypatch.setattr(runner.Trainer, "run_epoch", real_run_epoch)
 
     lines: list[str] = []
-    resumed = execute(config, device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()
+    resumed = execute_pack([config], device=device, log=lines.append, checkpoint=checkpoint, checkpoint_every=1)[0].record.to_dict()
     assert any("resumed from" in line and "after epoch 2" in line for line in lines)
     assert len(resumed["curves"]) == len(plain["curves"]) == 4
     if device == "cpu":  # bit for bit
@@ -131,7 +131,7 @@ def test_interrupted_run_resumes_from_checkpoint_and_matches(tmp_path, monkeypat
         assert_same_metrics({"run": resumed}, {"run": plain})
 
     other = load_grid(tiny_grid(tmp_path, epochs=4)).expand(methods=["vae"], seeds=[1])[0]
-    failed = execute(other, device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1).record.to_dict()
+    failed = execute_pack([other], device=device, log=lambda _: None, checkpoint=checkpoint, checkpoint_every=1)[0].record.to_dict()
     assert failed["status"] == "failed" and "belongs to run" in failed["error"]["message"]
 
 

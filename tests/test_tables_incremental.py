@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
-from benchmark.run import store as store_module
-from benchmark.run.record import Record
-from benchmark.run.store import TABLE_CACHE, ResultStore, atomic_write_text
-from benchmark.run.table import IncrementalTables, csv_records, record_row, tables_csv
+from benchmark.results import store as store_module
+from benchmark.results.record import Record
+from benchmark.results.store import TABLE_CACHE, ResultStore, atomic_write_text
+from benchmark.results.table import IncrementalTables, csv_records, record_row, tables_csv
 
 EVAL = {"au_threshold": 0.01, "nll_samples": 20, "mi_examples": None}
 

@@ -13,15 +13,16 @@ from benchmark.cli import main
 from benchmark.config import ModelConfig, TrainConfig
 from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from benchmark.discovery import METHODS
-from benchmark.ml.method import TrainingProgress, build_method
-from benchmark.ml.sequence import LSTMEncoder, SequenceVAE, lengths_of, teacher_forced_soft_tokens
-from benchmark.ml.train import PackTrainer, length_buckets, validation_neg_elbo
+from benchmark.ml import sequence
+from benchmark.ml.method import TrainingProgress, build_method, model_problem
+from benchmark.ml.sequence import LSTMEncoder, SequenceVAEModel, lengths_of, teacher_forced_soft_tokens
+from benchmark.ml.train import Trainer, length_buckets, validation_neg_elbo
 
 SHAPE = SequenceShape(max_length=9, vocab_size=24)
 MODEL = ModelConfig(arch="lstm-small", latent_dim=4, likelihood="categorical",
                     options={"embed": 8, "hidden": 16, "dropout_in": 0.0, "dropout_out": 0.0, "z_input": True,
                              "z_init": True, "max_length": 0})
-TEXT_METHODS = [n for n in METHODS.names() if METHODS[n].check_model(METHODS[n].Config(), MODEL) is None]
+TEXT_METHODS = [n for n in METHODS.names() if model_problem(n, {}, MODEL) is None]
 
 
 def sentences(n: int = 12, seed: int = 0) -> torch.Tensor:
@@ -47,7 +48,7 @@ def progress(step: int = 0, total: int = 10) -> TrainingProgress:
 
 def test_every_method_applies_to_text_or_says_why_not():
     assert set(TEXT_METHODS) == set(METHODS.names())  # every built-in method has a text form
-    assert METHODS["lstm-lm"].check_model(METHODS["lstm-lm"].Config(), ModelConfig()) is not None
+    assert model_problem("lstm-lm", {}, ModelConfig()) is not None
 
 
 def test_the_encoder_reads_each_sentence_up_to_its_last_token_whatever_the_padding():
@@ -63,7 +64,7 @@ def test_the_encoder_reads_each_sentence_up_to_its_last_token_whatever_the_paddi
 
 def test_the_categorical_likelihood_is_the_sentence_cross_entropy_and_the_forward_agrees():
     method = build("vae").eval()
-    model: SequenceVAE = method.model
+    model: SequenceVAEModel = method.model
     x = sentences()
     z = torch.randn(len(x), 4)
     with torch.no_grad():
@@ -78,6 +79,29 @@ def test_the_categorical_likelihood_is_the_sentence_cross_entropy_and_the_forwar
         torch.testing.assert_close(model.log_likelihood(x, many), direct, rtol=1e-5, atol=1e-4)
 
 
+def test_scoring_many_sentences_decodes_at_most_logit_tokens_at_a_time(monkeypatch):
+    # One short sentence among long ones once put every pair in one chunk trimmed to the longest:
+    # 12 GB of LID-decoder activations for 1000 PTB sentences instead of about 1.
+    method = build("vae").eval()
+    model: SequenceVAEModel = method.model
+    long = torch.randint(EOS_ID + 1, SHAPE.vocab_size, (30, 12))
+    long[:, 0], long[:, -1] = BOS_ID, EOS_ID
+    short = torch.full((1, 12), PAD_ID)
+    short[0, :3] = torch.tensor([BOS_ID, EOS_ID + 1, EOS_ID])
+    x = torch.cat([short, long])
+    monkeypatch.setattr(sequence, "LOGIT_TOKENS", 60)
+    sizes = []
+    decoder = model.decoder.forward
+    monkeypatch.setattr(model.decoder, "forward", lambda z, xs: sizes.append(xs.numel()) or decoder(z, xs))
+    z = torch.randn(2, len(x), 4)
+    with torch.no_grad():
+        chunked = model.log_likelihood(x, z)
+        direct = torch.stack([model.likelihood.log_prob(decoder(z[s], x), x) for s in range(2)])
+    assert sum(sizes) >= 2 * 30 * 12 and max(sizes) <= 60
+    torch.testing.assert_close(chunked, direct, rtol=1e-5, atol=1e-4)
+    assert [sequence.chunk_end([1, 5, 5, 9], 0, t) for t in (1, 10, 15, 36)] == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("name", [n for n in TEXT_METHODS if n != "lstm-lm"])
 def test_every_text_decoder_depends_on_z_at_init(name):
     model = build(name).eval().model
@@ -89,7 +113,7 @@ def test_every_text_decoder_depends_on_z_at_init(name):
 
 
 def test_the_language_model_ignores_z_its_kl_and_mi_are_zero_and_its_iw_nll_is_exact():
-    from benchmark.ml import metrics
+    from benchmark.evaluation import metrics
 
     method = build("lstm-lm").eval()
     model, x = method.model, sentences()
@@ -181,8 +205,8 @@ def test_plateau_schedule_decays_reloads_the_best_weights_and_stops(monkeypatch)
     monkeypatch.setattr(train, "validation_neg_elbo", lambda *a, **k: next(values))
     config = TrainConfig(epochs=20, batch_size=8, optimizer="sgd", lr=1.0, lr_schedule="plateau", decay_start=2,
                          decay_patience=2, max_decays=2, select_best=True)
-    trainer = PackTrainer([method], [x], config, [torch.Generator().manual_seed(0)], [held],
-                          lengths=lengths_of(x))
+    trainer = Trainer([method], [x], config, [torch.Generator().manual_seed(0)], [held],
+                      lengths=lengths_of(x))
     logged = []
     while not trainer.done:
         logged.append(trainer.run_epoch()[0])
@@ -191,6 +215,23 @@ def test_plateau_schedule_decays_reloads_the_best_weights_and_stops(monkeypatch)
     extras = trainer.finish()
     assert extras["selected_epoch"] == 6 and extras["lr_decays"] == 2
     assert validation_neg_elbo is not train.validation_neg_elbo  # (the real one is tested below)
+
+
+def test_model_selection_keeps_a_methods_extra_state_that_is_not_a_tensor(monkeypatch):
+    # aggressive keeps a dict in get_extra_state; select_best once failed copying it ('dict' has no detach)
+    import benchmark.ml.train as train
+
+    method = build("aggressive")
+    x, held = sentences(32), sentences(8, seed=1)
+    values = iter([5.0, 4.0])
+    monkeypatch.setattr(train, "validation_neg_elbo", lambda *a, **k: next(values))
+    config = TrainConfig(epochs=2, batch_size=8, select_best=True)
+    trainer = Trainer([method], [x], config, [torch.Generator().manual_seed(0)], [held], lengths=lengths_of(x))
+    while not trainer.done:
+        trainer.run_epoch()
+    assert trainer.finish()["selected_epoch"] == 2
+    extra = [v for k, v in trainer.plateau.best_state.items() if k.endswith("_extra_state")]
+    assert extra and all(not isinstance(v, torch.Tensor) for v in extra)
 
 
 def test_validation_neg_elbo_is_the_mean_negative_elbo_of_the_held_out_sentences():

@@ -65,7 +65,7 @@ def _idx(name: str, torchvision_name: str, apt_package: str | None) -> Callable[
 
 
 # One registration per statement: a run's code key includes only the one its data set names
-# (benchmark/run/code_key.py), so a change to one loader leaves the other data sets' records alone.
+# (benchmark/planning/code_key.py), so a change to one loader leaves the other data sets' records alone.
 register_dataset(DatasetSpec(
     "fashion-mnist", "Fashion-MNIST: 28x28 grey clothing images, 10 classes, 60000 train / 10000 test",
     "image", _idx("fashion-mnist", "FashionMNIST", "dataset-fashion-mnist"), shape=(1, 28, 28), train_size=60_000,

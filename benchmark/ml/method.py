@@ -18,10 +18,10 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..discovery import METHODS
 from ..errors import GridError, PluginError
-from ..ranges import Interval
+from ..ranges import declaration_problems, field_problems
 from .likelihoods import LIKELIHOODS
 from .archs import architecture, build_arch
-from .models import VAE
+from .models import VAEModel
 
 
 @dataclass(frozen=True)
@@ -60,30 +60,34 @@ class StepTools(Protocol):
         ...
 
 
+HOOKS = ("check_model", "validation_fraction", "build_encoder", "build_decoder", "loss", "training_step",
+         "on_epoch_end", "record_extras")  # every one an instance method (docs/adding-a-method.md)
+# Gone from the contract: a plugin that still defines one is refused with the replacement.
+RETIRED = {"ranges": 'the range of each Config field: setting(default, "[0, inf)", doc="...")',
+           "wrap_encoder": "build_encoder(self, encoder)", "wrap_decoder": "build_decoder(self, decoder, shape)"}
+
+
 class Method(nn.Module):
     """A VAE model plus the objective a remedy trains it with.
 
-    Subclasses set ``name``, ``Config`` (a dataclass of hyperparameters with defaults; its
-    field docs go in the class docstring) and implement :meth:`loss`. They may set ``ranges``
-    (hyperparameter name -> interval text such as ``"[0, inf)"``, :mod:`benchmark.ranges`;
-    checked when a grid is loaded), ``requires`` (where the method applies, shown by
-    ``list methods``) and ``packable`` (its runs may train as one stacked model,
-    :mod:`benchmark.ml.pack`), and override the hooks: :meth:`build_decoder` (replace the
-    architecture's decoder), :meth:`wrap_encoder` / :meth:`wrap_decoder` (wrap the
-    architecture's networks), :meth:`check_model` (refuse a model the method does not apply
-    to), :meth:`training_step` (take over the optimisation step), :meth:`on_epoch_end` (a
-    per-epoch callback with the held-out split) and :meth:`record_extras`. A method that
-    overrides none of them trains exactly as the default path.
+    Subclasses set ``name`` and ``Config`` (a dataclass of hyperparameters, each declared with
+    :func:`benchmark.config.setting`: default, range and doc) and implement :meth:`loss`. They
+    may set ``requires`` (where the method applies, shown by ``list methods``) and
+    ``packable`` (its runs may train as one stacked model, :mod:`benchmark.ml.pack`), and
+    override the other hooks of :data:`HOOKS`, all instance methods: the object exists, with
+    ``config`` and ``model_config``, before its model is built (:func:`build_method`), so
+    :meth:`check_model`, :meth:`validation_fraction`, :meth:`build_encoder` and
+    :meth:`build_decoder` are asked before ``self.model`` exists. A method that overrides none
+    of them trains exactly as the default path.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoHyperparameters
-    ranges: ClassVar[dict[str, str]] = {}
     requires: ClassVar[str] = ""  # where the method applies (empty: every model); list methods shows it
     # Runs of this method may train together as one stacked model (run --pack): ``loss`` must be
     # a pure function of the parameters, buffers (in-place updates only), batch and progress,
     # drawing noise with torch.randn / randn_like only (the same draws in every step of a batch
-    # shape), with the default training_step and on_epoch_end.
+    # shape), with the default training_step and on_epoch_end (register_method refuses others).
     packable: ClassVar[bool] = False
     # Hyperparameters that may differ between the runs of one pack: floats the loss reads from
     # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors.
@@ -91,36 +95,36 @@ class Method(nn.Module):
     # Metrics the method's constraint inflates by construction (e.g. AU for a method that keeps
     # every posterior mean varying): the report never marks them best. Descriptive only.
     guarantees: ClassVar[tuple[str, ...]] = ()
+    model: VAEModel  # set by build_method after construction
 
-    def __init__(self, config: Any, model: VAE):
+    def __init__(self, config: Any, model_config: ModelConfig):
         super().__init__()
         self.config = config
-        self.model = model
+        self.model_config = model_config
 
-    @classmethod
-    def build_decoder(cls, config: Any, shape: tuple[int, ...], model_config: ModelConfig) -> nn.Module | None:
-        """A decoder z [B, d] -> params [B, *shape] replacing the architecture's, or None."""
+    def check_model(self) -> str | None:
+        """Why this method does not apply to ``self.model_config``, or None. The grid loader
+        asks before anything trains and :func:`build_method` refuses; the reason names what to
+        change."""
         return None
 
-    @classmethod
-    def check_model(cls, config: Any, model_config: ModelConfig) -> str | None:
-        """Why this method (hyperparameters ``config``) does not apply to ``model_config``, or
-        None. The grid loader asks before anything trains and :func:`build_method` refuses;
-        the reason names what to change."""
-        return None
+    def validation_fraction(self) -> float:
+        """Fraction of the training examples to hold out as the validation split that
+        :meth:`on_epoch_end` gets, for data sets without a published one (0: none; default).
+        A method that takes training decisions on held-out data asks for one here."""
+        return 0.0
 
-    @classmethod
-    def wrap_encoder(cls, config: Any, encoder: nn.Module, model_config: ModelConfig) -> nn.Module:
+    def build_encoder(self, encoder: nn.Module) -> nn.Module:
         """The encoder the model uses, given the architecture's: x [B, *shape] ->
         (mu, raw_logvar), each [B, d]. Everything that encodes (training, curves, the final
         evaluation, the IW-NLL) goes through it, in the method's train / eval mode. Default:
         the architecture's, unchanged."""
         return encoder
 
-    @classmethod
-    def wrap_decoder(cls, config: Any, decoder: nn.Module, model_config: ModelConfig) -> nn.Module:
-        """The decoder the model uses, given the architecture's (or :meth:`build_decoder`'s):
-        z [B, d] -> params [B, *shape]. Default: unchanged."""
+    def build_decoder(self, decoder: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+        """The decoder the model uses, given the architecture's for data of ``shape``: z [B, d]
+        -> params [B, *shape]; wrap it or build another (called before :meth:`build_encoder`).
+        Default: the architecture's, unchanged."""
         return decoder
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
@@ -135,23 +139,17 @@ class Method(nn.Module):
         """One optimisation step on the batch ``x`` [B, *shape]; returns the loss parts to log
         (as :meth:`loss`). Default: ``loss`` then ``tools.step(parts["loss"])``. Override to
         take over the step (several optimiser steps, parameter subsets, fresh minibatches);
-        ``progress.step`` counts the calls of this method."""
+        ``progress.step`` counts the calls of this method. Not with ``packable = True``."""
         parts = self.loss(x, progress)
         tools.step(parts["loss"])
         return parts
 
-    @classmethod
-    def validation_fraction(cls, config: Any) -> float:
-        """Fraction of the training examples to hold out as the validation split that
-        :meth:`on_epoch_end` gets, for data sets without a published one (0: none; default).
-        A method that takes training decisions on held-out data asks for one here."""
-        return 0.0
-
     def on_epoch_end(self, epoch: int, held_out: Tensor | None) -> None:
         """Called after each training epoch (``epoch`` 0-based) with the validation split
         [N, *shape] (float, in [0, 1]; None when the run has none; never the test split), in
-        training mode; its time counts as training time. Default: nothing.
-        State it keeps must live in buffers or ``get_extra_state`` to survive checkpoints."""
+        training mode; its time counts as training time. Default: nothing. Not with
+        ``packable = True``. State it keeps must live in buffers or ``get_extra_state`` to
+        survive checkpoints."""
 
     def record_extras(self) -> dict[str, Any]:
         """Method-specific facts to store in the run record (e.g. derived constants)."""
@@ -160,27 +158,6 @@ class Method(nn.Module):
     @classmethod
     def description(cls) -> str:
         return (inspect.getdoc(cls) or "").split("\n")[0]
-
-    @classmethod
-    def hyperparameter_ranges(cls) -> dict[str, Interval]:
-        """The declared ``ranges``, parsed, by hyperparameter name."""
-        return {key: Interval.parse(text) for key, text in cls.ranges.items()}
-
-    @classmethod
-    def hyperparameters(cls) -> list[dataclasses.Field]:
-        return list(dataclasses.fields(cls.Config))
-
-    @classmethod
-    def hyperparameter_docs(cls) -> dict[str, str]:
-        """``name: text`` lines of the Config docstrings (own and inherited), by field name."""
-        names = {f.name for f in dataclasses.fields(cls.Config)}
-        docs: dict[str, str] = {}
-        for klass in reversed(cls.Config.__mro__):
-            for line in (klass.__doc__ or "").splitlines():
-                key, sep, text = line.strip().partition(":")
-                if sep and key in names:
-                    docs[key] = text.strip()
-        return docs
 
 
 def register_method(cls: type[Method]) -> type[Method]:
@@ -194,15 +171,9 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise PluginError(f"{where}: {cls.__name__}.Config must be a dataclass of hyperparameters")
     if cls.loss is Method.loss:
         raise PluginError(f"{where}: {cls.__name__} must implement loss(self, x, progress)")
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    for key, text in dict(cls.ranges).items():
-        if key not in fields:
-            raise PluginError(f"{where}: {cls.__name__}.ranges names {key!r}, which is not a hyperparameter; "
-                              f"valid: {', '.join(sorted(fields)) or '(none)'}")
-        try:
-            Interval.parse(text)
-        except ValueError as exc:
-            raise PluginError(f"{where}: {cls.__name__}.ranges[{key!r}]: {exc}") from None
+    why = contract_problem(cls)
+    if why is not None:
+        raise PluginError(f"{where}: {why}")
     existing = METHODS.peek(cls.name)
     if existing is not None and (existing.__qualname__, inspect.getsourcefile(existing)) != (cls.__qualname__, where):
         raise PluginError(f"{where}: method name {cls.name!r} is already registered by "
@@ -210,25 +181,60 @@ def register_method(cls: type[Method]) -> type[Method]:
     return METHODS.replace(cls.name, cls)
 
 
-def validation_fraction(name: str, hyperparameters: dict[str, Any]) -> float:
+def contract_problem(cls: type[Method]) -> str | None:
+    """The first breach of the contract in the declarations of ``cls`` (one line naming the
+    fix), or None: a retired attribute or hook, a hook that is not an instance method, a
+    Config field without a doc or with a bad range, packable with a hook that packs cannot run."""
+    for attribute, instead in RETIRED.items():
+        if hasattr(cls, attribute):
+            return f"{cls.__name__}.{attribute} is no longer part of the contract; use {instead}"
+    for hook in HOOKS:
+        if isinstance(inspect.getattr_static(cls, hook), (classmethod, staticmethod)):
+            return f"{cls.__name__}.{hook} must be an instance method (def {hook}(self, ...)), as every hook"
+    problems = declaration_problems(cls.Config, doc_required=True)
+    if problems:
+        return problems[0]
+    if cls.packable:
+        for hook in ("training_step", "on_epoch_end"):
+            if getattr(cls, hook) is not getattr(Method, hook):
+                return (f"{cls.__name__} declares packable = True and overrides {hook}, which a pack cannot run; "
+                        f"drop packable = True or the {hook} override")
+    return None
+
+
+def method_config(name: str, hyperparameters: dict[str, Any]) -> Any:
+    """Method ``name``'s ``Config`` holding ``hyperparameters``; GridError for a value outside
+    its range or choices (:func:`benchmark.ranges.field_problems`)."""
+    config = METHODS[name].Config(**hyperparameters)
+    for key, why in field_problems(config):
+        raise GridError(f"{name}: hyperparameter {key}: {why}")
+    return config
+
+
+def model_problem(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig) -> str | None:
+    """Why method ``name`` with ``hyperparameters`` does not apply to ``model_config``
+    (:meth:`Method.check_model`), or None."""
+    return METHODS[name](method_config(name, hyperparameters), model_config).check_model()
+
+
+def validation_fraction(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig | None = None) -> float:
     """The fraction of its training examples method ``name`` holds out as a validation split
-    (:meth:`Method.validation_fraction`)."""
-    cls = METHODS[name]
-    return cls.validation_fraction(cls.Config(**hyperparameters))
+    (:meth:`Method.validation_fraction`; ``model_config`` the run's, default ModelConfig())."""
+    return METHODS[name](method_config(name, hyperparameters), model_config or ModelConfig()).validation_fraction()
 
 
 def build_method(name: str, hyperparameters: dict[str, Any], model_config: ModelConfig,
                  shape: tuple[int, ...]) -> Method:
-    """Instantiate method ``name`` with its model for data of ``shape`` (uses the global RNG)."""
-    cls = METHODS[name]
-    config = cls.Config(**hyperparameters)
-    why = cls.check_model(config, model_config)
+    """Instantiate method ``name`` with its model for data of ``shape`` (uses the global RNG:
+    the architecture's networks, then :meth:`~Method.build_decoder`, then
+    :meth:`~Method.build_encoder`)."""
+    method = METHODS[name](method_config(name, hyperparameters), model_config)
+    why = method.check_model()
     if why is not None:
         raise GridError(f"{name} does not apply to this model: {why}")
     encoder, decoder = build_arch(model_config, shape)
-    decoder = cls.build_decoder(config, shape, model_config) or decoder
-    encoder = cls.wrap_encoder(config, encoder, model_config)
-    decoder = cls.wrap_decoder(config, decoder, model_config)
-    model = architecture(model_config).model(encoder, decoder, LIKELIHOODS[model_config.likelihood],
-                                             model_config.posterior_variance)
-    return cls(config, model)
+    decoder = method.build_decoder(decoder, shape)
+    encoder = method.build_encoder(encoder)
+    method.model = architecture(model_config).model(encoder, decoder, LIKELIHOODS[model_config.likelihood],
+                                                    model_config.posterior_variance)
+    return method

@@ -75,8 +75,8 @@ class Architecture:
         return None
 
     def model(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
-              posterior_variance: PosteriorVariance) -> VAE:
-        return VAE(encoder, decoder, likelihood, posterior_variance)
+              posterior_variance: PosteriorVariance) -> VAEModel:
+        return VAEModel(encoder, decoder, likelihood, posterior_variance)
 
 
 @dataclass
@@ -222,7 +222,7 @@ class VAEOutput(NamedTuple):
     kl: Tensor
 
 
-class VAE(nn.Module):
+class VAEModel(nn.Module):
     """Encoder q(z|x) = N(mu, diag exp(logvar)), prior N(0, I), decoder and likelihood p(x|z).
 
     ``posterior_variance="softplus-logvar"`` reproduces the reference code's

@@ -6,7 +6,10 @@ one ``torch.func.vmap`` over ``functional_call``. Runs in a pack share everythin
 seed and the method's ``pack_scalars`` (:func:`pack_key`): method, the other hyperparameters,
 model, data set config and training config, so the template's Python state (schedules,
 constants) is every run's. A pack scalar (e.g. beta) is handed to the template as a 0-d tensor
-holding each run's value, in place of the float its config has.
+holding each run's value, in place of the float its config has. That is checked, not trusted
+(:class:`PackRefused`): runs whose methods' Python state differs (e.g. a schedule built in
+``__init__`` from a pack scalar) are not stacked, nor are runs whose loss changes the template's
+Python state in the pack's first step; their runs then train alone.
 
 What stays per run: the initialisation (each method is built from its own seed before it is
 stacked), the data subset and batch order, the optimiser state (Adam's is per element), the
@@ -34,7 +37,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..config import ModelConfig, RunConfig
 from .archs import arch_kind
+from .contract import check_parts, python_state, state_difference
 from .method import Method, TrainingProgress
+
+
+class PackRefused(RuntimeError):
+    """These runs cannot train as one pack (each can train alone); the message says why."""
 
 
 def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str | None:
@@ -178,6 +186,13 @@ class StackedMethods:
         if any(s != shared[0] for s in shared):
             raise ValueError("the runs of a pack may differ only in their seed and "
                              f"{', '.join(self.scalar_names) or 'no hyperparameter'}")
+        state = python_state(self.methods[0])
+        for k, method in enumerate(self.methods[1:], start=1):
+            differs = state_difference(state, python_state(method))
+            if differs is not None:
+                raise PackRefused(f"{type(method).name}: run {k}'s method differs from run 0's in {differs}, and a "
+                                  "pack computes every run's loss with run 0's (keep per-run state in buffers, or "
+                                  "read pack scalars from self.config in the loss)")
         params, buffers = stack_module_state(self.methods)
         self.params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
         self.buffers = buffers
@@ -188,6 +203,7 @@ class StackedMethods:
         if len(noise) != len(self.methods):
             raise ValueError("a pack needs one noise generator per run")
         self.noise = NoiseTape(noise)
+        self.checked = False  # the first step checks the loss parts and that the loss keeps the template's state
 
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
@@ -211,13 +227,23 @@ class StackedMethods:
         def one(params, buffers, scalars, noise, xk) -> dict[str, Tensor]:
             with self.noise.replay(noise):
                 parts = call(params, buffers, scalars, xk)
+            if not self.checked:
+                check_parts(template.method.name, parts)  # one run's shapes, inside vmap
             return {k: torch.as_tensor(v, dtype=xk.dtype, device=xk.device) for k, v in parts.items()}
 
+        before = None if self.checked else python_state(template.method)
         key = tuple(x.shape[1:])
         self.noise.record(key, lambda: call({k: v[0] for k, v in self.params.items()},
                                             {k: v[0].clone() for k, v in self.buffers.items()},
                                             {k: v[0] for k, v in self.scalars.items()}, x[0]))
-        return vmap(one, randomness="error")(self.params, self.buffers, self.scalars, self.noise.draw(key), x)
+        parts = vmap(one, randomness="error")(self.params, self.buffers, self.scalars, self.noise.draw(key), x)
+        if before is not None:
+            changed = state_difference(before, python_state(template.method))
+            if changed is not None:
+                raise PackRefused(f"{template.method.name}.loss changed its Python state, {changed}, and a pack "
+                                  "shares that state between its runs (keep per-run state in buffers)")
+            self.checked = True
+        return parts
 
     @torch.no_grad()
     def write_back(self) -> None:

@@ -28,7 +28,7 @@ from ..config import PosteriorVariance, setting
 from ..data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from .icnn import ICNNInit, LIDDecoder
 from .likelihoods import Likelihood
-from .models import Architecture, VAE, VAEOutput
+from .models import Architecture, VAEModel, VAEOutput
 
 INIT_WEIGHT, INIT_EMBEDDING = 0.01, 0.1  # the reference code's uniform init ranges
 SequenceInit = Literal["uniform", "torch"]
@@ -38,6 +38,15 @@ LOGIT_TOKENS = 4096  # tokens whose logits are formed at a time when scoring man
 def lengths_of(x: Tensor) -> Tensor:
     """Tokens per sentence [B] (``<s>`` and ``</s>`` included) of ids [B, T] or soft tokens [B, T, V]."""
     return (x != PAD_ID).sum(1) if x.dim() == 2 else (x.sum(-1) > 0).sum(1)
+
+
+def chunk_end(sorted_lengths: list[int], start: int, tokens: int) -> int:
+    """The end of the chunk of pairs starting at ``start`` (``sorted_lengths`` ascending): as many
+    as keep (pairs x the chunk's longest length) within ``tokens``, at least one."""
+    end = start + 1
+    while end < len(sorted_lengths) and (end + 1 - start) * sorted_lengths[end] <= tokens:
+        end += 1
+    return end
 
 
 def trim(x: Tensor) -> Tensor:
@@ -222,7 +231,7 @@ class LIDSequenceDecoder(nn.Module):
         return self.lid.inverse_lipschitz
 
 
-class SequenceVAE(VAE):
+class SequenceVAEModel(VAEModel):
     """A VAE over sentences: q(z|x) from the encoder, prior N(0, I), p(x|z) = prod_t
     Cat(x_t | decoder logits given x_<t and z). Every per-sentence quantity (``rec``, ``kl``,
     log-likelihoods) is in nats per sentence."""
@@ -251,8 +260,9 @@ class SequenceVAE(VAE):
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x | z) [S, B] for latents z [S, B, d] (nats per sentence). The (sample, sentence)
-        pairs are scored in order of sentence length, about :data:`LOGIT_TOKENS` tokens at a time,
-        each chunk trimmed to its longest sentence: S x B may be large and the lengths mixed."""
+        pairs are scored in order of sentence length, at most :data:`LOGIT_TOKENS` tokens at a time
+        (a longer sentence alone), each chunk trimmed to its longest sentence: S x B may be large and the
+        lengths mixed."""
         samples, batch = z.shape[:2]
         flat_z = z.reshape(samples * batch, -1)
         pair_lengths = lengths_of(x).repeat(samples)  # pair i scores sentence i % B
@@ -261,7 +271,7 @@ class SequenceVAE(VAE):
         out = torch.empty(samples * batch, dtype=z.dtype, device=z.device)
         start = 0
         while start < len(order):
-            end = min(len(order), start + max(1, LOGIT_TOKENS // sorted_lengths[start]))
+            end = chunk_end(sorted_lengths, start, LOGIT_TOKENS)
             rows = order[start:end]
             sentences = x[rows % batch, :sorted_lengths[end - 1]]
             out[rows] = self.likelihood.log_prob(self.decoder(flat_z[rows], sentences), sentences).to(z.dtype)
@@ -325,8 +335,8 @@ class LSTMArch(Architecture):
         return encoder, decoder
 
     def model(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood,
-              posterior_variance: PosteriorVariance) -> VAE:
-        return SequenceVAE(encoder, decoder, likelihood, posterior_variance)
+              posterior_variance: PosteriorVariance) -> VAEModel:
+        return SequenceVAEModel(encoder, decoder, likelihood, posterior_variance)
 
 
 @dataclass

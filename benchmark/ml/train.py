@@ -2,15 +2,18 @@
 
 Data stay on the training device as one tensor per run; each epoch draws a permutation per
 run and slices batches from it (no DataLoader, no per-batch Python objects beyond the loss
-dict). A pack of K >= 2 runs of one packable method trains as one stacked model
-(:mod:`benchmark.ml.pack`); a single run is a pack of one and steps through the method's own
-``training_step``, so every method, packable or not, trains through :class:`PackTrainer`.
+dict). :class:`Trainer` runs the epochs of K >= 1 runs; how they take one optimisation step is
+its :data:`Step`'s business: a run alone steps through its method's own ``training_step``
+(:class:`AloneStep`), a pack of K >= 2 runs of one packable method as one stacked model
+(:class:`StackStep`, :mod:`benchmark.ml.pack`). Every method, packable or not, trains here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,11 +21,9 @@ from torch import Tensor, nn
 from ..config import TrainConfig
 from ..data.splits import to_unit
 from ..errors import DivergedError
+from .contract import checked_loss
 from .method import Method, TrainingProgress
 from .pack import StackedMethods, clip_per_run
-
-
-EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -95,13 +96,14 @@ class Plateau:
         self.bad, self.decays, self.stopped = 0, 0, False
         self.lr = config.lr
 
-    def after_epoch(self, trainer: PackTrainer, epoch: int) -> dict[str, float]:
+    def after_epoch(self, trainer: Trainer, epoch: int) -> dict[str, float]:
         """Validate after ``epoch`` (1-based) and apply the schedule; returns what the curves log."""
         method, held_out = trainer.methods[0], trainer.held_outs[0]
         value = validation_neg_elbo(method, held_out, torch.Generator(held_out.device).manual_seed(epoch))
         if value < self.best:
             self.best, self.best_epoch, self.bad = value, epoch, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in method.state_dict().items()}
+            self.best_state = {k: v.detach().cpu().clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+                               for k, v in method.state_dict().items()}  # extra state may be any object
         else:
             self.bad += 1
             if self.config.lr_schedule == "plateau" and epoch >= self.config.decay_start \
@@ -110,7 +112,7 @@ class Plateau:
                 self.lr *= self.config.decay_factor
                 self.best, self.bad = value, 0
                 self.restore_best(method)
-                trainer.optimizer = make_optimizer(method.parameters(), self.config, self.lr)
+                trainer.step.restart(self.lr)
                 self.stopped = self.decays >= self.config.max_decays
         return {"valid_neg_elbo": value, "lr": self.lr}
 
@@ -170,7 +172,91 @@ class OptimiserTools:
         return to_unit(self.x[index.to(self.x.device)])
 
 
-class PackTrainer:
+class AloneStep:
+    """The step of a run alone: one call of its method's ``training_step`` (default: loss,
+    backward, clip, one step of its optimiser), with :class:`OptimiserTools` over its data ``x``
+    [N, *shape] and batch order ``order``. The first step's loss parts are checked against the
+    contract (:func:`benchmark.ml.contract.check_parts`)."""
+
+    def __init__(self, method: Method, config: TrainConfig, x: Tensor, order: torch.Generator):
+        self.method, self.config, self.x, self.order = method, config, x, order
+        self.optimizer = make_optimizer(method.parameters(), config)
+        self.checked = False
+
+    def __call__(self, batch: Tensor, progress: TrainingProgress, buckets: Sequence[Tensor] = ()) -> dict[str, Tensor]:
+        """One step on ``batch`` [1, B, *shape] (``buckets``: this epoch's length buckets, for fresh
+        batches); returns the loss parts, detached, [1] each."""
+        tools = OptimiserTools(self.method, self.optimizer, self.config, self.x, self.order, buckets)
+        with checked_loss(self.method) if not self.checked else contextlib.nullcontext():
+            parts = self.method.training_step(batch[0], progress, tools)
+        self.checked = True
+        return {key: torch.as_tensor(value).detach().reshape(1) for key, value in parts.items()}
+
+    def restart(self, lr: float) -> None:
+        """A fresh optimiser at ``lr`` (the plateau schedule's decay)."""
+        self.optimizer = make_optimizer(self.method.parameters(), self.config, lr)
+
+    def end_epoch(self) -> None:
+        """Nothing: the method trained in place."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.method.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.method.load_state_dict(state["method"])
+
+
+class StackStep:
+    """The step of a pack (:class:`benchmark.ml.pack.StackedMethods`): every run's loss in one
+    vectorised call, ``sum(loss).backward()`` (run k's parameters get run k's gradient only), each
+    run's gradient clipped by its own norm, one optimiser step over the stack (Adam's state is per
+    element, so each run keeps its own). ``noise[k]``: run k's sampling-noise generator."""
+
+    def __init__(self, methods: Sequence[Method], config: TrainConfig, noise: Sequence[torch.Generator]):
+        self.config = config
+        self.stack = StackedMethods(methods, noise)
+        self.optimizer = make_optimizer(self.stack.parameters(), config)
+
+    def __call__(self, batch: Tensor, progress: TrainingProgress, buckets: Sequence[Tensor] = ()) -> dict[str, Tensor]:
+        """One step on ``batch`` [K, B, *shape] (run k's batch is ``batch[k]``; ``buckets``: unused,
+        a pack has none); returns the loss parts, detached, [K] each."""
+        parts = self.stack.loss(batch, progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].sum().backward()
+        if self.config.grad_clip > 0:
+            clip_per_run(self.stack.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return {key: value.detach() for key, value in parts.items()}
+
+    def restart(self, lr: float) -> None:
+        self.optimizer = make_optimizer(self.stack.parameters(), self.config, lr)
+
+    def end_epoch(self) -> None:
+        """Each run's slice of the stack copied into its own method."""
+        self.stack.write_back()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stack": self.stack.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stack.load_state_dict(state["stack"])
+
+
+Step = AloneStep | StackStep
+
+
+def make_step(methods: Sequence[Method], config: TrainConfig, xs: Sequence[Tensor], orders: Sequence[torch.Generator],
+              noise: Sequence[torch.Generator] | None) -> Step:
+    """The step of ``methods``: a run alone steps through its own ``training_step``; K >= 2 runs
+    as one stack, run k's noise from ``noise[k]`` (None: generators seeded from the global RNG)."""
+    if len(methods) == 1:
+        return AloneStep(methods[0], config, xs[0], orders[0])
+    if noise is None:
+        noise = [torch.Generator(xs[0].device).manual_seed(int(torch.randint(2**62, ()))) for _ in xs]
+    return StackStep(methods, config, noise)
+
+
+class Trainer:
     """Trains K >= 1 runs of one method and training config together, one epoch at a time.
 
     ``methods[k]`` is run k's model (its own initialisation), ``xs[k]`` [N, *shape] its training
@@ -180,12 +266,9 @@ class PackTrainer:
     pack, ``noise[k]`` the generator its sampling noise comes from (on the training device;
     None: seeded from the global RNG). A run alone draws its noise from the global RNG.
 
-    K = 1: each batch is one call of the method's ``training_step`` (loss, backward, clip, one
-    optimiser step by default). K >= 2: the methods must be packable
-    (:func:`benchmark.ml.pack.pack_problem`); their parameters are stacked along a leading run
-    axis, each step computes every run's loss in one vectorised call, clips each run's
-    gradient by its own norm and takes one optimiser step over the stack (Adam's state is per
-    element, so each run keeps its own). A run whose epoch means are not finite is marked in
+    How the K runs take a step is :attr:`step`'s business (:func:`make_step`): a run alone
+    through its method's ``training_step``, K >= 2 packable runs as one stacked model
+    (:mod:`benchmark.ml.pack`). A run whose epoch means are not finite is marked in
     :attr:`diverged` (its ``DivergedError``) and left out of later epochs' means; the others go
     on unchanged. The whole state round-trips through :meth:`state_dict` for checkpoints.
     """
@@ -202,10 +285,10 @@ class PackTrainer:
         self.size = len(self.methods)
         self.n = xs[0].shape[0]
         self.lengths = lengths.cpu() if lengths is not None else None  # sentences: length-bucketed batches
-        if self.size > 1 and (lengths is not None or config.lr_schedule == "plateau" or config.select_best):
+        validated = config.lr_schedule == "plateau" or config.select_best
+        if self.size > 1 and (lengths is not None or validated):
             raise ValueError("a pack trains its runs on shared batches with one schedule: length buckets, the "
                              "plateau schedule and model selection are for runs alone")
-        validated = config.lr_schedule == "plateau" or config.select_best
         if validated and self.held_outs[0] is None:
             raise ValueError("lr_schedule = plateau and select_best decide on a validation split, and this run has "
                              "none: use a data set with one")
@@ -214,20 +297,12 @@ class PackTrainer:
         self.steps_per_epoch = (bucket_count(self.n, config.batch_size) if self.lengths is not None
                                 else math.ceil(self.n / config.batch_size))
         self.total_steps = self.steps_per_epoch * config.epochs
-        if self.size == 1:
-            self.xs, self.stack = xs[0].unsqueeze(0), None
-            params: Iterable[Tensor] = self.methods[0].parameters()
-        else:
-            self.xs = torch.stack(list(xs))  # [K, N, *shape]
-            if noise is None:  # no seeds given: each run's noise stream seeded from the global RNG
-                noise = [torch.Generator(xs[0].device).manual_seed(int(torch.randint(2**62, ()))) for _ in xs]
-            self.stack = StackedMethods(self.methods, noise)
-            params = self.stack.parameters()
-        self.optimizer = make_optimizer(params, config)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)
+        self.xs = torch.stack(list(xs)) if self.size > 1 else xs[0].unsqueeze(0)  # [K, N, *shape] (one run: a view)
+        self.step = make_step(self.methods, config, xs, self.orders, noise)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.step.optimizer, T_max=self.total_steps)
                           if config.lr_schedule == "cosine" else None)
         self.epoch = 0  # epochs completed
-        self.step = 0  # optimiser steps taken
+        self.steps = 0  # optimiser steps taken
         self.diverged: dict[int, DivergedError] = {}  # run index -> how it diverged
 
     @property
@@ -243,21 +318,14 @@ class PackTrainer:
             self.plateau.restore_best(self.methods[0])
         return self.plateau.extras()
 
-    def train_step(self, batch: Tensor, progress: TrainingProgress) -> dict[str, Any]:
-        """One optimisation step of every run on ``batch`` [K, B, *shape] (float, in [0, 1];
-        run k's batch is ``batch[k]``); returns the loss parts, scalars for one run (from the
-        method's ``training_step``), [K] each for a pack."""
-        if self.stack is None:
-            tools = OptimiserTools(self.methods[0], self.optimizer, self.config, self.xs[0], self.orders[0],
-                                   self.epoch_batches)
-            return self.methods[0].training_step(batch[0], progress, tools)
-        parts = self.stack.loss(batch, progress)
-        self.optimizer.zero_grad(set_to_none=True)
-        parts["loss"].sum().backward()  # run k's parameters get run k's gradient only
-        if self.config.grad_clip > 0:
-            clip_per_run(self.stack.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        return parts
+    def _epoch_indices(self) -> list[Tensor]:
+        """This epoch's batches: example indices [K, B_i] per batch (run k's row from its own
+        permutation, or the length buckets of a run alone, :attr:`epoch_batches`)."""
+        if self.lengths is not None:
+            self.epoch_batches = length_buckets(self.lengths, self.config.batch_size, self.orders[0])
+            return [b.to(self.xs.device).unsqueeze(0) for b in self.epoch_batches]
+        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
+        return [perms[:, start:start + self.config.batch_size] for start in range(0, self.n, self.config.batch_size)]
 
     def run_epoch(self) -> list[dict[str, float] | None]:
         """One pass over each run's data; returns per run the example-weighted mean of every
@@ -265,33 +333,24 @@ class PackTrainer:
         for m in self.methods:
             m.train()
         runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
-        if self.lengths is not None:
-            self.epoch_batches = length_buckets(self.lengths, self.config.batch_size, self.orders[0])
-            indices = [b.to(self.xs.device).unsqueeze(0) for b in self.epoch_batches]
-        else:
-            perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
-            indices = [perms[:, start:start + self.config.batch_size] for start in range(0, self.n, self.config.batch_size)]
         sums: dict[str, Tensor] = {}
-        for index in indices:
-            progress = TrainingProgress(self.epoch, self.step, self.total_steps)
-            parts = self.train_step(to_unit(self.xs[runs, index]), progress)
+        for index in self._epoch_indices():
+            progress = TrainingProgress(self.epoch, self.steps, self.total_steps)
+            parts = self.step(to_unit(self.xs[runs, index]), progress, self.epoch_batches)
             if self.scheduler is not None:
                 self.scheduler.step()
-            self.step += 1
-            weight = index.shape[1]
-            for key, value in parts.items():
-                value = torch.as_tensor(value).detach() * weight
+            self.steps += 1
+            for key, value in parts.items():  # [K] each
+                value = value * index.shape[1]
                 sums[key] = sums[key] + value if key in sums else value
         self.epoch += 1
-        means = [{key: float(value.reshape(-1)[k] if value.numel() > 1 else value) / self.n
-                  for key, value in sums.items()} for k in range(self.size)]
         out: list[dict[str, float] | None] = []
-        for k, run_means in enumerate(means):
-            if k not in self.diverged and not all(math.isfinite(v) for v in run_means.values()):
-                self.diverged[k] = DivergedError(self.epoch - 1, self.step, run_means)
-            out.append(None if k in self.diverged else run_means)
-        if self.stack is not None:
-            self.stack.write_back()
+        for k in range(self.size):
+            means = {key: float(value[k]) / self.n for key, value in sums.items()}
+            if k not in self.diverged and not all(math.isfinite(v) for v in means.values()):
+                self.diverged[k] = DivergedError(self.epoch - 1, self.steps, means)
+            out.append(None if k in self.diverged else means)
+        self.step.end_epoch()
         for k, m in enumerate(self.methods):
             if k not in self.diverged:
                 m.on_epoch_end(self.epoch - 1, self.held_outs[k])
@@ -300,56 +359,21 @@ class PackTrainer:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"optimizer": self.optimizer.state_dict(),
-                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-                 "epoch": self.epoch, "step": self.step,
-                 "plateau": None if self.plateau is None else self.plateau.state_dict()}
-        if self.stack is None:
-            return {"method": self.methods[0].state_dict(), "order": self.orders[0].get_state(), **state}
-        return {"stack": self.stack.state_dict(), "orders": [g.get_state() for g in self.orders],
-                "diverged": {k: (e.epoch, e.step, e.parts) for k, e in self.diverged.items()}, **state}
+        return {"step": self.step.state_dict(), "optimizer": self.step.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "orders": [g.get_state() for g in self.orders], "epoch": self.epoch, "steps": self.steps,
+                "diverged": {k: (e.epoch, e.step, e.parts) for k, e in self.diverged.items()},
+                "plateau": None if self.plateau is None else self.plateau.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.stack is None:
-            self.methods[0].load_state_dict(state["method"])
-            self.orders[0].set_state(state["order"])
-        else:
-            self.stack.load_state_dict(state["stack"])
-            for g, s in zip(self.orders, state["orders"]):
-                g.set_state(s)
-            self.diverged = {int(k): DivergedError(*v) for k, v in state["diverged"].items()}
+        self.step.load_state_dict(state["step"])
+        for g, s in zip(self.orders, state["orders"]):
+            g.set_state(s)
+        self.diverged = {int(k): DivergedError(*v) for k, v in state["diverged"].items()}
         if self.plateau is not None:
             self.plateau.load_state_dict(state["plateau"])
-            self.optimizer = make_optimizer(self.methods[0].parameters(), self.config, self.plateau.lr)
-        self.optimizer.load_state_dict(state["optimizer"])
+            self.step.restart(self.plateau.lr)
+        self.step.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.step = state["epoch"], state["step"]
-
-
-class Trainer(PackTrainer):
-    """One run as a pack of one: ``method`` trained on ``x`` [N, *shape] with batch order from
-    ``order``; ``held_out`` [N', *shape] goes to its ``on_epoch_end``. :meth:`run_epoch`
-    returns the run's means and raises :class:`DivergedError` when they are not finite."""
-
-    def __init__(self, method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
-                 held_out: Tensor | None = None):
-        super().__init__([method], [x], config, [order], [held_out])
-        self.method, self.x, self.order, self.held_out = method, x, order, held_out
-
-    def run_epoch(self) -> dict[str, float]:  # type: ignore[override]
-        (means,) = super().run_epoch()
-        if means is None:
-            raise self.diverged[0]
-        return means
-
-
-def train(method: Method, x: Tensor, config: TrainConfig, order: torch.Generator,
-          on_epoch: EpochCallback | None = None, held_out: Tensor | None = None) -> None:
-    """Train ``method`` on ``x`` [N, *shape] for ``config.epochs`` epochs (see :class:`Trainer`);
-    ``on_epoch(epoch, means)`` is called after each epoch (0-based)."""
-    trainer = Trainer(method, x, config, order, held_out)
-    while not trainer.done:
-        means = trainer.run_epoch()
-        if on_epoch is not None:
-            on_epoch(trainer.epoch - 1, means)
+        self.epoch, self.steps = state["epoch"], state["steps"]

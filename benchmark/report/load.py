@@ -1,7 +1,7 @@
 """Loading a grid's results for the report: its records grouped into settings, and its plan.
 
 A *setting* is one method x hyperparameters x model / train / data / eval settings of one data
-set; its runs are the seeds. Records are read through the store (:mod:`benchmark.run.store`),
+set; its runs are the seeds. Records are read through the store (:mod:`benchmark.results.store`),
 which also names the files that are no readable record.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from ..config import MI_CAP_MARGIN
-from ..run.plan import Plan
-from ..run.record import Record
-from ..run.store import ResultStore
-from ..run.table import invalid_values, records_table, setting_columns
+from ..results.plan import Plan
+from ..results.record import Record
+from ..results.store import ResultStore
+from ..results.table import invalid_values, records_table, setting_columns
 from .exact import sample_mean_std
 
 BASELINE = "vae"

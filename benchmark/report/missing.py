@@ -9,9 +9,9 @@ import json
 from typing import Any
 
 from ..errors import first_line
-from ..run.plan import PLAN_FILE
+from ..results.plan import PLAN_FILE
 from .format import md_escape
-from ..run.table import invalid_values
+from ..results.table import invalid_values
 from .load import NOT_RECORDED, GridData, value_text
 
 

@@ -9,7 +9,7 @@ planned setting when the grid declares none) against `vae` on the primary metric
 model `lstm-lm` (no latents) left out. Its size comes from the plan, so it does not shrink when
 settings fail: a planned comparison without a result enters with p = 1. It is confirmatory (p Holm
 <= ALPHA marked significant) only when the plan records that the headline was first seen before
-any run of the grid had a result (:attr:`benchmark.run.plan.Plan.preregistered`); otherwise it is
+any run of the grid had a result (:attr:`benchmark.results.plan.Plan.preregistered`); otherwise it is
 Holm-adjusted but exploratory.
 Every other metric and setting is exploratory: raw exact p only, never marked significant, and so
 is every text setting against the language model (NLL and PPL, :func:`compare_with_lm`).

@@ -36,11 +36,11 @@ from ..arguments import names, positive
 from ..config import RunConfig
 from ..data.catalog import check_available
 from ..errors import BenchmarkError
-from ..grid import load_grid
-from ..run.executor import RunOptions
-from ..run.prepare import launch, prepare_runs
-from ..run.record import Record
-from ..run.store import ResultStore
+from ..planning.grid import load_grid
+from ..execution.executor import RunOptions
+from ..planning.prepare import launch, prepare_runs
+from ..results.record import Record
+from ..results.store import ResultStore
 from .estimate import DataShapes, cost_key, estimate_compute
 
 MEASURED = ("train_time_s", "eval_time_s", "wall_time_s")

@@ -5,8 +5,10 @@ A method that declares ``packable = True`` promises that its runs can train as o
 the run's own parameters, buffers, batch and progress). Nothing in Python can enforce it, so this
 check trains the method on small random images as a pack of three runs and each run alone, every
 run drawing the same sampling noise both ways, with ``beta`` differing between the runs where the
-method packs it. Per-run state shared by a pack (a counter, a cached tensor, a hyperparameter read
-once in ``__init__``) shows as a mismatch of the per-epoch loss means or of the trained models.
+method packs it. Per-run state shared by a pack shows as a refused pack (Python state that differs
+between the runs, such as a hyperparameter read once in ``__init__``, or that the loss changes:
+:class:`benchmark.ml.pack.PackRefused`) or as a mismatch of the per-epoch loss means or of the
+trained models (e.g. a cached tensor).
 The test suite runs it for every registered packable method, plugins included; a plugin's own
 tests can call :func:`pack_mismatches` the same way.
 """
@@ -23,8 +25,8 @@ from ..config import ModelConfig, TrainConfig
 from ..discovery import METHODS
 from ..errors import GridError
 from ..ml.method import Method, build_method
-from ..ml.pack import pack_problem
-from ..ml.train import PackTrainer, Trainer
+from ..ml.pack import PackRefused, pack_problem
+from ..ml.train import Trainer
 
 SHAPE = (1, 8, 8)  # tiny random images (uint8 pixels, as image sets store them)
 MODEL = ModelConfig(latent_dim=4, options={"hidden": [24]})
@@ -62,19 +64,23 @@ def pack_mismatches(name: str, hyperparameters: dict[str, Any] | None = None) ->
         raise ValueError(why)
     hps = run_hyperparameters(name, dict(hyperparameters or {}))
     packed = [_build(name, hp, s) for hp, s in zip(hps, SEEDS)]
-    trainer = PackTrainer(packed, [pixels(EXAMPLES, s) for s in SEEDS], TRAIN,
+    try:
+        trainer = Trainer(packed, [pixels(EXAMPLES, s) for s in SEEDS], TRAIN,
                           [torch.Generator().manual_seed(s) for s in SEEDS],
                           noise=[torch.Generator().manual_seed(NOISE + s) for s in SEEDS])
-    packed_means = [trainer.run_epoch() for _ in range(TRAIN.epochs)]
+        packed_means = [trainer.run_epoch() for _ in range(TRAIN.epochs)]
+    except PackRefused as exc:  # the runner trains such runs alone; the method still breaks its promise
+        return [f"the pack was refused: {exc}"]
     problems = []
     for k, seed in enumerate(SEEDS):
         alone = _build(name, hps[k], seed)
         torch.manual_seed(NOISE + seed)  # alone, a run draws its noise from the global RNG
-        single = Trainer(alone, pixels(EXAMPLES, seed), TRAIN, torch.Generator().manual_seed(seed))
+        single = Trainer([alone], [pixels(EXAMPLES, seed)], TRAIN, [torch.Generator().manual_seed(seed)])
         for epoch in range(TRAIN.epochs):
-            means, got = single.run_epoch(), packed_means[epoch][k]
-            if got is None:
-                problems.append(f"run {k} (seed {seed}) diverged in the pack in epoch {epoch + 1}, not alone")
+            (means,), got = single.run_epoch(), packed_means[epoch][k]
+            if got is None or means is None:
+                problems.append(f"run {k} (seed {seed}) diverged in epoch {epoch + 1} "
+                                f"{'in the pack, not alone' if got is None else 'alone, not in the pack'}")
                 break
             problems += [f"run {k} (seed {seed}), epoch {epoch + 1}, {key}: {got.get(key)} packed, {value} alone"
                          for key, value in means.items()

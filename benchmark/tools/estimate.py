@@ -28,7 +28,7 @@ is for running the runs one after the other on the timed device;
 ``python -m benchmark.tools.check_estimate`` compares it with real runs.
 
 With ``pack`` K > 1 (``run --dry-run --pack K``), the runs of a packable kind are grouped as
-``run --pack K`` groups them (:func:`benchmark.run.executor.make_packs`) and a training step of a
+``run --pack K`` groups them (:func:`benchmark.execution.executor.make_packs`) and a training step of a
 pack of each size that occurs is timed; each run of a pack is charged 1 / size of it. The
 evaluation is charged per run as without packing (it runs one run at a time).
 """
@@ -53,10 +53,10 @@ from ..data.text import BOS_ID, EOS_ID
 from ..device import describe_device, resolve_device
 from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method
-from ..ml.metrics import IW_BATCH, IW_CHUNK
+from ..evaluation.metrics import IW_BATCH, IW_CHUNK
 from ..ml.pack import pack_problem
-from ..ml.train import OptimiserTools, PackTrainer, make_optimizer
-from ..run.evaluate import EVAL_BATCH, iw_log_px
+from ..ml.train import OptimiserTools, Trainer, make_optimizer
+from ..evaluation.evaluate import EVAL_BATCH, iw_log_px
 
 
 @dataclass(frozen=True)
@@ -236,12 +236,12 @@ def time_pack_step(run: RunConfig, shape: tuple[int, ...], device: torch.device,
             torch.manual_seed(seed)
             methods.append(build_method(run.method, run.hyperparameters, run.model, shape).to(device))
         x = _synthetic(DATASETS[run.dataset.name].kind, run.train.batch_size, shape, device)
-        trainer = PackTrainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
+        trainer = Trainer(methods, [x] * size, run.train, [torch.Generator().manual_seed(s) for s in range(size)])
         packed = to_unit(x).expand(size, *x.shape).contiguous()
         total = warmup + steps
         for i in range(warmup):
-            trainer.train_step(packed, TrainingProgress(0, i, total))
-        return _timed(lambda i: trainer.train_step(packed, TrainingProgress(0, warmup + i, total)), device, steps)
+            trainer.step(packed, TrainingProgress(0, i, total))
+        return _timed(lambda i: trainer.step(packed, TrainingProgress(0, warmup + i, total)), device, steps)
 
 
 def _curve_points(run: RunConfig) -> int:
@@ -282,7 +282,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
         described[key] = KindTiming(_describe(first, key, shape), len(members), *timings[key])
     run_step_s: dict[str, float] = {}  # run id -> seconds of training per step charged to it
     if pack > 1:
-        from ..run.executor import make_packs
+        from ..execution.executor import make_packs
 
         for key, members in kinds.items():
             if pack_problem(METHODS[members[0].method], members[0].model) is not None:
@@ -364,7 +364,7 @@ def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path |
     the timed kinds and, on a GPU, the wall time spread over the visible GPUs; ``pack``: as
     ``run --pack`` (a count or "auto")."""
     if pack == "auto":
-        from ..run.memory import auto_pack_size
+        from ..execution.memory import auto_pack_size
 
         pack = auto_pack_size(runs, resolve_device(device))
     estimate = estimate_compute(runs, device, data_root=data_root, pack=int(pack))

@@ -23,7 +23,7 @@
 - ``compile`` (only with ``--compile``): ``torch.compile`` on the minimal loop;
 - ``packing`` (only with ``--sections packing``): packs of K runs against one run;
 - ``text`` (only with ``--sections text``): a training step of the PTB LSTM VAE (``lstm-ptb``,
-  ``lstm-small``) through the harness (``PackTrainer``, ``vae``, length buckets) against a
+  ``lstm-small``) through the harness (``Trainer``, ``vae``, length buckets) against a
   hand-written LSTM VAE with the same math, weights, optimiser and batches (bound: 1.2x).
 - ``tables`` (only with ``--sections tables``): one update of ``runs.csv`` and ``summary.csv``
   after a finished run (``ResultStore.write_table``, incremental) against the full rebuild from

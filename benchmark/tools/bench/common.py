@@ -20,8 +20,8 @@ from ...data.catalog import load_dataset
 from ...data.splits import DataSplit
 from ...discovery import METHODS
 from ...errors import BenchmarkError
-from ...grid import load_grid
-from ...run.provenance import cpu, git_commit
+from ...planning.grid import load_grid
+from ...results.provenance import cpu, git_commit
 
 BENCH_VERSION = 1
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before --threads

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 from ...discovery import METHODS
-from ...ml import metrics
-from ...run.evaluate import Evaluation, encode_all, evaluate, iw_log_px, latent_summary, reconstruction_metrics
+from ...evaluation import metrics
+from ...ml.method import model_problem
+from ...evaluation.evaluate import Evaluation, encode_all, evaluate, iw_log_px, latent_summary, reconstruction_metrics
 from .common import EVAL_SHARE_TARGET, Clock, Settings, cost, median, quick_grid_runs, rotate, timed
 from .loops import harness_epochs, harness_method, interleaved_with_harness
 
@@ -152,12 +153,12 @@ def quick_grid_share(metrics_section: dict[str, Any], methods_section: dict[str,
         "estimated_train_s": train_total, "estimated_evaluate_s": eval_total, "estimated_curve_s": curve_total,
         "evaluate_share": eval_total / train_total, "evaluate_and_curves_share": share,
         "target": EVAL_SHARE_TARGET, "meets_target": share < EVAL_SHARE_TARGET,
-        "note": "training excludes the curve points (the runner times them inside train())",
+        "note": "training excludes the curve points (the runner times the trainer's epochs only)",
     }
 
 
 def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, clock: Clock) -> dict[str, Any]:
-    """Every registered method: ``train()`` over ``method_steps`` steps (every round, the first
+    """Every registered method: the harness's trainer over ``method_steps`` steps (every round, the first
     a warm-up) and ``evaluate()`` with the quick grid's evaluation settings (the first
     ``eval_repeats`` rounds, all kept: it takes seconds), interleaved round-robin; costs relative
     to ``vae``, default hyperparameters, the first preset's model. A method that does not apply
@@ -169,9 +170,8 @@ def bench_methods(settings: Settings, x: Tensor, split, device: torch.device, cl
     subset = x[: steps * bs]
     built, failed, not_applicable = {}, {}, {}
     for name in METHODS.names():
-        cls = METHODS[name]
         try:
-            why = cls.check_model(cls.Config(**settings.hyperparameters(name)), preset.model_config())
+            why = model_problem(name, settings.hyperparameters(name), preset.model_config())
         except Exception:  # building it reports what is wrong
             why = None
         if why is not None:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ...config import TrainConfig
 from ...ml.method import build_method
-from ...ml.train import Trainer, train
+from ...ml.train import Trainer
 from .common import Clock, Preset, rotate
 
 
@@ -83,30 +83,29 @@ def harness_epochs(method, x: Tensor, batch_size: int, order: torch.Generator, f
     optimiser (:class:`benchmark.ml.train.Trainer`; ``fused_adam``: its optimiser replaced by
     Adam's fused kernel)."""
     config = TrainConfig(epochs=10**9, batch_size=batch_size)
-    trainer = Trainer(method, x, config, order)
+    trainer = Trainer([method], [x], config, [order])
     if fused_adam:
-        trainer.optimizer = torch.optim.Adam(method.parameters(), lr=config.lr, fused=True)
+        trainer.step.optimizer = torch.optim.Adam(method.parameters(), lr=config.lr, fused=True)
     return trainer.run_epoch
 
 
 def interleaved_with_harness(method, x: Tensor, batch_size: int, repeats: int, clock: Clock,
                               arms: dict[str, Callable[[int], Any]]) -> dict[str, list[float]]:
-    """Run the harness's ``train()`` for ``repeats + 1`` epochs and time each of ``arms``
-    (callables of the repetition index) between its epochs, from its ``on_epoch`` callback.
+    """Run the harness's :class:`~benchmark.ml.train.Trainer` on ``method`` alone for
+    ``repeats + 1`` epochs and time each of ``arms`` (callables of the repetition index) between
+    its epochs.
 
-    The harness's epoch time is measured from the callback's exit to its next entry, so it is
-    one real ``train()`` call (one optimiser, the loss-part sums, the divergence check)."""
+    The harness's epoch time is one real epoch of one trainer (one optimiser, the loss-part
+    sums, the divergence check)."""
     times: dict[str, list[float]] = {"harness": [], **{k: [] for k in arms}}
-    mark = [clock()]
-
-    def on_epoch(epoch: int, _means: dict[str, float]) -> None:
-        times["harness"].append(clock() - mark[0])
-        for name in rotate(list(arms), epoch):
+    trainer = Trainer([method], [x], TrainConfig(epochs=repeats + 1, batch_size=batch_size),
+                      [torch.Generator().manual_seed(1)])
+    while not trainer.done:
+        t0 = clock()
+        trainer.run_epoch()
+        times["harness"].append(clock() - t0)
+        for name in rotate(list(arms), trainer.epoch - 1):
             t0 = clock()
-            arms[name](epoch)
+            arms[name](trainer.epoch - 1)
             times[name].append(clock() - t0)
-        mark[0] = clock()
-
-    order = torch.Generator().manual_seed(1)
-    train(method, x, TrainConfig(epochs=repeats + 1, batch_size=batch_size), order, on_epoch)
     return times

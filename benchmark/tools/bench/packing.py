@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ...config import TrainConfig
-from ...ml.train import PackTrainer
+from ...ml.train import Trainer
 from .common import Clock, Settings, median, rotate, timed
 from .loops import harness_method
 
@@ -27,7 +27,7 @@ def _pack_epoch(settings: Settings, preset, method: str, x: Tensor, device: torc
     hp = settings.hyperparameters(method)
     methods = [harness_method(preset, shape, device, method, seed, hp) for seed in range(size)]
     config = TrainConfig(epochs=10**9, batch_size=settings.batch_size)
-    trainer = PackTrainer(methods, [x] * size, config, [torch.Generator().manual_seed(s) for s in range(size)])
+    trainer = Trainer(methods, [x] * size, config, [torch.Generator().manual_seed(s) for s in range(size)])
     return trainer.run_epoch
 
 

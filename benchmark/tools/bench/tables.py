@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BenchmarkError
-from ...run.store import TABLE_CACHE, ResultStore, atomic_write_text
+from ...results.store import TABLE_CACHE, ResultStore, atomic_write_text
 from .common import Settings, compare, median, timed
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "results" / "ptb-quick" / "runs"

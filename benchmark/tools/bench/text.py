@@ -21,7 +21,7 @@ from ...data.text import PAD_ID, SequenceShape
 from ...errors import BenchmarkError
 from ...ml.archs import architecture
 from ...ml.method import build_method
-from ...ml.train import PackTrainer, length_buckets
+from ...ml.train import Trainer, length_buckets
 from .common import TEXT_STEP_BOUND, Clock, Settings, compare, median, rotate, timed
 
 
@@ -121,7 +121,7 @@ def load_text(settings: Settings, device: torch.device):
 
 
 def bench_text(settings: Settings, device: torch.device, clock: Clock) -> dict[str, Any]:
-    """Per preset: the harness's epoch (:class:`PackTrainer` of the ``vae`` method, a pack of one,
+    """Per preset: the harness's epoch (:class:`Trainer` of the ``vae`` method, a pack of one,
     with ``lengths``) against :func:`minimal_text_epoch`, interleaved (A B, B A, ...), on the same
     batches, ``text_epochs`` timed epochs each after one warm-up. ``harness_vs_minimal`` is
     :func:`.common.compare`'s (minimal time / harness time, paired: the harness's speed relative
@@ -146,8 +146,8 @@ def bench_text(settings: Settings, device: torch.device, clock: Clock) -> dict[s
         method = harness_text_method(arch, settings.text_latent_dim, shape, device)
         minimal = MinimalLSTMVAE.like(method.model, model_config, shape)
         config = TrainConfig(epochs=10**9, batch_size=bs)
-        trainer = PackTrainer([method], [x], config, [torch.Generator().manual_seed(1)], lengths=lengths)
-        fused = bool(trainer.optimizer.defaults.get("fused"))  # the same optimiser as the harness's
+        trainer = Trainer([method], [x], config, [torch.Generator().manual_seed(1)], lengths=lengths)
+        fused = bool(trainer.step.optimizer.defaults.get("fused"))  # the same optimiser as the harness's
         opt = torch.optim.Adam(minimal.parameters(), lr=config.lr, fused=fused)
         order = torch.Generator().manual_seed(1)
         arms = {"harness": lambda: trainer.run_epoch(),
@@ -178,7 +178,7 @@ def format_text(section: dict[str, Any]) -> list[str]:
     """The table's lines for the text section."""
     if "skipped" in section:
         return ["", f"text (LSTM) step: skipped: {section['skipped']}"]
-    lines = ["", f"text (LSTM) step: harness (PackTrainer, vae, length buckets) vs a hand-written LSTM VAE loop, "
+    lines = ["", f"text (LSTM) step: harness (Trainer, vae, length buckets) vs a hand-written LSTM VAE loop, "
                  f"{section['epochs_timed']} interleaved epochs of {section['sentences']} PTB sentences, batch "
                  f"{section['batch_size']} ({section['steps_per_epoch']} steps); cost = harness time / minimal time"]
     for name, p in section["presets"].items():

@@ -13,8 +13,9 @@ only for the names the run's config or the reached code mention, so a change to 
 leaves Fashion-MNIST records alone; a reached module's other top-level statements always count.
 
 Each definition is digested from its syntax tree without docstrings, comments, formatting, the
-module paths of imports and a method's descriptive class attributes, so reformatting, reordering
-imports or moving a function to another module changes no key; any change to the code of a
+module paths of imports, a method's descriptive class attributes and the ranges and docs of
+``setting`` fields, so reformatting, reordering imports, rewording a doc, tightening a range or
+moving a function to another module changes no key; any change to the code of a
 reached definition does. The record keeps the digest of every definition (``code.units``), so a
 stale record says which definitions changed. Reaching a definition that does not matter to a
 given run (e.g. a branch it never takes) only ever reruns a run; missing one would keep a wrong
@@ -44,19 +45,21 @@ PROJECT_PACKAGES = ("benchmark",)
 INSTALLED_METHODS = "benchmark/methods/"
 # Where every run's numbers start: the runner (data, seeds, models, training, evaluation) and the
 # run config (the seed of each random stream derives from it). Paths relative to the project root.
-CORE_ROOTS = (("benchmark/run/runner.py", "execute_pack"), ("benchmark/config.py", "RunConfig"))
+CORE_ROOTS = (("benchmark/execution/runner.py", "execute_pack"), ("benchmark/config.py", "RunConfig"))
 # Modules whose code decides which runs happen, where their results go or how they are shown,
 # never what a run computes: the closure does not enter them.
 NOT_NUMERICS = frozenset({
     "benchmark/__init__.py", "benchmark/__main__.py", "benchmark/arguments.py", "benchmark/cli.py",
-    "benchmark/discovery.py", "benchmark/errors.py", "benchmark/grid.py", "benchmark/headline.py",
-    "benchmark/ranges.py", "benchmark/registry.py", "benchmark/run/checkpoint.py", "benchmark/run/code_key.py",
-    "benchmark/run/executor.py", "benchmark/run/memory.py", "benchmark/run/plan.py", "benchmark/run/prepare.py",
-    "benchmark/run/progress.py", "benchmark/run/provenance.py", "benchmark/run/record.py",
-    "benchmark/run/store.py", "benchmark/run/table.py"})
+    "benchmark/discovery.py", "benchmark/errors.py", "benchmark/planning/grid.py", "benchmark/planning/headline.py",
+    "benchmark/ranges.py", "benchmark/registry.py", "benchmark/execution/checkpoint.py", "benchmark/planning/code_key.py",
+    "benchmark/execution/executor.py", "benchmark/execution/memory.py", "benchmark/results/plan.py", "benchmark/planning/prepare.py",
+    "benchmark/execution/progress.py", "benchmark/results/provenance.py", "benchmark/results/record.py",
+    "benchmark/results/store.py", "benchmark/results/table.py"})
 NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
 # Class attributes that only describe or check a method, never change what it computes.
-DESCRIPTIVE_ATTRIBUTES = frozenset({"ranges", "requires", "packable", "pack_scalars", "guarantees"})
+DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "guarantees"})
+# Arguments of ``setting(default, valid, doc=...)`` that only describe or check a field.
+DESCRIPTIVE_SETTING_ARGUMENTS = frozenset({"valid", "doc"})
 Import = tuple[str, "str | None", "str | None"]  # (local name, module file or None, attribute or None: a module)
 
 
@@ -94,8 +97,9 @@ class Module:
 
 
 class _Normalise(ast.NodeTransformer):
-    """Drops what cannot change a number: docstrings, the module paths of imports, and a
-    method's descriptive class attributes (:data:`DESCRIPTIVE_ATTRIBUTES`)."""
+    """Drops what cannot change a number: docstrings, the module paths of imports, a method's
+    descriptive class attributes (:data:`DESCRIPTIVE_ATTRIBUTES`) and the range and doc of a
+    ``setting(...)`` field (:data:`DESCRIPTIVE_SETTING_ARGUMENTS`)."""
 
     def _strip_docstring(self, node: ast.AST) -> ast.AST:
         node.body = _without_docstring(node.body)  # type: ignore[attr-defined]
@@ -106,6 +110,13 @@ class _Normalise(ast.NodeTransformer):
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
         node.body = [item for item in node.body if not _binds_any(item, DESCRIPTIVE_ATTRIBUTES)] or [ast.Pass()]
         return self._strip_docstring(node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name == "setting":
+            node.args = node.args[:1]  # setting(default, valid): the range goes
+            node.keywords = [k for k in node.keywords if k.arg not in DESCRIPTIVE_SETTING_ARGUMENTS]
+        return self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST:
         node.module, node.level = "<module>", 0
@@ -375,7 +386,7 @@ def run_code(config: RunConfig) -> dict[str, Any]:
 def setting_identity(config: RunConfig) -> tuple[int, ...]:
     """The objects ``config`` holds besides its seed, by identity: two configs (both alive) with the
     same tuple differ at most in their seed. The runs of a setting that
-    :meth:`benchmark.grid.Grid.runs` makes share these objects."""
+    :meth:`benchmark.planning.grid.Grid.runs` makes share these objects."""
     return tuple(id(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "seed")
 
 

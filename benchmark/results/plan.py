@@ -55,7 +55,7 @@ class PlannedRun:
 
 class ConfigDicts:
     """``RunConfig.to_dict()`` of many configs, each object they hold turned into plain data once
-    (the runs of a setting share their sections, :meth:`benchmark.grid.Grid.runs`); the dicts
+    (the runs of a setting share their sections, :meth:`benchmark.planning.grid.Grid.runs`); the dicts
     returned share those parts, so they are read, never changed."""
 
     def __init__(self) -> None:

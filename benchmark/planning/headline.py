@@ -19,9 +19,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import RunConfig
-from .discovery import METHODS
-from .errors import GridError
+from ..config import RunConfig
+from ..discovery import METHODS
+from ..errors import GridError
 
 Entry = dict[str, Any]  # {"method": name, "hyperparameters": {name: value}}
 

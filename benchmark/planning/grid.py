@@ -49,20 +49,21 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from .config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from .data.catalog import DATASETS
-from .discovery import METHODS
-from .errors import BenchmarkError, GridError, PackagingError, UnknownNameError, check_grid_name
+from ..config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from ..data.catalog import DATASETS
+from ..discovery import METHODS
+from ..errors import BenchmarkError, GridError, PackagingError, UnknownNameError, check_grid_name
 from .headline import Entry, headline_entries
-from .ranges import Interval, field_problems
-from .ml.likelihoods import LIKELIHOODS
-from .ml.archs import ARCHS
-from .ml.schedules import SCHEDULES
-from .registry import Registry
+from ..ranges import field_problems
+from ..ml.likelihoods import LIKELIHOODS
+from ..ml.archs import ARCHS
+from ..ml.method import model_problem
+from ..ml.schedules import SCHEDULES
+from ..registry import Registry
 
-GRID_DIR = Path(__file__).resolve().parent / "grids"
+GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 SEQUENCE_LIKELIHOOD = "categorical"
 TOP_LEVEL_KEYS = {"description", "seeds", "train", "model", "eval", "datasets", "methods", "headline"}
 OVERRIDE_KEYS = {"model", "train"}
@@ -142,7 +143,7 @@ class Grid:
         return list(runs.values())
 
     def headline(self, runs: list[GridRun] | None = None) -> tuple[Entry, ...]:
-        """The grid's pre-registered headline settings (``headline``, see :mod:`benchmark.headline`),
+        """The grid's pre-registered headline settings (``headline``, see :mod:`benchmark.planning.headline`),
         checked against its runs (default: all of them)."""
         # The headline names methods and hyperparameters: one seed's runs hold every setting.
         configs = [r.config for r in (runs if runs is not None else self.runs(seeds=self._seeds()[:1]))]
@@ -217,10 +218,9 @@ class Grid:
             if swept and not value:
                 raise self.error(f"{where}.{key}", "an empty list sweeps no value; give at least one")
             axes.append([(key, v) for v in value] if swept else [(key, value)])
-        ranges = METHODS[name].hyperparameter_ranges()
         combos = []
         for combo in itertools.product(*axes):
-            values = dataclasses.asdict(self._build(cls, dict(combo), where, context=name, ranges=ranges))
+            values = dataclasses.asdict(self._build(cls, dict(combo), where, context=name))
             self._check_schedules(name, values, where)
             combos.append(values)
         return combos
@@ -261,8 +261,7 @@ class Grid:
     @staticmethod
     def _refusal(name: str, hp: dict[str, Any], model: ModelConfig) -> str | None:
         """Why method ``name`` with ``hp`` does not apply to ``model`` (``Method.check_model``), or None."""
-        cls = METHODS[name]
-        return cls.check_model(cls.Config(**hp), model)
+        return model_problem(name, hp, model)
 
     def _check_applies(self, name: str, hp: dict[str, Any], model: ModelConfig, where: str, ds_index: int) -> None:
         """Refuse a method on a model it does not apply to (``Method.check_model``)."""
@@ -298,10 +297,10 @@ class Grid:
         merged = {k: v for layer in layers for k, v in _table(layer, name, self).items()}
         return self._build(cls, merged, name)
 
-    def _build(self, cls: type, values: dict[str, Any], where: str, context: str = "",
-               ranges: Mapping[str, Interval] | None = None):
-        """Instantiate dataclass ``cls`` from ``values``, checking names, types and ranges (the
-        ones its fields declare, or ``ranges``: a method's); ``context`` prefixes the messages."""
+    def _build(self, cls: type, values: dict[str, Any], where: str, context: str = ""):
+        """Instantiate dataclass ``cls`` from ``values``, checking names, types, ranges and
+        ``Literal`` choices (:func:`~benchmark.ranges.field_problems`); ``context`` prefixes the
+        messages."""
         prefix = f"{context}: " if context else ""
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
@@ -321,7 +320,7 @@ class Grid:
             config = cls(**checked)
         except (BenchmarkError, TypeError, ValueError) as exc:  # a missing required field, a check in __post_init__
             raise self.error(where, f"{prefix}{exc}") from None
-        for key, why in field_problems(config, ranges):
+        for key, why in field_problems(config):
             raise self.error(f"{where}.{key}", f"{prefix}{why}")
         return config
 
@@ -361,9 +360,8 @@ def check_type(value: Any, tp: Any) -> Any:
             raise TypeError(f"expected a table, got {value!r}")
         _check_plain(value)
         return value
-    if origin is typing.Literal:
-        if value not in args:
-            raise TypeError(f"{value!r} is not one of {', '.join(map(repr, args))}")
+    if origin is typing.Literal:  # the choices are checked by field_problems, with the others' ranges
+        _check_plain(value)
         return value
     if origin in (typing.Union, types.UnionType):
         for option in args:

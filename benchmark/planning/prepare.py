@@ -26,13 +26,13 @@ from ..data.roots import check_data_root
 from ..device import resolve_device
 from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
-from ..grid import load_grid
-from .executor import GridSummary, Job, RunOptions, run_grid
-from .plan import ConfigDicts, Plan, PlannedRun
-from .progress import GridProgress
+from .grid import load_grid
+from ..execution.executor import GridSummary, Job, RunOptions, run_grid
+from ..results.plan import ConfigDicts, Plan, PlannedRun
+from ..execution.progress import GridProgress
 from .code_key import changed_units, run_codes, setting_identity
-from .record import Record, RunState, run_state, utc_now
-from .store import ResultStore
+from ..results.record import Record, RunState, run_state, utc_now
+from ..results.store import ResultStore
 
 
 @dataclass
@@ -218,7 +218,7 @@ def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | Non
     """Check the data root and that the results can be written (nothing in the way of a file or
     folder), remove the temporary files of interrupted commands, resolve the device (a missing
     GPU is an error), check the data of the runs to do, claim the folder for this grid (its plan,
-    :meth:`Prepared.claim`), then execute the runs (see :func:`benchmark.run.executor.run_grid`)."""
+    :meth:`Prepared.claim`), then execute the runs (see :func:`benchmark.execution.executor.run_grid`)."""
     job = prepared.job
     check_data_root(options.data_root)
     job.store.check_writable([r.run_id for r in job.todo])

@@ -8,7 +8,7 @@ method's pack scalars), trained as one
 stacked model (:mod:`benchmark.ml.pack`; a single run is a pack of one). Every run is claimed
 with a lock first, so concurrent ``run`` commands never run it twice; a run another process
 finished meanwhile is skipped; failed runs are retried, one at a time. What to run (and the
-device) is decided once beforehand, by :mod:`benchmark.run.prepare`.
+device) is decided once beforehand, by :mod:`benchmark.planning.prepare`.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from ..ml.pack import pack_key, pack_problem
 from .checkpoint import checkpoint_damage
 from .memory import auto_pack_size
 from .progress import GridProgress
-from .provenance import PROJECT_ROOT, is_checkout
-from .record import run_state
+from ..results.provenance import PROJECT_ROOT, is_checkout
+from ..results.record import run_state
 from .runner import RunResult, execute_pack, failed_result
-from .store import ResultStore, RunLock, StoreError, atomic_torch_save, lock_holder, storing
+from ..results.store import ResultStore, RunLock, StoreError, atomic_torch_save, lock_holder, storing
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                                 summary.not_run += 1
                         continue
                     results = [failed_result(pack[0], type(exc).__name__, f"worker lost: {exc}", traceback.format_exc())]
-                finished, unstored = 0, False
+                finished, unstored, told = 0, False, set()
                 for config, lock, result in zip(pack, locks, results):
                     record = result.record
                     if record.status == "failed":
@@ -334,9 +334,14 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                             progress.dropped()
                             continue
                         if packed or attempts[config.run_id] <= options.retries:
-                            why = (f"failed in a pack of {len(pack)}, rerunning it alone" if packed
-                                   else f"failed (attempt {attempts[config.run_id]}), retrying")
-                            progress.log(f"{config.run_id} {why}: {record.error['message'][:200]}")
+                            message = record.error["message"][:200]
+                            if not packed:
+                                progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), "
+                                             f"retrying: {message}")
+                            elif message not in told:  # e.g. a pack refused: one reason for every run
+                                told.add(message)
+                                progress.log(f"{pack_name(pack)}: its runs failed in a pack of {len(pack)}, "
+                                             f"rerunning each alone: {message}")
                             progress.retrying()
                             lock.release()
                             queue.append([config])

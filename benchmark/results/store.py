@@ -302,7 +302,7 @@ class ResultStore:
         """Bring ``runs.csv`` (one row per run) and ``summary.csv`` (mean, std and count over seeds
         per setting) up to date with the records, under a lock shared by concurrent ``run``
         commands: byte for byte what :meth:`rebuild_table` writes, at a cost that does not grow
-        with the records (see :class:`benchmark.run.table.IncrementalTables`). Only the record
+        with the records (see :class:`benchmark.results.table.IncrementalTables`). Only the record
         files changed since the last call (by name, inode, size, mtime and ctime; all of them in a
         new process, but for those in ``.table-cache.json``) are parsed, so a record added,
         removed or edited by hand or by another process is picked up; both files are written

@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from ..config import STREAMS, RunConfig
 
@@ -75,10 +75,17 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict, metadata={"extra": True})  # unknown keys, kept as read
 
     @classmethod
-    def start(cls, config: RunConfig, code: dict[str, Any]) -> Record:
-        """The record of a run of ``config`` that starts now, made by ``code``."""
-        return cls(run_id=config.run_id, config=config.to_dict(), label=config.label(),
-                   seeds={s: config.stream_seed(s) for s in STREAMS}, code=code, started_at=utc_now())
+    def start(cls, config: RunConfig, code: dict[str, Any], pack: Sequence[str] | None = None) -> Record:
+        """The record of a run of ``config`` that starts now, made by ``code``; ``pack``: the run ids
+        of the pack it trains in, itself included (a list of one: alone), for a run about to train
+        (``resumed`` 0; the ``pack`` field when it holds two or more)."""
+        record = cls(run_id=config.run_id, config=config.to_dict(), label=config.label(),
+                     seeds={s: config.stream_seed(s) for s in STREAMS}, code=code, started_at=utc_now())
+        if pack is not None:
+            record.resumed = 0
+            if len(pack) > 1:
+                record.pack = {"size": len(pack), "index": list(pack).index(config.run_id), "run_ids": list(pack)}
+        return record
 
     def fail(self, error_type: str, message: str, traceback: str | None) -> None:
         self.status = "failed"
@@ -113,7 +120,7 @@ class Record:
 
 def run_state(record: Record | None, code_key: str, keep_stale: bool = False) -> RunState:
     """``done``: an ``ok`` record made by the current code (``code_key``, see
-    :func:`benchmark.run.code_key.run_code`); ``stale``: an ``ok`` record made by other code
+    :func:`benchmark.planning.code_key.run_code`); ``stale``: an ``ok`` record made by other code
     (done too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
     if record is None or record.status != "ok":
         return "todo"

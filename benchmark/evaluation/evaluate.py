@@ -1,6 +1,6 @@
 """The end-of-run evaluation and the per-epoch curve points, on the evaluation (test) split.
 
-Every metric comes from :mod:`benchmark.ml.metrics` (definitions, units and estimator settings:
+Every metric comes from :mod:`benchmark.evaluation.metrics` (definitions, units and estimator settings:
 docs/metrics.md); this module runs them at the runner's batch sizes, in a fixed order on one
 generator, and collects the record sections they fill.
 """
@@ -17,9 +17,10 @@ from torch import Tensor
 from ..config import EvalConfig
 from ..data.splits import DataSplit, to_unit
 from ..data.text import PAD_ID, Vocabulary
-from ..ml import images, metrics
+from . import metrics
+from ..ml import images
 from ..ml.method import Method
-from ..ml.models import VAE
+from ..ml.models import VAEModel
 
 EVAL_BATCH = 1000  # examples encoded / decoded at a time
 
@@ -57,13 +58,6 @@ class Evaluation:
     texts: dict[str, list[str]] | None = None  # text runs: greedy decodings (reconstructions, samples)
     invalid: dict[str, str] = field(default_factory=dict)  # metric -> why its estimator's own check rejects it
     neg_elbo_terms: Tensor | None = None  # per-example -ELBO [N] (nats, float64): the IW-NLL's check
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The record sections, as the record's JSON holds them."""
-        out = {"metrics": self.metrics, "estimators": self.estimators, "vectors": self.vectors,
-               "per_class": self.per_class}
-        return out if self.noise is None else {**out, "noise": self.noise}
 
 
 @torch.no_grad()
@@ -110,7 +104,7 @@ def _posterior_metrics(mu: Tensor, logvar: Tensor, labels: Tensor, config: EvalC
                            "mi_mixture_size": mi["mixture_size"]})
 
 
-def reconstruction_metrics(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
+def reconstruction_metrics(model: VAEModel, x: Tensor, mu: Tensor, logvar: Tensor, generator: torch.Generator,
                            out: Evaluation, kind: str = "vector") -> None:
     """rec (likelihood units), neg_elbo (beta = 1, full constants) of ``x`` [N, *shape] with
     posteriors ``mu``, ``logvar`` [N, d], one posterior sample per example, and the per-pixel mse
@@ -152,14 +146,14 @@ def predicted_tokens(x: Tensor) -> Tensor:
     return (x[:, 1:] != PAD_ID).sum(1)
 
 
-def iw_log_px(model: VAE, x: Tensor, num_samples: int, generator: torch.Generator | None,
+def iw_log_px(model: VAEModel, x: Tensor, num_samples: int, generator: torch.Generator | None,
               batch_size: int = metrics.IW_BATCH) -> Tensor:
     """Importance-weighted ``log p(x)`` [N] (nats, float64) of ``x`` [N, *shape] under ``model``."""
     return metrics.importance_weighted_log_likelihood(x, model.encode, model.log_likelihood, num_samples=num_samples,
                                                       generator=generator, batch_size=batch_size)
 
 
-def _iw_nll(model: VAE, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation,
+def _iw_nll(model: VAEModel, x: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation,
             kind: str = "vector") -> None:
     x = x[:config.nll_examples]
     log_px = iw_log_px(model, x, config.nll_samples, generator)
@@ -202,7 +196,7 @@ def invalid_metrics(metrics: dict[str, Any], estimators: dict[str, Any]) -> dict
     return invalid
 
 
-def _decoder_metrics(model: VAE, mu: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
+def _decoder_metrics(model: VAEModel, mu: Tensor, config: EvalConfig, generator: torch.Generator, out: Evaluation) -> None:
     if config.geometry_points:
         geo = metrics.decoder_geometry(model.decode_mean, mu[:config.geometry_points], generator=generator,
                                        pair_scale=config.pair_scale, batch_size=64)
@@ -218,7 +212,7 @@ def _decoder_metrics(model: VAE, mu: Tensor, config: EvalConfig, generator: torc
             out.images["noise"] = grid
 
 
-def _image_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
+def _image_samples(model: VAEModel, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
     """Reconstructions (first 8 test images over their decoded means) and 16 prior samples."""
     if not images.is_image_shape(x.shape[1:]):
         return
@@ -233,7 +227,7 @@ INTERPOLATION_PAIRS = 8
 LATENT_IMAGES_STREAM = 0x1A7E  # mixed into the evaluation seed: the latent images' own random stream
 
 
-def _latent_images(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
+def _latent_images(model: VAEModel, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation) -> None:
     """Latent traversals (the first test image's posterior mean with each of its
     :data:`TRAVERSAL_DIMS` most active dims set to :data:`TRAVERSAL_VALUES`) and interpolations
     (decoded means on the line between the posterior means of random test pairs, 8 steps), for
@@ -263,7 +257,7 @@ TEXT_SAMPLES = 8  # sentences of each kind in a text run's samples
 SAMPLE_STREAM = 0x7E47  # mixed into the evaluation seed: the text samples' own random stream
 
 
-def _text_samples(model: VAE, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation,
+def _text_samples(model: VAEModel, x: Tensor, mu: Tensor, generator: torch.Generator, out: Evaluation,
                   vocabulary: Vocabulary | None) -> None:
     """Greedy decodings, as text: the first test sentences from their posterior means
     (``reconstructions``: the sentence, then its decoding) and from prior draws (``samples``), on

@@ -8,7 +8,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from .record import Record
+from ..results.record import Record
 
 
 def _duration(seconds: float) -> str:

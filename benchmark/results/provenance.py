@@ -1,4 +1,4 @@
-"""What produced a result besides its code (:mod:`benchmark.run.code_key`): library versions, the
+"""What produced a result besides its code (:mod:`benchmark.planning.code_key`): library versions, the
 host (CPU model, instruction sets, threads) and the project's git commit."""
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 
-from ..ml.train import PackTrainer
-from .record import Record
-from .store import atomic_torch_save
+from ..ml.train import Trainer
+from ..results.record import Record
+from ..results.store import atomic_torch_save
 
 
 def _rng_states(generators: Sequence[dict[str, torch.Generator]]) -> dict[str, Any]:
@@ -37,7 +37,7 @@ class SpentSoFar(NamedTuple):
     resumed: int
 
 
-def save_checkpoint(path: Path, trainer: PackTrainer, generators: Sequence[dict[str, torch.Generator]],
+def save_checkpoint(path: Path, trainer: Trainer, generators: Sequence[dict[str, torch.Generator]],
                     records: Sequence[Record], spent: SpentSoFar) -> None:
     """Atomically save everything needed to resume the run (or pack) of ``records`` after
     ``trainer.epoch`` epochs: the trainer, each run's generators and curves, the global RNG
@@ -49,7 +49,7 @@ def save_checkpoint(path: Path, trainer: PackTrainer, generators: Sequence[dict[
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, trainer: PackTrainer, generators: Sequence[dict[str, torch.Generator]],
+def load_checkpoint(path: Path, trainer: Trainer, generators: Sequence[dict[str, torch.Generator]],
                     records: Sequence[Record]) -> SpentSoFar | None:
     """Restore a checkpoint of the run (or pack) of ``records`` into ``trainer``, the generators
     and the records' curves; returns what was spent before, or None (nothing restored) when it
