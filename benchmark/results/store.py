@@ -198,7 +198,7 @@ class ResultStore:
     def read_file(self, path: Path) -> Record:
         """The record in file ``path``; raises one of :data:`UNREADABLE` for a file that is not a
         readable record or whose run id is not its file name."""
-        record = parse_record(path.read_text())
+        record = parse_record(path.read_text(), str(path))
         if record.run_id != path.stem:
             raise ValueError(f"run_id {record.run_id!r} does not match the file name")
         return record
@@ -232,7 +232,7 @@ class ResultStore:
     def read_plan(self) -> Plan | None:
         """The plan ``run`` wrote, or None (results from before plans were written, or unreadable)."""
         try:
-            return Plan.from_json(self.plan_path().read_text())
+            return Plan.from_json(self.plan_path().read_text(), str(self.plan_path()))
         except UNREADABLE:
             return None
 
@@ -384,7 +384,7 @@ class ResultStore:
         except OSError:
             return None, None
         try:
-            record = parse_record(text)
+            record = parse_record(text, str(path))
             if record.run_id != path.stem:
                 raise ValueError(f"run_id {record.run_id!r} does not match the file name")
         except UNREADABLE:
