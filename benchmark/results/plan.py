@@ -50,6 +50,15 @@ class PlannedRun:
         return self.config.seed
 
     @classmethod
+    def from_dict(cls, data: Any, where: str = "run") -> PlannedRun:
+        """The planned run in ``data`` (its JSON object in the plan); a :class:`RecordError` naming
+        the field (``where.<field>``) when it is none."""
+        _expect(data, dict, where)
+        typed = TypedConfig.parse(data.get("config"), f"{where}.config")
+        return cls(_expect(data.get("run_id"), str, f"{where}.run_id"), _expect(data.get("label"), str, f"{where}.label"),
+                   tuple(_expect(data.get("named"), list, f"{where}.named")), typed.config, typed.absent)
+
+    @classmethod
     def of(cls, config: RunConfig, named: tuple[str, ...], run_id: str | None = None) -> PlannedRun:
         """The planned run of ``config``; ``run_id``: its run id, when known already."""
         return cls(run_id or config.run_id, config.label(), tuple(named), config)
@@ -153,24 +162,18 @@ class Plan:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise RecordError(f"{source}: not JSON ({exc})") from None
+            raise RecordError(f"not JSON ({exc})", source) from None
         try:
             return cls._parse(data)
         except RecordError as exc:
-            raise RecordError(f"{source}: {exc}") from None
+            raise RecordError(exc.problem, source) from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RecordError(f"{source}: not a plan ({type(exc).__name__}: {exc})") from None
+            raise RecordError(f"not a plan ({type(exc).__name__}: {exc})", source) from None
 
     @classmethod
     def _parse(cls, data: Any) -> Plan:
         _expect(data, dict, "plan")
-        runs = []
-        for index, r in enumerate(_expect(data.get("runs"), list, "runs")):
-            where = f"runs[{index}]"
-            _expect(r, dict, where)
-            typed = TypedConfig.parse(r.get("config"), f"{where}.config")
-            runs.append(PlannedRun(_expect(r.get("run_id"), str, f"{where}.run_id"), _expect(r.get("label"), str, f"{where}.label"),
-                                   tuple(_expect(r.get("named"), list, f"{where}.named")), typed.config, typed.absent))
+        runs = [PlannedRun.from_dict(r, f"runs[{index}]") for index, r in enumerate(_expect(data.get("runs"), list, "runs"))]
         headline = tuple({"method": str(e["method"]), "hyperparameters": dict(e["hyperparameters"])}
                          for e in data.get("headline", []))
         declared = data.get("headline_declared")

@@ -36,7 +36,12 @@ SECTIONS = {"dataset": DatasetConfig, "model": ModelConfig, "train": TrainConfig
 
 
 class RecordError(ValueError):
-    """A record (or plan) file that is not one: ``<file>: <field>: <what is wrong>``."""
+    """A record (or plan) file that is not one: ``<file>: <field>: <what is wrong>``; ``problem``
+    without the file (for lists that name it already)."""
+
+    def __init__(self, problem: str, source: str | None = None):
+        super().__init__(f"{source}: {problem}" if source else problem)
+        self.problem, self.source = problem, source
 
 
 def _optional() -> Any:
@@ -194,50 +199,47 @@ class Record:
         return json.dumps(_jsonable(self.to_dict()), indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "record") -> Record:
-        """A record from its JSON object; a :class:`RecordError` naming ``where`` and the field
-        when it is none (lacks what the tables need, or a field of the wrong kind)."""
+    def from_dict(cls, data: Any) -> Record:
+        """A record from its JSON object; a :class:`RecordError` naming the field when it is none
+        (lacks what the tables need, or a field of the wrong kind)."""
         if not isinstance(data, dict):
-            raise RecordError(f"{where}: not a JSON object")
+            raise RecordError("not a JSON object")
         for name in ("run_id", "status", "config"):
             if name not in data:
-                raise RecordError(f"{where}: {name}: missing")
-        _expect(data["run_id"], str, f"{where}: run_id")
-        _expect(data["status"], str, f"{where}: status")
-        try:
-            config = TypedConfig.parse(data["config"])
-        except RecordError as exc:
-            raise RecordError(f"{where}: {exc}") from None
+                raise RecordError(f"{name}: missing")
+        _expect(data["run_id"], str, "run_id")
+        _expect(data["status"], str, "status")
+        config = TypedConfig.parse(data["config"])
         for name in ("wall_time_s", "train_time_s", "eval_time_s", "diverged_epoch", "resumed"):
-            _expect(data.get(name), (int, float, type(None)), f"{where}: {name}")
-        _expect(data.get("device"), (str, type(None)), f"{where}: device")
-        _expect(data.get("metrics", {}), dict, f"{where}: metrics")
+            _expect(data.get(name), (int, float, type(None)), name)
+        _expect(data.get("device"), (str, type(None)), "device")
+        _expect(data.get("metrics", {}), dict, "metrics")
         names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("extra")}
         fields = {k: v for k, v in data.items() if k in names}
-        fields.update(config=config.config, error=_error(data.get("error"), where), pack=_pack(data.get("pack"), where))
+        fields.update(config=config.config, error=_error(data.get("error")), pack=_pack(data.get("pack")))
         return cls(**fields, extra={k: v for k, v in data.items() if k not in names}, config_absent=config.absent)
 
 
-def _error(data: Any, where: str) -> RunError | None:
+def _error(data: Any) -> RunError | None:
     if data is None:
         return None
-    _expect(data, dict, f"{where}: error")
+    _expect(data, dict, "error")
     if set(data) != {"type", "message", "traceback"}:
-        raise RecordError(f"{where}: error: has {sorted(data)}, not type, message and traceback")
-    return RunError(_expect(data["type"], str, f"{where}: error.type"), _expect(data["message"], str, f"{where}: error.message"),
-                    _expect(data["traceback"], (str, type(None)), f"{where}: error.traceback"))
+        raise RecordError(f"error: has {sorted(data)}, not type, message and traceback")
+    return RunError(_expect(data["type"], str, "error.type"), _expect(data["message"], str, "error.message"),
+                    _expect(data["traceback"], (str, type(None)), "error.traceback"))
 
 
-def _pack(data: Any, where: str) -> Pack | None:
+def _pack(data: Any) -> Pack | None:
     if data is None:
         return None
-    _expect(data, dict, f"{where}: pack")
+    _expect(data, dict, "pack")
     if set(data) != {"size", "index", "run_ids"}:
-        raise RecordError(f"{where}: pack: has {sorted(data)}, not size, index and run_ids")
-    run_ids = _expect(data["run_ids"], list, f"{where}: pack.run_ids")
+        raise RecordError(f"pack: has {sorted(data)}, not size, index and run_ids")
+    run_ids = _expect(data["run_ids"], list, "pack.run_ids")
     if not all(isinstance(r, str) for r in run_ids):
-        raise RecordError(f"{where}: pack.run_ids: {run_ids!r} is not a list of run ids")
-    return Pack(_expect(data["size"], int, f"{where}: pack.size"), _expect(data["index"], int, f"{where}: pack.index"),
+        raise RecordError(f"pack.run_ids: {run_ids!r} is not a list of run ids")
+    return Pack(_expect(data["size"], int, "pack.size"), _expect(data["index"], int, "pack.index"),
                 tuple(run_ids))
 
 
@@ -266,8 +268,11 @@ def parse_record(text: str, source: str = "record") -> Record:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise RecordError(f"{source}: not JSON ({exc})") from None
-    return Record.from_dict(data, source)
+        raise RecordError(f"not JSON ({exc})", source) from None
+    try:
+        return Record.from_dict(data)
+    except RecordError as exc:
+        raise RecordError(exc.problem, source) from None
 
 
 def utc_now() -> str:

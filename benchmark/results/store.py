@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import BenchmarkError
 from .plan import PLAN_FILE, Plan
-from .record import Record, parse_record, utc_now
+from .record import Record, RecordError, parse_record, utc_now
 from .table import IncrementalTables, record_row, records_table, summary_markdown, summary_table, tables_csv
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class ResultStore:
             try:
                 records.append(self.read_file(path))
             except UNREADABLE as exc:
-                unreadable.append((path.name, f"{type(exc).__name__}: {exc}"))
+                unreadable.append((path.name, exc.problem if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"))
         return records, unreadable
 
     def plan_path(self) -> Path:
