@@ -191,7 +191,8 @@ def test_files_that_are_no_record_are_listed_and_the_tables_stay_fresh(tmp_path,
     code, _, err = cli(args + ["--seeds", "0-1"], capsys)  # one run done, one to do
     assert code == 0 and "Traceback" not in err
     warning = next(line for line in err.splitlines() if line.startswith("warning: 2 file(s)"))
-    assert "0123456789abcdef.json (TypeError: wall_time_s is 'slow'" in warning and "notes.json (" in warning
+    assert "0123456789abcdef.json (wall_time_s: 'slow' is not an int or float)" in warning
+    assert "notes.json (not a JSON object)" in warning
     table = pd.read_csv(results / "smoke" / "runs.csv")
     assert sorted(table["run_id"]) == sorted(p.stem for p in runs.glob("*.json") if len(p.stem) == 16
                                              and p.stem != "0123456789abcdef")

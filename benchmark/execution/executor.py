@@ -334,7 +334,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                             progress.dropped()
                             continue
                         if packed or attempts[config.run_id] <= options.retries:
-                            message = record.error["message"][:200]
+                            message = record.error.message[:200] if record.error else ""
                             if not packed:
                                 progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), "
                                              f"retrying: {message}")

@@ -28,7 +28,7 @@ from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
 from .grid import load_grid
 from ..execution.executor import GridSummary, Job, RunOptions, run_grid
-from ..results.plan import ConfigDicts, Plan, PlannedRun
+from ..results.plan import Plan, PlannedRun
 from ..execution.progress import GridProgress
 from .code_key import changed_units, run_codes, setting_identity
 from ..results.record import Record, RunState, run_state, utc_now
@@ -170,9 +170,8 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     store = ResultStore(results, grid.name)
     methods = {m: {"guarantees": list(METHODS[m].guarantees)} for m in sorted({run.config.method for run in planned})
                if METHODS[m].guarantees}
-    values = ConfigDicts()
     plan = Plan(grid.name, grid.description, grid.source,
-                tuple(PlannedRun.of(run.config, run.named, run.run_id, values(run.config)) for run in planned),
+                tuple(PlannedRun.of(run.config, run.named, run.run_id) for run in planned),
                 headline=grid.headline(planned), methods=methods, overrides=tuple(o.to_dict() for o in grid.overrides))
     current = store.read_plan()
     check_same_grid(plan, current, store)
@@ -204,11 +203,9 @@ def retired_records(records: list[Record], planned: list[RunConfig]) -> list[str
     retired = []
     for record in records:
         try:
-            key = setting_key(RunConfig.from_dict(record.config))
+            key = setting_key(record.config)
         except UnknownNameError:
             continue
-        except (KeyError, TypeError, ValueError):
-            key = None  # a config this code cannot read back: no setting of the grid
         if key not in settings:
             retired.append(record.run_id)
     return sorted(retired)

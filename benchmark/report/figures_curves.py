@@ -40,7 +40,7 @@ def curve_mi_cap(run: Run) -> float | None:
     if not finite(size) or size < 1:
         return None
     if estimators.get("mi_estimator") == "aggregate-batch":
-        size = min(int((run.record.config.get("eval") or {}).get("mi_batch_size", 50)), size)
+        size = min(run.config.mi_batch_size, size)
     return math.log(size)
 
 

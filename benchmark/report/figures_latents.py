@@ -28,9 +28,9 @@ def _vector(setting: Setting, key: str) -> list[list[float]]:
 
 
 def _thresholds(settings: Sequence[Setting]) -> list[float]:
-    return sorted({float((r.record.estimators or {}).get("au_threshold") or r.setting.get("eval.au_threshold"))
+    return sorted({float((r.record.estimators or {}).get("au_threshold") or r.config.au_threshold)
                    for s in settings for r in s.ok
-                   if (r.record.estimators or {}).get("au_threshold") or r.setting.get("eval.au_threshold")})
+                   if (r.record.estimators or {}).get("au_threshold") or r.config.au_threshold})
 
 
 def _facet_styles(settings: Sequence[Setting]) -> dict[str, tuple[str, object]]:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import BenchmarkError
 from .plan import PLAN_FILE, Plan
-from .record import Record, parse_record, utc_now
+from .record import Record, RecordError, parse_record, utc_now
 from .table import IncrementalTables, record_row, records_table, summary_markdown, summary_table, tables_csv
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class ResultStore:
     def read_file(self, path: Path) -> Record:
         """The record in file ``path``; raises one of :data:`UNREADABLE` for a file that is not a
         readable record or whose run id is not its file name."""
-        record = parse_record(path.read_text())
+        record = parse_record(path.read_text(), str(path))
         if record.run_id != path.stem:
             raise ValueError(f"run_id {record.run_id!r} does not match the file name")
         return record
@@ -211,7 +211,7 @@ class ResultStore:
             try:
                 records.append(self.read_file(path))
             except UNREADABLE as exc:
-                unreadable.append((path.name, f"{type(exc).__name__}: {exc}"))
+                unreadable.append((path.name, exc.problem if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"))
         return records, unreadable
 
     def plan_path(self) -> Path:
@@ -232,7 +232,7 @@ class ResultStore:
     def read_plan(self) -> Plan | None:
         """The plan ``run`` wrote, or None (results from before plans were written, or unreadable)."""
         try:
-            return Plan.from_json(self.plan_path().read_text())
+            return Plan.from_json(self.plan_path().read_text(), str(self.plan_path()))
         except UNREADABLE:
             return None
 
@@ -384,7 +384,7 @@ class ResultStore:
         except OSError:
             return None, None
         try:
-            record = parse_record(text)
+            record = parse_record(text, str(path))
             if record.run_id != path.stem:
                 raise ValueError(f"run_id {record.run_id!r} does not match the file name")
         except UNREADABLE:

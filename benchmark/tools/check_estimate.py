@@ -75,7 +75,7 @@ def _timed_grid(runs: list[RunConfig], results: Path, options: RunOptions) -> tu
     records = [store.read(r.run_id) for r in runs]
     failed = [r for r in records if r is None or r.status != "ok"]
     if failed:
-        details = "; ".join(f"{r.label}: {r.status} {r.error}" if r else "no record" for r in failed)
+        details = "; ".join(f"{r.label}: {r.status} {r.error.message if r.error else ''}" if r else "no record" for r in failed)
         raise BenchmarkError(f"{len(failed)} of the runs did not finish ok, so there is nothing to compare: {details}")
     return elapsed, records  # type: ignore[return-value]
 
@@ -88,7 +88,7 @@ def check(runs: list[RunConfig], device: str, data_root: str | None, results: Pa
     elapsed, records = _timed_grid(runs, results / "one-at-a-time", sequential)
     measured: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: dict.fromkeys(MEASURED, 0.0))
     for record in records:
-        row = measured[(record.config["dataset"]["name"], record.config["method"])]
+        row = measured[(record.config.dataset.name, record.config.method)]
         for key in MEASURED:
             row[key] += getattr(record, key)
     rows = []
