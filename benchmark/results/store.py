@@ -98,10 +98,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (checkpoints, kept models)."""
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, kept models), flushed to disk.
+
+    torch writes through a Python file, so a failing write (a full disk) raises the
+    :class:`OSError` that :func:`storing` names; given a path, torch's own writer would raise a
+    RuntimeError without the cause ("unexpected pos ...")."""
     import torch  # not at module level: the report reads the store without torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return atomic_write(path, write)
 
 
 class StoreError(BenchmarkError):
