@@ -146,7 +146,7 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
                     ax.set_title(wrap(facet, panel_w - 0.2, 7), fontsize=7)
                 if c == min(c for c, _, _ in facet_list):
                     name = panel_name(key, d)
-                    ax.set_ylabel(wrap(name, panel_h + 0.2, 7) if key == "test_au" else name, fontsize=7)
+                    ax.set_ylabel(name.replace(" (of", "\n(of") if key == "test_au" else name, fontsize=7)
                 if r == len(keys) - 1:
                     ax.set_xlabel("epoch")
                 if key == "test_au":
