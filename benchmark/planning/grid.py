@@ -371,10 +371,11 @@ def size_problems(config: RunConfig, train: int | None, test: int | None,
                                              f"lower train.batch_size to at most {trains_on}{fix_train}"))
     evaluation = config.eval
     test_fix = " or raise test_size" if dataset.test_size is not None and (test is None or n_test < test) else ""
+    pixels = DATASETS[name].kind != "sequence"  # decoder geometry and noise grids: not measured on sentences
     if n_test is not None:
         for setting, asked, used in (("nll_examples", evaluation.nll_examples, evaluation.nll_samples),
-                                     ("geometry_points", evaluation.geometry_points, True),
-                                     ("noise_points", evaluation.noise_points, True)):
+                                     ("geometry_points", evaluation.geometry_points, pixels),
+                                     ("noise_points", evaluation.noise_points, pixels)):
             if used and asked > n_test:
                 problems.append((f"eval.{setting}", f"{setting} = {asked} is more than the {n_test} examples of "
                                                     f"{name}'s test split: lower eval.{setting} to at most {n_test}"
