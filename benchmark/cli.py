@@ -8,8 +8,9 @@ performance bench (:mod:`benchmark.tools.bench`), ``list`` shows what is registe
 Exit status: 0 when every run ended ``ok`` or ``diverged`` (a diverged run is a result), 1 when
 some run failed, 2 for a mistake in the input (one ``error: ...`` line on stderr, before anything
 trains), 130 when interrupted by Ctrl-C or SIGTERM (finished runs are stored, worker processes
-stopped). A record that cannot be stored after training (disk full, ...) fails its run, starts no
-other, and ends with one ``error: ...`` line naming the file and the fix (status 1).
+stopped; on a Ray cluster, its tasks cancelled). A record (or its images, or its --keep-model
+model) that cannot be stored after training (disk full, ...) fails its run, starts no other,
+and ends with one ``error: ...`` line naming the file and the fix (status 1).
 """
 
 from __future__ import annotations

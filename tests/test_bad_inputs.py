@@ -104,6 +104,62 @@ def test_out_of_range_settings_exit_2_before_anything_trains(tmp_path, capsys, e
     assert not results.exists()
 
 
+# --- settings that ask for more examples than the data hold: refused, never clipped -------------
+
+@pytest.mark.parametrize("sets, method, field, fix", [
+    (["datasets.pinwheel.train_size=20000"], "vae", "datasets[0].train_size",
+     "train_size = 20000 is more than the 10000 examples of pinwheel's training split: lower it to at most 10000"),
+    (["datasets.pinwheel.test_size=3000"], "vae", "datasets[0].test_size",
+     "test_size = 3000 is more than the 2000 examples of pinwheel's test split: lower it to at most 2000"),
+    (["train.batch_size=100"], "vae", "train.batch_size", "batch_size = 100 is more than the 64 training examples of "
+     "pinwheel: lower train.batch_size to at most 64 or raise train_size"),
+    (["train.batch_size=60"], "aggressive", "train.batch_size", "batch_size = 60 is more than the 58 training examples "
+     "of pinwheel a run trains on (6 of 64 held out for validation): lower train.batch_size to at most 58"),
+    (["eval.nll_examples=33"], "vae", "eval.nll_examples", "nll_examples = 33 is more than the 32 examples of "
+     "pinwheel's test split: lower eval.nll_examples to at most 32 or raise test_size"),
+    (["eval.mi_examples=40"], "vae", "eval.mi_examples", "lower eval.mi_examples to at most 32"),
+    (['eval.mi_split="train"', "eval.mi_examples=65"], "vae", "eval.mi_examples",
+     "mi_examples = 65 is more than the 64 examples of pinwheel's training split a run trains on (mi_split = "
+     "'train'): lower eval.mi_examples to at most 64 or raise train_size"),
+    (["eval.geometry_points=33"], "vae", "eval.geometry_points", "lower eval.geometry_points to at most 32"),
+    (["eval.noise_points=33"], "vae", "eval.noise_points", "lower eval.noise_points to at most 32"),
+    (['eval.mi_mixture="batch"', "eval.mi_batch_size=33"], "vae", "eval.mi_batch_size",
+     "lower eval.mi_batch_size to at most 32"),
+])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_settings_beyond_the_published_splits_exit_2_before_anything_trains(tmp_path, capsys, sets, method, field,
+                                                                            fix, dry_run):
+    path = grid_file(tmp_path, TINY + f'[[methods]]\nname = "{method}"\n')
+    results = tmp_path / "results"
+    code, _, err = cli(["run", "--grid", str(path), "--results", str(results), "--device", "cpu",
+                        *[arg for value in sets for arg in ("--set", value)],
+                        *(["--dry-run", "--no-estimate"] if dry_run else [])], capsys)
+    line = one_error_line(err)
+    assert code == 2 and f"field `{field}`" in line and fix in line and str(path) in line, line
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("edits, fix", [
+    ([("train_size = 64", "train_size = 512")], "train_size = 512 is more than the 300 examples of fashion-mnist's "
+     "training split: lower it to at most 300"),
+    ([("test_size = 32\n", ""), ("nll_examples = 16", "nll_examples = 200")], "nll_examples = 200 is more than the "
+     "150 examples of fashion-mnist's test split: lower eval.nll_examples to at most 150 ("),
+])
+def test_settings_beyond_the_copy_in_the_data_root_exit_2_before_anything_trains(tmp_path, fake_fashion_root, capsys,
+                                                                                  edits, fix):
+    text = TINY.replace('"pinwheel"', '"fashion-mnist"')
+    for edit in edits:
+        text = text.replace(*edit)
+    path = grid_file(tmp_path, text + '[[methods]]\nname = "vae"\n')  # within the published sizes
+    results = tmp_path / "results"
+    code, _, err = cli(["run", "--grid", str(path), "--results", str(results), "--device", "cpu",
+                        "--data-root", str(fake_fashion_root)], capsys)
+    line = one_error_line(err)
+    assert code == 2 and fix in line, line
+    assert "the copy of fashion-mnist that was found holds 300 training / 150 test examples; published: 60000 / 10000" in line
+    assert not (results / "bad" / "plan.json").exists() and not records(results, "bad") and "[1/1]" not in err
+
+
 # --- data: where it comes from -----------------------------------------------------------------
 
 def test_data_root_that_does_not_exist_or_lacks_the_data_set(tmp_path, no_system_data, monkeypatch, capsys):
@@ -191,7 +247,8 @@ def test_files_that_are_no_record_are_listed_and_the_tables_stay_fresh(tmp_path,
     code, _, err = cli(args + ["--seeds", "0-1"], capsys)  # one run done, one to do
     assert code == 0 and "Traceback" not in err
     warning = next(line for line in err.splitlines() if line.startswith("warning: 2 file(s)"))
-    assert "0123456789abcdef.json (TypeError: wall_time_s is 'slow'" in warning and "notes.json (" in warning
+    assert "0123456789abcdef.json (wall_time_s: 'slow' is not an int or float)" in warning
+    assert "notes.json (not a JSON object)" in warning
     table = pd.read_csv(results / "smoke" / "runs.csv")
     assert sorted(table["run_id"]) == sorted(p.stem for p in runs.glob("*.json") if len(p.stem) == 16
                                              and p.stem != "0123456789abcdef")

@@ -25,6 +25,8 @@ width = 16
 latent_dim = 2
 [eval]
 nll_samples = 0
+geometry_points = 50  # within pinwheel's 50 test examples
+noise_points = 50
 [[datasets]]
 name = "pinwheel"
 train_size = 100

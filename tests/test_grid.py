@@ -16,6 +16,7 @@ BASE = '''
 seeds = [0, 1]
 [train]
 epochs = 3
+batch_size = 50  # a batch within the 100 training examples
 [model]
 hidden = [32]
 latent_dim = 4

@@ -8,6 +8,7 @@ a plugin cannot end the process at import, and a slow one is named once. Through
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -159,6 +160,46 @@ def test_disk_full_fails_the_run_keeps_what_is_stored_and_runs_nothing_more(tmp_
     assert stored["status"] == "ok" and Path(writes[0]).stem == stored["run_id"]
     assert list(pd.read_csv(results / "tiny" / "runs.csv")["run_id"]) == [stored["run_id"]]
     assert not list((results / "tiny" / "runs").glob(".*"))
+
+
+class FullDisk(io.RawIOBase):
+    """A file on a full disk: every write fails as Python's writes do (ENOSPC)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_kept_model_on_a_full_disk_fails_the_run_keeps_what_is_stored_and_runs_nothing_more(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    import torch
+
+    grid, results = tiny(tmp_path), tmp_path / "results"
+    real, saves = torch.save, []
+
+    def full_disk(obj, f, *args, **kwargs):
+        name = Path(f if isinstance(f, (str, os.PathLike)) else f.name)
+        if name.parent.name == "models":
+            saves.append(name)
+            if len(saves) == 2:  # the second kept model finds the disk full
+                if isinstance(f, (str, os.PathLike)):  # torch's own writer: what it raises on a full disk (/dev/full)
+                    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+                return real(obj, FullDisk(), *args, **kwargs)
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code, _, err = cli(run_args(grid, results, "--seeds", "0-2", "--keep-model"), capsys)
+    line = one_error_line(err)
+    models = results / "tiny" / "models"
+    (stored,) = records(results).values()
+    assert code == 1 and f"cannot write {models / stored['run_id']}" not in line
+    assert re.search(rf"cannot write {re.escape(str(models))}/\w+\.pt \(No space left on device\): free space", line)
+    assert "1 ok, 1 failed, 1 not run" in err
+    assert stored["status"] == "ok" and [p.name for p in models.iterdir()] == [f"{stored['run_id']}.pt"]
+    assert set(torch.load(models / f"{stored['run_id']}.pt"))  # the stored model is whole
+    assert list(pd.read_csv(results / "tiny" / "runs.csv")["run_id"]) == [stored["run_id"]]
 
 
 @pytest.mark.parametrize("in_the_way", ["record", "runs.csv"])

@@ -148,6 +148,7 @@ def write_grid(tmp_path, method: str, model: str) -> str:
     path.write_text(f'''
 [train]
 epochs = 1
+batch_size = 32
 [model]
 {model}
 latent_dim = 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +13,11 @@ from benchmark.discovery import METHODS
 from conftest import smoke_runs
 from benchmark.planning.grid import load_grid
 from benchmark.results.plan import Plan, PlannedRun
-from benchmark.results.record import RECORD_VERSION, Record, parse_record
+from benchmark.results.record import RECORD_VERSION, Pack, Record, RecordError, RunError, parse_record
 from benchmark.results.store import ResultStore
 from test_report import AU, DIVERGED, FAILED, OLD, record
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("grid", ["quick", "smoke"])
@@ -46,21 +49,64 @@ def test_unknown_keys_are_kept_and_non_finite_floats_become_null():
     assert written["future_field"] == {"a": 1} and written["metrics"]["geo_bilipschitz"] is None
 
 
-def test_what_the_tables_need_is_checked():
+def test_a_malformed_record_is_one_error_naming_the_file_and_the_field():
     data = record(*next(iter(AU)))
-    with pytest.raises(KeyError, match="config"):
+    with pytest.raises(RecordError, match="^config: missing$"):
         Record.from_dict({k: v for k, v in data.items() if k != "config"})
-    with pytest.raises(TypeError):
-        Record.from_dict(dict(data, config=None))
-    with pytest.raises(ValueError, match="not a JSON object"):
-        parse_record("[1, 2]")
+    with pytest.raises(RecordError, match="^r.json: config: None is not a dict$"):
+        parse_record(json.dumps(dict(data, config=None)), "r.json")
+    with pytest.raises(RecordError, match="^r.json: not a JSON object$"):
+        parse_record("[1, 2]", "r.json")
+    with pytest.raises(RecordError, match="^r.json: not JSON"):
+        parse_record("{", "r.json")
+    bad = json.loads(json.dumps(data))
+    bad["config"]["seed"] = "0"
+    with pytest.raises(RecordError, match="^r.json: config.seed: '0' is not an int$"):
+        parse_record(json.dumps(bad), "r.json")
+    bad["config"]["seed"], bad["config"]["train"]["lr_typo"] = 0, 1
+    with pytest.raises(RecordError, match="^r.json: config.train.lr_typo: not a train setting"):
+        parse_record(json.dumps(bad), "r.json")
+    with pytest.raises(RecordError, match="^r.json: error: has \\['message'\\], not type, message and traceback$"):
+        parse_record(json.dumps(dict(data, error={"message": "x"})), "r.json")
+    with pytest.raises(RecordError, match="^r.json: pack.size: '2' is not an int$"):
+        parse_record(json.dumps(dict(data, pack={"size": "2", "index": 0, "run_ids": ["a"]})), "r.json")
+
+
+def test_error_and_pack_are_typed():
+    failed = parse_record(json.dumps(record(*FAILED, status="failed")))
+    assert failed.error == RunError("RuntimeError", "CUDA out of memory\nsecond line", "Traceback...")
+    run = load_grid("smoke").expand(methods=["vae"], datasets=["pinwheel"])[0]
+    packed = Record.start(run, {"key": "k"}, ["other", run.run_id])
+    assert packed.pack == Pack(2, 1, ("other", run.run_id)) and packed.resumed == 0
+    assert Record.start(run, {"key": "k"}, [run.run_id]).pack is None
+    packed.diverge(3, "loss is nan")
+    again = parse_record(packed.to_json())
+    assert again.pack == packed.pack and again.error == RunError("DivergedError", "loss is nan", None)
+    assert again.config == run and again.to_json() == packed.to_json()
+
+
+def test_every_committed_record_and_plan_loads_and_writes_back_byte_for_byte():
+    """The on-disk format is the typed one's: each record (and plan) under results/ read and
+    written again is the same bytes, its config typed (settings it lacks read as their defaults)."""
+    paths = sorted(ROOT.glob("results/*/runs/*.json"))
+    assert len(paths) > 300
+    for path in paths:
+        text = path.read_text()
+        parsed = parse_record(text, str(path))
+        assert isinstance(parsed.config, RunConfig) and parsed.to_json() == text, path
+    plans = sorted(ROOT.glob("results/*/plan.json"))
+    assert plans
+    for path in plans:
+        text = path.read_text()
+        plan = Plan.from_json(text, str(path))
+        assert all(isinstance(r.config, RunConfig) for r in plan.runs) and plan.to_json() == text, path
 
 
 def test_a_new_record_names_its_code_and_version():
     run = load_grid("smoke").expand(methods=["vae"], datasets=["pinwheel"])[0]
     started = Record.start(run, {"key": "k"})
     assert started.record_version == RECORD_VERSION and started.status == "running"
-    assert started.run_id == run.run_id and started.config == run.to_dict() and set(started.seeds) >= {"init", "eval"}
+    assert started.run_id == run.run_id and started.config == run and set(started.seeds) >= {"init", "eval"}
     keys = set(json.loads(started.to_json()))
     assert {"error", "diverged_epoch", "metrics", "curves", "code", "started_at"} <= keys
     assert not keys & {"per_class", "noise", "wall_time_s", "artifacts"}  # only once known

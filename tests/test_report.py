@@ -136,8 +136,9 @@ HEADLINE = ({"method": "beta-vae", "hyperparameters": {"beta": 4.0}},
 
 
 def write_plan(root: Path, headline: tuple = HEADLINE) -> None:
-    runs = tuple(PlannedRun(run_id(method, hp, seed), f"{method}{dict(hp)} fashion-mnist seed {seed}", NAMED[method],
-                            record(method, hp, seed)["config"]) for method, hp in PLANNED for seed in (0, 1, 2))
+    runs = tuple(PlannedRun.from_dict({"run_id": run_id(method, hp, seed), "label": f"{method}{dict(hp)} fashion-mnist seed {seed}",
+                                       "named": list(NAMED[method]), "config": record(method, hp, seed)["config"]})
+                 for method, hp in PLANNED for seed in (0, 1, 2))
     ResultStore(root, GRID).write_plan(Plan(GRID, "synthetic", f"{GRID}.toml", runs, headline=headline))
 
 
@@ -172,8 +173,8 @@ def paper_record(dataset: str, arch: str, method: str, schedule: str | None, see
 def write_paper(root: Path) -> None:
     records = [paper_record(*setting, seed) for setting in PAPER_SETTINGS for seed in (0, 1)]
     write_records(root / PAPER / "runs", records)
-    runs = tuple(PlannedRun(r["run_id"], r["label"], ("alpha_T", "alpha_schedule", "beta") if r["config"]["method"] ==
-                            "lr-vae" else (), r["config"]) for r in records)
+    runs = tuple(PlannedRun.from_dict(dict(r, named=["alpha_T", "alpha_schedule", "beta"] if r["config"]["method"] ==
+                                           "lr-vae" else [])) for r in records)
     headline = ({"method": "lr-vae", "hyperparameters": {"alpha_T": 1.0, "beta": 0.2, "alpha_schedule": "linear"}},)
     ResultStore(root, PAPER).write_plan(Plan(PAPER, "paper sections", f"{PAPER}.toml", runs, headline=headline))
 

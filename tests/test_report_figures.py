@@ -1,7 +1,8 @@
 """The report's figures lay out for their content: a report of many methods (plugins among them),
 long settings and two architectures, every figure checked with :func:`layout_problems` (panels
 not squeezed, no text overlapping or cut); the check itself fails on badly laid out figures; each
-method's colour, marker and line style; labels with display names, architectures as panels."""
+method's colour, marker and line style; labels with display names, architectures as panels; AU
+drawn as a count of the d latent dims (as the tables show it), never as a fraction."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from benchmark.report.build import build_report
 from benchmark.report.figures import figure_style, new_figure
 from benchmark.report.layout import layout_problems, text_boxes
 from benchmark.report.styles import BUILTIN, METHOD_STYLES, PLUGIN_PAIRS, method_style, plugin_methods
-from test_report import GRID, record, run_id, write_records
+from test_report import D, GRID, record, run_id, write_records
 
 ARCHS = ("mlp-shallow", "conv-deep-residual")
 PLUGINS = ("zz-remedy-from-a-plugin", "another-plugin")
@@ -40,6 +41,8 @@ def many_record(method: str, hp: tuple, arch: str, seed: int) -> dict:
     r["metrics"].update(au=au, au_count=round(au * 4), kl=2.0 + 10 * au + seed, mi=1.0 + 3 * au, rec=30.0 - 10 * au)
     r["per_class"]["au"] = {str(c): min(1.0, au + 0.05 * c) for c in range(3)}
     r["curves"] = [{**p, "test_au": min(1.0, au + 0.1 * (3 - p["epoch"]))} for p in r["curves"]]
+    for p in r["curves"]:
+        p["test_au_count"] = round(p["test_au"] * D)
     if method not in IMAGES:
         r.pop("artifacts")
     if method not in NOISE:
@@ -61,7 +64,8 @@ def drawn(tmp_path_factory):
         legends += [t.get_text() for sub in [fig, *fig.subfigs, *(s for f in fig.subfigs for s in f.subfigs)]
                     for legend in sub.legends for t in legend.get_texts()]
         found[(figure.kind, figure.dataset)] = {"problems": layout_problems(fig), "legends": legends,
-                                                "texts": [box.what for box in text_boxes(fig)]}
+                                                "texts": [box.what for box in text_boxes(fig)],
+                                                "au": au_axes(fig)}
 
     figures.RENDER_HOOKS.append(check)
     try:
@@ -70,6 +74,52 @@ def drawn(tmp_path_factory):
         figures.RENDER_HOOKS.remove(check)
     assert code == 0, message
     return found
+
+
+def au_axes(fig) -> list[dict]:
+    """Every axis of ``fig`` whose label names AU or active units: its label, view limits, the tick
+    locations within them and the values drawn along it (lines, dots; a heat map's cells)."""
+    import numpy as np
+
+    found = []
+    for ax in fig.get_axes():  # the axes of subfigures too
+        for name, axis, lim, column in (("x", ax.xaxis, ax.get_xlim(), 0), ("y", ax.yaxis, ax.get_ylim(), 1)):
+            label = axis.get_label_text().replace("\n", " ")
+            if "AU" not in label and "active units" not in label:
+                continue
+            low, high = sorted(lim)
+            ticks = [float(t) for t in axis.get_majorticklocs() if low <= t <= high]
+            values = [float(v) for line in ax.lines for v in np.asarray(line.get_xydata())[:, column]
+                      if line.get_transform() == ax.transData]
+            values += [float(v) for c in ax.collections for v in np.asarray(c.get_offsets()).reshape(-1, 2)[:, column]
+                       if c.get_offset_transform() == ax.transData]
+            colorbar = getattr(ax, "_colorbar", None)  # a heat map's colour scale: its cells' values
+            if colorbar is not None:
+                values = [float(v) for v in np.ma.compressed(colorbar.mappable.get_array())]
+            found.append({"axis": name, "label": label, "limits": (low, high), "ticks": ticks, "values": values})
+    return found
+
+
+# kinds that draw AU (the ranking across data sets keeps the summary table's fraction)
+AU_KINDS = ("au_vs_beta", "sweep", "rate_distortion", "curves", "per_class_au", "spectra", "architectures")
+
+
+def test_au_axes_count_active_units_of_the_latent_dims(drawn):
+    """AU is drawn as the count of active units out of the latent dims d (as the tables show it):
+    every AU axis named "... (of d)" (never a fraction), ticks integers within [0, d] from 0 to d,
+    the values along it counts (within [0, d], some above 1: not fractions on a count axis)."""
+    for kind in AU_KINDS:
+        axes = drawn[(kind, "fashion-mnist")]["au"]
+        assert axes, f"{kind}: no axis labelled AU / active units"
+        for found in axes:
+            what = f"{kind} {found['axis']} axis {found['label']!r}"
+            assert f"(of {D})" in found["label"] and "fraction" not in found["label"], what
+            assert found["ticks"] and all(t == int(t) and 0 <= t <= D for t in found["ticks"]), (what, found["ticks"])
+            assert found["ticks"][0] == 0 and found["ticks"][-1] == D, (what, found["ticks"])
+            assert found["limits"][0] <= 0 < D <= found["limits"][1] <= 1.1 * D, (what, found["limits"])
+            assert all(-1e-9 <= v <= D + 1e-9 for v in found["values"]), (what, found["values"])
+        values = [v for found in axes for v in found["values"]]
+        assert values and max(values) > 1, f"{kind}: AU values {sorted(set(values))} are fractions, not counts"
 
 
 def test_every_figure_lays_out_for_many_methods_and_long_settings(drawn):

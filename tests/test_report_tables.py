@@ -59,7 +59,7 @@ def grid_records(grid: str, settings: dict, dataset: str = "fashion-mnist") -> l
 
 def write_grid(root: Path, grid: str, records: list[dict], headline: tuple = (), methods: dict | None = None) -> Path:
     write_records(root / grid / "runs", records)
-    runs = tuple(PlannedRun(r["run_id"], r["label"], tuple(r["config"]["hyperparameters"]), r["config"])
+    runs = tuple(PlannedRun.from_dict(dict(r, named=list(r["config"]["hyperparameters"])))
                  for r in records)
     declared = {"sha256": "0" * 64, "first_seen": "2026-01-01T00:00:00+00:00", "results_before": 0,
                 "runs": len(runs)} if headline else None

@@ -58,7 +58,7 @@ def text_record(setting: tuple, seed: int, grid: str = GRID) -> dict:
 def write_grid(root: Path, settings: list[tuple], grid: str = GRID) -> Path:
     records = [text_record(setting, seed, grid) for setting in settings for seed in SEEDS]
     write_records(root / grid / "runs", records)
-    runs = tuple(PlannedRun(r["run_id"], r["label"], tuple(r["config"]["hyperparameters"]), r["config"])
+    runs = tuple(PlannedRun.from_dict(dict(r, named=list(r["config"]["hyperparameters"])))
                  for r in records)
     declared = {"sha256": "0" * 64, "first_seen": "2026-01-01T00:00:00+00:00", "results_before": 0, "runs": len(runs)}
     ResultStore(root, grid).write_plan(Plan(grid, "text", f"{grid}.toml", runs, declared=declared, headline=(

@@ -63,7 +63,7 @@ def write_grid(root: Path, declared: dict | None) -> Path:
     the plan first saw it; None: a plan from before that was recorded)."""
     records = [valid_record(setting, seed) for setting in SETTINGS for seed in SEEDS]
     write_records(root / GRID / "runs", records)
-    runs = tuple(PlannedRun(r["run_id"], r["label"], tuple(r["config"]["hyperparameters"]), r["config"])
+    runs = tuple(PlannedRun.from_dict(dict(r, named=list(r["config"]["hyperparameters"])))
                  for r in records)
     ResultStore(root, GRID).write_plan(Plan(GRID, "validity", f"{GRID}.toml", runs, headline=HEADLINE,
                                             declared=declared))

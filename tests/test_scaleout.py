@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import re
 import time
 from pathlib import Path
 
@@ -255,3 +256,68 @@ def test_packs_in_worker_processes_match_packs_in_process(tmp_path, capsys, exec
     assert all(r["pack"]["size"] == 2 for r in outside.values())
     assert {r["pack"]["index"] for r in outside.values()} == {0, 1}
     assert_same_metrics(inside, outside)
+
+
+def test_sigterm_cancels_the_ray_tasks_on_a_cluster(tmp_path, capsys, monkeypatch):
+    """With --address, the cluster outlives the command: SIGTERM (Ctrl-C) cancels the tasks in
+    flight, by force those that do not stop, and says so in one line. The cluster is a Ray
+    instance of this process (the command connects to it), the tasks sleepers."""
+    ray = pytest.importorskip("ray")
+    import threading
+
+    from benchmark.execution import executor
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def sleeper(configs, options, slot, checkpoint):  # pickled by value: runs on the cluster's workers
+        import os as os_, time as time_
+        seed = configs[0].seed
+        (marks / f"{seed}.pid").write_text(str(os_.getpid()))
+        try:
+            for _ in range(3000):  # Python between short calls, as training is
+                time_.sleep(0.1)
+        except KeyboardInterrupt:
+            (marks / f"{seed}.interrupted").write_text("")
+            if seed == 1:  # one that ignores the polite cancel: its worker process is killed
+                for _ in range(3000):
+                    try:
+                        time_.sleep(0.1)
+                    except KeyboardInterrupt:
+                        pass
+            raise
+        (marks / f"{seed}.finished").write_text("")
+
+    monkeypatch.setattr(executor, "_run_in_worker", sleeper)
+    monkeypatch.setattr(executor, "RAY_CANCEL_GRACE_S", 8.0)
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        def terminate_once_both_run() -> None:
+            deadline = time.monotonic() + 180  # Ray's workers start slowly on a loaded machine
+            while len(list(marks.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=terminate_once_both_run, daemon=True).start()
+        code, err = run_cli(["run", "--grid", str(tiny_grid(tmp_path)), "--results", str(tmp_path / "results"),
+                             "--device", "cpu", "--methods", "vae", "--executor", "ray", "--address", "auto",
+                             "--workers", "2"], capsys)
+        assert code == 130, err
+        (line,) = [line for line in err.splitlines() if "Ray task" in line]
+        # the task that ignores the polite cancel is killed; on a loaded machine the other may be too slow to stop
+        match = re.fullmatch(r"cancelled 2 Ray task\(s\) still running on the cluster at auto; ([12]) not stopped "
+                             r"within 8 s had their worker processes killed", line)
+        assert match, err
+        if match.group(1) == "1":  # the polite cancel reached both in time (it may not, on a loaded machine)
+            assert (marks / "0.interrupted").exists() and (marks / "1.interrupted").exists()
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.available_resources().get("CPU", 0) == 2  # nothing runs on the cluster any more
+        killed = int((marks / "1.pid").read_text())
+        while Path(f"/proc/{killed}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{killed}").exists() or "Z" in Path(f"/proc/{killed}/stat").read_text().split()[2]
+        assert not list(marks.glob("*.finished")) and not records(tmp_path / "results")
+    finally:
+        ray.shutdown()

@@ -32,7 +32,7 @@ def make_record(run_id: str, method: str = "vae", seed: int = 0, hp: dict | None
                                              "mi": 1.5 - seed / 13, "rec": 80.123456789 + seed}
     fields.setdefault("wall_time_s", 12.5 + seed)
     fields.setdefault("device", "cpu (2 threads)")
-    return Record(run_id=run_id, config=config, status=status, metrics=metrics, **fields)
+    return Record.from_dict({"run_id": run_id, "config": config, "status": status, "metrics": metrics, **fields})
 
 
 def put(store: ResultStore, record: Record) -> None:
@@ -59,9 +59,9 @@ def count_parses(monkeypatch) -> list[int]:
     calls = [0]
     real = store_module.parse_record
 
-    def counting(text):
+    def counting(text, source="record"):
         calls[0] += 1
-        return real(text)
+        return real(text, source)
 
     monkeypatch.setattr(store_module, "parse_record", counting)
     return calls

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -186,16 +188,21 @@ class LokyBackend:
             self.executor.shutdown(wait=True, kill_workers=True)
 
 
-class RayBackend:
-    """Each pack is a Ray task with its resource request; results come back to the driver."""
+RAY_CANCEL_GRACE_S = 10.0  # how long cancelled Ray tasks get to stop before their worker processes are killed
 
-    def __init__(self, options: RunOptions):
+
+class RayBackend:
+    """Each pack is a Ray task with its resource request; results come back to the driver. An
+    interrupted command cancels its tasks still in flight (a cluster would go on running them)."""
+
+    def __init__(self, options: RunOptions, log: Callable[[str], None] = print):
         try:
             import ray
         except ImportError:
             raise BenchmarkError("--executor ray needs Ray: .venv/bin/pip install ray==2.60.0 "
                                  "(on every machine of the cluster)") from None
-        self.ray, self.options = ray, options
+        self.ray, self.options, self.log = ray, options, log
+        self.submitted: dict[Future, object] = {}  # each task's future -> its ObjectRef
         # From a checkout the workers get its code; an installed package must be installed on every
         # worker as well (site-packages is no folder to ship).
         runtime_env = {"working_dir": str(PROJECT_ROOT),
@@ -208,7 +215,14 @@ class RayBackend:
                     log_to_driver=True, include_dashboard=False)
         if options.address is None:
             init["num_cpus"] = options.workers
-        ray.init(**init)
+        # ray.init makes SIGTERM exit at once (sys.exit); the command's own handler (SIGTERM is
+        # Ctrl-C: the tasks in flight are cancelled, exit 130) stays
+        sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+        try:
+            ray.init(**init)
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         gpu = options.device == "cuda" or (options.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
         resources = {"num_gpus": 1 / options.runs_per_gpu, "num_cpus": 1} if gpu else {"num_cpus": 1}
         self.device = "cuda" if gpu else "cpu"
@@ -217,16 +231,41 @@ class RayBackend:
         self.slots = [Slot(self.device, 1)] * max(1, slots)
 
     def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
-        return self.task.remote(configs, self.options, slot, checkpoint).future()
+        ref = self.task.remote(configs, self.options, slot, checkpoint)
+        future = ref.future()
+        self.submitted = {f: r for f, r in self.submitted.items() if not f.done()}
+        self.submitted[future] = ref
+        return future
 
     def close(self, abort: bool = False) -> None:
-        if self.options.address is None:
-            self.ray.shutdown()
+        """Stop the local instance (its tasks with it); on a cluster at ``--address``, which stays
+        up, ``abort`` (interrupted) cancels the tasks in flight."""
+        try:
+            if abort and self.options.address is not None:
+                self.cancel([ref for future, ref in self.submitted.items() if not future.done()])
+        finally:
+            if self.options.address is None:
+                self.ray.shutdown()
+
+    def cancel(self, refs: list) -> None:
+        """Cancel the tasks ``refs``: a KeyboardInterrupt in each (it stops at its next line of
+        Python, leaving no record), then, for those not stopped within
+        :data:`RAY_CANCEL_GRACE_S`, their worker processes killed; one line says so."""
+        if not refs:
+            return
+        for ref in refs:
+            self.ray.cancel(ref)
+        _, left = self.ray.wait(refs, num_returns=len(refs), timeout=RAY_CANCEL_GRACE_S, fetch_local=False)
+        for ref in left:
+            self.ray.cancel(ref, force=True)
+        forced = (f"; {len(left)} not stopped within {RAY_CANCEL_GRACE_S:g} s had their worker processes killed"
+                  if left else "")
+        self.log(f"cancelled {len(refs)} Ray task(s) still running on the cluster at {self.options.address}{forced}")
 
 
 def _backend(options: RunOptions, device: torch.device, log: Callable[[str], None]):
     if options.executor == "ray":
-        return RayBackend(options)
+        return RayBackend(options, log)
     if options.workers <= 1 and not (options.runs_per_gpu > 1 and device.type == "cuda"):
         return InProcessBackend(options, log)
     return LokyBackend(options, device)
@@ -334,7 +373,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                             progress.dropped()
                             continue
                         if packed or attempts[config.run_id] <= options.retries:
-                            message = record.error["message"][:200]
+                            message = record.error.message[:200] if record.error else ""
                             if not packed:
                                 progress.log(f"{config.run_id} failed (attempt {attempts[config.run_id]}), "
                                              f"retrying: {message}")

@@ -77,7 +77,7 @@ class GridProgress:
         self.running = max(0, self.running - 1)
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * max(0, self.total - self.done)
-        detail = f" ({record.error['message'][:200]})" if record.error else ""
+        detail = f" ({record.error.message[:200]})" if record.error else ""
         line = (f"[{self.done}/{self.total}] {status} {record.run_id} {record.label} "
                 f"in {record.wall_time_s:.1f}s{detail}")
         if self.bar is not None:

@@ -59,7 +59,7 @@ from .headline import Entry, headline_entries
 from ..ranges import field_problems
 from ..ml.likelihoods import LIKELIHOODS
 from ..ml.archs import ARCHS
-from ..ml.method import model_problem
+from ..ml.method import model_problem, validation_fraction
 from ..ml.schedules import SCHEDULES
 from ..registry import Registry
 
@@ -136,6 +136,7 @@ class Grid:
                     if every and self._refusal(name, hp, model) is not None:
                         continue  # "*": every method that applies to this model
                     self._check_applies(name, hp, model, where, ds_index)
+                    self._check_sizes(RunConfig(dataset, name, hp, model, train, evaluation), ds_index, where)
                     for seed in seeds if seeds is not None else self._seeds():
                         run = RunConfig(dataset, name, hp, model, train, evaluation, seed)
                         run_id = run.run_id
@@ -270,6 +271,18 @@ class Grid:
             raise self.error(where, f"{name} does not apply to the model of datasets[{ds_index}] "
                                     f"(arch {model.arch!r}): {why}")
 
+    def _check_sizes(self, config: RunConfig, ds_index: int, where: str) -> None:
+        """Refuse a setting that asks for more examples than the data set's published splits hold
+        (the loaders would quietly take fewer while the record keeps the number asked for); a
+        data root's own copy is checked once loaded (:func:`benchmark.planning.prepare.launch`)."""
+        spec = DATASETS[config.dataset.name]
+        problems = size_problems(config, spec.train_size, spec.test_size, spec.valid_size is not None)
+        if problems:
+            setting, problem = problems[0]
+            field = f"datasets[{ds_index}].{setting}" if setting in ("train_size", "test_size") else setting
+            context = "" if setting in ("train_size", "test_size") else f" (datasets[{ds_index}] with {where})"
+            raise self.error(field, f"{problem}{context}")
+
     def _model(self, layers: list[dict], where: str) -> ModelConfig:
         merged = {k: v for layer in layers for k, v in _table(layer, "model", self).items()}
         own = {f.name for f in dataclasses.fields(ModelConfig)} - {"options"}
@@ -323,6 +336,65 @@ class Grid:
         for key, why in field_problems(config):
             raise self.error(f"{where}.{key}", f"{prefix}{why}")
         return config
+
+
+def size_problems(config: RunConfig, train: int | None, test: int | None,
+                  published_valid: bool) -> list[tuple[str, str]]:
+    """(setting, problem and fix) for each setting of ``config`` that asks for more examples than
+    its data hold, where the data pipeline would quietly use fewer (a subset, a minibatch, the
+    first N of a split). ``train`` / ``test``: the examples of the data set's full splits (None:
+    unknown, not checked); ``published_valid``: it has a validation split of its own (else a
+    method asking for one holds its ``validation_fraction`` out of the training subset)."""
+    dataset, name, problems = config.dataset, config.dataset.name, []
+    for setting, asked, full, split in (("train_size", dataset.train_size, train, "training"),
+                                        ("test_size", dataset.test_size, test, "test")):
+        if asked is not None and full is not None and asked > full:
+            problems.append((setting, f"{setting} = {asked} is more than the {full} examples of {name}'s {split} "
+                                      f"split: lower it to at most {full}, or leave it out for the whole split"))
+    if problems:
+        return problems
+    n_train, n_test = dataset.train_size or train, dataset.test_size or test
+    trains_on, held = n_train, 0
+    fraction = 0.0 if published_valid else validation_fraction(config.method, config.hyperparameters, config.model)
+    if fraction and n_train is not None:
+        held = max(2, round(fraction * n_train))  # as DataSplit.split holds out
+        trains_on = n_train - held
+        if trains_on < 1:
+            return [("train_size", f"{config.method} holds out {held} of the {n_train} training examples of {name} "
+                                   f"as its validation split (valid_fraction {fraction:g}) and keeps none to train on: "
+                                   f"raise train_size")]
+    fix_train = " or raise train_size" if dataset.train_size is not None and (train is None or n_train < train) else ""
+    if trains_on is not None and config.train.batch_size > trains_on:
+        examples = (f"the {trains_on} training examples of {name} a run trains on ({held} of {n_train} held out for "
+                    f"validation)" if held else f"the {trains_on} training examples of {name}")
+        problems.append(("train.batch_size", f"batch_size = {config.train.batch_size} is more than {examples}: "
+                                             f"lower train.batch_size to at most {trains_on}{fix_train}"))
+    evaluation = config.eval
+    test_fix = " or raise test_size" if dataset.test_size is not None and (test is None or n_test < test) else ""
+    pixels = DATASETS[name].kind != "sequence"  # decoder geometry and noise grids: not measured on sentences
+    if n_test is not None:
+        for setting, asked, used in (("nll_examples", evaluation.nll_examples, evaluation.nll_samples),
+                                     ("geometry_points", evaluation.geometry_points, pixels),
+                                     ("noise_points", evaluation.noise_points, pixels)):
+            if used and asked > n_test:
+                problems.append((f"eval.{setting}", f"{setting} = {asked} is more than the {n_test} examples of "
+                                                    f"{name}'s test split: lower eval.{setting} to at most {n_test}"
+                                                    f"{test_fix}"))
+    mi_n, mi_fix = ((n_test, test_fix) if evaluation.mi_split == "test" else
+                    (trains_on, fix_train))
+    mi_what = (f"{name}'s test split" if evaluation.mi_split == "test" else
+               f"{name}'s training split a run trains on" + (f" ({held} held out for validation)" if held else ""))
+    if mi_n is not None and evaluation.mi_examples is not None and evaluation.mi_examples > mi_n:
+        problems.append(("eval.mi_examples", f"mi_examples = {evaluation.mi_examples} is more than the {mi_n} examples "
+                                             f"of {mi_what} (mi_split = {evaluation.mi_split!r}): lower "
+                                             f"eval.mi_examples to at most {mi_n}{mi_fix}"))
+    elif (mi_n is not None and evaluation.mi_mixture == "batch"
+          and evaluation.mi_batch_size > (evaluation.mi_examples or mi_n)):
+        n = evaluation.mi_examples or mi_n
+        problems.append(("eval.mi_batch_size", f"mi_batch_size = {evaluation.mi_batch_size} is more than the {n} "
+                                               f"posteriors the MI is estimated on (mi_mixture = 'batch'): lower "
+                                               f"eval.mi_batch_size to at most {n}"))
+    return problems
 
 
 def _table(value: Any, name: str, grid: Grid) -> dict:

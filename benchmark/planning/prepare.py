@@ -6,7 +6,8 @@ selection for this command), refuses a results folder that holds another grid of
 record of the current code), ``stale`` (an ``ok`` record of other code: redone, the old record
 kept) or ``todo``; files in ``runs/`` that are no readable record are listed as warnings.
 :func:`launch` checks the data root and that the results folder can be written, resolves the
-device once, checks that the data of the runs to do can be loaded, claims the folder (checks again
+device once, checks that the data of the runs to do can be loaded and hold the examples their
+settings ask for (:func:`check_sizes`), claims the folder (checks again
 that it holds no other grid and writes the plan, under one lock) and hands the runs to the
 executor. A dry run stops after :func:`prepare` and writes
 nothing.
@@ -21,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import RunConfig
-from ..data.catalog import check_available
+from ..data.catalog import check_available, full_splits, published_sizes
 from ..data.roots import check_data_root
 from ..device import resolve_device
 from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
-from .grid import load_grid
+from .grid import load_grid, size_problems
 from ..execution.executor import GridSummary, Job, RunOptions, run_grid
-from ..results.plan import ConfigDicts, Plan, PlannedRun
+from ..results.plan import Plan, PlannedRun
 from ..execution.progress import GridProgress
 from .code_key import changed_units, run_codes, setting_identity
 from ..results.record import Record, RunState, run_state, utc_now
@@ -170,9 +171,8 @@ def prepare(grid_name: str, results: str, *, methods: list[str] | None = None, d
     store = ResultStore(results, grid.name)
     methods = {m: {"guarantees": list(METHODS[m].guarantees)} for m in sorted({run.config.method for run in planned})
                if METHODS[m].guarantees}
-    values = ConfigDicts()
     plan = Plan(grid.name, grid.description, grid.source,
-                tuple(PlannedRun.of(run.config, run.named, run.run_id, values(run.config)) for run in planned),
+                tuple(PlannedRun.of(run.config, run.named, run.run_id) for run in planned),
                 headline=grid.headline(planned), methods=methods, overrides=tuple(o.to_dict() for o in grid.overrides))
     current = store.read_plan()
     check_same_grid(plan, current, store)
@@ -204,20 +204,35 @@ def retired_records(records: list[Record], planned: list[RunConfig]) -> list[str
     retired = []
     for record in records:
         try:
-            key = setting_key(RunConfig.from_dict(record.config))
+            key = setting_key(record.config)
         except UnknownNameError:
             continue
-        except (KeyError, TypeError, ValueError):
-            key = None  # a config this code cannot read back: no setting of the grid
         if key not in settings:
             retired.append(record.run_id)
     return sorted(retired)
 
 
+def check_sizes(runs: list[RunConfig], options: RunOptions) -> None:
+    """Refuse runs that ask for more examples than the copy of their data set that was found
+    holds (a data root may hold fewer than the published splits the grid was checked against,
+    :func:`benchmark.planning.grid.size_problems`): the splits are in this process's cache
+    since :func:`check_available`, so their sizes cost nothing."""
+    settings = {setting_identity(config): config for config in runs}.values()  # seeds aside
+    for config in sorted(settings, key=lambda c: c.dataset.name):
+        full = full_splits(config.dataset.name, options.data_root, 0, options.download)
+        problems = size_problems(config, len(full.train), len(full.test), full.valid is not None)
+        if problems:
+            setting, problem = problems[0]
+            published = published_sizes(config.dataset.name)
+            raise BenchmarkError(f"{problem} (the copy of {config.dataset.name} that was found holds {len(full.train)} "
+                                 f"training / {len(full.test)} test examples; published: {published[0]} / "
+                                 f"{published[1]}; run {config.run_id}, {config.label()})")
+
+
 def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | None = None) -> GridSummary:
     """Check the data root and that the results can be written (nothing in the way of a file or
     folder), remove the temporary files of interrupted commands, resolve the device (a missing
-    GPU is an error), check the data of the runs to do, claim the folder for this grid (its plan,
+    GPU is an error), check the data of the runs to do (loadable, large enough), claim the folder for this grid (its plan,
     :meth:`Prepared.claim`), then execute the runs (see :func:`benchmark.execution.executor.run_grid`)."""
     job = prepared.job
     check_data_root(options.data_root)
@@ -228,6 +243,7 @@ def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | Non
     device = resolve_device(options.device)
     for name in sorted({r.dataset.name for r in job.todo}):
         check_available(name, data_root=options.data_root, download=options.download)
+    check_sizes(job.todo, options)
     if prepared.plan is not None:
         prepared.plan = job.store.claim(prepared.claim)
         for run_id in prepared.retired:

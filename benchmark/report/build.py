@@ -106,7 +106,7 @@ def _provenance(data: GridData) -> list[str]:
                       for r in data.runs})
     devices = sorted({str(r.record.device) for r in data.runs if r.record.device})
     seeds = sorted({r.seed for r in data.runs}, key=order)
-    methods = sorted({r.setting["method"] for r in data.runs}, key=method_order)
+    methods = sorted({r.method for r in data.runs}, key=method_order)
     unreadable = f", {len(data.unreadable)} unreadable" if data.unreadable else ""
     planned = f" of {len(data.plan.runs)} planned" if data.plan else ""
     return [f"records: {len(data.runs)}{planned} ({counts}){unreadable}",
@@ -385,9 +385,9 @@ def runs_page(data: GridData, records_link: str) -> Page:
 
 def _run_au(run: Run, setting: Setting) -> str:
     """One run's AU as a count of the latent dims (``20/32``) where it records one, else its fraction."""
-    d = setting.values.get("model.latent_dim")
+    d = setting.config.latent_dim
     count = run.metric("au_count")
-    if run.status == "ok" and run.metric("au") is not None and count is not None and isinstance(d, int):
+    if run.status == "ok" and run.metric("au") is not None and count is not None:
         return f"{int(round(count))}/{d}"
     return _run_cell(run, "au")
 

@@ -18,7 +18,7 @@ from typing import Any
 from .exact import mean_ci
 from .format import slug
 from .layout import add_legend, fit
-from .load import NOT_RECORDED, Setting, not_applicable, order
+from .load import NOT_RECORDED, Run, Setting, not_applicable, order
 from .styles import SERIES_LINESTYLES, display_name, part_text, plugin_methods, tex
 from .styles import method_style as style_of
 
@@ -317,6 +317,60 @@ def ink(image, value: float) -> str:
     """Black or white, whichever reads better on the colour ``image`` gives ``value``."""
     r, g, b, _ = image.cmap(image.norm(value))
     return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def latent_dims(settings: Iterable[Setting]) -> int | None:
+    """The number d of latent dims every one of ``settings`` has (``model.latent_dim``): a figure
+    draws AU as a count of them; None where a setting lacks it or they differ (AU drawn as the
+    fraction of the latent dims, as the tables show it where the records hold no count)."""
+    dims = {s.values.get("model.latent_dim") for s in settings}
+    d = dims.pop() if len(dims) == 1 else None
+    return d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else None
+
+
+def au_value(run: Run, d: int | None) -> float | None:
+    """A run's valid AU as a count of its ``d`` latent dims (the recorded ``au_count``, else the
+    fraction times d), the fraction where ``d`` is None; None where its AU is not valid."""
+    au = run.metric("au")
+    if au is None or d is None:
+        return au
+    count = run.metric("au_count")
+    return float(count) if count is not None else au * d
+
+
+def au_values(setting: Setting, d: int | None) -> list[float]:
+    """The valid AU of a setting's ok runs (seed order) as counts of ``d`` (:func:`au_value`)."""
+    return [v for v in (au_value(r, d) for r in setting.ok) if v is not None]
+
+
+def au_label(d: int | None, fraction: str = "AU (fraction of latent dims)", what: str = "active units") -> str:
+    """An AU axis's label: ``what (of d)``, or ``fraction`` (the label of a fraction) without d."""
+    return f"{what} (of {d})" if d else fraction
+
+
+def au_ticks(d: int) -> list[int]:
+    """Ticks 0 ... d of an AU count: a round step (at most 6 steps), d itself always one of them."""
+    step = next(s for s in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 250, 256, 500, 512, 1000,
+                            d) if d / s <= 6)
+    ticks = list(range(0, d + 1, step))
+    if ticks[-1] != d:
+        ticks = ticks[:-1] + [d] if d - ticks[-1] < step / 2 else ticks + [d]
+    return ticks
+
+
+def au_axis(ax, d: int | None, axis: str = "y", label: str | None = None) -> None:
+    """An AU axis of ``ax``: 0 ... d (integer ticks, :func:`au_ticks`) for a count of d latent dims,
+    else 0 ... 1 (a fraction); labelled ``label`` when given."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    top = d or 1
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(-0.03 * top, 1.03 * top)
+    if d:
+        target = ax.yaxis if axis == "y" else ax.xaxis
+        target.set_major_locator(FixedLocator(au_ticks(d)))
+        target.set_minor_locator(NullLocator())
+    if label is not None:
+        (ax.set_ylabel if axis == "y" else ax.set_xlabel)(label)
 
 
 def invalid_caption(settings: Sequence[Setting], keys: Sequence[str]) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from .figures import (Figure, blank_figure, draw_mi_caps, facets, finish, legend_entries, method_styles,
-                      setting_text, subfigure_grid, wrap)
+from .figures import (Figure, au_axis, au_label, blank_figure, draw_mi_caps, facets, finish, latent_dims,
+                      legend_entries, method_styles, setting_text, subfigure_grid, wrap)
 from .layout import add_legend, renderer
 from .load import Run, Setting, finite, method_order
 from .styles import display_name, part_text, tex
@@ -17,14 +17,21 @@ PANELS = {"test_au": "test AU (fraction)", "test_kl": "test KL (nats)", "test_mi
           "loss": "training loss (per example)", "rec": "training rec (per example)", "alpha": "α (LR weight)"}
 
 
-def curve(run: Run, key: str) -> dict[int, float]:
-    """Epoch -> value of ``key`` in the run's curve points."""
+def curve(run: Run, key: str, d: int | None = None) -> dict[int, float]:
+    """Epoch -> value of ``key`` in the run's curve points; ``test_au`` as a count of ``d`` latent
+    dims where d is given (the point's ``test_au_count``, else the fraction times d)."""
     points = {}
     for point in run.record.curves or []:
         value = point.get(key)
         if finite(value):
-            points[int(point["epoch"])] = float(value)
+            count = point.get("test_au_count") if key == "test_au" and d else None
+            points[int(point["epoch"])] = float(count) if finite(count) else float(value) * (d or 1)
     return points
+
+
+def panel_name(key: str, d: int | None) -> str:
+    """A panel's name (:data:`PANELS`): test AU as a count of ``d`` latent dims where d is given."""
+    return au_label(d, PANELS[key], "test active units") if key == "test_au" else PANELS[key]
 
 
 def curve_mi_cap(run: Run) -> float | None:
@@ -40,7 +47,7 @@ def curve_mi_cap(run: Run) -> float | None:
     if not finite(size) or size < 1:
         return None
     if estimators.get("mi_estimator") == "aggregate-batch":
-        size = min(int((run.record.config.get("eval") or {}).get("mi_batch_size", 50)), size)
+        size = min(run.config.mi_batch_size, size)
     return math.log(size)
 
 
@@ -63,8 +70,9 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
     setting's line in its block's legend (default: its hyperparameters). Blocks whose legends name
     the same lines share one legend below them all."""
     keys = panels_for(settings, keys)
+    d = latent_dims(settings)
     figure = Figure(kind, dataset, caption or (
-        f"Training curves on {dataset} for every setting: " + ", ".join(PANELS[k] for k in keys)
+        f"Training curves on {dataset} for every setting: " + ", ".join(panel_name(k, d) for k in keys)
         + " per epoch, one block of panels per method (its settings in the legend below it), one column per "
         "architecture (or other model / train setting that differs); thick: mean over seeds, thin: each seed"
         + ("; dashed: the MI cap log N" if "test_mi" in keys else "") + "."))
@@ -118,7 +126,7 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
                 col, ls = styles[setting_text(s, n=False)]
                 for r, key in enumerate(keys):
                     ax = axes[r][c]
-                    curves = [p for p in (curve(run, key) for run in s.ok) if p]
+                    curves = [p for p in (curve(run, key, d) for run in s.ok) if p]
                     if not curves:
                         continue
                     for points in curves:
@@ -132,15 +140,19 @@ def figure_curves(dataset: str, settings: Sequence[Setting], kind: str = "curves
             for r, key in enumerate(keys):
                 ax = axes[r][c]
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-                ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+                if key != "test_au":
+                    ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
                 if r == 0 and (across > 1 or len(everywhere) > 1) and facet and facet not in title:
                     ax.set_title(wrap(facet, panel_w - 0.2, 7), fontsize=7)
                 if c == min(c for c, _, _ in facet_list):
-                    ax.set_ylabel(PANELS[key], fontsize=7)
+                    name = panel_name(key, d)
+                    ax.set_ylabel(name.replace(" (of", "\n(of") if key == "test_au" else name, fontsize=7)
                 if r == len(keys) - 1:
                     ax.set_xlabel("epoch")
                 if key == "test_au":
-                    ax.set_ylim(-0.03, 1.03)
+                    au_axis(ax, d)
+                    if not d:
+                        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
                 if key == "test_mi":
                     draw_mi_caps(ax, [cap for cap in (curve_mi_cap(run) for s in members for run in s.ok
                                                        if curve(run, key)) if cap is not None])

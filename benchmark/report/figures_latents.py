@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .exact import sample_mean_std
-from .figures import (LABEL_IN, SPREAD_NOTE, Figure, categories, category_height, class_names, dots_and_mean,
-                      facet_title, facets, finish, ink, legend_below, method_style, method_styles, new_figure,
-                      not_drawn, setting_text, wrap)
+from .figures import (LABEL_IN, SPREAD_NOTE, Figure, au_axis, au_label, au_ticks, categories, category_height,
+                      class_names, dots_and_mean, facet_title, facets, finish, ink, latent_dims, legend_below,
+                      method_style, method_styles, new_figure, not_drawn, setting_text, wrap)
 from .load import NOT_RECORDED, Setting, finite, order
 from .styles import tex
 
@@ -28,9 +28,9 @@ def _vector(setting: Setting, key: str) -> list[list[float]]:
 
 
 def _thresholds(settings: Sequence[Setting]) -> list[float]:
-    return sorted({float((r.record.estimators or {}).get("au_threshold") or r.setting.get("eval.au_threshold"))
+    return sorted({float((r.record.estimators or {}).get("au_threshold") or r.config.au_threshold)
                    for s in settings for r in s.ok
-                   if (r.record.estimators or {}).get("au_threshold") or r.setting.get("eval.au_threshold")})
+                   if (r.record.estimators or {}).get("au_threshold") or r.config.au_threshold})
 
 
 def _facet_styles(settings: Sequence[Setting]) -> dict[str, tuple[str, object]]:
@@ -53,19 +53,22 @@ def _n_shared(settings: Sequence[Setting]) -> str:
 
 
 def figure_per_class(dataset: str, chosen: Sequence[Setting]) -> Figure:
-    """Heat map of AU per class (class names), one row per headline setting, mean ± std over seeds,
-    one panel per architecture."""
+    """Heat map of AU per class (class names) as a count of the d latent dims (the recorded fraction
+    times d; the fraction where the settings' d differ), one row per headline setting, mean ± std
+    over seeds, one panel per architecture."""
     import numpy as np
 
-    figure = Figure("per_class_au", dataset, f"Per-class AU on {dataset}: fraction of latent dims active within each "
-                    "class's test examples, one row per headline setting (n: its ok seeds), one panel per "
-                    "architecture (or other model / train setting that differs); cell: mean over seeds and (below) "
-                    "the standard deviation.")
     rows = []
     for s in chosen:
         per_seed = [p for p in (((r.record.per_class or {}).get("au") or {}) for r in s.ok) if p]
         if per_seed:
             rows.append((s, per_seed))
+    d = latent_dims([s for s, _ in rows])
+    figure = Figure("per_class_au", dataset, f"Per-class AU on {dataset}: "
+                    + (f"active units (of the {d} latent dims)" if d else "fraction of latent dims active")
+                    + " within each class's test examples, one row per headline setting (n: its ok seeds), one panel "
+                    "per architecture (or other model / train setting that differs); cell: mean over seeds and "
+                    "(below) the standard deviation.")
     if not rows:
         figure.skipped = f"per-class AU {NOT_RECORDED}"
         return figure
@@ -83,22 +86,25 @@ def figure_per_class(dataset: str, chosen: Sequence[Setting]) -> Figure:
         stds = np.zeros_like(means)
         for i, s in enumerate(members):
             for j, c in enumerate(classes):
-                values = [float(p[c]) for p in seeds_of[s.key] if c in p]
+                values = [float(p[c]) * (d or 1) for p in seeds_of[s.key] if c in p]
                 if values:
                     mean, std = sample_mean_std(values)
                     means[i, j], stds[i, j] = mean, 0.0 if std is None else std
-        image = ax.imshow(np.ma.masked_invalid(means), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        image = ax.imshow(np.ma.masked_invalid(means), vmin=0, vmax=d or 1, cmap="viridis", aspect="auto")
+        decimals = 1 if d else 2  # a mean count at one decimal (as the tables), a fraction at two
         for i in range(len(members)):
             for j in range(len(classes)):
                 if math.isfinite(means[i, j]):
-                    ax.text(j, i, f"{means[i, j]:.2f}\n±{stds[i, j]:.2f}", ha="center", va="center", fontsize=5,
-                            color=ink(image, means[i, j]))
+                    ax.text(j, i, f"{means[i, j]:.{decimals}f}\n±{stds[i, j]:.{decimals}f}", ha="center",
+                            va="center", fontsize=5, color=ink(image, means[i, j]))
         categories(ax, names)
         ax.set_xticks(range(len(classes)), class_names(dataset, classes), rotation=90)
         ax.grid(False)
         if title or _n_shared(every):
             ax.set_title(" · ".join(t for t in (title, _n_shared(every)) if t), fontsize=7)
-    fig.colorbar(image, ax=axes, label="AU (fraction)", shrink=min(0.9, 4.0 / fig.get_figheight()))
+    bar = fig.colorbar(image, ax=axes, label=au_label(d, "AU (fraction)"), shrink=min(0.9, 4.0 / fig.get_figheight()),
+                       ticks=au_ticks(d) if d else None)
+    bar.minorticks_off()
     return finish(fig, figure, min_w=3.0, min_h=0.75)
 
 
@@ -106,12 +112,16 @@ def figure_spectra(dataset: str, chosen: Sequence[Setting]) -> Figure:
     """Sorted per-dimension variances of the posterior means (log), one thin line per seed, and
     AU against the threshold δ (right); one row of panels per architecture."""
     thresholds = _thresholds(chosen)
+    lines = [(s, v) for s in chosen for v in [_vector(s, "au_variances")] if v and len({len(x) for x in v}) == 1]
+    sizes = {len(v[0]) for _, v in lines}
+    d = sizes.pop() if len(sizes) == 1 else None  # the latent dims, when every setting has as many
     figure = Figure("spectra", dataset, f"Left: per-dimension variance of the posterior mean over the test set on "
                     f"{dataset}, sorted, one thin line per seed and the mean (thick), headline settings; right: AU as "
-                    "a function of the threshold δ (the fraction of dims with variance ≥ δ), per seed and mean; "
+                    "a function of the threshold δ (" + (f"the number of the {d} latent dims" if d else
+                                                          "the fraction of dims") + " with variance ≥ δ), per seed "
+                    "and mean; "
                     "dashed: the δ used for AU" + (f" ({thresholds[0]:g})" if len(thresholds) == 1 else "")
                     + "; one row of panels per architecture (or other model / train setting that differs).")
-    lines = [(s, v) for s in chosen for v in [_vector(s, "au_variances")] if v and len({len(x) for x in v}) == 1]
     if not lines:
         figure.skipped = f"per-dimension variances {NOT_RECORDED}"
         return figure
@@ -130,7 +140,8 @@ def figure_spectra(dataset: str, chosen: Sequence[Setting]) -> Figure:
             seeds = vectors[s.key]
             spectra = np.array([sorted(v, reverse=True) for v in seeds])
             dims = np.arange(1, spectra.shape[1] + 1)
-            au = np.array([[np.mean(np.array(v) >= d) for d in deltas] for v in seeds])
+            au = np.array([[np.sum(np.array(v) >= t) if d else np.mean(np.array(v) >= t) for t in deltas]
+                           for v in seeds], dtype=float)
             for row, curve in zip(spectra, au):
                 ax.plot(dims, np.maximum(row, floor), color=col, lw=0.5, alpha=0.35, ls=ls)
                 ax2.plot(deltas, curve, color=col, lw=0.5, alpha=0.35, ls=ls)
@@ -145,8 +156,7 @@ def figure_spectra(dataset: str, chosen: Sequence[Setting]) -> Figure:
         ax.set_ylabel("Var over x of E q(z|x) (log)")
         ax2.set_xscale("log")
         ax2.set_xlabel("threshold δ (log)")
-        ax2.set_ylabel("AU (fraction of dims ≥ δ)")
-        ax2.set_ylim(-0.03, 1.03)
+        au_axis(ax2, d, label=au_label(d, "AU (fraction of dims ≥ δ)", "active units ≥ δ"))
         if title:
             ax.set_title(wrap(title, 3.4))
             ax2.set_title(wrap(title, 3.4))

@@ -10,10 +10,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .figures import (SPREAD_NOTE, Figure, blank_figure, categories, category_height, colour, dots_and_mean,
-                      draw_mi_caps, facets, finish, hp_parts, ink, invalid_caption, legend_below, legend_entries,
-                      log_worthy, method_style, method_styles, mi_cap_text, new_figure, rec_unit, setting_text,
-                      short_titles, subfigure_grid, tick_values, wrap)
+from .figures import (SPREAD_NOTE, Figure, au_axis, au_label, au_value, au_values, blank_figure, categories,
+                      category_height, colour, dots_and_mean, draw_mi_caps, facets, finish, hp_parts, ink,
+                      invalid_caption, latent_dims, legend_below, legend_entries, log_worthy, method_style,
+                      method_styles, mi_cap_text, new_figure, rec_unit, setting_text, short_titles, subfigure_grid,
+                      tick_values, wrap)
 from .layout import add_legend, renderer
 from .load import BASELINE, Run, Setting, method_order, order, value_text
 from .styles import display_name, hp_name, part_text, tex
@@ -72,9 +73,10 @@ def _dodge(positions: Sequence[float], log: bool, count: int) -> float:
 
 def _draw_series(ax, items: list[Series], column: str, metric: str, positions: dict[str, float], log: bool,
                  width: float, styles: dict[tuple[str, str], tuple[str, Any]], lines: bool = True,
-                 label: Callable[[str, str], str] = series_label) -> None:
+                 label: Callable[[str, str], str] = series_label, d: int | None = None) -> None:
     """Per series a line through the means (``lines``; not between categories) and per-seed dots;
-    series dodged sideways by ``width``, each in its colour and line style (``styles``)."""
+    series dodged sideways by ``width``, each in its colour and line style (``styles``); AU as a
+    count of ``d`` latent dims (:func:`.figures.au_values`; the fraction without d)."""
     for k, (method, rest, members) in enumerate(items):
         col, ls = styles[(method, rest)]
         style = (col, method_style(method)[1])
@@ -83,7 +85,8 @@ def _draw_series(ax, items: list[Series], column: str, metric: str, positions: d
         for s in members:
             x = positions[json.dumps(s.values[column], default=str)]
             x = x * 10 ** offset if log else x + offset
-            mean = dots_and_mean(ax, x, s.values_of(metric), style, log_x=log, spread=width * 0.6, short=s.short)
+            values = au_values(s, d) if metric == "au" else s.values_of(metric)
+            mean = dots_and_mean(ax, x, values, style, log_x=log, spread=width * 0.6, short=s.short)
             if mean is not None:
                 xs.append(x)
                 means.append(mean)
@@ -106,7 +109,9 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
     them the methods with one beta (the plain VAE and the LID decoders: beta = 1 in their loss) as
     a dot plot, one column of panels per architecture."""
     methods = swept(settings, "hp.beta")
-    figure = Figure("au_vs_beta", dataset, f"AU (fraction of latent dims active) against β on {dataset}, per method "
+    d = latent_dims([s for s in settings if s.values_of("au")])
+    what = f"AU (active units, a count of the {d} latent dims)" if d else "AU (fraction of latent dims active)"
+    figure = Figure("au_vs_beta", dataset, f"{what} against β on {dataset}, per method "
                     "that sweeps β (series dodged sideways so none hides another); below: methods with a single β "
                     f"(their loss weights the KL by that β), one row each; the `{BASELINE}` mean dashed in every "
                     "panel; one column of panels per architecture (or other model / train setting that differs). "
@@ -142,18 +147,19 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
         for s in members:
             if s.values.get("hp.beta") is not None:
                 positions.setdefault(json.dumps(s.values["hp.beta"]), float(s.values["hp.beta"]))
-        _draw_series(ax, items, "hp.beta", "au", positions, log, _dodge(betas, log, len(items)), styles)
+        _draw_series(ax, items, "hp.beta", "au", positions, log, _dodge(betas, log, len(items)), styles, d=d)
         tick_values(ax, betas, log)
         ax.set_xlabel("β (KL weight)")
-        ax.set_ylim(-0.03, 1.03)
+        au_axis(ax, d)
         if title:
             ax.set_title(wrap(title, width / len(panels) - 0.4))
         vae = [s for s in members if s.method == BASELINE and s.values_of("au")]
         if vae:
-            vae_mean[title] = vae[0].mean_std("au")[0]
+            counts = au_values(vae[0], d)
+            vae_mean[title] = math.fsum(counts) / len(counts)
             ax.axhline(vae_mean[title], color=colour(BASELINE), ls="--", lw=0.8, zorder=0,
                        label=f"{display_name(BASELINE)} mean")
-    axes[0].set_ylabel("AU (fraction of latent dims)")
+    axes[0].set_ylabel(au_label(d))
     handles, names = legend_entries(axes)
     legend = add_legend(top, handles, names)
     parts = [2.9]
@@ -162,12 +168,11 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
         below = bottom.subplots(1, len(panels), sharey=True, sharex=True, squeeze=False)[0]
         for ax, (title, _), group in zip(below, panels, fixed):
             for s in group:
-                dots_and_mean(ax, float(labels.index(fixed_label(s))), s.values_of("au"), method_style(s.method),
+                dots_and_mean(ax, float(labels.index(fixed_label(s))), au_values(s, d), method_style(s.method),
                               spread=0.35, short=s.short, horizontal=True)
             if title in vae_mean:
                 ax.axvline(vae_mean[title], color=colour(BASELINE), ls="--", lw=0.8, zorder=0)
-            ax.set_xlim(-0.03, 1.03)
-            ax.set_xlabel("AU (fraction of latent dims)")
+            au_axis(ax, d, "x", au_label(d))
             ax.set_title(wrap(f"one β (β = {usual}" + (" unless named)" if len(set(betas_fixed)) > 1 else ")")
                               + (f" · {title}" if title else ""), width / len(panels) - 0.4))
         categories(below[0], labels)
@@ -181,7 +186,9 @@ def figure_sweep(dataset: str, settings: Sequence[Setting]) -> Figure:
     """AU, KL and rec against every swept hyperparameter: one row of panels per method and swept
     hyperparameter, a panel per metric and architecture (side by side), one line per setting of
     the method's other hyperparameters (their legend below the row)."""
-    figure = Figure("sweep", dataset, f"Hyperparameter sweeps on {dataset}: AU (fraction), KL (nats) and rec against "
+    d = latent_dims([s for s in settings if s.values_of("au")])
+    au_what = f"AU (active units of the {d} latent dims)" if d else "AU (fraction)"
+    figure = Figure("sweep", dataset, f"Hyperparameter sweeps on {dataset}: {au_what}, KL (nats) and rec against "
                     "each hyperparameter a method sweeps (log axis where the values span a factor of 20 or more; "
                     "text values as categories), one row of panels per method and swept hyperparameter, each metric "
                     "once per architecture side by side (or other model / train setting that differs: named in full "
@@ -200,7 +207,7 @@ def figure_sweep(dataset: str, settings: Sequence[Setting]) -> Figure:
         figure.skipped = "no method sweeps a hyperparameter"
         return figure
     rows = sorted(found.items(), key=lambda kv: (method_order(kv[0][0]), kv[0][1]))
-    metrics = [("au", "AU (fraction)"), ("kl", "KL (nats)"), ("rec", "rec")]
+    metrics = [("au", au_label(d, "AU (fraction)")), ("kl", "KL (nats)"), ("rec", "rec")]
     drawn = [s for _, panels in rows for _, items in panels for _, _, members in items for s in members]
     figure.caption += f" rec: {rec_unit(settings)}." + invalid_caption(drawn, [key for key, _ in metrics])
     # the panels of a row: one per metric and architecture; aligned (a column per architecture in
@@ -234,7 +241,8 @@ def figure_sweep(dataset: str, settings: Sequence[Setting]) -> Figure:
                 g, items = present[f]
                 title = groups[g][0] if r == 0 or not aligned else names[g]
                 dodge = _dodge(list(positions.values()), log, len(items)) if numeric else min(0.08, 0.5 / len(items))
-                _draw_series(ax, items, column, metric, positions, log, dodge, styles, lines=numeric, label=label)
+                _draw_series(ax, items, column, metric, positions, log, dodge, styles, lines=numeric, label=label,
+                             d=d)
                 if numeric:
                     tick_values(ax, [float(v) for v in values], log)
                 else:
@@ -248,7 +256,7 @@ def figure_sweep(dataset: str, settings: Sequence[Setting]) -> Figure:
                 if f == min(present):
                     ax.set_ylabel(ylabel)
                 if metric == "au":
-                    ax.set_ylim(-0.03, 1.03)
+                    au_axis(ax, d)
                 if across > 1 or title:
                     ax.set_title(wrap(title, panel_w - 0.1, 6.5), fontsize=6.5)
             if across > 1:  # each metric on one scale across the architectures
@@ -284,9 +292,10 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
     """Rate (KL) against distortion (nats) and AU against KL, sweeps connected along beta, one row
     of panels per architecture."""
     usable = [s for s in settings if _against_kl(s, _distortion)]
+    d = latent_dims(usable)
     figure = Figure("rate_distortion", dataset, f"Rate-distortion on {dataset}: rate = KL (nats), distortion = "
                     "−E log p(x|z) (nats, full likelihood constants: −ELBO − KL), lower left is better; right: "
-                    "AU against KL. One marker per setting (mean over seeds, dots: seeds, hollow: one seed), settings "
+                    + (f"AU (active units of the {d} latent dims)" if d else "AU") + " against KL. One marker per setting (mean over seeds, dots: seeds, hollow: one seed), settings "
                     "that differ only in β joined in β order (numbers: β); the plain VAE drawn on top; one row of "
                     "panels per architecture (or other model / train setting that differs)."
                     + invalid_caption(usable, ["kl", "neg_elbo", "au"]))
@@ -308,7 +317,7 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
             members = sorted(members, key=lambda s: order(s.values.get("hp.beta")))
             marker = method_style(method)[1]
             on_top = 6 if method == BASELINE else 3
-            for ax, y_of in ((ax1, _distortion), (ax2, lambda run: run.metric("au"))):
+            for ax, y_of in ((ax1, _distortion), (ax2, lambda run: au_value(run, d))):
                 xs, ys = [], []
                 for s in members:
                     pairs = _against_kl(s, y_of)
@@ -333,8 +342,7 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
         ax1.set_ylabel("distortion: −E log p(x|z) (nats)")
         ax1.set_title(wrap("rate-distortion" + suffix, 3.4))
         ax2.set_xlabel("rate: KL (nats)")
-        ax2.set_ylabel("AU (fraction)")
-        ax2.set_ylim(-0.03, 1.03)
+        au_axis(ax2, d, label=au_label(d, "AU (fraction)"))
         ax2.set_title(wrap("AU against KL" + suffix, 3.4))
     legend_below(fig, axes[::2])
     return finish(fig, figure, min_w=2.6, min_h=2.0)
@@ -355,6 +363,7 @@ def figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequen
     rows = sorted({setting_text(s, n=False): (method_order(s.method), s.sort_key) for _, members in panels
                    for s in members}.items(), key=lambda kv: kv[1])
     labels = [text for text, _ in rows]
+    d = latent_dims([s for _, members in panels for s in members if s.values_of("au")])
     height = (category_height(labels) + 0.45) * len(panels) + 0.6
     fig, axes = new_figure(min(13.0, 1.9 * len(keys) + 2.2), height, len(panels), len(keys), sharey=True,
                            sharex="col")
@@ -362,18 +371,19 @@ def figure_architectures(dataset: str, settings: Sequence[Setting], keys: Sequen
         for c, key in enumerate(keys):
             ax = axes[r * len(keys) + c]
             for s in members:
-                dots_and_mean(ax, float(labels.index(setting_text(s, n=False))), s.values_of(key),
-                              method_style(s.method), spread=0.35, short=s.short, horizontal=True)
+                dots_and_mean(ax, float(labels.index(setting_text(s, n=False))),
+                              au_values(s, d) if key == "au" else s.values_of(key), method_style(s.method),
+                              spread=0.35, short=s.short, horizontal=True)
             if key == "mi":
                 draw_mi_caps(ax, [cap[0] for cap in (s.mi_cap() for s in members) if cap is not None], vertical=True)
             if key == "au":
-                ax.set_xlim(-0.03, 1.03)
+                au_axis(ax, d, "x")
             if r == 0:
                 ax.set_title(METRIC_NAMES.get(key, key))
             if r == len(panels) - 1:
                 caps = mi_cap_text(c[0] for c in (s.mi_cap() for s in settings) if c is not None) if key == "mi" else ""
-                ax.set_xlabel(wrap(f"{METRIC_NAMES.get(key, key)} ({'fraction' if key == 'au' else 'nats'})"
-                                   + (f"\ndashed: {caps}" if caps else ""), 1.7))
+                name = au_label(d, "AU (fraction)") if key == "au" else f"{METRIC_NAMES.get(key, key)} (nats)"
+                ax.set_xlabel(wrap(name + (f"\ndashed: {caps}" if caps else ""), 1.7))
             if c == 0 and title:
                 ax.set_ylabel(wrap(title, category_height(labels) + 0.2), fontsize=7)
     categories(axes[0], labels)

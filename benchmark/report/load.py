@@ -2,7 +2,9 @@
 
 A *setting* is one method x hyperparameters x model / train / data / eval settings of one data
 set; its runs are the seeds. Records are read through the store (:mod:`benchmark.results.store`),
-which also names the files that are no readable record.
+which also names the files that are no readable record. Settings are grouped and labelled by the
+columns of the runs table (which vary, which the grid names); what the report reads of a setting
+by name it reads typed (:class:`SettingConfig`, built here once per run from its config).
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..config import MI_CAP_MARGIN
+from ..config import MI_CAP_MARGIN, EvalConfig, ModelConfig, RunConfig
 from ..results.plan import Plan
 from ..results.record import Record
 from ..results.store import ResultStore
@@ -30,12 +32,39 @@ NOT_RECORDED = "not recorded"
 PLANNED = "planned"  # status of a stand-in for a planned run without a record
 
 
+_MODEL, _EVAL = ModelConfig(), EvalConfig()
+
+
+@dataclass(frozen=True)
+class SettingConfig:
+    """The settings the report reads by name, typed: the same for every run (seed) of a setting."""
+
+    dataset: str = "fashion-mnist"
+    method: str = "vae"
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    arch: str = _MODEL.arch
+    latent_dim: int = _MODEL.latent_dim
+    likelihood: str = _MODEL.likelihood
+    au_threshold: float = _EVAL.au_threshold
+    mi_batch_size: int = _EVAL.mi_batch_size
+
+    @classmethod
+    def of(cls, config: RunConfig) -> SettingConfig:
+        return cls(config.dataset.name, config.method, config.hyperparameters, config.model.arch,
+                   config.model.latent_dim, config.model.likelihood, config.eval.au_threshold, config.eval.mi_batch_size)
+
+    def hp(self, name: str) -> Any:
+        """Hyperparameter ``name``'s value, None when the method has none of that name."""
+        return self.hyperparameters.get(name)
+
+
 @dataclass
 class Run:
-    """One readable record and its setting columns."""
+    """One readable record, its typed settings and its setting columns."""
 
     record: Record
-    setting: dict[str, Any]  # setting columns (records_table's names) -> plain value or None
+    setting: dict[str, Any]  # setting columns (records_table's names) -> plain value or None: grouping, labels
+    config: SettingConfig = field(default_factory=SettingConfig)
 
     @property
     def run_id(self) -> str:
@@ -46,8 +75,16 @@ class Run:
         return str(self.record.status)
 
     @property
-    def seed(self) -> Any:
-        return self.record.config["seed"]
+    def seed(self) -> int:
+        return self.record.config.seed
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    @property
+    def method(self) -> str:
+        return self.config.method
 
     def value(self, key: str) -> float | None:
         """The number recorded for metric ``key`` (finite or not), None when there is none."""
@@ -89,7 +126,7 @@ class Setting:
     key: str
     dataset: str
     method: str
-    values: dict[str, Any]
+    values: dict[str, Any]  # setting columns (records_table's names): grouping and labels
     runs: list[Run] = field(default_factory=list)
     label: str = ""
     parts: list[tuple[str, str]] = field(default_factory=list)  # (column, "name=value") behind the label
@@ -98,6 +135,7 @@ class Setting:
     headline: bool = False  # in the headline (declared in the grid, see :func:`mark_headline`)
     # metrics the method inflates by construction (the plan's ``methods``), never marked best
     guaranteed: tuple[str, ...] = ()
+    config: SettingConfig = field(default_factory=SettingConfig)  # its first run's (every run's)
 
     @property
     def short(self) -> bool:
@@ -149,8 +187,8 @@ class Setting:
         return self.method + ("" if self.label == "—" else f" ({self.label})")
 
     @property
-    def likelihood(self) -> Any:
-        return self.values.get("model.likelihood")
+    def likelihood(self) -> str:
+        return self.config.likelihood
 
     def mi_cap(self) -> tuple[float, float, int] | None:
         """MI cap log N (nats, the mean over the ok runs with MI that record ``estimators.mi_cap``),
@@ -250,7 +288,7 @@ def load_grid_records(grid_dir: Path) -> GridData:
     recorded = {r.run_id for r in good}
     # the plan's runs without a record stand in as "planned" records, so that every planned setting
     # is known (its seeds counted, its label the same whichever runs have finished)
-    planned = [Record(p.run_id, p.config, p.label, status=PLANNED) for p in (plan.runs if plan else ())
+    planned = [Record(p.run_id, p.config, p.label, status=PLANNED, config_absent=p.config_absent) for p in (plan.runs if plan else ())
                if p.run_id not in recorded]
     runs: list[Run] = []
     if good or planned:
@@ -259,7 +297,8 @@ def load_grid_records(grid_dir: Path) -> GridData:
         columns = setting_columns(table)
         for _, row in table.iterrows():
             setting = {c: plain(row[c]) for c in columns}
-            runs.append(Run(by_id[row["run_id"]], setting))
+            record = by_id[row["run_id"]]
+            runs.append(Run(record, setting, SettingConfig.of(record.config)))
     settings = group_settings(runs, plan.named_hyperparameters() if plan else {})
     planned_ids = {p.run_id for p in plan.runs} if plan else set()
     for s in settings:
@@ -311,7 +350,7 @@ def group_settings(runs: list[Run], named: dict[str, set[str]] | None = None) ->
     for run in runs:
         key = json.dumps(sorted(run.setting.items()), default=str)
         if key not in groups:
-            groups[key] = Setting(key, run.setting["dataset"], run.setting["method"], dict(run.setting))
+            groups[key] = Setting(key, run.dataset, run.method, dict(run.setting), config=run.config)
         groups[key].runs.append(run)
     settings = list(groups.values())
     for dataset in sorted({s.dataset for s in settings}):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..config import ConfigSection
 from ..errors import first_line
 from ..results.plan import PLAN_FILE
 from .format import md_escape
@@ -15,10 +16,10 @@ from ..results.table import invalid_values
 from .load import NOT_RECORDED, GridData, value_text
 
 
-def _flat(section: dict[str, Any]) -> dict[str, Any]:
-    """A config section with the architecture's ``options`` merged in (as the runs table names them)."""
-    out = {k: v for k, v in section.items() if k != "options"}
-    out.update(section.get("options") or {})
+def _flat(section: ConfigSection) -> dict[str, Any]:
+    """A config section's settings with the architecture's ``options`` merged in (as the runs table names them)."""
+    out = {k: v for k, v in section.to_dict().items() if k != "options"}
+    out.update(getattr(section, "options", {}))
     return out
 
 
@@ -33,12 +34,12 @@ def planned_missing(data: GridData) -> list[str]:
     sections = {run.dataset: {} for run in data.plan.runs}
     for run in data.plan.runs:
         for section in ("model", "train"):
-            for key, value in _flat(run.config.get(section) or {}).items():
+            for key, value in _flat(getattr(run.config, section)).items():
                 sections[run.dataset].setdefault(f"{section}.{key}", set()).add(json.dumps(value, sort_keys=True))
     for run in data.plan.runs:
-        values = tuple((k, run.config["hyperparameters"].get(k)) for k in sorted(run.named))
+        values = tuple((k, run.config.hyperparameters.get(k)) for k in sorted(run.named))
         flat = {f"{section}.{k}": v for section in ("model", "train")
-                for k, v in _flat(run.config.get(section) or {}).items()}
+                for k, v in _flat(getattr(run.config, section)).items()}
         shared = tuple((c.split(".", 1)[1], flat.get(c)) for c, seen in sorted(sections[run.dataset].items())
                        if len(seen) > 1 and flat.get(c) is not None)
         absent = groups.setdefault((run.dataset, run.method, values + shared), [])
@@ -61,32 +62,32 @@ def missing_section(data: GridData) -> list[str]:
     if planned:
         out.append(f"- **Not run yet** ({len(planned)}):")
         out += [f"  - {line}" for line in planned]
-    bad = sorted((r for r in data.runs if r.status != "ok"), key=lambda r: (r.setting["dataset"], r.status, r.run_id))
+    bad = sorted((r for r in data.runs if r.status != "ok"), key=lambda r: (r.dataset, r.status, r.run_id))
     for status in sorted({r.status for r in bad}):
         group = [r for r in bad if r.status == status]
         out.append(f"- **{status.capitalize()}** ({len(group)}):")
         for r in group:
-            label = r.record.label or f"{r.setting['method']} seed {r.seed}"
-            error = r.record.error or {}
-            reason = first_line(error.get("message")) or "no error message recorded"
+            label = r.record.label or f"{r.method} seed {r.seed}"
+            error = r.record.error
+            reason = first_line(error.message if error else None) or "no error message recorded"
             if status == "diverged" and r.record.diverged_epoch is not None:
                 reason = f"epoch {r.record.diverged_epoch}: {reason}"
-            elif error.get("type"):
-                reason = f"{error['type']}: {reason}"
+            elif error and error.type:
+                reason = f"{error.type}: {reason}"
             out.append(f"  - `{r.run_id}` {md_escape(label)} — {md_escape(reason)}")
-    invalid = [(r, invalid_values(r.record)) for r in sorted(data.runs, key=lambda r: (r.setting["dataset"], r.run_id))
+    invalid = [(r, invalid_values(r.record)) for r in sorted(data.runs, key=lambda r: (r.dataset, r.run_id))
                if r.status == "ok" and invalid_values(r.record)]
     if invalid:
         out.append(f"- **Invalid values** ({sum(len(v) for _, v in invalid)} in {len(invalid)} ok runs): their "
                    "estimator's own check rejects them (docs/metrics.md); left out of means, tests and rankings:")
-        out += [f"  - `{r.run_id}` {md_escape(r.record.label or r.setting['method'])} — "
+        out += [f"  - `{r.run_id}` {md_escape(r.record.label or r.method)} — "
                 + "; ".join(f"{key}: {md_escape(first_line(reason))}" for key, reason in values.items())
                 for r, values in invalid]
     resumed = sorted((r for r in data.runs if (r.record.resumed or 0) > 0), key=lambda r: r.run_id)
     if resumed:
         out.append(f"- Resumed from a checkpoint ({len(resumed)}); their times add up every process that worked on "
                    "them (up to the checkpoint each resumed from):")
-        out += [f"  - `{r.run_id}` {md_escape(r.record.label or r.setting['method'])} — resumed "
+        out += [f"  - `{r.run_id}` {md_escape(r.record.label or r.method)} — resumed "
                 f"{r.record.resumed} time{'s' if r.record.resumed != 1 else ''}" for r in resumed]
     if data.unreadable:
         out.append(f"- **Unreadable records** ({len(data.unreadable)}), ignored:")

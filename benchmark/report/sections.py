@@ -50,7 +50,7 @@ def _table(rows: list[list[str]], header: list[str], align: str, settings: Seque
 
 def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Setting]) -> Section | None:
     """AU / KL / MI / IW-NLL per method and architecture preset (headline settings), per-seed values."""
-    if len({s.values.get("model.arch") for s in settings}) < 2:
+    if len({s.config.arch for s in settings}) < 2:
         return None
     rows_of = sorted([s for s in chosen if s.ok], key=lambda s: (method_order(s.method), preset(s), s.sort_key))
     section = Section("Architectures", f"The headline setting of every method under each "
@@ -70,15 +70,15 @@ def architectures(dataset: str, settings: Sequence[Setting], chosen: Sequence[Se
 def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
     """lr-vae with different ``alpha_schedule`` (linear warm-up vs constant): table, exact test of
     the schedule's effect on AU and KL for each pair, and AU / KL / loss curves."""
-    mine = [s for s in settings if s.method == "lr-vae" and s.values.get("hp.alpha_schedule") is not None and s.ok]
-    if len({s.values["hp.alpha_schedule"] for s in mine}) < 2:
+    mine = [s for s in settings if s.method == "lr-vae" and s.config.hp("alpha_schedule") is not None and s.ok]
+    if len({s.config.hp("alpha_schedule") for s in mine}) < 2:
         return None
     rest = lambda s: json.dumps([preset(s), hp_label(s, ["hp.alpha_schedule"])])  # noqa: E731
     groups: dict[str, list[Setting]] = {}
     for s in mine:
         groups.setdefault(rest(s), []).append(s)
-    paired = {k: sorted(v, key=lambda s: order(s.values["hp.alpha_schedule"])) for k, v in groups.items()
-              if len({s.values["hp.alpha_schedule"] for s in v}) > 1}
+    paired = {k: sorted(v, key=lambda s: order(s.config.hp("alpha_schedule"))) for k, v in groups.items()
+              if len({s.config.hp("alpha_schedule") for s in v}) > 1}
     if not paired:
         return None
     section = Section("Warm-up of α", f"LR-VAE on {dataset} with the same α_T, β and architecture under "
@@ -89,7 +89,7 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
     rows = []
     for key in sorted(paired, key=lambda k: min(s.sort_key for s in paired[k])):
         members = paired[key]
-        linear = next((s for s in members if s.values["hp.alpha_schedule"] == "linear"), members[0])
+        linear = next((s for s in members if s.config.hp("alpha_schedule") == "linear"), members[0])
         for s in members:
             cells = []
             for metric in ("au", "kl"):
@@ -100,7 +100,7 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
                 diff = math.fsum(a) / len(a) - math.fsum(b) / len(b)
                 cells += [("+" if diff > 0 else "") + fixed(diff, COLUMN[metric].decimals),
                           p_text(permutation_test(a, b).p)]
-            rows.append([preset(s), hp_label(s, ["hp.alpha_schedule"]), str(s.values["hp.alpha_schedule"]),
+            rows.append([preset(s), hp_label(s, ["hp.alpha_schedule"]), str(s.config.hp("alpha_schedule")),
                          cell_text(s, "au", count=False)[0], cell_text(s, "kl")[0], cell_text(s, "nll")[0], s.n_text,
                          per_seed_text(s, "au"), *cells])
     section.tables["warmup"] = _table(rows, header, "ppl" + "r" * 9, [s for v in paired.values() for s in v],
@@ -108,7 +108,7 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
     columns = [(f"{json.loads(k)[1]}\n{json.loads(k)[0]}", v) for k, v in sorted(paired.items())]
     section.figures.append(figure_curves(
         dataset, [s for v in paired.values() for s in v], kind="warmup", keys=("test_au", "test_kl", "loss"),
-        columns=columns, label=lambda s: f"α schedule: {s.values['hp.alpha_schedule']}" + (
+        columns=columns, label=lambda s: f"α schedule: {s.config.hp('alpha_schedule')}" + (
             f" (n = {len(s.ok)} of {s.planned})" if s.short else ""),
         caption=f"Warm-up ablation on {dataset}: test AU, test KL and the training loss per epoch of LR-VAE, one "
         "block of panels per α_T / β / architecture, one line per α schedule (solid: the first in name order, "

@@ -154,8 +154,7 @@ def image_notes(settings: Sequence[Setting], columns: Sequence[Column]) -> list[
 def au_counts(setting: Setting) -> list[int] | None:
     """The AU counts of the ok runs whose AU is valid (seed order), when every one of them records
     its count and the setting its latent dims (``model.latent_dim``); else None."""
-    d = setting.values.get("model.latent_dim")
-    if not isinstance(d, int) or isinstance(d, bool) or d <= 0:
+    if setting.config.latent_dim <= 0:
         return None
     counts = []
     for run in setting.ok:
@@ -174,7 +173,7 @@ def _au_count_text(setting: Setting, spread: bool) -> tuple[str, float] | None:
     counts = au_counts(setting)
     if not counts:
         return None
-    d = setting.values["model.latent_dim"]
+    d = setting.config.latent_dim
     mean, std = sample_mean_std([float(c) for c in counts])
     if len(set(counts)) == 1:
         return f"{counts[0]}/{d}", float(counts[0])

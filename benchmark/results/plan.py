@@ -5,7 +5,9 @@ trains anything: the grid's runs with the command's ``--seeds`` / ``--epochs`` (
 narrowed by ``--methods`` / ``--datasets``), each with its run id, label, config and the
 hyperparameters its grid entry names, and the ``--set`` overrides applied to the grid file
 (``overrides``; absent when none). The report reads it to list the runs that have no record
-yet and to label settings, so it never interprets grid files itself.
+yet and to label settings, so it never interprets grid files itself. :meth:`Plan.from_json` is
+the one place a plan file is parsed and checked (a :class:`~benchmark.results.record.RecordError`
+naming the file and the field); its configs are typed like a record's (:class:`TypedConfig`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import RunConfig
+from .record import RecordError, TypedConfig, _expect
 
 PLAN_VERSION = 1
 PLAN_FILE = "plan.json"
@@ -30,27 +33,35 @@ class PlannedRun:
     run_id: str
     label: str  # RunConfig.label()
     named: tuple[str, ...]  # hyperparameters its grid entry sets explicitly (named in setting labels)
-    config: dict[str, Any]  # RunConfig.to_dict()
+    config: RunConfig
+    # the config settings the plan file left out (TypedConfig.absent), left out again when written
+    config_absent: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def dataset(self) -> str:
-        return self.config["dataset"]["name"]
+        return self.config.dataset.name
 
     @property
     def method(self) -> str:
-        return self.config["method"]
+        return self.config.method
 
     @property
-    def seed(self) -> Any:
-        return self.config["seed"]
+    def seed(self) -> int:
+        return self.config.seed
 
     @classmethod
-    def of(cls, config: RunConfig, named: tuple[str, ...], run_id: str | None = None,
-           values: dict[str, Any] | None = None) -> PlannedRun:
-        """The planned run of ``config``; ``run_id`` and ``values`` (``config.to_dict()``, e.g. from
-        :class:`ConfigDicts`): what is known of it already."""
-        return cls(run_id or config.run_id, config.label(), tuple(named),
-                   values if values is not None else config.to_dict())
+    def from_dict(cls, data: Any, where: str = "run") -> PlannedRun:
+        """The planned run in ``data`` (its JSON object in the plan); a :class:`RecordError` naming
+        the field (``where.<field>``) when it is none."""
+        _expect(data, dict, where)
+        typed = TypedConfig.parse(data.get("config"), f"{where}.config")
+        return cls(_expect(data.get("run_id"), str, f"{where}.run_id"), _expect(data.get("label"), str, f"{where}.label"),
+                   tuple(_expect(data.get("named"), list, f"{where}.named")), typed.config, typed.absent)
+
+    @classmethod
+    def of(cls, config: RunConfig, named: tuple[str, ...], run_id: str | None = None) -> PlannedRun:
+        """The planned run of ``config``; ``run_id``: its run id, when known already."""
+        return cls(run_id or config.run_id, config.label(), tuple(named), config)
 
 
 class ConfigDicts:
@@ -128,7 +139,10 @@ class Plan:
         return named
 
     def to_json(self) -> str:
-        runs = [{"run_id": r.run_id, "label": r.label, "named": list(r.named), "config": r.config} for r in self.runs]
+        values = ConfigDicts()
+        runs = [{"run_id": r.run_id, "label": r.label, "named": list(r.named),
+                 "config": TypedConfig(r.config, r.config_absent).to_dict() if r.config_absent else values(r.config)}
+                for r in self.runs]
         data = {"plan_version": self.plan_version, "grid": self.grid, "description": self.description,
                 "source": self.source, "runs": runs}
         if self.headline:
@@ -142,16 +156,29 @@ class Plan:
         return json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> Plan:
-        """The plan in ``text``; raises ValueError, KeyError or TypeError when it is not one."""
-        data = json.loads(text)
-        runs = tuple(PlannedRun(str(r["run_id"]), str(r["label"]), tuple(r["named"]), dict(r["config"]))
-                     for r in data["runs"])
+    def from_json(cls, text: str, source: str = "plan") -> Plan:
+        """The plan in ``text``, the content of file ``source``; a :class:`RecordError` naming
+        ``source`` and the field when it is none."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise RecordError(f"not JSON ({exc})", source) from None
+        try:
+            return cls._parse(data)
+        except RecordError as exc:
+            raise RecordError(exc.problem, source) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RecordError(f"not a plan ({type(exc).__name__}: {exc})", source) from None
+
+    @classmethod
+    def _parse(cls, data: Any) -> Plan:
+        _expect(data, dict, "plan")
+        runs = [PlannedRun.from_dict(r, f"runs[{index}]") for index, r in enumerate(_expect(data.get("runs"), list, "runs"))]
         headline = tuple({"method": str(e["method"]), "hyperparameters": dict(e["hyperparameters"])}
                          for e in data.get("headline", []))
         declared = data.get("headline_declared")
         methods = data.get("methods")
         overrides = tuple({"key": str(o["key"]), "value": o["value"]} for o in data.get("overrides", []))
-        return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), runs,
+        return cls(str(data["grid"]), str(data.get("description", "")), str(data.get("source", "")), tuple(runs),
                    int(data["plan_version"]), headline, dict(declared) if isinstance(declared, dict) else None,
                    dict(methods) if isinstance(methods, dict) else {}, overrides)

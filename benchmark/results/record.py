@@ -1,12 +1,16 @@
 """A run's record: the typed, versioned content of ``<results>/<grid>/runs/<run_id>.json``.
 
 The runner fills a :class:`Record`, the executor adds the attempt and the grid, and the store
-writes it (:meth:`Record.to_json`) and reads it back (:func:`parse_record`); the report reads
-records through the store. On disk a record is one JSON object with sorted keys, strict JSON
-(non-finite floats become null). Fields marked optional are left out while they are None (a
-run that ended early has no timings, a record of an older version no ``code``), and keys this
-version does not know are kept in :attr:`Record.extra` and written back unchanged, so a record
-read and written again keeps its shape. Metric definitions: docs/metrics.md.
+writes it (:meth:`Record.to_json`) and reads it back (:func:`parse_record`, the one place a
+record file is parsed and checked: a malformed one is a :class:`RecordError` naming the file and
+the field); the report reads records through the store. On disk a record is one JSON object with
+sorted keys, strict JSON (non-finite floats become null). Fields marked optional are left out
+while they are None (a run that ended early has no timings, a record of an older version no
+``code``), and keys this version does not know are kept in :attr:`Record.extra` and written back
+unchanged, so a record read and written again keeps its shape, byte for byte: its config is a
+:class:`~benchmark.config.RunConfig` whose settings the file lacks (added after it was written)
+are read as their defaults and left out again when it is written (:class:`TypedConfig`).
+Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-from ..config import STREAMS, RunConfig
+from ..config import STREAMS, DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 
 # 2: `code` (the code version behind the numbers), host CPU in `environment`; 3: `data` (the files the
 # data came from) and `resumed`, times that count every process that worked on a resumed run;
@@ -28,8 +32,88 @@ RECORD_VERSION = 5
 RunState = Literal["done", "stale", "todo"]
 
 
+SECTIONS = {"dataset": DatasetConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+class RecordError(ValueError):
+    """A record (or plan) file that is not one: ``<file>: <field>: <what is wrong>``; ``problem``
+    without the file (for lists that name it already)."""
+
+    def __init__(self, problem: str, source: str | None = None):
+        super().__init__(f"{source}: {problem}" if source else problem)
+        self.problem, self.source = problem, source
+
+
 def _optional() -> Any:
     return field(default=None, metadata={"optional": True})
+
+
+@dataclass(frozen=True)
+class RunError:
+    """Why a run failed or diverged."""
+
+    type: str  # the exception's class name, "DivergedError" for a diverged run
+    message: str
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass(frozen=True)
+class Pack:
+    """The pack a run trained in (``run --pack``): its times are 1 / ``size`` of the pack's."""
+
+    size: int
+    index: int  # this run's place in ``run_ids``
+    run_ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "index": self.index, "run_ids": list(self.run_ids)}
+
+
+@dataclass(frozen=True)
+class TypedConfig:
+    """A config read from a file: the :class:`RunConfig` and the settings the file left out
+    (``"train.select_best"``: added after it was written, read as their defaults), so that
+    :meth:`to_dict` gives back the object that was read."""
+
+    config: RunConfig
+    absent: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``config.to_dict()`` without the absent settings still at their defaults."""
+        data = self.config.to_dict()
+        for name in self.absent:
+            section, key = name.split(".", 1)
+            if data[section][key] == getattr(SECTIONS[section](), key):
+                del data[section][key]
+        return data
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "config") -> TypedConfig:
+        """The config in ``data`` (a record's or planned run's ``config``); a :class:`RecordError`
+        naming the field (``where.<section>.<key>``) when it is none."""
+        _expect(data, dict, where)
+        missing = sorted({"dataset", "method", "hyperparameters", "seed", *SECTIONS} - set(data))
+        unknown = sorted(set(data) - {"dataset", "method", "hyperparameters", "seed", *SECTIONS})
+        if missing or unknown:
+            raise RecordError(f"{where}.{(missing or unknown)[0]}: {'missing' if missing else 'not a config field'}")
+        _expect(data["method"], str, f"{where}.method")
+        _expect(data["seed"], int, f"{where}.seed")
+        _expect(data["hyperparameters"], dict, f"{where}.hyperparameters")
+        _expect(data["dataset"], dict, f"{where}.dataset")
+        _expect(data["dataset"].get("name"), str, f"{where}.dataset.name")
+        absent: list[str] = []
+        for section, kind in SECTIONS.items():
+            values = _expect(data[section], dict, f"{where}.{section}")
+            names = {f.name for f in dataclasses.fields(kind)}
+            for key in values:
+                if key not in names:
+                    raise RecordError(f"{where}.{section}.{key}: not a {section} setting (valid: {', '.join(sorted(names))})")
+            absent += [f"{section}.{name}" for name in sorted(names - set(values))]
+        _expect(data["model"].get("options", {}), dict, f"{where}.model.options")
+        return cls(RunConfig.from_dict(data), tuple(absent))
 
 
 @dataclass
@@ -37,10 +121,10 @@ class Record:
     """One run: its config and identity, how it ended, its numbers and where they came from."""
 
     run_id: str
-    config: dict[str, Any]  # RunConfig.to_dict(): the resolved config the run id hashes
+    config: RunConfig  # the resolved config the run id hashes
     label: str = ""  # RunConfig.label(), e.g. "beta-vae(beta=0.2) fashion-mnist seed 0"
     status: str = "running"  # running | ok | failed | diverged
-    error: dict[str, Any] | None = None  # {"type", "message", "traceback"} of a failed or diverged run
+    error: RunError | None = None  # of a failed or diverged run
     diverged_epoch: int | None = None  # 1-based epoch whose loss was not finite
     metrics: dict[str, Any] = field(default_factory=dict)  # end-of-run scalars
     vectors: dict[str, Any] = field(default_factory=dict)  # per latent dimension: au_variances, kl_per_dim
@@ -59,8 +143,7 @@ class Record:
     eval_time_s: float | None = _optional()  # the final evaluation
     wall_time_s: float | None = _optional()  # the whole run, loading included
     resumed: int | None = _optional()  # times the run resumed from a checkpoint (0: ran in one go)
-    # A packed run (run --pack): {"size": K, "index": k, "run_ids": [...]}; its times are 1 / K of the pack's
-    pack: dict[str, Any] | None = _optional()
+    pack: Pack | None = _optional()  # a packed run (run --pack)
     data: dict[str, Any] | None = _optional()  # data.files.DataFiles.to_dict(): kind, files (path, size, sha256)
     per_class: dict[str, Any] | None = _optional()  # {"au": {label: fraction}, "kl": {label: nats}}
     noise: dict[str, Any] | None = _optional()  # noise sensitivity: variances, distance, diversity
@@ -73,49 +156,99 @@ class Record:
     grid: str | None = _optional()  # the grid (results folder) it was run for
     artifacts: dict[str, str] | None = _optional()  # image name -> PNG file beside the record
     extra: dict[str, Any] = field(default_factory=dict, metadata={"extra": True})  # unknown keys, kept as read
+    # the config settings the file left out (TypedConfig.absent), left out again when written
+    config_absent: tuple[str, ...] = field(default=(), compare=False, repr=False, metadata={"extra": True})
 
     @classmethod
     def start(cls, config: RunConfig, code: dict[str, Any], pack: Sequence[str] | None = None) -> Record:
         """The record of a run of ``config`` that starts now, made by ``code``; ``pack``: the run ids
         of the pack it trains in, itself included (a list of one: alone), for a run about to train
         (``resumed`` 0; the ``pack`` field when it holds two or more)."""
-        record = cls(run_id=config.run_id, config=config.to_dict(), label=config.label(),
+        record = cls(run_id=config.run_id, config=config, label=config.label(),
                      seeds={s: config.stream_seed(s) for s in STREAMS}, code=code, started_at=utc_now())
         if pack is not None:
             record.resumed = 0
             if len(pack) > 1:
-                record.pack = {"size": len(pack), "index": list(pack).index(config.run_id), "run_ids": list(pack)}
+                record.pack = Pack(len(pack), list(pack).index(config.run_id), tuple(pack))
         return record
 
     def fail(self, error_type: str, message: str, traceback: str | None) -> None:
         self.status = "failed"
-        self.error = {"type": error_type, "message": message, "traceback": traceback}
+        self.error = RunError(error_type, message, traceback)
 
     def diverge(self, epoch: int, message: str) -> None:
         """``epoch``: the 1-based epoch whose loss was not finite."""
         self.status, self.diverged_epoch = "diverged", epoch
-        self.error = {"type": "DivergedError", "message": message, "traceback": None}
+        self.error = RunError("DivergedError", message, None)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The ``config`` object as written: the settings the file it was read from lacked left out."""
+        return TypedConfig(self.config, self.config_absent).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: every field (optional ones only when set), then the unknown keys."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if not f.metadata.get("extra") and not (value is None and f.metadata.get("optional")):
-                out[f.name] = value
+                out[f.name] = value.to_dict() if isinstance(value, (RunError, Pack)) else value
+        out["config"] = self.config_dict()
         return {**self.extra, **out}
 
     def to_json(self) -> str:
         return json.dumps(_jsonable(self.to_dict()), indent=1, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Record:
-        """A record from its JSON object; raises KeyError / TypeError / AttributeError when it
-        lacks what the tables need (run id, status, config sections)."""
-        _check(data)
+    def from_dict(cls, data: Any) -> Record:
+        """A record from its JSON object; a :class:`RecordError` naming the field when it is none
+        (lacks what the tables need, or a field of the wrong kind)."""
+        if not isinstance(data, dict):
+            raise RecordError("not a JSON object")
+        for name in ("run_id", "status", "config"):
+            if name not in data:
+                raise RecordError(f"{name}: missing")
+        _expect(data["run_id"], str, "run_id")
+        _expect(data["status"], str, "status")
+        config = TypedConfig.parse(data["config"])
+        for name in ("wall_time_s", "train_time_s", "eval_time_s", "diverged_epoch", "resumed"):
+            _expect(data.get(name), (int, float, type(None)), name)
+        _expect(data.get("device"), (str, type(None)), "device")
+        _expect(data.get("metrics", {}), dict, "metrics")
         names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("extra")}
-        return cls(**{k: v for k, v in data.items() if k in names},
-                   extra={k: v for k, v in data.items() if k not in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        fields.update(config=config.config, error=_error(data.get("error")), pack=_pack(data.get("pack")))
+        return cls(**fields, extra={k: v for k, v in data.items() if k not in names}, config_absent=config.absent)
+
+
+def _error(data: Any) -> RunError | None:
+    if data is None:
+        return None
+    _expect(data, dict, "error")
+    if set(data) != {"type", "message", "traceback"}:
+        raise RecordError(f"error: has {sorted(data)}, not type, message and traceback")
+    return RunError(_expect(data["type"], str, "error.type"), _expect(data["message"], str, "error.message"),
+                    _expect(data["traceback"], (str, type(None)), "error.traceback"))
+
+
+def _pack(data: Any) -> Pack | None:
+    if data is None:
+        return None
+    _expect(data, dict, "pack")
+    if set(data) != {"size", "index", "run_ids"}:
+        raise RecordError(f"pack: has {sorted(data)}, not size, index and run_ids")
+    run_ids = _expect(data["run_ids"], list, "pack.run_ids")
+    if not all(isinstance(r, str) for r in run_ids):
+        raise RecordError(f"pack.run_ids: {run_ids!r} is not a list of run ids")
+    return Pack(_expect(data["size"], int, "pack.size"), _expect(data["index"], int, "pack.index"),
+                tuple(run_ids))
+
+
+def _expect(value: Any, kinds: type | tuple[type, ...], where: str) -> Any:
+    """``value`` when it is one of ``kinds`` (a bool is no number), else a :class:`RecordError`."""
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))):
+        names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)) if k is not type(None))
+        raise RecordError(f"{where}: {value!r} is not {'an' if names[0] in 'aeiou' else 'a'} {names}")
+    return value
 
 
 def run_state(record: Record | None, code_key: str, keep_stale: bool = False) -> RunState:
@@ -129,42 +262,21 @@ def run_state(record: Record | None, code_key: str, keep_stale: bool = False) ->
     return "stale"
 
 
-def parse_record(text: str) -> Record:
-    """The record in ``text`` (a record file's content); raises ValueError (not JSON, not an
-    object) or what :meth:`Record.from_dict` raises."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return Record.from_dict(data)
+def parse_record(text: str, source: str = "record") -> Record:
+    """The record in ``text``, the content of file ``source``: a :class:`RecordError` naming
+    ``source`` and the field when it is none (not JSON, not an object, a field missing or wrong)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"not JSON ({exc})", source) from None
+    try:
+        return Record.from_dict(data)
+    except RecordError as exc:
+        raise RecordError(exc.problem, source) from None
 
 
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _check(data: dict[str, Any]) -> None:
-    """Check what every reader relies on (the tables group and average these), in the order the
-    runs table reads it; raises KeyError, TypeError or AttributeError."""
-    config = data["config"]
-    for name, value, kinds in (("run_id", data["run_id"], str), ("status", data["status"], str),
-                               ("config.method", config["method"], str),
-                               ("config.dataset.name", config["dataset"]["name"], str),
-                               ("config.seed", config["seed"], int)):
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            raise TypeError(f"{name} is {value!r}, not a {kinds.__name__}")
-    config["hyperparameters"].items()
-    for section in ("model", "train", "dataset", "eval"):
-        for key, value in config[section].items():
-            if key == "options":
-                value.items()
-    (data.get("error") or {}).get("message")
-    (data.get("metrics") or {}).items()
-    for name in ("wall_time_s", "train_time_s", "eval_time_s", "diverged_epoch", "resumed"):
-        value = data.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(f"{name} is {value!r}, not a number")
-    if not isinstance(data.get("device"), (str, type(None))):
-        raise TypeError(f"device is {data['device']!r}, not a string")
 
 
 def _jsonable(value: Any) -> Any:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import BenchmarkError
 from .plan import PLAN_FILE, Plan
-from .record import Record, parse_record, utc_now
+from .record import Record, RecordError, parse_record, utc_now
 from .table import IncrementalTables, record_row, records_table, summary_markdown, summary_table, tables_csv
 
 if TYPE_CHECKING:
@@ -98,10 +98,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (checkpoints, kept models)."""
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, kept models), flushed to disk.
+
+    torch writes through a Python file, so a failing write (a full disk) raises the
+    :class:`OSError` that :func:`storing` names; given a path, torch's own writer would raise a
+    RuntimeError without the cause ("unexpected pos ...")."""
     import torch  # not at module level: the report reads the store without torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return atomic_write(path, write)
 
 
 class StoreError(BenchmarkError):
@@ -198,7 +208,7 @@ class ResultStore:
     def read_file(self, path: Path) -> Record:
         """The record in file ``path``; raises one of :data:`UNREADABLE` for a file that is not a
         readable record or whose run id is not its file name."""
-        record = parse_record(path.read_text())
+        record = parse_record(path.read_text(), str(path))
         if record.run_id != path.stem:
             raise ValueError(f"run_id {record.run_id!r} does not match the file name")
         return record
@@ -211,7 +221,7 @@ class ResultStore:
             try:
                 records.append(self.read_file(path))
             except UNREADABLE as exc:
-                unreadable.append((path.name, f"{type(exc).__name__}: {exc}"))
+                unreadable.append((path.name, exc.problem if isinstance(exc, RecordError) else f"{type(exc).__name__}: {exc}"))
         return records, unreadable
 
     def plan_path(self) -> Path:
@@ -232,7 +242,7 @@ class ResultStore:
     def read_plan(self) -> Plan | None:
         """The plan ``run`` wrote, or None (results from before plans were written, or unreadable)."""
         try:
-            return Plan.from_json(self.plan_path().read_text())
+            return Plan.from_json(self.plan_path().read_text(), str(self.plan_path()))
         except UNREADABLE:
             return None
 
@@ -384,7 +394,7 @@ class ResultStore:
         except OSError:
             return None, None
         try:
-            record = parse_record(text)
+            record = parse_record(text, str(path))
             if record.run_id != path.stem:
                 raise ValueError(f"run_id {record.run_id!r} does not match the file name")
         except UNREADABLE:

@@ -41,17 +41,17 @@ def invalid_values(record: Record) -> dict[str, str]:
 
 def record_row(r: Record) -> dict[str, Any]:
     """A record's row of ``runs.csv`` (:func:`records_table`), as a dict in column order."""
-    config = r.config
+    config = r.config_dict()  # as written: the settings the file lacked left out
     row: dict[str, Any] = {"run_id": r.run_id, "status": r.status, "method": config["method"],
                            "dataset": config["dataset"]["name"], "seed": config["seed"]}
     row.update({f"hp.{k}": _cell(v) for k, v in config["hyperparameters"].items()})
     for section in ("model", "train", "dataset", "eval"):
-        for key, value in config[section].items():
+        for key, value in sorted(config[section].items()):  # in the order of the file (its keys sorted)
             if key == "options":
                 row.update({f"model.{k}": _cell(v) for k, v in value.items()})
             elif key != "name":
                 row[f"{section}.{key}"] = _cell(value)
-    row["error"] = (r.error or {}).get("message")
+    row["error"] = r.error.message if r.error else None
     row["diverged_epoch"] = r.diverged_epoch
     row["wall_time_s"] = r.wall_time_s
     if r.resumed is not None:  # (records from before it have no column, so their tables stay the same)

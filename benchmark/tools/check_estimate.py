@@ -58,12 +58,24 @@ def representatives(runs: list[RunConfig], data_root: str | None = None) -> list
 
 
 def cut(run: RunConfig, train_size: int | None, test_size: int | None) -> RunConfig:
-    """``run`` on at most ``train_size`` / ``test_size`` examples (None: as it is)."""
+    """``run`` on at most ``train_size`` / ``test_size`` examples (None: as it is), its batch and
+    the examples its evaluation takes from the test split cut to fit (a run may not ask for more
+    examples than its data hold)."""
     def smaller(current: int | None, cap: int | None) -> int | None:
         return current if cap is None else min(cap, current) if current else cap
     dataset = dataclasses.replace(run.dataset, train_size=smaller(run.dataset.train_size, train_size),
                                   test_size=smaller(run.dataset.test_size, test_size))
-    return dataclasses.replace(run, dataset=dataset)
+    train, evaluation = run.train, run.eval
+    if train_size is not None:
+        train = dataclasses.replace(train, batch_size=min(train.batch_size, dataset.train_size))
+    if test_size is not None:
+        n = dataset.test_size
+        evaluation = dataclasses.replace(
+            evaluation, nll_examples=min(evaluation.nll_examples, n), geometry_points=min(evaluation.geometry_points, n),
+            noise_points=min(evaluation.noise_points, n), mi_batch_size=min(evaluation.mi_batch_size, n),
+            mi_examples=(min(evaluation.mi_examples, n) if evaluation.mi_split == "test" and evaluation.mi_examples
+                         else evaluation.mi_examples))
+    return dataclasses.replace(run, dataset=dataset, train=train, eval=evaluation)
 
 
 def _timed_grid(runs: list[RunConfig], results: Path, options: RunOptions) -> tuple[float, list[Record]]:
@@ -75,7 +87,7 @@ def _timed_grid(runs: list[RunConfig], results: Path, options: RunOptions) -> tu
     records = [store.read(r.run_id) for r in runs]
     failed = [r for r in records if r is None or r.status != "ok"]
     if failed:
-        details = "; ".join(f"{r.label}: {r.status} {r.error}" if r else "no record" for r in failed)
+        details = "; ".join(f"{r.label}: {r.status} {r.error.message if r.error else ''}" if r else "no record" for r in failed)
         raise BenchmarkError(f"{len(failed)} of the runs did not finish ok, so there is nothing to compare: {details}")
     return elapsed, records  # type: ignore[return-value]
 
@@ -88,7 +100,7 @@ def check(runs: list[RunConfig], device: str, data_root: str | None, results: Pa
     elapsed, records = _timed_grid(runs, results / "one-at-a-time", sequential)
     measured: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: dict.fromkeys(MEASURED, 0.0))
     for record in records:
-        row = measured[(record.config["dataset"]["name"], record.config["method"])]
+        row = measured[(record.config.dataset.name, record.config.method)]
         for key in MEASURED:
             row[key] += getattr(record, key)
     rows = []
