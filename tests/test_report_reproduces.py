@@ -156,7 +156,7 @@ def tokens_difference(a: bytes, b: bytes) -> str | None:
     if len(pa) != len(pb):
         return f"{len(pa) // 2} vs {len(pb) // 2} numbers"
     for i, (x, y) in enumerate(zip(pa, pb)):
-        if x == y:
+        if x == y or (i % 2 == 1 and float(x) == float(y)):  # a coordinate written "-0" or "0"
             continue
         if i % 2 == 0 or b"." not in x + y or abs(float(x) - float(y)) > PDF_NUMBER_TOL:
             context = a[max(0, sum(map(len, pa[:i])) - 40):sum(map(len, pa[:i])) + 40]
