@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import RunConfig
-from .record import RecordError, TypedConfig, _expect
+from .record import RecordError, TypedConfig, expect, parse_json
 
 PLAN_VERSION = 1
 PLAN_FILE = "plan.json"
@@ -53,10 +53,10 @@ class PlannedRun:
     def from_dict(cls, data: Any, where: str = "run") -> PlannedRun:
         """The planned run in ``data`` (its JSON object in the plan); a :class:`RecordError` naming
         the field (``where.<field>``) when it is none."""
-        _expect(data, dict, where)
+        expect(data, dict, where)
         typed = TypedConfig.parse(data.get("config"), f"{where}.config")
-        return cls(_expect(data.get("run_id"), str, f"{where}.run_id"), _expect(data.get("label"), str, f"{where}.label"),
-                   tuple(_expect(data.get("named"), list, f"{where}.named")), typed.config, typed.absent)
+        return cls(expect(data.get("run_id"), str, f"{where}.run_id"), expect(data.get("label"), str, f"{where}.label"),
+                   tuple(expect(data.get("named"), list, f"{where}.named")), typed.config, typed.absent)
 
     @classmethod
     def of(cls, config: RunConfig, named: tuple[str, ...], run_id: str | None = None) -> PlannedRun:
@@ -159,21 +159,20 @@ class Plan:
     def from_json(cls, text: str, source: str = "plan") -> Plan:
         """The plan in ``text``, the content of file ``source``; a :class:`RecordError` naming
         ``source`` and the field when it is none."""
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise RecordError(f"not JSON ({exc})", source) from None
-        try:
-            return cls._parse(data)
-        except RecordError as exc:
-            raise RecordError(exc.problem, source) from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RecordError(f"not a plan ({type(exc).__name__}: {exc})", source) from None
+        def parse(data: Any) -> Plan:
+            try:
+                return cls._parse(data)
+            except RecordError:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise RecordError(f"not a plan ({type(exc).__name__}: {exc})") from None
+
+        return parse_json(text, source, parse)
 
     @classmethod
     def _parse(cls, data: Any) -> Plan:
-        _expect(data, dict, "plan")
-        runs = [PlannedRun.from_dict(r, f"runs[{index}]") for index, r in enumerate(_expect(data.get("runs"), list, "runs"))]
+        expect(data, dict, "plan")
+        runs = [PlannedRun.from_dict(r, f"runs[{index}]") for index, r in enumerate(expect(data.get("runs"), list, "runs"))]
         headline = tuple({"method": str(e["method"]), "hyperparameters": dict(e["hyperparameters"])}
                          for e in data.get("headline", []))
         declared = data.get("headline_declared")

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, TypeVar
 
 from ..config import STREAMS, DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 
@@ -33,6 +33,9 @@ RunState = Literal["done", "stale", "todo"]
 
 
 SECTIONS = {"dataset": DatasetConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+T = TypeVar("T")
 
 
 class RecordError(ValueError):
@@ -94,25 +97,25 @@ class TypedConfig:
     def parse(cls, data: Any, where: str = "config") -> TypedConfig:
         """The config in ``data`` (a record's or planned run's ``config``); a :class:`RecordError`
         naming the field (``where.<section>.<key>``) when it is none."""
-        _expect(data, dict, where)
+        expect(data, dict, where)
         missing = sorted({"dataset", "method", "hyperparameters", "seed", *SECTIONS} - set(data))
         unknown = sorted(set(data) - {"dataset", "method", "hyperparameters", "seed", *SECTIONS})
         if missing or unknown:
             raise RecordError(f"{where}.{(missing or unknown)[0]}: {'missing' if missing else 'not a config field'}")
-        _expect(data["method"], str, f"{where}.method")
-        _expect(data["seed"], int, f"{where}.seed")
-        _expect(data["hyperparameters"], dict, f"{where}.hyperparameters")
-        _expect(data["dataset"], dict, f"{where}.dataset")
-        _expect(data["dataset"].get("name"), str, f"{where}.dataset.name")
+        expect(data["method"], str, f"{where}.method")
+        expect(data["seed"], int, f"{where}.seed")
+        expect(data["hyperparameters"], dict, f"{where}.hyperparameters")
+        expect(data["dataset"], dict, f"{where}.dataset")
+        expect(data["dataset"].get("name"), str, f"{where}.dataset.name")
         absent: list[str] = []
         for section, kind in SECTIONS.items():
-            values = _expect(data[section], dict, f"{where}.{section}")
+            values = expect(data[section], dict, f"{where}.{section}")
             names = {f.name for f in dataclasses.fields(kind)}
             for key in values:
                 if key not in names:
                     raise RecordError(f"{where}.{section}.{key}: not a {section} setting (valid: {', '.join(sorted(names))})")
             absent += [f"{section}.{name}" for name in sorted(names - set(values))]
-        _expect(data["model"].get("options", {}), dict, f"{where}.model.options")
+        expect(data["model"].get("options", {}), dict, f"{where}.model.options")
         return cls(RunConfig.from_dict(data), tuple(absent))
 
 
@@ -207,13 +210,13 @@ class Record:
         for name in ("run_id", "status", "config"):
             if name not in data:
                 raise RecordError(f"{name}: missing")
-        _expect(data["run_id"], str, "run_id")
-        _expect(data["status"], str, "status")
+        expect(data["run_id"], str, "run_id")
+        expect(data["status"], str, "status")
         config = TypedConfig.parse(data["config"])
         for name in ("wall_time_s", "train_time_s", "eval_time_s", "diverged_epoch", "resumed"):
-            _expect(data.get(name), (int, float, type(None)), name)
-        _expect(data.get("device"), (str, type(None)), "device")
-        _expect(data.get("metrics", {}), dict, "metrics")
+            expect(data.get(name), (int, float, type(None)), name)
+        expect(data.get("device"), (str, type(None)), "device")
+        expect(data.get("metrics", {}), dict, "metrics")
         names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("extra")}
         fields = {k: v for k, v in data.items() if k in names}
         fields.update(config=config.config, error=_error(data.get("error")), pack=_pack(data.get("pack")))
@@ -223,27 +226,27 @@ class Record:
 def _error(data: Any) -> RunError | None:
     if data is None:
         return None
-    _expect(data, dict, "error")
+    expect(data, dict, "error")
     if set(data) != {"type", "message", "traceback"}:
         raise RecordError(f"error: has {sorted(data)}, not type, message and traceback")
-    return RunError(_expect(data["type"], str, "error.type"), _expect(data["message"], str, "error.message"),
-                    _expect(data["traceback"], (str, type(None)), "error.traceback"))
+    return RunError(expect(data["type"], str, "error.type"), expect(data["message"], str, "error.message"),
+                    expect(data["traceback"], (str, type(None)), "error.traceback"))
 
 
 def _pack(data: Any) -> Pack | None:
     if data is None:
         return None
-    _expect(data, dict, "pack")
+    expect(data, dict, "pack")
     if set(data) != {"size", "index", "run_ids"}:
         raise RecordError(f"pack: has {sorted(data)}, not size, index and run_ids")
-    run_ids = _expect(data["run_ids"], list, "pack.run_ids")
+    run_ids = expect(data["run_ids"], list, "pack.run_ids")
     if not all(isinstance(r, str) for r in run_ids):
         raise RecordError(f"pack.run_ids: {run_ids!r} is not a list of run ids")
-    return Pack(_expect(data["size"], int, "pack.size"), _expect(data["index"], int, "pack.index"),
+    return Pack(expect(data["size"], int, "pack.size"), expect(data["index"], int, "pack.index"),
                 tuple(run_ids))
 
 
-def _expect(value: Any, kinds: type | tuple[type, ...], where: str) -> Any:
+def expect(value: Any, kinds: type | tuple[type, ...], where: str) -> Any:
     """``value`` when it is one of ``kinds`` (a bool is no number), else a :class:`RecordError`."""
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))):
         names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)) if k is not type(None))
@@ -262,17 +265,23 @@ def run_state(record: Record | None, code_key: str, keep_stale: bool = False) ->
     return "stale"
 
 
-def parse_record(text: str, source: str = "record") -> Record:
-    """The record in ``text``, the content of file ``source``: a :class:`RecordError` naming
-    ``source`` and the field when it is none (not JSON, not an object, a field missing or wrong)."""
+def parse_json(text: str, source: str, parse: Callable[[Any], T]) -> T:
+    """``parse`` of the JSON in ``text``, the content of file ``source``; a :class:`RecordError`
+    naming ``source`` when it is not JSON or ``parse`` raises one."""
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise RecordError(f"not JSON ({exc})", source) from None
     try:
-        return Record.from_dict(data)
+        return parse(data)
     except RecordError as exc:
         raise RecordError(exc.problem, source) from None
+
+
+def parse_record(text: str, source: str = "record") -> Record:
+    """The record in ``text``, the content of file ``source``: a :class:`RecordError` naming
+    ``source`` and the field when it is none (not JSON, not an object, a field missing or wrong)."""
+    return parse_json(text, source, Record.from_dict)
 
 
 def utc_now() -> str:
