@@ -1,12 +1,20 @@
-"""Small files in the real on-disk formats, written by the tests themselves."""
+"""Small files in the real on-disk formats, written by the tests themselves; stand-ins for
+torchvision's downloaders; and what every loaded image set holds."""
 
 from __future__ import annotations
 
 import gzip
 import struct
+import sys
+import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from benchmark.data import splits
+
 
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
 
@@ -190,3 +198,26 @@ def write_fake_lagging(directory: Path, name: str, labels: int | None = None, n:
         (directory / f"{name}.{split}.txt").write_text("".join(line + "\n" for line in lines))
         written[split] = (sentences, ys)
     return written
+
+
+def fake_torchvision(monkeypatch, **classes) -> None:
+    """Stand-ins for torchvision.datasets.<Name> (no network): imported lazily by the loaders."""
+    datasets = types.ModuleType("torchvision.datasets")
+    for name, cls in classes.items():
+        setattr(datasets, name, cls)
+    package = types.ModuleType("torchvision")
+    package.datasets = datasets
+    monkeypatch.setitem(sys.modules, "torchvision", package)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+
+
+def check_split_types(ds: splits.Dataset, shape: tuple[int, ...]) -> None:
+    import torch
+
+    from benchmark.data.catalog import DATASETS
+
+    assert ds.shape == shape == DATASETS[ds.name].shape
+    for split in (ds.train, ds.test):
+        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
+        assert 0 <= float(split.x.min()) and float(split.x.max()) <= 1
+        assert 0 <= int(split.y.min()) and int(split.y.max()) < ds.num_classes

@@ -3,8 +3,6 @@ real code (load_dataset), and every malformed case named in the message."""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +15,11 @@ from benchmark.data.splits import DataSplit
 from benchmark.errors import DataError
 
 from fakes import write_fake_celeba, write_fake_fashion, write_fake_ffhq, write_fake_omniglot
+from fakes import check_split_types, fake_torchvision
 
 
 # Fresh cache; no system, cache or $BENCHMARK_DATA folders unless a test sets them.
 pytestmark = pytest.mark.usefixtures("no_system_data")
-
-
-def fake_torchvision(monkeypatch, **classes) -> None:
-    """Stand-ins for torchvision.datasets.<Name> (no network): imported lazily by the loaders."""
-    datasets = types.ModuleType("torchvision.datasets")
-    for name, cls in classes.items():
-        setattr(datasets, name, cls)
-    package = types.ModuleType("torchvision")
-    package.datasets = datasets
-    monkeypatch.setitem(sys.modules, "torchvision", package)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
-
-
-def check_split_types(ds: splits.Dataset, shape: tuple[int, ...]) -> None:
-    assert ds.shape == shape == DATASETS[ds.name].shape
-    for split in (ds.train, ds.test):
-        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
-        assert 0 <= float(split.x.min()) and float(split.x.max()) <= 1
-        assert 0 <= int(split.y.min()) and int(split.y.max()) < ds.num_classes
 
 
 # --- uint8 storage ---------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from benchmark.data.splits import DataSplit
 from benchmark.evaluation.evaluate import evaluate
 from benchmark.execution.runner import execute_pack
 from test_metrics import gen
-from test_remedies import build
-from test_report import GRID, record
+from toy_methods import build
+from fake_records import GRID, record
 
 QUICK_EVAL = {"nll_samples": 0, "geometry_points": 0, "noise_points": 0}  # only what MI needs
 
@@ -33,7 +33,7 @@ def toy_split(n: int, dtype: torch.dtype = torch.float32) -> DataSplit:
 
 
 def vae_encoding(encode):
-    """The toy vae of test_remedies with its encoder replaced by ``encode(x) -> (mu, logvar)``."""
+    """The toy vae of toy_methods.build with its encoder replaced by ``encode(x) -> (mu, logvar)``."""
     method = build("vae", "toy")
     method.model.encode = encode
     return method
@@ -111,12 +111,12 @@ def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split()
 
 # --- report ---------------------------------------------------------------------------------
 
-CAP = math.log(500)  # test_report's records hold 500 test examples
+CAP = math.log(500)  # the records of fake_records.record hold 500 test examples
 SETTINGS = {"vae": ("vae", ()), "beta=0.1": ("beta-vae", (("beta", 0.1),)), "beta=4": ("beta-vae", (("beta", 4.0),))}
 
 
 def write_mi_results(root: Path, mi: dict[str, list[float]], estimators: dict | None) -> Path:
-    """test_report's records, one seed per MI value, with the given MI per seed and MI estimators."""
+    """The records of fake_records.record, one seed per MI value, with the given MI per seed and MI estimators."""
     runs = root / GRID / "runs"
     runs.mkdir(parents=True)
     for name, values in mi.items():

@@ -15,7 +15,7 @@ from benchmark.planning.grid import load_grid
 from benchmark.results.plan import Plan, PlannedRun
 from benchmark.results.record import RECORD_VERSION, Pack, Record, RecordError, RunError, parse_record
 from benchmark.results.store import ResultStore
-from test_report import AU, DIVERGED, FAILED, OLD, record
+from fake_records import AU, DIVERGED, FAILED, OLD, record
 
 ROOT = Path(__file__).resolve().parents[1]
 

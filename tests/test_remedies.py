@@ -10,27 +10,14 @@ from benchmark.errors import GridError, UnknownNameError
 from benchmark.config import ModelConfig
 from benchmark.discovery import METHODS
 from benchmark.ml.likelihoods import LIKELIHOODS
-from benchmark.ml.method import TrainingProgress, build_method, model_problem
+from benchmark.ml.method import build_method
 from benchmark.ml.models import VAEModel, VAEOutput
 
-SHAPES = {"toy": ((2,), 2), "image": ((1, 28, 28), 4)}  # shape, latent_dim (LID needs d <= D)
+from toy_methods import SHAPES, build, progress
 
 
 def lr_module():
     return sys.modules[METHODS["lr-vae"].__module__]
-
-
-def build(name: str, kind: str = "toy", seed: int = 0, **hyperparameters):
-    shape, latent_dim = SHAPES[kind]
-    torch.manual_seed(seed)
-    config = ModelConfig(latent_dim=latent_dim, options={"hidden": [16]})
-    if model_problem(name, hyperparameters, config) is not None:
-        pytest.skip(f"{name} does not apply to an MLP (text only; tests/test_text.py)")
-    return build_method(name, hyperparameters, config, shape)
-
-
-def progress(step: int, total: int = 11) -> TrainingProgress:
-    return TrainingProgress(epoch=0, step=step, total_steps=total)
 
 
 @pytest.mark.parametrize("kind", SHAPES)

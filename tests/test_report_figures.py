@@ -13,7 +13,7 @@ from benchmark.report.build import build_report
 from benchmark.report.figures import figure_style, new_figure
 from benchmark.report.layout import layout_problems, text_boxes
 from benchmark.report.styles import BUILTIN, METHOD_STYLES, PLUGIN_PAIRS, method_style, plugin_methods
-from test_report import D, GRID, record, run_id, write_records
+from fake_records import D, GRID, record, run_id, write_records
 
 ARCHS = ("mlp-shallow", "conv-deep-residual")
 PLUGINS = ("zz-remedy-from-a-plugin", "another-plugin")
@@ -33,7 +33,7 @@ NOISE = {"vae", "lr-vae", "free-bits", PLUGINS[0]}
 
 
 def many_record(method: str, hp: tuple, arch: str, seed: int) -> dict:
-    """A record of ``method`` with ``hp`` under ``arch`` (test_report's, metrics varied by the setting)."""
+    """A record of ``method`` with ``hp`` under ``arch`` (fake_records.record's, metrics varied by the setting)."""
     r = record(method, hp, seed)
     r["run_id"] = run_id(method, hp + (arch,), seed)
     r["config"]["model"]["arch"] = arch

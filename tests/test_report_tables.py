@@ -24,9 +24,9 @@ from benchmark.report.stats import compare_with_vae
 from benchmark.report.tables import settings_table
 from benchmark.results.plan import Plan, PlannedRun
 from benchmark.results.store import ResultStore
-from test_report import record, run_id, write_records
+from fake_records import record, run_id, write_records
 
-D = 4  # latent dims of the records of test_report.record
+D = 4  # latent dims of the records of fake_records.record
 SEEDS = range(5)
 PAGE_PX = 1400  # a browser window; the page's body is at most 84 rem (1344 px) wide
 MAIN_TABLE_PX = 84 * 16

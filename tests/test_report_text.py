@@ -17,7 +17,7 @@ from benchmark.report.load import load_grid_records
 from benchmark.report.tables import TEXT_LEGEND, columns_of
 from benchmark.results.plan import Plan, PlannedRun
 from benchmark.results.store import ResultStore
-from test_report import record, write_records
+from fake_records import record, write_records
 
 GRID = "text"
 SEEDS = range(5)

@@ -18,7 +18,7 @@ from benchmark.report.exact import permutation_test
 from benchmark.report.stats import Family, family_text
 from benchmark.results.plan import Plan, PlannedRun
 from benchmark.results.store import ResultStore
-from test_report import record, run_id, write_records
+from fake_records import record, run_id, write_records
 
 GRID = "valid"
 SEEDS = range(5)

@@ -11,39 +11,16 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import ModelConfig, TrainConfig
-from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
+from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID
 from benchmark.discovery import METHODS
 from benchmark.ml import sequence
-from benchmark.ml.method import TrainingProgress, build_method, model_problem
+from benchmark.ml.method import model_problem
 from benchmark.ml.sequence import LSTMEncoder, SequenceVAEModel, lengths_of, teacher_forced_soft_tokens
 from benchmark.ml.train import Trainer, length_buckets, validation_neg_elbo
 
-SHAPE = SequenceShape(max_length=9, vocab_size=24)
-MODEL = ModelConfig(arch="lstm-small", latent_dim=4, likelihood="categorical",
-                    options={"embed": 8, "hidden": 16, "dropout_in": 0.0, "dropout_out": 0.0, "z_input": True,
-                             "z_init": True, "max_length": 0})
+from text_methods import MODEL, SHAPE, build, sentences
+
 TEXT_METHODS = [n for n in METHODS.names() if model_problem(n, {}, MODEL) is None]
-
-
-def sentences(n: int = 12, seed: int = 0) -> torch.Tensor:
-    """Random sentences of 1-7 words: ids [n, 9] <s> w.. </s> <pad>..."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((n, SHAPE.max_length), PAD_ID, dtype=torch.long)
-    for i in range(n):
-        words = int(torch.randint(1, SHAPE.max_length - 1, (), generator=g))
-        x[i, 0] = BOS_ID
-        x[i, 1:words + 1] = torch.randint(4, SHAPE.vocab_size, (words,), generator=g)
-        x[i, words + 1] = EOS_ID
-    return x
-
-
-def build(name: str, seed: int = 0, **hyperparameters):
-    torch.manual_seed(seed)
-    return build_method(name, hyperparameters, MODEL, SHAPE)
-
-
-def progress(step: int = 0, total: int = 10) -> TrainingProgress:
-    return TrainingProgress(epoch=0, step=step, total_steps=total)
 
 
 def test_every_method_applies_to_text_or_says_why_not():
