@@ -16,7 +16,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.planning.grid import load_grid
-from fakes import write_fake_fashion, write_fake_ffhq
+from fakes import write_fake_fashion
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -208,17 +208,6 @@ def test_records_name_the_files_their_data_came_from(tmp_path, fake_fashion_root
     assert "data" not in old
     again = json.loads(parse_record(json.dumps(old)).to_json())
     assert again == json.loads(json.dumps(old))
-
-
-def test_preprocessed_images_name_their_cache_file(tmp_path, no_system_data):
-    from benchmark.data.catalog import load_dataset
-
-    write_fake_ffhq(tmp_path / "ffhq", n=7)
-    files = load_dataset("ffhq", data_root=tmp_path).files.to_dict()
-    cache = Path(files["files"][0]["path"])
-    assert files["kind"] == "preprocessed" and files["folder"] == str((tmp_path / "ffhq").resolve())
-    assert cache.name == "benchmark-ffhq-64x64-v1.pt" and cache.parent == (tmp_path / "ffhq").resolve()
-    assert files["files"][0]["sha256"] == hashlib.sha256(cache.read_bytes()).hexdigest()
 
 
 # --- results folders ---------------------------------------------------------------------------

@@ -1,6 +1,9 @@
+"""IDX files (benchmark/data/idx.py): the reader on every type code and malformed file, and the
+loaders of MNIST and Fashion-MNIST on small files in each layout (plain or gzipped; ROOT,
+ROOT/<Name>/raw or ROOT/<name>): search order, subsets, what a missing or inconsistent file says."""
+
 from __future__ import annotations
 
-import dataclasses
 import gzip
 from pathlib import Path
 
@@ -8,15 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import catalog, idx, roots, splits, toys
+from benchmark.data import roots, splits
 from benchmark.data.catalog import load_dataset
 from benchmark.data.idx import read_idx
-from benchmark.data.splits import DataSplit
-from benchmark.errors import DataError, UnknownNameError
+from benchmark.errors import DataError
 
-from fakes import idx_bytes, write_fake_fashion, write_idx
-
-TOYS = ["pinwheel", "chessboard", "gaussian-mixture"]
+from fakes import check_split_types, fake_torchvision, idx_bytes, write_fake_fashion, write_idx
 
 
 # Fresh cache; no system, cache or $BENCHMARK_DATA folders unless a test sets them.
@@ -179,107 +179,44 @@ def test_fashion_debian(monkeypatch):
     assert ds.train.y.bincount().tolist() == [6000] * 10 and ds.test.y.bincount().tolist() == [1000] * 10
 
 
-# --- subsets, registry -----------------------------------------------------------------------
+# --- MNIST -----------------------------------------------------------------------------------
 
 
-def test_subset():
-    split = DataSplit(torch.arange(100.0).unsqueeze(1), torch.arange(100))
-
-    def draw(seed: int, n: int | None) -> DataSplit:
-        return split.subset(n, torch.Generator().manual_seed(seed))
-
-    a, b, c = draw(1, 30), draw(1, 30), draw(2, 30)
-    assert len(a) == 30 and a.y.unique().numel() == 30
-    assert torch.equal(a.x.squeeze(1).long(), a.y)  # rows stay paired
-    assert torch.equal(a.y, b.y) and not torch.equal(a.y, c.y)
-    assert draw(1, None) is split and draw(1, 100) is split and draw(1, 500) is split
-    with pytest.raises(ValueError):
-        draw(1, -1)
+@pytest.mark.parametrize("layout", [".", "MNIST/raw", "mnist"])
+def test_mnist_layouts(tmp_path, layout):
+    arrays = write_fake_fashion(tmp_path / "root" / layout, gz=layout == "MNIST/raw")
+    ds = load_dataset("mnist", data_root=tmp_path / "root")
+    assert ds.name == "mnist" and ds.num_classes == 10
+    check_split_types(ds, (1, 28, 28))
+    images, labels = arrays["train"]
+    assert torch.equal(ds.train.x, torch.from_numpy(images).unsqueeze(1).float() / 255)
+    assert ds.train.y.tolist() == labels.tolist()
 
 
-def test_load_dataset_sizes_and_device():
-    ds = load_dataset("pinwheel", train_size=50, test_size=20, device="cpu")
-    assert (len(ds.train), len(ds.test)) == (50, 20)
-    assert ds.train.x.device.type == "cpu"
-    with pytest.raises(DataError, match="train_size"):
-        load_dataset("pinwheel", train_size=0)
+def test_mnist_debian_style_system_folder(tmp_path):
+    write_fake_fashion(tmp_path / "system" / "mnist", gz=True)
+    assert len(load_dataset("mnist").train) == 20
 
 
-def test_load_dataset_caches_full_splits(monkeypatch):
-    spec = catalog.DATASETS["chessboard"]
-    requests = []
-
-    def counting_load(request: splits.LoadRequest) -> splits.Dataset:
-        requests.append(request)
-        return spec.load(request)
-
-    monkeypatch.setitem(catalog.DATASETS._items, "chessboard", dataclasses.replace(spec, load=counting_load))
-    load_dataset("chessboard", seed=0, train_size=10)
-    load_dataset("chessboard", seed=0, train_size=20, test_size=5)
-    assert len(requests) == 1
-    load_dataset("chessboard", seed=1)
-    assert [r.seed for r in requests] == [0, 1]
+def test_mnist_missing_and_truncated(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", data_root=tmp_path)
+    for hint in [f"{tmp_path / 'MNIST' / 'raw'} (no such directory)", "train-images-idx3-ubyte", "--download"]:
+        assert hint in str(err.value)
+    assert f"{tmp_path / 'system' / 'mnist'}" not in str(err.value)  # the data root given is the only place
+    assert "apt-get" not in str(err.value)
+    write_fake_fashion(tmp_path, gz=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: truncated IDX file"):
+        load_dataset("mnist", data_root=tmp_path)
 
 
-def test_image_cache_ignores_seed(tmp_path, monkeypatch):
-    write_fake_fashion(tmp_path, gz=True)
-    reads = []
-    monkeypatch.setattr(idx, "read_idx", lambda path: reads.append(path) or read_idx(path))
-    a = load_dataset("fashion-mnist", data_root=tmp_path, seed=0, train_size=10)
-    b = load_dataset("fashion-mnist", data_root=str(tmp_path / "." / "."), seed=1, train_size=10)
-    assert len(reads) == 4
-    assert not torch.equal(a.train.x, b.train.x)  # same files, other subset
+def test_mnist_download_uses_torchvision(tmp_path, monkeypatch):
+    class MNIST:
+        def __init__(self, root, download):
+            assert download
+            write_fake_fashion(Path(root) / "MNIST" / "raw", gz=True)
 
-
-def test_unknown_dataset():
-    with pytest.raises(UnknownNameError) as err:
-        load_dataset("mnist-typo")
-    for name in ["fashion-mnist", *TOYS]:
-        assert name in str(err.value)
-
-
-# --- toy sets --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name, num_classes", [("pinwheel", 5), ("chessboard", 8), ("gaussian-mixture", 8)])
-def test_toy_shapes_and_determinism(name, num_classes):
-    ds = load_dataset(name, seed=0)
-    assert ds.shape == (2,) and ds.num_classes == num_classes
-    assert (len(ds.train), len(ds.test)) == (toys.TOY_TRAIN_SIZE, toys.TOY_TEST_SIZE)
-    for split in (ds.train, ds.test):
-        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
-        assert split.y.min() >= 0 and split.y.max() < num_classes
-        assert split.x.abs().max() < 10 and 0.3 < split.x.std() < 3
-    assert not torch.equal(ds.train.x[: toys.TOY_TEST_SIZE], ds.test.x)
-    catalog._CACHE.clear()
-    assert torch.equal(load_dataset(name, seed=0).train.x, ds.train.x)
-    assert not torch.equal(load_dataset(name, seed=1).train.x, ds.train.x)
-
-
-def test_chessboard_in_dark_cells():
-    ds = load_dataset("chessboard", seed=3)
-    for split in (ds.train, ds.test):
-        corner = torch.tensor(toys.CHESSBOARD_CELLS, dtype=torch.float32)[split.y] - 2
-        assert ((split.x >= corner) & (split.x <= corner + 1)).all()
-        i, j = (split.x + 2).floor().clamp(0, 3).long().unbind(1)
-        assert ((i + j) % 2 == 0).all()
-        assert split.y.bincount().numel() == 8
-
-
-def test_gaussian_mixture_imbalanced():
-    y = load_dataset("gaussian-mixture").train.y
-    counts = y.bincount(minlength=8).sort(descending=True).values
-    assert counts[:2].sum() > 0.9 * len(y)
-    assert (counts[2:] > 0).all()
-
-
-def test_pinwheel_arms():
-    ds = load_dataset("pinwheel")
-    y, x = ds.train.y, ds.train.x
-    assert y.bincount().numel() == 5 and (y.bincount() > 1000).all()
-    # every point lies on its arm's spiral: angle = 2 pi arm / 5 + 0.25 exp(radius), up to the tangential noise
-    radius = x.norm(dim=1)
-    residual = torch.atan2(x[:, 1], x[:, 0]) - (2 * torch.pi * y / 5 + 0.25 * radius.exp())
-    residual = torch.remainder(residual + torch.pi, 2 * torch.pi) - torch.pi
-    assert residual.abs().quantile(0.99) < 0.3
-    assert 0.9 < radius.mean() < 1.1
+    fake_torchvision(monkeypatch, MNIST=MNIST)
+    assert len(load_dataset("mnist", data_root=tmp_path, download=True).train) == 20
