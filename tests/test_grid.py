@@ -177,15 +177,6 @@ def test_field_problems_checks_literal_choices():
     assert field_problems(METHODS["lr-vae"].Config(z_source="posterior")) == []
 
 
-def test_build_method_refuses_a_value_outside_its_choices():
-    from benchmark.config import ModelConfig
-    from benchmark.ml.method import build_method
-
-    with pytest.raises(GridError, match="info-vae: hyperparameter kernel: 'rbf' is not a valid choice; valid: "
-                                        "'gaussian', 'imq'"):
-        build_method("info-vae", {"kernel": "rbf"}, ModelConfig(latent_dim=2, options={"hidden": [4]}), (2,))
-
-
 PLUGIN = ('from dataclasses import dataclass\nfrom benchmark.plugin import Method, register_method, setting\n\n'
           '@dataclass\nclass C:\n    """A weight."""\n    w: FIELD\n\n'
           '@register_method\nclass M(Method):\n    name = "declared"\n    Config = C\nEXTRA'

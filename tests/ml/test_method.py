@@ -1,5 +1,7 @@
-"""The method contract's optional hooks: training_step with its step tools, on_epoch_end with
-the held-out split, check_model in the grid loader, and their state through checkpoints.
+"""The method contract (benchmark/ml/method.py): every registered method trains and round-trips its
+state, a method's hyperparameters are checked when it is built; and the contract's optional hooks:
+training_step with its step tools, on_epoch_end with the held-out split, check_model in the grid
+loader, and their state through checkpoints.
 
 (The default path, a method that overrides none of them, is pinned number for number by
 tests/test_code_version.py.)
@@ -8,6 +10,8 @@ tests/test_code_version.py.)
 from __future__ import annotations
 
 import inspect
+import io
+import math
 
 import pytest
 import torch
@@ -15,8 +19,12 @@ import torch
 from benchmark.cli import main
 from benchmark.config import ModelConfig, TrainConfig
 from benchmark.data.splits import to_unit
+from benchmark.discovery import METHODS
+from benchmark.errors import GridError, UnknownNameError
 from benchmark.ml.method import Method, NoHyperparameters, build_method
 from benchmark.ml.train import OptimiserTools, Trainer
+
+from toy_methods import SHAPES, build, progress
 
 SHAPE = (1, 6, 6)
 
@@ -224,3 +232,53 @@ def test_every_hook_is_an_instance_method_and_the_method_exists_before_its_model
         assert "model" not in method._modules and method.model_config is MODEL
         for hook in HOOKS:
             assert not isinstance(inspect.getattr_static(cls, hook), (classmethod, staticmethod)), (name, hook)
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_and_round_trips_its_state(name, kind, tmp_path):
+    method = build(name, kind)
+    x = torch.rand(8, *SHAPES[kind][0])
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    for step in range(2):
+        parts = method.loss(x, progress(step, 2))
+        assert {"loss", "rec", "kl"} <= set(parts)
+        assert all(math.isfinite(float(torch.as_tensor(v).detach())) for v in parts.values())
+        optimizer.zero_grad()
+        parts["loss"].backward()
+        optimizer.step()
+    buffer = io.BytesIO()
+    torch.save(method.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = build(name, kind, seed=1)
+    fresh.load_state_dict(torch.load(buffer))
+    method.eval(), fresh.eval()
+    z = torch.randn(5, SHAPES[kind][1])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.model.encode(x), method.model.encode(x), rtol=0, atol=0)
+        torch.testing.assert_close(fresh.model.decode(z), method.model.decode(z), rtol=0, atol=0)
+    assert fresh.record_extras() == method.record_extras()
+
+
+@pytest.mark.parametrize("name, hyperparameters, error, message", [
+    ("lr-vae", {"z_source": "data"}, GridError, "hyperparameter z_source: 'data' is not a valid choice; valid: 'prior', 'posterior', 'posterior-mean'"),
+    ("lr-vae", {"stop_gradient": "both"}, GridError, "valid: 'none', 'z', 'decoded'"),
+    ("lr-vae", {"num_samples": 0}, GridError, "num_samples"),
+    ("lr-vae", {"alpha_schedule": "cosine"}, UnknownNameError, "unknown schedule 'cosine'"),
+    ("lr-vae", {"alpha_schedule_options": {"cycles": 2}}, GridError, "no option 'cycles'"),
+    ("il-lid-vae", {"il_split": "cube"}, GridError, "valid: 'sqrt', 'per-map'"),
+    ("il-lid-vae", {"L": -1.0}, GridError, r"L: -1.0 is outside the valid range \[0, inf\)"),
+    ("il-lid-vae", {"L_schedule": "decay"}, GridError, "start"),
+])
+def test_bad_hyperparameters_are_reported(name, hyperparameters, error, message):
+    with pytest.raises(error, match=message):
+        build(name, **hyperparameters)
+
+
+def test_build_method_refuses_a_value_outside_its_choices():
+    from benchmark.config import ModelConfig
+    from benchmark.ml.method import build_method
+
+    with pytest.raises(GridError, match="info-vae: hyperparameter kernel: 'rbf' is not a valid choice; valid: "
+                                        "'gaussian', 'imq'"):
+        build_method("info-vae", {"kernel": "rbf"}, ModelConfig(latent_dim=2, options={"hidden": [4]}), (2,))
