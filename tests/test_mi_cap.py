@@ -8,84 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from benchmark import config as config_module
 from benchmark.report import load
 from benchmark.report.build import build_report as write_report
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from benchmark.data.splits import DataSplit
-from benchmark.evaluation.evaluate import evaluate
 from benchmark.execution.runner import execute_pack
-from test_metrics import gen
-from toy_methods import build
 from fake_records import GRID, record
 
 QUICK_EVAL = {"nll_samples": 0, "geometry_points": 0, "noise_points": 0}  # only what MI needs
-
-
-# --- records: the runner's evaluation path ---------------------------------------------------
-
-def toy_split(n: int, dtype: torch.dtype = torch.float32) -> DataSplit:
-    """``n`` distinct 2-D points (i mod 250, i div 250) and labels i mod 3."""
-    i = torch.arange(n)
-    return DataSplit(torch.stack([i % 250, i // 250], 1).to(dtype), i % 3)
-
-
-def vae_encoding(encode):
-    """The toy vae of toy_methods.build with its encoder replaced by ``encode(x) -> (mu, logvar)``."""
-    method = build("vae", "toy")
-    method.model.encode = encode
-    return method
-
-
-def distinct_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic, far-apart codes: means 10 x apart (>= 10 units), variance e^-20."""
-    assert x.dtype == torch.float32  # uint8 pixels are converted before encoding
-    return 10.0 * x, torch.full_like(x, -20.0)
-
-
-def prior_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.zeros_like(x), torch.zeros_like(x)
-
-
-def test_distinct_deterministic_codes_are_at_cap():
-    split = toy_split(300)
-    out = evaluate(vae_encoding(distinct_codes), split, EvalConfig(**QUICK_EVAL), gen())
-    assert out.metrics["mi"] == pytest.approx(math.log(300), abs=0.01)
-    assert out.metrics["mi_at_cap"] is True
-    est = out.estimators
-    assert est["mi_split"] == "test" and est["mi_examples"] == 300 and est["mi_mixture_size"] == 300
-    assert est["mi_cap"] == pytest.approx(math.log(300)) and est["mi_cap_margin"] == config_module.MI_CAP_MARGIN
-    assert est["mi_estimator"] == "aggregate-all"
-
-
-def test_prior_posteriors_are_not_at_cap():
-    out = evaluate(vae_encoding(prior_codes), toy_split(300), EvalConfig(**QUICK_EVAL), gen())
-    assert abs(out.metrics["mi"]) < 1e-6 and out.metrics["mi_at_cap"] is False
-
-
-def test_margin_and_subset_of_the_test_split():
-    method, split = vae_encoding(distinct_codes), toy_split(300)
-    out = evaluate(method, split, EvalConfig(mi_examples=100, **QUICK_EVAL), gen())
-    assert out.estimators["mi_examples"] == 100 and out.estimators["mi_cap"] == pytest.approx(math.log(100))
-    assert out.metrics["mi"] == pytest.approx(math.log(100), abs=0.01)
-    assert out.estimators["examples"] == 300  # the other metrics keep the whole test split
-    # a negative margin puts the cap out of reach: the flag follows mi >= cap - margin
-    strict = evaluate(method, split, EvalConfig(mi_cap_margin=-0.5, **QUICK_EVAL), gen())
-    assert strict.metrics["mi_at_cap"] is False and strict.estimators["mi_cap_margin"] == -0.5
-
-
-def test_mi_on_a_subset_of_the_training_split():
-    test, train = toy_split(300), toy_split(500, torch.uint8)  # uint8 pixels, as image sets keep them
-    config = EvalConfig(mi_split="train", mi_examples=400, **QUICK_EVAL)
-    out = evaluate(vae_encoding(distinct_codes), test, config, gen(), mi_x=train.x)
-    est = out.estimators
-    assert est["mi_split"] == "train" and est["mi_examples"] == 400 and est["mi_mixture_size"] == 400
-    assert est["mi_cap"] == pytest.approx(math.log(400)) and est["examples"] == 300
-    assert out.metrics["mi"] == pytest.approx(math.log(400), abs=0.01) and out.metrics["mi_at_cap"] is True
-    with pytest.raises(ValueError, match="training split"):
-        evaluate(vae_encoding(distinct_codes), test, config, gen())
 
 
 def toy_run(**eval_settings) -> RunConfig:
