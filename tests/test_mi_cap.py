@@ -12,32 +12,7 @@ import pytest
 from benchmark import config as config_module
 from benchmark.report import load
 from benchmark.report.build import build_report as write_report
-from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from benchmark.execution.runner import execute_pack
 from fake_records import GRID, record
-
-QUICK_EVAL = {"nll_samples": 0, "geometry_points": 0, "noise_points": 0}  # only what MI needs
-
-
-def toy_run(**eval_settings) -> RunConfig:
-    return RunConfig(DatasetConfig("pinwheel", train_size=200, test_size=100), "vae", {},
-                     ModelConfig(latent_dim=2, options={"hidden": [8]}), TrainConfig(epochs=2, batch_size=50),
-                     EvalConfig(mi_curve_every=1, **QUICK_EVAL, **eval_settings))
-
-
-def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split():
-    train = execute_pack([toy_run(mi_split="train", mi_examples=150)], device="cpu", log=lambda _: None)[0].record.to_dict()
-    assert train["status"] == "ok", train["error"]
-    assert train["estimators"]["mi_split"] == "train" and train["estimators"]["mi_examples"] == 150
-    assert train["estimators"]["mi_cap"] == pytest.approx(math.log(150))
-    assert isinstance(train["metrics"]["mi_at_cap"], bool)
-    # the curves stay on the whole test split, the last point included (no estimator mixing)
-    assert "test_mi" in train["curves"][0] and train["curves"][-1]["test_mi"] != train["metrics"]["mi"]
-    assert train["curves"][-1]["test_mi"] <= math.log(100) + 1e-9
-    test = execute_pack([toy_run()], device="cpu", log=lambda _: None)[0].record.to_dict()
-    assert test["status"] == "ok", test["error"]
-    assert test["curves"][-1]["test_mi"] == test["metrics"]["mi"]
-    assert test["estimators"]["mi_examples"] == 100 and test["estimators"]["mi_cap"] == pytest.approx(math.log(100))
 
 
 # --- report ---------------------------------------------------------------------------------

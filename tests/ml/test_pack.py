@@ -16,13 +16,10 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import TrainConfig
-from benchmark.planning.grid import load_grid
 from benchmark.ml.method import build_method
 from benchmark.ml.pack import StackedMethods, pack_problem
 from benchmark.ml.train import Trainer
 from benchmark.discovery import METHODS
-from benchmark.execution.executor import make_packs
-from benchmark.execution.memory import auto_pack_size, run_bytes
 from benchmark.tools.check_method import MODEL, NOISE, SHAPE, pack_mismatches, pixels
 
 LID = {"hidden_latent": 16, "hidden_data": 16}
@@ -49,7 +46,6 @@ def train_packed(name, hps, seeds, config, epochs):
 def packable_methods() -> list[str]:
     """Every registered method that packs on an MLP (plugins on $BENCHMARK_PLUGINS included)."""
     return [name for name in sorted(METHODS) if pack_problem(METHODS[name], MODEL) is None]
-
 
 
 @pytest.mark.parametrize("name", packable_methods())
@@ -139,48 +135,12 @@ def test_a_pack_resumes_from_its_state_with_the_numbers_of_an_uninterrupted_pack
     assert second.run_epoch() == straight[1]
 
 
-def test_only_runs_that_differ_in_their_seed_and_pack_scalars_share_a_pack(tmp_path):
-    grid = tmp_path / "g.toml"
-    grid.write_text('''
-seeds = [0, 1, 2]
-[train]
-epochs = 1
-[[datasets]]
-name = "pinwheel"
-[[methods]]
-name = "lr-vae"
-alpha_T = [0.4, 1.0]
-beta = [0.5, 2.0]
-[[methods]]
-name = "aggressive"
-''')
-    runs = [r.config for r in load_grid(str(grid)).runs()]
-    lines: list[str] = []
-    packs = make_packs(runs, 4, lines.append)
-    lr = [p for p in packs if p[0].method == "lr-vae"]
-    assert sorted(len(p) for p in lr) == [2, 2, 4, 4]
-    for p in lr:
-        assert len({c.hyperparameters["alpha_T"] for c in p}) == 1
-        assert len({(c.seed, c.hyperparameters["beta"]) for c in p}) == len(p)
-    assert [len(p) for p in packs if p[0].method == "aggressive"] == [1, 1, 1]
-    assert lines == ["aggressive runs alone: aggressive overrides training_step, which works on one model at a time"]
-    assert [len(p) for p in make_packs(runs, 1)] == [1] * len(runs)
-    assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)
-
-
 def test_every_built_in_method_packs_but_aggressive_which_says_why_not():
     for name in BUILT_IN_PACKABLE:
         assert pack_problem(METHODS[name]) is None, name
     assert "training_step" in pack_problem(METHODS["aggressive"])
     with pytest.raises(ValueError, match="cannot pack: aggressive overrides training_step"):
         StackedMethods([build("aggressive", {}, 0) for _ in range(2)], [torch.Generator()] * 2)
-
-
-def test_pack_auto_is_one_on_a_cpu_and_the_memory_estimate_grows_with_the_model():
-    runs = [r.config for r in load_grid("quick").runs()]
-    assert auto_pack_size(runs, torch.device("cpu")) == 1
-    by_method = {r.method: run_bytes(r) for r in runs}
-    assert by_method["lid-vae"] > by_method["vae"] > 60_000 * 784  # the training data alone
 
 
 def grid_file(tmp_path, method: str = 'name = "vae"', seeds: str = "[0, 1, 2, 3]") -> str:

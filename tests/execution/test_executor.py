@@ -1,0 +1,36 @@
+"""Executing a prepared job (benchmark/execution/executor.py): runs share a pack only when they
+differ in their seed and pack scalars; a method that cannot pack runs alone and says why."""
+
+from __future__ import annotations
+
+from benchmark.execution.executor import make_packs
+from benchmark.planning.grid import load_grid
+
+
+def test_only_runs_that_differ_in_their_seed_and_pack_scalars_share_a_pack(tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text('''
+seeds = [0, 1, 2]
+[train]
+epochs = 1
+[[datasets]]
+name = "pinwheel"
+[[methods]]
+name = "lr-vae"
+alpha_T = [0.4, 1.0]
+beta = [0.5, 2.0]
+[[methods]]
+name = "aggressive"
+''')
+    runs = [r.config for r in load_grid(str(grid)).runs()]
+    lines: list[str] = []
+    packs = make_packs(runs, 4, lines.append)
+    lr = [p for p in packs if p[0].method == "lr-vae"]
+    assert sorted(len(p) for p in lr) == [2, 2, 4, 4]
+    for p in lr:
+        assert len({c.hyperparameters["alpha_T"] for c in p}) == 1
+        assert len({(c.seed, c.hyperparameters["beta"]) for c in p}) == len(p)
+    assert [len(p) for p in packs if p[0].method == "aggressive"] == [1, 1, 1]
+    assert lines == ["aggressive runs alone: aggressive overrides training_step, which works on one model at a time"]
+    assert [len(p) for p in make_packs(runs, 1)] == [1] * len(runs)
+    assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)
