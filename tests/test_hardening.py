@@ -394,20 +394,6 @@ def test_a_dry_run_finds_each_run_id_once_and_each_code_key_once_per_setting(tmp
     assert (calls.count("run_id"), calls.count("code")) == (smoke_runs(seeds=3), smoke_runs(seeds=1))
 
 
-def test_code_keys_found_once_per_setting_are_each_runs_own():
-    from benchmark.planning.grid import load_grid
-    from benchmark.planning.code_key import run_code, run_codes
-    from benchmark.results.plan import ConfigDicts
-
-    runs = load_grid("smoke").runs(seeds=[0, 1])
-    configs = [run.config for run in runs]
-    rebuilt = [type(c).from_dict(c.to_dict()) for c in configs[:6]]  # equal values, no shared objects
-    assert run_codes(configs + rebuilt) == [run_code(c) for c in configs + rebuilt]
-    assert [run.run_id for run in runs] == [c.run_id for c in configs]
-    values = ConfigDicts()
-    assert [values(c) for c in configs] == [c.to_dict() for c in configs]
-
-
 @pytest.mark.parametrize("source", ["import sys\nsys.exit(0)\n", "raise SystemExit\n",
                                     "class Stop(BaseException):\n    pass\n\n\nraise Stop('stopped')\n"])
 def test_a_plugin_ending_the_process_at_import_is_an_error(tmp_path, plugin_dir, capsys, source):

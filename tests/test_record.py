@@ -9,7 +9,6 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from benchmark.discovery import METHODS
 from conftest import smoke_runs
 from benchmark.planning.grid import load_grid
 from benchmark.results.plan import Plan, PlannedRun
@@ -143,12 +142,3 @@ def test_run_writes_the_whole_plan_and_a_dry_run_writes_nothing(tmp_path, fake_f
     missing = (tmp_path / "reports" / "README.md").read_text().split("### What is missing", 1)[1]
     assert "fashion-mnist · vae (defaults) · seeds 0: not run yet" in missing
     assert "pinwheel · vae" not in missing and "pinwheel · beta-vae (defaults) · seeds 0: not run yet" in missing
-
-
-def test_force_and_keep_stale_are_part_of_the_job(tmp_path):
-    from benchmark.planning.prepare import prepare
-
-    prepared = prepare("smoke", str(tmp_path), methods=["vae"], force=True)
-    assert prepared.job.force and len(prepared.job.todo) == len(prepared.job.runs) == 3
-    assert set(prepared.states.values()) == {"todo"} and "3 runs, 0 already done (skipped), 3 to run" in prepared.header()
-    assert len(prepared.plan.runs) == smoke_runs()  # the plan holds the whole grid

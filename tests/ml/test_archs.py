@@ -1,15 +1,13 @@
-"""Architecture presets (mlp-shallow, mlp-deep, conv28, conv64) and the paper grids that use them."""
+"""The architectures (benchmark/ml/archs.py) and their presets mlp-shallow, mlp-deep, conv28 and conv64
+(the paper grids that use them: tests/planning/test_grid.py)."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 
 import pytest
 import torch
 
-from benchmark.discovery import METHODS
-from benchmark.planning.grid import load_grid
 from benchmark.config import ModelConfig
 from benchmark.ml.method import build_method
 from benchmark.ml.archs import ARCHS, build_arch
@@ -93,54 +91,3 @@ def test_lid_decoder_replaces_only_the_decoder_of_a_preset():
     assert shapes_of(method.model.encoder) == shapes_of(reference)
     out = method.model(torch.rand(2, *FACES))
     assert out.params.shape == (2, *FACES) and out.mu.shape == (2, 8)
-
-
-# --- the paper grids -------------------------------------------------------------------------
-
-ALL_SETS = {"mnist", "fashion-mnist", "omniglot", "celeba", "ffhq"}
-ALL_METHODS = {"vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae"}
-REMEDIES = {"kl-annealing", "cyclical", "free-bits", "delta-vae", "bn-vae", "aggressive", "info-vae", "skip-vae"}
-
-
-def settings(runs, method: str, key: str) -> set:
-    return {r.hyperparameters[key] for r in runs if r.method == method}
-
-
-def test_full_grid():
-    runs = load_grid("full").expand()
-    assert len(runs) == 920 and len({r.run_id for r in runs}) == 920
-    per_pair = collections.Counter((r.dataset.name, r.method) for r in runs)
-    assert {d for d, _ in per_pair} == ALL_SETS and {m for _, m in per_pair} == ALL_METHODS | REMEDIES
-    assert len([r for r in runs if r.method in ALL_METHODS]) == 600  # the paper's comparison
-    for name in REMEDIES:  # every remedy at its defaults, 5 seeds, on all 8 data set entries
-        mine = [r for r in runs if r.method == name]
-        assert len(mine) == 40 and all(r.hyperparameters == dataclasses.asdict(METHODS[name].Config()) for r in mine)
-    assert {r.seed for r in runs} == {0, 1, 2, 3, 4}
-    assert settings(runs, "beta-vae", "beta") == {0.1, 0.2} and all(r.hyperparameters == {} for r in runs if r.method == "vae")
-    assert settings(runs, "lr-vae", "beta") == {0.1, 0.2, 1.0}
-    assert settings(runs, "lr-vae", "alpha_T") == {0.4, 1.0}
-    assert settings(runs, "il-lid-vae", "L") == {0.1, 0.3, 0.5, 1.0, 2.0}
-    for run in runs:
-        faces = run.dataset.name in ("celeba", "ffhq")
-        assert run.dataset.train_size is None and run.dataset.test_size is None
-        assert run.model.latent_dim == (64 if faces else 32)
-        assert run.model.arch in ({"conv64"} if faces else {"mlp-shallow", "mlp-deep"})
-        assert run.train.batch_size == 128
-        steps = run.train.epochs * -(-DATA_SIZES[run.dataset.name] // run.train.batch_size)
-        assert 22_000 <= steps <= 26_000, (run.dataset.name, steps)
-    archs = {(r.dataset.name, r.model.arch) for r in runs}
-    assert {("mnist", "mlp-shallow"), ("mnist", "mlp-deep"), ("omniglot", "mlp-deep")} <= archs
-
-
-DATA_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "omniglot": 19_280, "celeba": 162_770, "ffhq": 60_000}
-
-
-def test_warmup_and_capacity_sub_grids():
-    warmup = load_grid("full-warmup").expand()
-    assert {r.method for r in warmup} == {"lr-vae"} and {r.dataset.name for r in warmup} == ALL_SETS
-    assert settings(warmup, "lr-vae", "alpha_schedule") == {"linear", "constant"}
-    assert len(warmup) == 5 * 2 * 2 * 3 * 5
-    capacity = load_grid("full-capacity").expand()
-    archs = {(r.model.options["width"], r.model.options["depth"]) for r in capacity}
-    assert {(w, 1) for w in (128, 256, 512, 1024, 2048)} | {(512, d) for d in (2, 4, 8)} == archs
-    assert {r.method for r in capacity} == {"vae", "lr-vae"} and len(capacity) == 160

@@ -5,7 +5,7 @@ A record's ``code.key`` digests every definition its numbers can depend on, core
 with no version to bump by hand, and formatting, comments, docstrings and import order change
 nothing. The fingerprint test below pins every built-in method's numbers on a tiny grid, so a
 change of numbers is always deliberate: rewrite it after one with
-``.venv/bin/python tests/test_code_version.py --write`` (drops every other host's entry). The
+``.venv/bin/python tests/planning/test_code_key.py --write`` (drops every other host's entry). The
 fingerprint holds one entry per CPU model the suite has run on; on a new host whose numbers agree
 with the others at the other-host tolerance, ``--add-host`` adds this host's exact numbers.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmark.cli import main  # noqa: E402
 from benchmark.planning import code_key  # noqa: E402
@@ -31,7 +31,7 @@ from benchmark.planning.code_key import PROJECT_ROOT, changed_units, code_versio
 
 BUILTIN_METHODS = {"aggressive", "beta-vae", "bn-vae", "cyclical", "delta-vae", "free-bits", "il-lid-vae", "info-vae",
                    "kl-annealing", "lid-vae", "lr-vae", "lstm-lm", "skip-vae", "vae"}
-FINGERPRINT = Path(__file__).resolve().parent / "numerics_fingerprint.json"
+FINGERPRINT = Path(__file__).resolve().parents[1] / "numerics_fingerprint.json"
 # Thresholded counts flip on a last-bit difference between CPU models: not part of the fingerprint.
 UNSTABLE = {"au", "au_count", "mi_at_cap", "test_au", "test_au_count"}
 # On the host the fingerprint was made on the numbers are bit-identical; a change of a formula by
@@ -495,3 +495,17 @@ def test_the_git_dirty_flag_ignores_results_and_reports(tmp_path, monkeypatch):
     (tmp_path / "benchmark/core.py").write_text("1\n")
     assert dirty() is True
     provenance.git_commit.cache_clear()
+
+
+def test_code_keys_found_once_per_setting_are_each_runs_own():
+    from benchmark.planning.grid import load_grid
+    from benchmark.planning.code_key import run_code, run_codes
+    from benchmark.results.plan import ConfigDicts
+
+    runs = load_grid("smoke").runs(seeds=[0, 1])
+    configs = [run.config for run in runs]
+    rebuilt = [type(c).from_dict(c.to_dict()) for c in configs[:6]]  # equal values, no shared objects
+    assert run_codes(configs + rebuilt) == [run_code(c) for c in configs + rebuilt]
+    assert [run.run_id for run in runs] == [c.run_id for c in configs]
+    values = ConfigDicts()
+    assert [values(c) for c in configs] == [c.to_dict() for c in configs]
