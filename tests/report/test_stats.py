@@ -1,7 +1,8 @@
-"""What the report may claim: values a record marks invalid (its estimator's own check rejects
-them) are left out of means, tests, rankings and figures and shown as invalid with their count;
-the headline family is called confirmatory only when the plan records that the headline was
-first seen before any result. Records and plans are written by the tests themselves."""
+"""What the report may claim (benchmark/report/stats.py, and the tables and figures built on it):
+values a record marks invalid (its estimator's own check rejects them) are left out of means, tests,
+rankings and figures and shown as invalid with their count; the headline family is called
+confirmatory only when the plan records that the headline was first seen before any result. Records
+and plans are written by the tests themselves."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The report of text VAEs (sentences): NLL and PPL columns with their legend, the comparison with
-the language model `lstm-lm`, the recorded greedy decodings (HTML-escaped), steps the records mark
-not applicable, per-seed AU counts and KL, and the README table. Records are written by the tests."""
+"""The report of text VAEs (sentences; benchmark/report/tables.py's text columns and the pages built
+on them): NLL and PPL columns with their legend, the comparison with the language model `lstm-lm`,
+the recorded greedy decodings (HTML-escaped), steps the records mark not applicable, per-seed AU
+counts and KL, and the README table. Records are written by the tests."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""The report's tables and index without figures: which cell is bold (only among comparable rows,
-never on time, never a value at its cap or one a method guarantees by construction, never where the
-exact test cannot tell the best from the runner-up), AU as a count of the latent dims, −ELBO and the
-IW-NLL's K and examples beside the tables, a grid without a headline, the key results and contents
-that open the index, the summary across data sets, every link of every page, widths of the main
-tables on a 1400 px page. Records and plans are written by the tests themselves."""
+"""The report's tables (benchmark/report/tables.py) and index without figures: which cell is bold
+(only among comparable rows, never on time, never a value at its cap or one a method guarantees by
+construction, never where the exact test cannot tell the best from the runner-up), AU as a count of
+the latent dims, −ELBO and the IW-NLL's K and examples beside the tables, a grid without a headline,
+the key results and contents that open the index, the summary across data sets, every link of every
+page, widths of the main tables on a 1400 px page. Records and plans are written by the tests
+themselves."""
 
 from __future__ import annotations
 

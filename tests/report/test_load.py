@@ -1,4 +1,7 @@
-"""MI at its cap log N: flagged in the records (runner) and never ranked in the report."""
+"""Loading a grid's results for the report (benchmark/report/load.py): an MI at its cap log N
+(within the margin the records give, else the config's default) is marked "(at cap)" and never
+bolded or ranked; figure labels leave out what every drawn setting shares. (MI at its cap in the
+records: tests/evaluation/test_evaluate.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from benchmark.report.build import build_report as write_report
 from fake_records import GRID, record
 
 
-# --- report ---------------------------------------------------------------------------------
+# --- MI at its cap log N ----------------------------------------------------------------------
 
 CAP = math.log(500)  # the records of fake_records.record hold 500 test examples
 SETTINGS = {"vae": ("vae", ()), "beta=0.1": ("beta-vae", (("beta", 0.1),)), "beta=4": ("beta-vae", (("beta", 4.0),))}
@@ -104,3 +107,20 @@ def test_report_without_a_cap_flags_nothing(tmp_path, monkeypatch):
 
 def test_report_default_margin_is_the_config_default():
     assert load.MI_CAP_MARGIN == config_module.MI_CAP_MARGIN
+
+
+# --- figure labels ------------------------------------------------------------------------------
+
+def test_figure_labels_leave_out_what_every_drawn_setting_shares():
+    """The plan holds two architectures but only one has records: figure legends drop it, tables keep it."""
+    from benchmark.report.load import Setting, relabel
+
+    parts = [[("hp.beta", "beta=0.1"), ("model.arch", "arch=mlp-shallow")],
+             [("hp.beta", "beta=4"), ("model.arch", "arch=mlp-shallow")]]
+    settings = [Setting(str(i), "d", "beta-vae", {}, parts=p, label=", ".join(t for _, t in p))
+                for i, p in enumerate(parts)]
+    short = relabel(settings)
+    assert [short[s.key].label for s in settings] == ["beta=0.1", "beta=4"]
+    assert settings[0].label == "beta=0.1, arch=mlp-shallow"  # the originals are unchanged
+    deep = Setting("2", "d", "vae", {}, parts=[("model.arch", "arch=mlp-deep")], label="arch=mlp-deep")
+    assert relabel([*settings, deep])["0"].label == "beta=0.1, arch=mlp-shallow"

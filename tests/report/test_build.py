@@ -1,5 +1,5 @@
-"""`python -m benchmark report` on small synthetic run records (and the plan `run` writes beside
-them) written by the tests themselves."""
+"""`python -m benchmark report` (benchmark/report/build.py) on small synthetic run records
+(tests/fake_records.py) and the plan `run` writes beside them, written by the tests themselves."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from benchmark.results.store import ResultStore
 
 from fake_records import AU, D, DIVERGED, FAILED, GRID, record, run_id, write_records
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # The grid as `run` planned it: vae; beta-vae beta = [0.1, 4.0]; lr-vae alpha_T = 1.0, beta = [0.2];
 # il-lid-vae L = [0.5] (never run); seeds 0, 1, 2. Each method's entry names these hyperparameters.
@@ -457,18 +457,3 @@ def test_runs_pages_link_every_record(built):
         md = (built["out"] / grid / "runs.md").read_text()
         for target in re.findall(r"\]\(([^)\s]+)\)", md):
             assert (page.parent / unquote(target)).is_file(), target
-
-
-def test_figure_labels_leave_out_what_every_drawn_setting_shares():
-    """The plan holds two architectures but only one has records: figure legends drop it, tables keep it."""
-    from benchmark.report.load import Setting, relabel
-
-    parts = [[("hp.beta", "beta=0.1"), ("model.arch", "arch=mlp-shallow")],
-             [("hp.beta", "beta=4"), ("model.arch", "arch=mlp-shallow")]]
-    settings = [Setting(str(i), "d", "beta-vae", {}, parts=p, label=", ".join(t for _, t in p))
-                for i, p in enumerate(parts)]
-    short = relabel(settings)
-    assert [short[s.key].label for s in settings] == ["beta=0.1", "beta=4"]
-    assert settings[0].label == "beta=0.1, arch=mlp-shallow"  # the originals are unchanged
-    deep = Setting("2", "d", "vae", {}, parts=[("model.arch", "arch=mlp-deep")], label="arch=mlp-deep")
-    assert relabel([*settings, deep])["0"].label == "beta=0.1, arch=mlp-shallow"

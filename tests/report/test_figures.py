@@ -1,8 +1,9 @@
-"""The report's figures lay out for their content: a report of many methods (plugins among them),
-long settings and two architectures, every figure checked with :func:`layout_problems` (panels
-not squeezed, no text overlapping or cut); the check itself fails on badly laid out figures; each
-method's colour, marker and line style; labels with display names, architectures as panels; AU
-drawn as a count of the d latent dims (as the tables show it), never as a fraction."""
+"""The report's figures (benchmark/report/figures*.py) lay out for their content: a report of many
+methods (plugins among them), long settings and two architectures, every figure checked with
+:func:`layout_problems` (panels not squeezed, no text overlapping or cut; the check itself:
+tests/report/test_layout.py); labels with display names, architectures as panels; AU drawn as a
+count of the d latent dims (as the tables show it), never as a fraction. (Each method's colour,
+marker and line style: tests/report/test_styles.py.)"""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import pytest
 
 from benchmark.report import figures
 from benchmark.report.build import build_report
-from benchmark.report.figures import figure_style, new_figure
 from benchmark.report.layout import layout_problems, text_boxes
-from benchmark.report.styles import BUILTIN, METHOD_STYLES, PLUGIN_PAIRS, method_style, plugin_methods
 from fake_records import D, GRID, record, run_id, write_records
 
 ARCHS = ("mlp-shallow", "conv-deep-residual")
@@ -149,63 +148,3 @@ def test_heat_map_rows_name_n_once(drawn):
         rows = [what.partition("y tick label ")[2] for what in texts if "y tick label" in what]
         assert rows and not any("n = " in row or "[n" in row for row in rows), rows
         assert any(": title '" in what and "n = 2 each" in what for what in texts)
-
-
-# --- the check fails on figures that are badly laid out --------------------------------------
-
-def _bad_figures():
-    """(what the check must report, figure) for figures laid out badly on purpose."""
-    with figure_style():
-        fig, (ax,) = new_figure(2.5, 2.0)  # a legend of many long entries below: the panel squeezed
-        for i in range(9):
-            ax.plot([0, 1], [i, i], label=f"a method with a long setting name {i}")
-        fig.legend(loc="outside lower center", ncols=1)
-        fig.draw_without_rendering()
-        yield "(<", fig  # below a minimum size or share
-        fig, (ax,) = new_figure(3.0, 2.0)  # long category labels side by side
-        ax.set_xticks(range(6), [f"setting number {i} with words" for i in range(6)])
-        fig.draw_without_rendering()
-        yield "overlaps", fig
-        fig, (ax,) = new_figure(3.0, 2.0)
-        fig.set_layout_engine("none")
-        ax.set_position([0.02, 0.02, 0.96, 0.96])  # no room for the labels: they fall outside
-        ax.set_ylabel("a y label")
-        yield "outside the figure", fig
-        fig, (ax,) = new_figure(3.0, 2.0)
-        ax.plot([0, 1], [0, 1], label="β-VAE")
-        ax.legend(loc="center")
-        fig.draw_without_rendering()
-        yield "drawn over an axes", fig
-
-
-def test_layout_check_reports_bad_figures():
-    for expected, fig in _bad_figures():
-        problems = layout_problems(fig)
-        assert any(expected in p for p in problems), (expected, problems)
-
-
-# --- styles -------------------------------------------------------------------------------------
-
-def test_builtin_methods_have_fixed_distinct_styles():
-    assert set(BUILTIN) == {"vae", "beta-vae", "lid-vae", "il-lid-vae", "lr-vae", "aggressive", "bn-vae", "cyclical",
-                            "delta-vae", "free-bits", "info-vae", "kl-annealing", "skip-vae", "lstm-lm"}
-    styles = [METHOD_STYLES[m] for m in BUILTIN]
-    assert len({s.colour for s in styles}) == len({s.marker for s in styles}) == len(BUILTIN)
-    with plugin_methods(["a-plugin", *BUILTIN]):
-        assert [method_style(m) for m in BUILTIN] == styles  # whatever else is drawn
-
-
-def test_plugins_never_look_like_another_method():
-    builtin = {(s.colour, s.marker) for s in METHOD_STYLES.values()}
-    plugins = [f"plugin-{i:03d}" for i in range(len(PLUGIN_PAIRS))]
-    with plugin_methods([*plugins, "vae"]):
-        pairs = [method_style(m)[:2] for m in plugins]
-        assert method_style("plugin-005") == method_style("plugin-005")
-        assert method_style("not-in-the-report")[:2] not in builtin
-    assert len(set(pairs)) == len(plugins) and not set(pairs) & builtin
-    assert all(method_style(m).linestyle != "-" for m in plugins)
-    with plugin_methods(["b-plugin", "a-plugin"]):  # by sorted name: the same for the same methods
-        first = method_style("a-plugin"), method_style("b-plugin")
-    with plugin_methods(["a-plugin", "b-plugin", "beta-vae"]):
-        assert (method_style("a-plugin"), method_style("b-plugin")) == first
-    assert first[0][:2] != first[1][:2]
