@@ -294,14 +294,3 @@ def test_minimal_lstm_vae_has_the_harness_math(tmp_path, arch):
     # trainer.step took its optimiser step: compare the gradients it used
     for (name, p), q in zip(method.named_parameters(), minimal.parameters()):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7), name
-
-
-def test_dry_run_time_reports_the_runs_it_listed(capsys):
-    from benchmark.tools import dry_run_time
-    from conftest import smoke_runs
-
-    assert dry_run_time.main(["--grid", "smoke", "--seeds", "2", "--profile", "3"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"smoke with 2 seeds: {smoke_runs(seeds=2)} runs, dry run ") and "cumulative" in out
-    assert dry_run_time.main(["--grid", "no-such-grid", "--seeds", "2"]) == 2
-    assert "unknown grid 'no-such-grid'" in capsys.readouterr().err
