@@ -1,6 +1,6 @@
 """Text VAEs (benchmark/ml/sequence.py): the LSTM models, their likelihood, every method's text form
-and its defining property, and the grid's checks for text runs. (The training loop's text parts:
-tests/ml/test_train.py.)"""
+and its defining property, and the grid's checks for text runs. (The language model's:
+tests/methods/test_lm.py; the training loop's text parts: tests/ml/test_train.py.)"""
 
 from __future__ import annotations
 
@@ -87,23 +87,6 @@ def test_every_text_decoder_depends_on_z_at_init(name):
         a = model.log_likelihood(x, torch.zeros(1, len(x), 4))
         b = model.log_likelihood(x, 3 * torch.randn(1, len(x), 4))
     assert float((a - b).abs().max()) > 1e-4, f"{name}: log p(x|z) does not change with z at init"
-
-
-def test_the_language_model_ignores_z_its_kl_and_mi_are_zero_and_its_iw_nll_is_exact():
-    from benchmark.evaluation import metrics
-
-    method = build("lstm-lm").eval()
-    model, x = method.model, sentences()
-    with torch.no_grad():
-        a = model.log_likelihood(x, torch.zeros(1, len(x), 4))
-        b = model.log_likelihood(x, 5 * torch.randn(1, len(x), 4))
-        out = model(x)
-        iw = metrics.importance_weighted_log_likelihood(x, model.encode, model.log_likelihood, num_samples=7)
-    torch.testing.assert_close(a, b)
-    assert float(out.kl.abs().max()) == 0.0
-    torch.testing.assert_close(iw, a[0].double(), rtol=1e-6, atol=1e-5)
-    mu, logvar = model.encode(x)
-    assert metrics.mutual_information(mu, logvar)["mi"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_skip_vae_feeds_z_into_every_steps_output():
