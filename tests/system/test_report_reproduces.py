@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PNG_MAX_DIFF = 8  # of 255, in any channel of any pixel: twice the most measured across CPU models
 PNG_MAX_SHARE = 0.005  # of a figure's pixels that may differ at all (measured: 0.012% at most)
 PDF_NUMBER_TOL = 0.01  # points (1/72 in; a 300 dpi pixel is 0.24 pt)

@@ -21,7 +21,7 @@ from benchmark.planning.grid import load_grid
 from benchmark.execution.runner import execute_pack
 from conftest import DEVICES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCALARS = ("au", "au_count", "kl", "mi", "rec", "neg_elbo", "mse", "nll")
 
 TINY = '''

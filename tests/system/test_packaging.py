@@ -21,7 +21,7 @@ import pytest
 
 from fakes import write_fake_fashion
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "benchmark", "methods")
 USER_METHOD = '''
 from dataclasses import dataclass
@@ -205,7 +205,7 @@ def test_user_methods_add_to_the_built_in_ones_once(plugin_dir, tmp_path, monkey
 
 def test_the_lock_holds_every_pin_of_the_requirement_files_at_its_version():
     """requirements-lock.txt is regenerated after a requirements file changes (python -m benchmark.tools.lock)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def pins(name: str) -> dict[str, str]:
         lines = (root / name).read_text().splitlines()

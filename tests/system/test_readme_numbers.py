@@ -35,7 +35,7 @@ import pytest
 
 from benchmark.tools.readme import blocks, default_files, main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS_HEADING = re.compile(r"^### .*\(committed results of `[^`]+`\)")
 PUBLISHED_START, PUBLISHED_END = "<!-- published -->", "<!-- end published -->"
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?!\.?\d)")

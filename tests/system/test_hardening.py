@@ -25,7 +25,7 @@ from benchmark.cli import main
 from benchmark.results import store as store_module
 from benchmark.planning.prepare import prepare
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = '''
 seeds = [0]

@@ -18,7 +18,7 @@ from benchmark.cli import main
 from benchmark.planning.grid import load_grid
 from fakes import write_fake_fashion
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = '''
 seeds = [0]
@@ -85,7 +85,7 @@ def records(results: Path, grid: str) -> dict[str, dict]:
     (("[eval]", "[eval]\ncurve_every = 0"), "vae", "eval.curve_every"),
     (("[eval]", "[eval]\nnoise_draws = 1"), "vae", "eval.noise_draws"),
     (("[eval]", "[eval]\nau_threshold = nan"), "vae", "eval.au_threshold"),
-    # (`beta = -1`, `nan`, `inf`: tests/test_grid.py, since methods declare their ranges)
+    # (`beta = -1`, `nan`, `inf`: tests/planning/test_grid.py, since methods declare their ranges)
     ((), 'lr-vae\nalpha_schedule = "bogus"', "methods[0].alpha_schedule"),
     ((), "lr-vae\nalpha_schedule_options = {duration = 2}", "methods[0].alpha_schedule_options"),
     ((), "lr-vae\nalpha_schedule_options = {duration = nan}", "methods[0].alpha_schedule_options"),
