@@ -220,7 +220,7 @@ def test_malformed_grid_file_exit_2(tmp_path, capsys):
 
 
 def test_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path, no_system_data, capsys):
-    (tmp_path / "nowhere").mkdir()  # a data root that does not exist is its own error (tests/test_bad_inputs.py)
+    (tmp_path / "nowhere").mkdir()  # a data root that does not exist is its own error (tests/system/test_bad_inputs.py)
     code, _, err = run(["run", "--grid", "smoke", "--results", str(tmp_path / "r"), "--data-root", str(tmp_path / "nowhere")], capsys)
     assert code == 2
     assert str(tmp_path / "nowhere") in err and "apt-get install dataset-fashion-mnist" in err

@@ -16,7 +16,7 @@ def build(name: str, kind: str = "toy", seed: int = 0, **hyperparameters):
     torch.manual_seed(seed)
     config = ModelConfig(latent_dim=latent_dim, options={"hidden": [16]})
     if model_problem(name, hyperparameters, config) is not None:
-        pytest.skip(f"{name} does not apply to an MLP (text only; tests/test_text.py)")
+        pytest.skip(f"{name} does not apply to an MLP (text only; tests/ml/test_sequence.py)")
     return build_method(name, hyperparameters, config, shape)
 
 

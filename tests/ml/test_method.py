@@ -4,7 +4,7 @@ training_step with its step tools, on_epoch_end with the held-out split, check_m
 loader, and their state through checkpoints.
 
 (The default path, a method that overrides none of them, is pinned number for number by
-tests/test_code_version.py.)
+tests/planning/test_code_key.py.)
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def mlp_gain() -> float:
 def test_decoder_depends_on_z_at_init(name, mlp_gain):
     """Within a factor 10 of the plain MLP decoder of the same preset (28x28, latent 32)."""
     if model_problem(name, {}, QUICK_MODEL) is not None:
-        pytest.skip(f"{name} does not apply to an MLP (text only; tests/test_text.py)")
+        pytest.skip(f"{name} does not apply to an MLP (text only; tests/ml/test_sequence.py)")
     torch.manual_seed(0)
     method = build_method(name, {}, QUICK_MODEL, SHAPE)
     gain = decoder_gain(method.model.decode_mean)

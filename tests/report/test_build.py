@@ -272,7 +272,7 @@ def test_deterministic(built):
 
 def test_no_results(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
-    assert not (tmp_path / "out").exists()  # an error, nothing written (tests/test_bad_inputs.py has the rest)
+    assert not (tmp_path / "out").exists()  # an error, nothing written (tests/system/test_bad_inputs.py has the rest)
     assert "python -m benchmark run" in capsys.readouterr().err
 
 
