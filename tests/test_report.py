@@ -26,7 +26,7 @@ from benchmark.report.load import load_grid_records
 from benchmark.report.missing import missing_section
 from benchmark.report.pages import Page
 from benchmark.report.stats import compare_with_vae
-from benchmark.report.tables import headlines
+from benchmark.report.tables import headlines, p_text
 from benchmark.report.exact import permutation_test
 from benchmark.results.plan import Plan, PlannedRun
 from benchmark.results.store import ResultStore
@@ -317,6 +317,10 @@ def test_vae_comparison_is_exact_and_its_family_fixed_by_the_plan(built):
     assert nll["n_vae"] == 2  # the old vae record has no IW-NLL
     au_table = (built["out"] / GRID / "tables" / "vs_vae.au.md").read_text()
     assert "*" not in au_table and "[unbounded]" in au_table  # nothing can be significant at 3 vs 3
+    # Δ AU in active units of the D latent dims (the CSV keeps the fraction; the p is the same)
+    beta4 = table[(table["setting"] == "beta=4") & (table["metric"] == "au")].iloc[0]
+    assert f"| {beta4['diff'] * D:+.1f} [unbounded] | {p_text(beta4['p_exact'])} |" in au_table
+    assert f"Δ AU in active units (of the {D} latent dims)" in au_table
 
 
 def test_paper_sections_appear_when_the_records_allow_them(built):
@@ -327,7 +331,7 @@ def test_paper_sections_appear_when_the_records_allow_them(built):
     archs = (out / "tables" / "architectures.fashion-mnist.md").read_text()
     assert "arch=mlp-deep" in archs and "arch=mlp-shallow" in archs and "| 0 1 |" in archs  # vae AU count per seed
     warm = (out / "tables" / "warmup.fashion-mnist.md").read_text()
-    assert "| constant |" in warm and "| linear |" in warm and "-0.500" in warm  # constant AU 0.5 vs linear 1.0
+    assert "| constant |" in warm and "| linear |" in warm and "-2.0" in warm  # AU 2/4 vs 4/4: Δ in units
     assert "s²=0.5" in (out / "tables" / "noise_distance.fashion-mnist.md").read_text()
     for kind in ("architectures", "warmup", "noise_grids"):
         assert (out / "figures" / f"{kind}.fashion-mnist.png").stat().st_size > 0, kind

@@ -413,14 +413,14 @@ def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> 
     rows = []
     for dataset in datasets:
         cells = {s.legend: s for s in chosen if s.dataset == dataset}
-        rows.append([dataset] + [cell_text(cells[c], "au", spread=False, count=False)[0] if c in cells and cells[c].ok
+        rows.append([dataset] + [cell_text(cells[c], "au", spread=False)[0] if c in cells and cells[c].ok
                                  else "—" for c in columns])
     table = Table.plain(["dataset"] + [f"AU: {symbol_text(c)}" for c in columns], rows, "l" + "r" * len(columns),
                         invalid_notes(chosen, ["au"]))
-    links = _tables(writer, folder, "summary", table, f"Mean AU (fraction of the latent dims) of each headline "
-                    f"setting per data set (grid {data.name}).", table.csv())
-    page.add("table", table=table, links=links, text="Mean AU (fraction of the latent dims) of each headline setting "
-             "per data set, one column per setting (the ranking figure's rows).")
+    what = ("Mean active units (a count of the latent dims, `mean/d`; the fraction where the records hold no count) "
+            "of each headline setting per data set")
+    links = _tables(writer, folder, "summary", table, f"{what} (grid {data.name}).", table.csv())
+    page.add("table", table=table, links=links, text=f"{what}, one column per setting (the ranking figure's rows).")
     with figure_style(s.method for s in data.settings):
         _figure(page, writer, folder, figure_ranking(datasets, chosen), [])
 
