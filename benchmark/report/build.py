@@ -15,6 +15,7 @@ files and never retrains. Writes (see docs/report.md)::
                                              (long format), summary
     <out>/<grid>/figures/<kind>.<dataset>.{png,pdf}
     <out>/<grid>/readme.md                   the grid's compact table for the repository's README
+    <out>/<grid>/readme.all.md               the same of every setting (where the headline leaves some out)
     <out>/<grid>/MANIFEST                    the files above (stale ones are removed next time)
 
 Output is deterministic: rows are sorted, floats have fixed formats, the bootstrap has a fixed
@@ -443,6 +444,8 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     if lm:
         writer.add(f"{folder}/tables/vs_lm.csv", comparison_csv(lm, LM_COMPARED, "lm"))
     writer.add(f"{folder}/readme.md", readme_table(data, comparisons, lm))
+    if len(first_rows(data)) < len(data.settings):
+        writer.add(f"{folder}/readme.all.md", readme_table(data, comparisons, lm, every=True))
     _summary_blocks(index, data, writer, folder)
     pages = [dataset_page(data, dataset, writer, comparisons, family, runs_link, lm) for dataset in data.datasets()]
     if len(data.datasets()) < MANY_DATASETS:
