@@ -172,8 +172,9 @@ class InProcessBackend:
 class LokyBackend:
     """Local worker processes; a worker that dies fails only its own run."""
 
-    def __init__(self, options: RunOptions, device: torch.device):
-        self.options, self.slots = options, local_slots(options, device)
+    def __init__(self, options: RunOptions, device: torch.device, runs: int):
+        """At most one worker process per run of ``runs`` (``--workers 64`` for 3 runs starts 3)."""
+        self.options, self.slots = options, local_slots(options, device)[:max(1, runs)]
         self.executor = None
 
     def submit(self, configs: list[RunConfig], slot: Slot, checkpoint: str | None) -> Future:
@@ -263,12 +264,12 @@ class RayBackend:
         self.log(f"cancelled {len(refs)} Ray task(s) still running on the cluster at {self.options.address}{forced}")
 
 
-def _backend(options: RunOptions, device: torch.device, log: Callable[[str], None]):
+def _backend(options: RunOptions, device: torch.device, log: Callable[[str], None], runs: int):
     if options.executor == "ray":
         return RayBackend(options, log)
     if options.workers <= 1 and not (options.runs_per_gpu > 1 and device.type == "cuda"):
         return InProcessBackend(options, log)
-    return LokyBackend(options, device)
+    return LokyBackend(options, device, runs)
 
 
 def run_grid(job: Job, options: RunOptions, device: torch.device, progress: GridProgress | None = None) -> GridSummary:
@@ -283,7 +284,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
     store, force, keep_stale, code_keys = job.store, job.force, job.keep_stale, job.code_keys
     progress = progress or GridProgress(len(job.todo))
     summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
-    backend = _backend(options, device, progress.log)
+    backend = _backend(options, device, progress.log, len(job.todo))
     size = options.pack if isinstance(options.pack, int) else auto_pack_size(job.todo, device)
     if options.pack == "auto":
         progress.log(f"--pack auto: packs of up to {size} runs on {device}")

@@ -15,6 +15,7 @@ files and never retrains. Writes (see docs/report.md)::
                                              (long format), summary
     <out>/<grid>/figures/<kind>.<dataset>.{png,pdf}
     <out>/<grid>/readme.md                   the grid's compact table for the repository's README
+    <out>/<grid>/readme.all.md               the same of every setting (where the headline leaves some out)
     <out>/<grid>/MANIFEST                    the files above (stale ones are removed next time)
 
 Output is deterministic: rows are sorted, floats have fixed formats, the bootstrap has a fixed
@@ -413,14 +414,14 @@ def _summary_blocks(page: Page, data: GridData, writer: Writer, folder: str) -> 
     rows = []
     for dataset in datasets:
         cells = {s.legend: s for s in chosen if s.dataset == dataset}
-        rows.append([dataset] + [cell_text(cells[c], "au", spread=False, count=False)[0] if c in cells and cells[c].ok
+        rows.append([dataset] + [cell_text(cells[c], "au", spread=False)[0] if c in cells and cells[c].ok
                                  else "—" for c in columns])
     table = Table.plain(["dataset"] + [f"AU: {symbol_text(c)}" for c in columns], rows, "l" + "r" * len(columns),
                         invalid_notes(chosen, ["au"]))
-    links = _tables(writer, folder, "summary", table, f"Mean AU (fraction of the latent dims) of each headline "
-                    f"setting per data set (grid {data.name}).", table.csv())
-    page.add("table", table=table, links=links, text="Mean AU (fraction of the latent dims) of each headline setting "
-             "per data set, one column per setting (the ranking figure's rows).")
+    what = ("Mean active units (a count of the latent dims, `mean/d`; the fraction where the records hold no count) "
+            "of each headline setting per data set")
+    links = _tables(writer, folder, "summary", table, f"{what} (grid {data.name}).", table.csv())
+    page.add("table", table=table, links=links, text=f"{what}, one column per setting (the ranking figure's rows).")
     with figure_style(s.method for s in data.settings):
         _figure(page, writer, folder, figure_ranking(datasets, chosen), [])
 
@@ -443,6 +444,8 @@ def report_grid(data: GridData, writer: Writer, index: Page, results_link: str) 
     if lm:
         writer.add(f"{folder}/tables/vs_lm.csv", comparison_csv(lm, LM_COMPARED, "lm"))
     writer.add(f"{folder}/readme.md", readme_table(data, comparisons, lm))
+    if len(first_rows(data)) < len(data.settings):
+        writer.add(f"{folder}/readme.all.md", readme_table(data, comparisons, lm, every=True))
     _summary_blocks(index, data, writer, folder)
     pages = [dataset_page(data, dataset, writer, comparisons, family, runs_link, lm) for dataset in data.datasets()]
     if len(data.datasets()) < MANY_DATASETS:

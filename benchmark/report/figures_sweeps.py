@@ -394,14 +394,19 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
     """Rank of each method's headline setting by mean AU per data set (1 = most units active),
     and its mean rank; numbers: mean AU."""
     figure = Figure("ranking", "all", "Ranking across data sets: rank of each method's headline setting by mean AU "
-                    "on each data set (1 = most active units; ties share the mean rank), numbers: mean AU; last "
-                    "column: mean rank over the data sets where the method ran." + invalid_caption(chosen, ["au"]))
+                    "on each data set (1 = most active units; ties share the mean rank), numbers: mean active "
+                    "units (a count of the setting's latent dims); last column: mean rank over the data sets where "
+                    "the method ran." + invalid_caption(chosen, ["au"]))
     table: dict[str, dict[str, float]] = {}
+    counts: dict[str, dict[str, str]] = {}
     names: dict[str, str] = {}
     for dataset in datasets:
         here = [s for s in chosen if s.dataset == dataset and s.values_of("au")]
         for s in here:
-            table.setdefault(s.legend, {})[dataset] = s.mean_std("au")[0]
+            table.setdefault(s.legend, {})[dataset] = s.mean_std("au")[0]  # ranked by the fraction: any d
+            d = latent_dims([s])
+            mean = math.fsum(au_values(s, d)) / len(au_values(s, d))
+            counts.setdefault(s.legend, {})[dataset] = f"{mean:.1f}/{d}" if d else f"{mean:.2f}"
             names.setdefault(s.legend, " ".join([display_name(s.method)] + [
                 ", ".join(part_text(c, t) for c, t in s.parts)] if s.parts else [display_name(s.method)]))
     if len(datasets) < 2 or not table:
@@ -414,7 +419,7 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
     ranks = means.rank(axis=0, ascending=False, method="average")
     ranks["mean rank"] = ranks.mean(axis=1)
     order_rows = ranks.sort_values(["mean rank"], kind="stable").index
-    ranks, means = ranks.loc[order_rows], means.loc[order_rows]
+    ranks = ranks.loc[order_rows]
     fig, (ax,) = new_figure(0.9 * len(ranks.columns) + 3.6, 0.25 * len(ranks) + 1.3)
     values = ranks.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis_r", aspect="auto")
@@ -422,7 +427,7 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
         for j in range(values.shape[1]):
             if math.isfinite(values[i, j]):
                 text = (f"{values[i, j]:.1f}" if j == values.shape[1] - 1 else
-                        f"{values[i, j]:g} ({means.iloc[i, j]:.2f})")
+                        f"{values[i, j]:g} ({counts[ranks.index[i]][ranks.columns[j]]})")
                 ax.text(j, i, text, ha="center", va="center", fontsize=5.5, color=ink(image, values[i, j]))
     ax.set_xticks(range(values.shape[1]), list(ranks.columns), rotation=90)
     ax.set_yticks(range(values.shape[0]), [tex(names[k]) for k in ranks.index])

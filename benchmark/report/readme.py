@@ -1,6 +1,7 @@
 """A grid's compact table for the repository's README (``<out>/<grid>/readme.md``): one row per
 headline setting (every setting when the grid declares no headline) with the numbers the README
-and docs/results.md quote, in the report's own formats. ``python -m benchmark.tools.readme`` copies
+and docs/results.md quote, in the report's own formats; ``readme.all.md``: the same table of every
+setting, for a grid whose headline leaves settings out. ``python -m benchmark.tools.readme`` copies
 it into the generated blocks of README.md and docs/*.md."""
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ def _label(shared: Sequence[tuple[str, str]]) -> Callable[[Setting], str]:
     return text
 
 
-def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Comparison]) -> str:
+def readme_table(data: GridData, vae: Sequence[Comparison], lm: Sequence[Comparison], every: bool = False) -> str:
     """The table (Markdown) and a one-line caption: method, setting, AU count per seed, KL, MI, Δ MI
     against `vae` with its exact p, the IW-NLL, and rec (images) or PPL, Δ NLL against `lstm-lm`
-    and KL per seed (sentences); a Δ column only where a baseline was found."""
-    rows = headlines(data) if data.headline_declared else list(data.settings)
+    and KL per seed (sentences); a Δ column only where a baseline was found. One row per headline
+    setting (every setting when the grid declares no headline, or with ``every``)."""
+    rows = headlines(data) if data.headline_declared and not every else list(data.settings)
     keys = {s.key for s in rows}
     text = all_text(rows)
     shared = shared_parts(rows)

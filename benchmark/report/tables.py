@@ -518,17 +518,31 @@ def diff_text(result: dict[str, Any], decimals: int) -> str:
     return sign(result["diff"]) + (" [unbounded]" if math.isinf(ci[1]) else f" [{sign(ci[0])}, {sign(ci[1])}]")
 
 
-def stat_cells(result: dict[str, Any] | None, key: str) -> list[str]:
+def stat_cells(result: dict[str, Any] | None, key: str, units: int | None = None) -> list[str]:
     """Δ [95% CI], p (exact permutation), smallest attainable p, p Holm (family members; * at most
-    ALPHA), Cliff's δ."""
+    ALPHA), Cliff's δ; an AU difference in active units (a count, one decimal) where ``units`` gives
+    the d latent dims its fractions are of."""
     if not result:
         return ["—"] * 5
+    decimals = COLUMN[key].decimals
+    if units and result.get("diff") is not None:
+        ci = result["ci"]
+        result, decimals = {**result, "diff": result["diff"] * units, "ci": (ci[0] * units, ci[1] * units)}, 1
     if result.get("p") is None:
-        return [diff_text(result, COLUMN[key].decimals), result.get("note") or "—", "—", "—", "—"]
+        return [diff_text(result, decimals), result.get("note") or "—", "—", "—", "—"]
     holm = result.get("p_holm")
     holm_text = "—" if holm is None else p_text(holm) + (" *" if result.get("significant") else "")
-    return [diff_text(result, COLUMN[key].decimals), p_text(result["p"]), p_text(result["p_min"]), holm_text,
+    return [diff_text(result, decimals), p_text(result["p"]), p_text(result["p_min"]), holm_text,
             f"{result['delta']:+.2f}"]
+
+
+def au_units(setting: Setting, baseline: Setting | None) -> int | None:
+    """The d latent dims an AU difference of ``setting`` and ``baseline`` is counted in: both record
+    AU counts (:func:`au_counts`) of the same d; else None (the difference stays a fraction)."""
+    d = setting.config.latent_dim
+    if baseline is None or baseline.config.latent_dim != d or not au_counts(setting) or not au_counts(baseline):
+        return None
+    return d
 
 
 STAT_HEADER = ["Δ [95% CI]", "p exact", "min p", "p Holm", "Cliff's δ"]
@@ -545,10 +559,16 @@ def comparison_table(comparisons: Sequence[Comparison], key: str, baseline: str 
         n_base = n_text(c.baseline, result.get("n_base"), result.get("invalid_base")) if c.baseline else "0"
         row = [c.setting.dataset, c.setting.method, label_text(c.setting),
                f"{n_text(c.setting, result.get('n'), result.get('invalid'))} vs {n_base}"]
-        cells = stat_cells(c.results.get(key), key) if c.baseline else [c.note, "—", "—", "—", "—"]
+        units = au_units(c.setting, c.baseline) if key == "au" else None
+        cells = stat_cells(c.results.get(key), key, units) if c.baseline else [c.note, "—", "—", "—", "—"]
         rows.append(row + (cells if holm else cells[:3] + cells[4:]))
     align = "llpl" + "r" * (len(header) - 4)
     notes = [SHORT_NOTE] if any(c.setting.short or (c.baseline and c.baseline.short) for c in comparisons) else []
+    units = {au_units(c.setting, c.baseline) for c in comparisons if c.baseline} if key == "au" else set()
+    if len(units) == 1 and None not in units:
+        notes.append(f"Δ AU in active units (of the {units.pop()} latent dims)")
+    elif units - {None}:
+        notes.append("Δ AU in active units where both sides count the same latent dims, else as a fraction of them")
     notes += [INVALID_NOTE] if any(r.get("invalid") or r.get("invalid_base")
                                    for c in comparisons for r in [c.results.get(key) or {}]) else []
     return Table.plain(header, rows, align, notes)

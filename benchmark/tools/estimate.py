@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 import time
 from collections import defaultdict
@@ -367,6 +368,26 @@ def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path |
         from ..execution.memory import auto_pack_size
 
         pack = auto_pack_size(runs, resolve_device(device))
+    before = _load()
     estimate = estimate_compute(runs, device, data_root=data_root, pack=int(pack))
     gpus = torch.cuda.device_count() if estimate.device.startswith("cuda") else None
-    return format_estimate(estimate, gpus=gpus, kinds=True)
+    text = format_estimate(estimate, gpus=gpus, kinds=True)
+    note = busy_note(max(before, _load()), os.cpu_count() or 1) if not estimate.device.startswith("cuda") else ""
+    return text + (f"\n{note}" if note else "")
+
+
+def _load() -> float:
+    """The 1-minute load average (0 where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def busy_note(load: float, cores: int) -> str:
+    """A warning when the CPU was busy while the steps were timed (1-minute load average above half
+    the cores): the timings, and so the estimate, can then be several times too long; else ''."""
+    if load <= cores / 2:
+        return ""
+    return (f"note: this machine was busy while the steps were timed (load average {load:.1f} on {cores} cores): "
+            "the estimate can be several times too long; time it again on an idle machine")

@@ -3,9 +3,10 @@
     python -m benchmark.tools.readme [--readme FILE ...] [--reports reports] [--check]
 
 A generated block is every line between a line ``<!-- generated from reports/<grid>/readme.md -->``
-and the next line ``<!-- end generated -->`` (markers inside a ``` code fence are text, not a
-block). Each is replaced by the current content of ``<reports>/<grid>/readme.md``, which
-``python -m benchmark report`` writes from the records; the rest of each file is left as it is.
+(or ``readme.all.md``: every setting of the grid, not only its headline) and the next line
+``<!-- end generated -->`` (markers inside a ``` code fence are text, not a block). Each is
+replaced by the current content of the file it names, which ``python -m benchmark report`` writes
+from the records; the rest of each file is left as it is.
 The files are ``README.md`` and every ``docs/*.md`` of the current folder (the result prose moved
 there keeps its blocks), or those given with ``--readme`` (repeatable); a file without blocks is
 not written. ``--check`` writes nothing and exits 1 when a block differs from its file. Exit 2 (one
@@ -21,15 +22,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-START = re.compile(r"<!-- generated from reports/([^/\s]+)/readme\.md -->")
+START = re.compile(r"<!-- generated from reports/([^/\s]+)/(readme(?:\.all)?\.md) -->")
 END = "<!-- end generated -->"
 
 
 @dataclass(frozen=True)
 class Block:
-    """A generated block: the grid it is generated from, its marker lines' indices, its content."""
+    """A generated block: the grid and file it is generated from, its marker lines' indices, its content."""
 
     grid: str
+    file: str  # readme.md or readme.all.md
     start: int  # index of the start marker's line
     end: int  # index of the end marker's line
     content: str  # the lines between the markers, each ending in a newline
@@ -47,22 +49,22 @@ def blocks(text: str) -> list[Block]:
             continue
         start = START.fullmatch(line.strip())
         if start and open_at is None:
-            open_at, grid = i, start.group(1)
+            open_at, grid, name = i, start.group(1), start.group(2)
         elif (start or line.strip() == END) and open_at is not None:
             if start:
-                raise ValueError(f"line {open_at + 1}: generated block from reports/{grid}/readme.md is not "
+                raise ValueError(f"line {open_at + 1}: generated block from reports/{grid}/{name} is not "
                                  f"closed before line {i + 1} (`{END}`)")
-            found.append(Block(grid, open_at, i, "".join(lines[open_at + 1:i])))
+            found.append(Block(grid, name, open_at, i, "".join(lines[open_at + 1:i])))
             open_at = None
     if open_at is not None:
-        raise ValueError(f"line {open_at + 1}: generated block from reports/{grid}/readme.md has no `{END}`")
+        raise ValueError(f"line {open_at + 1}: generated block from reports/{grid}/{name} has no `{END}`")
     return found
 
 
-def generated(reports: Path, grid: str) -> str:
-    """The current content of ``<reports>/<grid>/readme.md`` (ending in a newline); FileNotFoundError
+def generated(reports: Path, grid: str, name: str = "readme.md") -> str:
+    """The current content of ``<reports>/<grid>/<name>`` (ending in a newline); FileNotFoundError
     when there is none."""
-    path = reports / grid / "readme.md"
+    path = reports / grid / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `python -m benchmark report` first")
     content = path.read_text()
@@ -71,13 +73,13 @@ def generated(reports: Path, grid: str) -> str:
 
 def refresh(text: str, reports: Path) -> tuple[str, list[str]]:
     """``text`` with every generated block replaced by its file's content, and the grids whose block
-    differed (ValueError, FileNotFoundError: see :func:`blocks`, :func:`generated`)."""
+    differed, as ``<grid>/<file>`` (ValueError, FileNotFoundError: see :func:`blocks`, :func:`generated`)."""
     lines = text.splitlines(keepends=True)
     out, changed, done = [], [], 0
     for block in blocks(text):
-        content = generated(reports, block.grid)
+        content = generated(reports, block.grid, block.file)
         if content != block.content:
-            changed.append(block.grid)
+            changed.append(f"{block.grid}/{block.file}")
         out += lines[done:block.start + 1] + [content]
         done = block.end
     return "".join(out + lines[done:]), changed
@@ -107,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         updates.append((readme, text, new, changed, len(blocks(text))))
     if args.check:
         for readme, _, _, changed, _ in updates:
-            for grid in changed:
-                print(f"{readme}: the block generated from reports/{grid}/readme.md differs from {args.reports}/"
-                      f"{grid}/readme.md (run python -m benchmark.tools.readme)", file=sys.stderr)
+            for source in changed:
+                print(f"{readme}: the block generated from reports/{source} differs from {args.reports}/"
+                      f"{source} (run python -m benchmark.tools.readme)", file=sys.stderr)
         return 1 if any(changed for *_, changed, _ in updates) else 0
     for readme, text, new, changed, count in updates:
         if new != text:

@@ -25,7 +25,7 @@ from benchmark.report.load import load_grid_records
 from benchmark.report.missing import missing_section
 from benchmark.report.pages import Page
 from benchmark.report.stats import compare_with_vae
-from benchmark.report.tables import headlines
+from benchmark.report.tables import headlines, p_text
 from benchmark.report.exact import permutation_test
 from benchmark.results.plan import Plan, PlannedRun
 from benchmark.results.store import ResultStore
@@ -177,6 +177,11 @@ def test_files_tables_and_headline(built):
     p_mi = permutation_test([1.0, 1.75, 1.75], [1.75, 1.75, 2.5]).p  # MI = 1 + 3 AU
     assert f"| `beta-vae` | β=4 | 0 1 1 | 3.77 | 1.50 | -0.50 ({p_mi:.2g}) | 34.47 | 28.53 |" in readme
     assert readme.splitlines()[-1].startswith("Grid `synth`, 1-3 seeds per setting: ") and "†: fewer ok" in readme
+    # the same table of every setting: beta-vae's β=0.1 too, which the headline leaves out
+    every = (folder / "readme.all.md").read_text()
+    assert "| β=0.1 |" in every and "| β=0.1 |" not in readme
+    assert [line for line in every.splitlines() if "| β=4 |" in line] == [
+        line for line in readme.splitlines() if "| β=4 |" in line]
     assert "PPL" not in (folder / "fashion-mnist.md").read_text()  # text columns only for sentences
 
 
@@ -237,6 +242,10 @@ def test_vae_comparison_is_exact_and_its_family_fixed_by_the_plan(built):
     assert nll["n_vae"] == 2  # the old vae record has no IW-NLL
     au_table = (built["out"] / GRID / "tables" / "vs_vae.au.md").read_text()
     assert "*" not in au_table and "[unbounded]" in au_table  # nothing can be significant at 3 vs 3
+    # Δ AU in active units of the D latent dims (the CSV keeps the fraction; the p is the same)
+    beta4 = table[(table["setting"] == "beta=4") & (table["metric"] == "au")].iloc[0]
+    assert f"| {beta4['diff'] * D:+.1f} [unbounded] | {p_text(beta4['p_exact'])} |" in au_table
+    assert f"Δ AU in active units (of the {D} latent dims)" in au_table
 
 
 def test_paper_sections_appear_when_the_records_allow_them(built):
@@ -247,7 +256,7 @@ def test_paper_sections_appear_when_the_records_allow_them(built):
     archs = (out / "tables" / "architectures.fashion-mnist.md").read_text()
     assert "arch=mlp-deep" in archs and "arch=mlp-shallow" in archs and "| 0 1 |" in archs  # vae AU count per seed
     warm = (out / "tables" / "warmup.fashion-mnist.md").read_text()
-    assert "| constant |" in warm and "| linear |" in warm and "-0.500" in warm  # constant AU 0.5 vs linear 1.0
+    assert "| constant |" in warm and "| linear |" in warm and "-2.0" in warm  # AU 2/4 vs 4/4: Δ in units
     assert "s²=0.5" in (out / "tables" / "noise_distance.fashion-mnist.md").read_text()
     for kind in ("architectures", "warmup", "noise_grids"):
         assert (out / "figures" / f"{kind}.fashion-mnist.png").stat().st_size > 0, kind

@@ -229,7 +229,7 @@ def test_summary_keeps_one_column_per_headline_setting(report):
     """Two lr-vae headline settings: two columns, the same settings as the ranking figure's rows."""
     summary = list(csv.reader((report["out"] / "multi" / "tables" / "summary.csv").read_text().splitlines()))
     assert summary[0] == ["dataset", "AU: vae", "AU: lr-vae (α_T=1, β=0.2)", "AU: lr-vae (α_T=1, β=1)"]
-    assert summary[1:] == [["fashion-mnist", "0.250", "0.500", "0.750"], ["mnist", "0.250", "0.500", "0.750"]]
+    assert summary[1:] == [["fashion-mnist", "1/4", "2/4", "3/4"], ["mnist", "1/4", "2/4", "3/4"]]
     assert len(report["ranked"]) == 1
     assert {f"AU: {symbol_text(legend)}" for legend in report["ranked"][0]} == set(summary[0][1:])
 

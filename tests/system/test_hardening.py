@@ -322,6 +322,15 @@ def test_impossible_options_exit_2_with_one_line(capsys, extra, named):
     assert code == 2 and named in one_error_line(err)
 
 
+def test_more_workers_than_runs_start_one_process_per_run():
+    """``--workers 64`` for 3 runs: 3 worker processes (slots), not 64."""
+    import torch
+    from benchmark.execution.executor import LokyBackend, RunOptions
+
+    assert len(LokyBackend(RunOptions(workers=64), torch.device("cpu"), runs=3).slots) == 3
+    assert len(LokyBackend(RunOptions(workers=2), torch.device("cpu"), runs=3).slots) == 2
+
+
 # --- 7. a dry run of many runs scales; plugins cannot end the process; slow plugins are named once ---
 
 PLUGIN = '''

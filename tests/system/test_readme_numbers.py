@@ -45,7 +45,7 @@ def block_problems(readme: str, reports: Path) -> list[str]:
     """Generated blocks whose content is not their file's (or whose file is missing)."""
     problems = []
     for block in blocks(readme):
-        path = reports / block.grid / "readme.md"
+        path = reports / block.grid / block.file
         if not path.is_file():
             problems.append(f"line {block.start + 1}: {path} is missing")
         elif block.content != path.read_text():
@@ -270,3 +270,18 @@ def test_a_section_without_generated_blocks_is_not_checked_yet(tmp_path):
     text = readme.read_text().replace("## Running grids", "## Text VAEs\n\n### Old (`g`)\n\nIts MI was 7.77.\n\n## Running grids")
     assert number_problems(text, reports) == []  # Text VAEs holds no block: not adopted yet
     assert sections_with_blocks(text) == {"Headline"}
+
+
+def test_a_block_may_name_the_table_of_every_setting(tmp_path, capsys):
+    """``reports/<grid>/readme.all.md`` (every setting, not only the headline) is a block source too."""
+    readme, reports = fake(tmp_path)
+    every = TABLE + "| extra row |\n"
+    (reports / "g" / "readme.all.md").write_text(every)
+    text = readme.read_text() + "\n<!-- generated from reports/g/readme.all.md -->\nold\n<!-- end generated -->\n"
+    readme.write_text(text)
+    assert [(b.grid, b.file) for b in blocks(text)] == [("g", "readme.md"), ("g", "readme.all.md")]
+    assert block_problems(text, reports) == [f"line 27: the block differs from {reports / 'g' / 'readme.all.md'}"]
+    args = ["--readme", str(readme), "--reports", str(reports)]
+    assert main([*args, "--check"]) == 1 and "reports/g/readme.all.md differs" in capsys.readouterr().err
+    assert main(args) == 0 and block_problems(readme.read_text(), reports) == []
+    assert readme.read_text() == text.replace("\nold\n", "\n" + every)

@@ -52,6 +52,18 @@ def test_arithmetic_with_fixed_timings(tiny, monkeypatch):
     assert result.hours == pytest.approx(sum(r.train_hours + r.eval_hours for r in result.rows))
 
 
+def test_a_busy_machine_is_named_beside_the_estimate(tiny, monkeypatch):
+    """Timed on a CPU whose load average is above half its cores: a note says the estimate can be
+    too long; on an idle one, none."""
+    monkeypatch.setattr(estimate, "time_kind", lambda *args, **kwargs: (0.5, 0.01, 0.02, 1e-4))
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(estimate.os, "getloadavg", lambda: (4.2, 3.0, 2.0))
+    busy = estimate.dry_run_estimate(tiny[:1], "cpu")
+    assert busy.splitlines()[-1].startswith("note: this machine was busy") and "load average 4.2 on 2 cores" in busy
+    monkeypatch.setattr(estimate.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert "busy" not in estimate.dry_run_estimate(tiny[:1], "cpu")
+
+
 def test_real_timing_on_a_tiny_grid(tiny):
     runs = [r for r in tiny if r.dataset.name == "pinwheel" and r.method in ("vae", "il-lid-vae")]
     state = torch.random.get_rng_state()
