@@ -323,7 +323,7 @@ def latent_dims(settings: Iterable[Setting]) -> int | None:
     """The number d of latent dims every one of ``settings`` has (``model.latent_dim``): a figure
     draws AU as a count of them; None where a setting lacks it or they differ (AU drawn as the
     fraction of the latent dims, as the tables show it where the records hold no count)."""
-    dims = {s.values.get("model.latent_dim") for s in settings}
+    dims = {s.config.latent_dim for s in settings}
     d = dims.pop() if len(dims) == 1 else None
     return d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else None
 

@@ -122,13 +122,13 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
         figure.skipped = "no method sweeps `beta`"
         return figure
     fixed = [[s for s in members if s.method not in methods] for _, members in panels]
-    betas = sorted({float(s.values["hp.beta"]) for items in sweeps for _, _, members in items for s in members})
-    betas_fixed = [value_text(s.values.get("hp.beta") or 1.0) for group in fixed for s in group]
+    betas = sorted({float(s.config.hp("beta")) for items in sweeps for _, _, members in items for s in members})
+    betas_fixed = [value_text(s.config.hp("beta") or 1.0) for group in fixed for s in group]
     usual = max(sorted(set(betas_fixed)), key=betas_fixed.count) if betas_fixed else ""  # in the title
 
     def fixed_label(s: Setting) -> str:  # the method and its settings; its β where it is not the usual one
         text = setting_text(s, n=False)
-        beta = value_text(s.values.get("hp.beta") or 1.0)
+        beta = value_text(s.config.hp("beta") or 1.0)
         return text + (f" (β = {beta})" if beta != usual and "β=" not in text else "")
 
     rows = sorted({fixed_label(s): (method_order(s.method), s.sort_key) for group in fixed for s in group}.items(),
@@ -145,8 +145,8 @@ def figure_au_vs_beta(dataset: str, settings: Sequence[Setting]) -> Figure:
     for ax, (title, members), items in zip(axes, panels, sweeps):
         positions = {json.dumps(b): b for b in betas}
         for s in members:
-            if s.values.get("hp.beta") is not None:
-                positions.setdefault(json.dumps(s.values["hp.beta"]), float(s.values["hp.beta"]))
+            if s.config.hp("beta") is not None:
+                positions.setdefault(json.dumps(s.config.hp("beta")), float(s.config.hp("beta")))
         _draw_series(ax, items, "hp.beta", "au", positions, log, _dodge(betas, log, len(items)), styles, d=d)
         tick_values(ax, betas, log)
         ax.set_xlabel("β (KL weight)")
@@ -314,7 +314,7 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
         ordered = sorted(groups.items(), key=lambda kv: (method_order(kv[0][0]), kv[0][1]))
         for (method, rest), members in ordered:
             col, ls = styles[(method, rest)]
-            members = sorted(members, key=lambda s: order(s.values.get("hp.beta")))
+            members = sorted(members, key=lambda s: order(s.config.hp("beta")))
             marker = method_style(method)[1]
             on_top = 6 if method == BASELINE else 3
             for ax, y_of in ((ax1, _distortion), (ax2, lambda run: au_value(run, d))):
@@ -328,8 +328,8 @@ def figure_rate_distortion(dataset: str, settings: Sequence[Setting]) -> Figure:
                     x, y = (math.fsum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
                     ax.plot([x], [y], marker=marker, ms=6 if method == BASELINE else 4.5, color=col, ls="none",
                             markerfacecolor="white" if len(s.ok) == 1 else col, zorder=on_top, markeredgewidth=1.2)
-                    if (len(members) > 1 and s.values.get("hp.beta") is not None) or s.short:
-                        text = (f"{s.values['hp.beta']:g}" if len(members) > 1 and s.values.get("hp.beta") is not None
+                    if (len(members) > 1 and s.config.hp("beta") is not None) or s.short:
+                        text = (f"{s.config.hp('beta'):g}" if len(members) > 1 and s.config.hp("beta") is not None
                                 else "") + (" †" if s.short else "")
                         ax.annotate(text.strip(), (x, y), textcoords="offset points", xytext=(3, 2), fontsize=5,
                                     color=col, zorder=on_top)

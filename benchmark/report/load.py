@@ -317,7 +317,7 @@ def matches(setting: Setting, entry: dict[str, Any]) -> bool:
     """Whether ``setting`` is the method and hyperparameter values of a headline ``entry``
     (``{"method": name, "hyperparameters": {name: value}}``)."""
     return setting.method == entry["method"] and all(
-        setting.values.get(f"hp.{k}") == v for k, v in entry["hyperparameters"].items())
+        setting.config.hp(k) == v for k, v in entry["hyperparameters"].items())
 
 
 def architecture(setting: Setting) -> str:
