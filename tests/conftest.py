@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 # Helpers beside this file that test files import: their assertions are rewritten as in a test file.
-pytest.register_assert_rewrite("fakes", "fake_records", "toy_methods", "image_methods", "text_methods")
+pytest.register_assert_rewrite("commands", "fakes", "fake_records", "toy_methods", "image_methods", "text_methods")
 
 from fakes import write_fake_fashion, write_fake_ptb  # noqa: E402
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
+from commands import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,15 +31,6 @@ def results(tmp_path) -> Path:
             for name in json.loads(path.read_text())["artifacts"].values():
                 shutil.copy(path.parent / name, runs)
     return out
-
-
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def records(results: Path) -> list[tuple[str, dict]]:

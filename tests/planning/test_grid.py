@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
 from benchmark.config import RunConfig
 from benchmark.errors import GridError, UnknownNameError
 from benchmark.planning.grid import check_type, grid_names, load_grid, parse_override
 from benchmark.discovery import METHODS
+from commands import cli
 
 BASE = '''
 seeds = [0, 1]
@@ -265,15 +265,6 @@ def tiny(tmp_path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     return path
-
-
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_values_are_toml_or_bare_words():

@@ -16,6 +16,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.planning.grid import load_grid
+from commands import cli, one_error_line
 from fakes import write_fake_fashion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,24 +39,6 @@ name = "pinwheel"
 train_size = 64
 test_size = 32
 '''
-
-
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of ``python -m benchmark ARGS`` (argparse's exits included)."""
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    """The single ``error: ...`` line of ``err`` (the last line), with no traceback anywhere."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and lines and lines[-1].startswith("error: "), err
-    assert sum(line.startswith("error: ") for line in lines) == 1, err
-    return lines[-1]
 
 
 def grid_file(folder: Path, text: str, name: str = "bad") -> Path:

@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.cli import main
 from benchmark.results import store as store_module
 from benchmark.planning.prepare import prepare
+from commands import cli, one_error_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,22 +55,6 @@ def tiny(folder: Path, name: str = "tiny", epochs: int = 1, train_size: int = 64
     path = folder / f"{name}.toml"
     path.write_text(TINY.format(epochs=epochs, train_size=train_size, method=method))
     return path
-
-
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and lines and lines[-1].startswith("error: "), err
-    assert sum(line.startswith("error: ") for line in lines) == 1, err
-    return lines[-1]
 
 
 def run_args(grid: Path, results: Path, *extra: str) -> list[str]:
