@@ -290,7 +290,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = launch(prepared, options)
     store = prepared.job.store
     counts = ", ".join(f"{v} {k}" for k, v in [*summary.counts.items(), ("not run", summary.not_run)] if v) or "nothing new"
-    elsewhere = f", {summary.locked} being run by another process" if summary.locked else ""
+    elsewhere = (f", {summary.locked} being run by another process" if summary.locked else "") + (
+        f", {summary.finished_elsewhere} finished by another process" if summary.finished_elsewhere else "")
     print(f"\n{summary.total} runs: {counts}; {summary.skipped} skipped (already ok){elsewhere}\n"
           f"records: {store.runs_dir}/\ntables:  {store.dir / 'runs.csv'}, {store.dir / 'summary.csv'}", file=sys.stderr)
     summary_text = store.summary_markdown()

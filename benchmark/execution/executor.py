@@ -80,6 +80,7 @@ class GridSummary:
     total: int
     skipped: int
     locked: int = 0  # runs another process was running
+    finished_elsewhere: int = 0  # runs another process finished after this one planned them
     not_run: int = 0  # runs left unattempted after a record could not be stored
     error: str | None = None  # why storing failed (names the file and the fix)
     counts: dict[str, int] = field(default_factory=dict)
@@ -321,6 +322,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
                     if not force and attempts.get(config.run_id) is None and run_state(
                             store.read(config.run_id), code_keys[config.run_id], keep_stale) == "done":
                         lock.release()  # finished by another process since we looked
+                        summary.finished_elsewhere += 1
                         progress.skip()
                         continue
                     pack.append(config)
