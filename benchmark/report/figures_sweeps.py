@@ -405,7 +405,8 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
         for s in here:
             table.setdefault(s.legend, {})[dataset] = s.mean_std("au")[0]  # ranked by the fraction: any d
             d = latent_dims([s])
-            mean = math.fsum(au_values(s, d)) / len(au_values(s, d))
+            values = au_values(s, d)
+            mean = math.fsum(values) / len(values)
             counts.setdefault(s.legend, {})[dataset] = f"{mean:.1f}/{d}" if d else f"{mean:.2f}"
             names.setdefault(s.legend, " ".join([display_name(s.method)] + [
                 ", ".join(part_text(c, t) for c, t in s.parts)] if s.parts else [display_name(s.method)]))

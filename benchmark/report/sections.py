@@ -93,10 +93,11 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
         linear = next((s for s in members if s.config.hp("alpha_schedule") == "linear"), members[0])
         for s in members:
             cells = []
-            counted = au_counts(s) and au_counts(linear) and s.config.latent_dim == linear.config.latent_dim
+            mine, theirs = au_counts(s), au_counts(linear)
+            counted = mine and theirs and s.config.latent_dim == linear.config.latent_dim
             for metric in ("au", "kl"):
                 if metric == "au" and counted:  # Δ in active units, as the AU column; the same p
-                    a, b, decimals = [float(c) for c in au_counts(s)], [float(c) for c in au_counts(linear)], 1
+                    a, b, decimals = [float(c) for c in mine], [float(c) for c in theirs], 1
                 else:
                     a, b, decimals = s.values_of(metric), linear.values_of(metric), COLUMN[metric].decimals
                 if s is linear or not a or not b:
@@ -106,7 +107,7 @@ def warmup(dataset: str, settings: Sequence[Setting]) -> Section | None:
                 cells += [("+" if diff > 0 else "") + fixed(diff, decimals), p_text(permutation_test(a, b).p)]
             rows.append([preset(s), hp_label(s, ["hp.alpha_schedule"]), str(s.config.hp("alpha_schedule")),
                          cell_text(s, "au")[0], cell_text(s, "kl")[0], cell_text(s, "nll")[0], s.n_text,
-                         per_seed_text(s, "au_count" if au_counts(s) else "au"), *cells])
+                         per_seed_text(s, "au_count" if mine else "au"), *cells])
     section.tables["warmup"] = _table(rows, header, "ppl" + "r" * 9, [s for v in paired.values() for s in v],
                                       ["au", "kl", "nll"])
     columns = [(f"{json.loads(k)[1]}\n{json.loads(k)[0]}", v) for k, v in sorted(paired.items())]
