@@ -17,7 +17,7 @@ from typing import Any
 
 from .exact import mean_ci
 from .format import slug
-from .layout import add_legend, fit
+from .layout import add_legend, fit, snap
 from .load import NOT_RECORDED, Run, Setting, not_applicable, order
 from .styles import SERIES_LINESTYLES, display_name, part_text, plugin_methods, tex
 from .styles import method_style as style_of
@@ -82,9 +82,11 @@ def figure_style(methods: Iterable[str] = ()):
 
 def render(fig, figure: Figure) -> Figure:
     """Fill ``figure`` with PNG (300 dpi) and PDF bytes without dates or version strings (the
-    layout is fixed first, so both files have the same one)."""
+    layout is fixed and its positions rounded first (:func:`.layout.snap`), so both files have the
+    same one, whatever the process)."""
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
+    snap(fig)
     for hook in RENDER_HOOKS:
         hook(fig, figure)
     png, pdf = io.BytesIO(), io.BytesIO()
