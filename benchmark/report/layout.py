@@ -83,10 +83,10 @@ def snap(fig) -> None:
     def rounded(points):
         return np.round(np.asarray(points, dtype=float) / SNAP) * SNAP + 0.0  # + 0.0: no -0
 
-    for container in _figures(root_figure(fig)):
-        if container is not root_figure(fig):
-            container.bbox_relative.set_points(rounded(container.bbox_relative.get_points()))
-    for ax in root_figure(fig).axes:  # the drawn (active) position follows from the original at draw time
+    root = root_figure(fig)
+    for sub in list(_figures(root))[1:]:  # the subfigures (the root comes first)
+        sub.bbox_relative.set_points(rounded(sub.bbox_relative.get_points()))
+    for ax in root.axes:  # the drawn (active) position follows from the original at draw time
         ax.set_position(Bbox(rounded(ax.get_position(original=True).get_points())))
 
 
