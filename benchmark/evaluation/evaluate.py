@@ -174,8 +174,10 @@ CHECK_SE = 3.0  # an estimate this many of its own standard errors past a bound 
 
 def invalid_metrics(metrics: dict[str, Any], estimators: dict[str, Any]) -> dict[str, str]:
     """Metric -> why its estimator's own checks reject the value (docs/metrics.md, "Invalid values"):
-    not finite; MI below 0 by more than :data:`CHECK_SE` standard errors of its Monte Carlo mean, or
-    above its cap log M (which no per-example term can exceed) beyond rounding; IW-NLL above the
+    not finite; MI whose Monte Carlo standard error exceeds its cap log M (noise wider than the
+    whole range [0, log M] MI can take: the estimate says nothing), below 0 by more than
+    :data:`CHECK_SE` standard errors, or above its cap (which no per-example term can exceed)
+    beyond rounding; IW-NLL above the
     single-sample -ELBO of the same examples by more than :data:`CHECK_SE` standard errors (the IW
     bound is never looser than the ELBO). Such values are kept in the record, flagged, and left out
     of means, tests and rankings by the report."""
@@ -183,7 +185,10 @@ def invalid_metrics(metrics: dict[str, Any], estimators: dict[str, Any]) -> dict
                if isinstance(value, float) and not math.isfinite(value)}
     mi, se, cap = metrics.get("mi"), estimators.get("mi_se"), estimators.get("mi_cap")
     if "mi" not in invalid and mi is not None and se is not None:
-        if mi < -CHECK_SE * se - 1e-9:
+        if cap is not None and se > cap:
+            invalid["mi"] = (f"{mi:.4g} nats with a standard error of {se:.3g}: noisier than the whole range MI "
+                             f"can take, [0, log M = {cap:.4g}]")
+        elif mi < -CHECK_SE * se - 1e-9:
             invalid["mi"] = f"{mi:.4g} nats: below 0 by more than {CHECK_SE:g} standard errors ({se:.3g})"
         elif cap is not None and mi > cap + 1e-9 * max(1.0, cap):
             invalid["mi"] = f"{mi:.6g} nats: above its cap log M = {cap:.6g}"

@@ -72,11 +72,15 @@ def _prior_log_density(z: Tensor) -> Tensor:
     return -0.5 * (_LOG_2PI + z * z).sum(-1)
 
 
-def _log_mixture_density(z: Tensor, mu: Tensor, logvar: Tensor, chunk_size: int) -> Tensor:
-    """``log (1/M) sum_j N(z_i; mu_j, diag exp(logvar_j))`` [N] for ``z`` [N, d], ``mu`` [M, d].
+def _log_mixture_density(z: Tensor, mu: Tensor, logvar: Tensor, chunk_size: int, own: Tensor) -> Tensor:
+    """``log (1/M) sum_j N(z_i; mu_j, diag exp(logvar_j))`` [N] for ``z`` [N, d], ``mu`` [M, d],
+    where ``z_i`` was drawn from component i and ``own`` [N] is ``log N(z_i; mu_i, ...)``.
 
     Expands the quadratic form into matrix products so each chunk costs a
-    [chunk_size, M] matrix, never [chunk_size, M, d]. Use float64: the expansion cancels.
+    [chunk_size, M] matrix, never [chunk_size, M, d]. Use float64: the expansion cancels, most
+    where a variance is tiny and ``z_i`` lies next to ``mu_i``; the own component (j = i) is
+    therefore taken from ``own`` (computed from the noise, no cancellation), the others from the
+    expansion (far from ``z_i`` where a variance is tiny, so their rounding is negligible).
     """
     shift = mu.mean(0)  # the density is translation invariant; centring reduces cancellation
     z, mu = z - shift, mu - shift
@@ -84,9 +88,11 @@ def _log_mixture_density(z: Tensor, mu: Tensor, logvar: Tensor, chunk_size: int)
     weighted_mu = mu * precision
     const = -0.5 * (mu.shape[1] * _LOG_2PI + logvar.sum(-1) + (mu * weighted_mu).sum(-1))
     out = []
-    for z_chunk in z.split(chunk_size):
+    for start in range(0, len(z), chunk_size):
+        z_chunk = z[start:start + chunk_size]
         log_dens = torch.addmm(const, z_chunk, weighted_mu.T)
         log_dens.addmm_(z_chunk * z_chunk, precision.T, alpha=-0.5)
+        log_dens.diagonal(offset=start).copy_(own[start:start + chunk_size])  # (r, start + r): z_i's own component
         out.append(torch.logsumexp(log_dens, dim=1))
     return torch.cat(out) - math.log(mu.shape[0])
 
@@ -123,8 +129,8 @@ def mutual_information(mu: Tensor, logvar: Tensor, mixture: Literal["all", "batc
     log_q_own = _standard_log_density(eps, logvar)
     size = n if mixture == "all" else min(batch_size, n)
     log_q_agg = torch.cat([
-        _log_mixture_density(z_b, mu_b, lv_b, chunk_size)
-        for z_b, mu_b, lv_b in zip(z.split(size), mu.split(size), logvar.split(size))
+        _log_mixture_density(z_b, mu_b, lv_b, chunk_size, own_b)
+        for z_b, mu_b, lv_b, own_b in zip(z.split(size), mu.split(size), logvar.split(size), log_q_own.split(size))
     ])
     terms = log_q_own - log_q_agg
     se = float(terms.std() / math.sqrt(n)) if n > 1 else 0.0

@@ -43,6 +43,16 @@ def test_a_slightly_negative_mi_within_its_noise_is_valid_and_a_far_negative_one
     assert invalid_metrics({"mi": math.log(1000)}, est) == {}  # at the cap exactly: valid (and flagged "at cap" elsewhere)
 
 
+def test_an_mi_noisier_than_its_whole_range_is_invalid_however_far_from_its_bounds():
+    """quick-lid-init's gain-100 seed 0: -5914 nats with a standard error of 2873 is within 3
+    standard errors of 0, but a noise wider than [0, log M] says nothing about MI."""
+    cap = math.log(10_000)
+    flagged = invalid_metrics({"mi": -5914.46}, {"mi_se": 2872.98, "mi_cap": cap})
+    assert set(flagged) == {"mi"} and "noisier than the whole range" in flagged["mi"]
+    assert "noisier" in invalid_metrics({"mi": 4.0}, {"mi_se": cap * 1.01, "mi_cap": cap})["mi"]
+    assert invalid_metrics({"mi": 5.39}, {"mi_se": 2.48, "mi_cap": cap}) == {}  # noisy, but narrower than its range
+
+
 def test_an_iw_nll_above_the_elbo_of_the_same_examples_beyond_its_noise_is_invalid():
     est = {"nll_check": {"neg_elbo": 700.0, "neg_elbo_se": 2.0}}
     assert invalid_metrics({"nll": 699.0}, est) == {}

@@ -447,10 +447,6 @@ def test_noise_sensitivity_batches_and_seeds():
     assert all(p.grad is None for p in net.parameters())
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (docs/metrics.md, 'Known limitation: near-deterministic "
-                   "posteriors'): the expanded quadratic form of the mixture density cancels catastrophically when "
-                   "a posterior variance is tiny; the fix changes every record's code key and waits for the next "
-                   "rerun of the grids. Remove this mark with the fix.")
 def test_mi_stays_within_its_cap_for_near_deterministic_posteriors():
     """Posteriors like InfoVAE's in `remedies` (no KL term): distinct means of spread about 1 and
     some variances down to exp(-37). No per-example term can exceed log N, so neither can the
