@@ -134,6 +134,8 @@ class TrainConfig(ConfigSection):
     max_decays: int = setting(5, "[1, inf)", added="plateau schedule")
     # evaluate the weights of the epoch with the best validation -ELBO (beta = 1), not the last's
     select_best: bool = setting(False, added="model selection on the validation split")
+    # the training step's arithmetic: fp32, tf32 (CUDA only) or bf16 autocast (benchmark/ml/precision.py)
+    precision: Literal["fp32", "tf32", "bf16"] = setting("fp32", added="training precision")
 
 
 @dataclass

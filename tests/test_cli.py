@@ -247,3 +247,13 @@ def test_help_is_available_for_every_command():
     for args in ([], ["run"], ["list"]):
         out = subprocess.run([sys.executable, "-m", "benchmark", *args, "--help"], cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 0 and "usage: python -m benchmark" in out.stdout
+
+
+def test_tf32_on_a_cpu_is_one_line_error_before_anything_trains(tmp_path, capsys):
+    grid = tmp_path / "tf32.toml"
+    grid.write_text('seeds = [0]\n[train]\nepochs = 1\nbatch_size = 16\nprecision = "tf32"\n[model]\nlatent_dim = 2\n'
+                    '[[datasets]]\nname = "pinwheel"\ntrain_size = 2000\ntest_size = 1000\n[[methods]]\nname = "vae"\n')
+    assert main(["run", "--grid", str(grid), "--results", str(tmp_path / "results"), "--device", "cpu"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train.precision = 'tf32' needs a CUDA GPU" in errors[0] and "fp32 or bf16" in errors[0]
+    assert not list((tmp_path / "results").rglob("*.json"))

@@ -34,7 +34,7 @@ from .checkpoint import checkpoint_damage
 from .memory import auto_pack_size
 from .progress import GridProgress
 from ..results.provenance import PROJECT_ROOT, is_checkout
-from ..results.record import run_state
+from ..results.record import RunKeys, run_state
 from .runner import RunResult, execute_pack, failed_result
 from ..results.store import ResultStore, RunLock, StoreError, atomic_torch_save, lock_holder, storing
 
@@ -70,7 +70,7 @@ class Job:
     runs: list[RunConfig]  # every run of the command, in grid order
     run_ids: list[str]  # the id of each of runs (computed once)
     todo: list[RunConfig]  # the runs to execute (no ok record of the current code, or all with force)
-    code_keys: dict[str, str]  # run id -> the key of its current code (run.code_key.run_code)
+    code_keys: dict[str, RunKeys]  # run id -> the keys of its current code, alone and packed
     force: bool = False  # rerun runs that have an ok record
     keep_stale: bool = False  # count ok records made by other code as done
 

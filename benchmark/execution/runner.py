@@ -86,15 +86,15 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
             record.device = describe_device(torch_device)
         runs = [setup_run(k, config, record, torch_device, data_root, download)
                 for k, (config, record) in enumerate(zip(configs, records))]
-        trainer = make_trainer(runs)
+        trainer = make_trainer(runs) if len(runs) == 1 else make_pack_trainer(runs)
         checkpoints = Checkpoints(checkpoint, checkpoint_every, log)
         checkpoints.resume(trainer, runs, clock)
         while not trainer.done and training(runs):
             clock.train_s += train_epoch(trainer, runs, log)
             checkpoints.save_if_due(trainer, runs, clock)
         schedule = trainer.finish() if training(runs) else {}
-        for run in training(runs):
-            results[run.index] = evaluate_run(run, schedule, clock.train_s / len(runs), keep_model)
+        evaluate_runs = evaluate_alone if len(runs) == 1 else evaluate_pack
+        results.update(evaluate_runs(training(runs), schedule, clock.train_s / len(runs), keep_model))
     except DivergedError as exc:  # raised by a method's own step (a run alone)
         for record in records:
             if record.status == "running":
@@ -139,7 +139,7 @@ class Run:
 
 def start_record(configs: Sequence[RunConfig], index: int) -> Record:
     """The record of run ``index`` of the pack ``configs`` (its ``pack`` field when K >= 2)."""
-    return Record.start(configs[index], run_code(configs[index]), [c.run_id for c in configs])
+    return Record.start(configs[index], run_code(configs[index], packed=len(configs) > 1), [c.run_id for c in configs])
 
 
 def setup_run(index: int, config: RunConfig, record: Record, device: torch.device, data_root: str | None,
@@ -177,6 +177,12 @@ def make_trainer(runs: Sequence[Run]) -> Trainer:
                    [run.order for run in runs], held_outs, [run.noise for run in runs], lengths)
 
 
+def make_pack_trainer(runs: Sequence[Run]) -> Trainer:
+    """The trainer of a pack (K >= 2 ``runs``): as :func:`make_trainer`. Only packs reach it
+    (``benchmark.planning.code_key.PACKED_ONLY``): a change here leaves runs trained alone done."""
+    return make_trainer(runs)
+
+
 def training(runs: Sequence[Run]) -> list[Run]:
     """The runs still training (neither failed nor diverged nor finished)."""
     return [run for run in runs if run.record.status == "running"]
@@ -199,6 +205,19 @@ def train_epoch(trainer: Trainer, runs: Sequence[Run], log: Log) -> float:
         log(f"  {run.config.run_id} epoch {trainer.epoch}/{run.config.train.epochs} "
             + " ".join(f"{key}={v:.4g}" for key, v in point.items() if key != "epoch"))
     return seconds
+
+
+def evaluate_alone(runs: Sequence[Run], schedule: dict[str, Any], train_time_s: float,
+                   keep_model: bool) -> dict[int, RunResult]:
+    """:func:`evaluate_run` of a run alone (``runs``: it, or none when it failed): index -> result."""
+    return {run.index: evaluate_run(run, schedule, train_time_s, keep_model) for run in runs}
+
+
+def evaluate_pack(runs: Sequence[Run], schedule: dict[str, Any], train_time_s: float,
+                  keep_model: bool) -> dict[int, RunResult]:
+    """:func:`evaluate_run` of each run of a pack still training, one after another. Only packs
+    reach it (``benchmark.planning.code_key.PACKED_ONLY``)."""
+    return {run.index: evaluate_run(run, schedule, train_time_s, keep_model) for run in runs}
 
 
 def evaluate_run(run: Run, schedule: dict[str, Any], train_time_s: float, keep_model: bool) -> RunResult:

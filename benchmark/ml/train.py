@@ -24,6 +24,7 @@ from ..errors import DivergedError
 from .contract import checked_loss
 from .method import Method, TrainingProgress
 from .pack import StackedMethods, clip_per_run
+from .precision import full_precision, training_precision
 
 
 def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -152,7 +153,8 @@ class OptimiserTools:
 
     def step(self, loss: Tensor, params: Iterable[nn.Parameter] | None = None) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with full_precision(loss.device):
+            loss.backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.grad_clip)
         if params is not None:
@@ -222,7 +224,8 @@ class StackStep:
         a pack has none); returns the loss parts, detached, [K] each."""
         parts = self.stack.loss(batch, progress)
         self.optimizer.zero_grad(set_to_none=True)
-        parts["loss"].sum().backward()
+        with full_precision(batch.device):
+            parts["loss"].sum().backward()
         if self.config.grad_clip > 0:
             clip_per_run(self.stack.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -334,15 +337,16 @@ class Trainer:
             m.train()
         runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
         sums: dict[str, Tensor] = {}
-        for index in self._epoch_indices():
-            progress = TrainingProgress(self.epoch, self.steps, self.total_steps)
-            parts = self.step(to_unit(self.xs[runs, index]), progress, self.epoch_batches)
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.steps += 1
-            for key, value in parts.items():  # [K] each
-                value = value * index.shape[1]
-                sums[key] = sums[key] + value if key in sums else value
+        with training_precision(self.config.precision, self.xs.device):
+            for index in self._epoch_indices():
+                progress = TrainingProgress(self.epoch, self.steps, self.total_steps)
+                parts = self.step(to_unit(self.xs[runs, index]), progress, self.epoch_batches)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.steps += 1
+                for key, value in parts.items():  # [K] each
+                    value = value.float() * index.shape[1]
+                    sums[key] = sums[key] + value if key in sums else value
         self.epoch += 1
         out: list[dict[str, float] | None] = []
         for k in range(self.size):

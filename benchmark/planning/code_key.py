@@ -56,6 +56,12 @@ NOT_NUMERICS = frozenset({
     "benchmark/execution/progress.py", "benchmark/results/provenance.py", "benchmark/results/record.py",
     "benchmark/results/store.py", "benchmark/results/table.py"})
 NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
+# Definitions only a pack executes (each is chosen for K >= 2 runs only: ``make_step`` builds a
+# StackStep, ``execute_pack`` calls the other two): the closure of a run trained alone does not
+# enter them, so a change to the packed path leaves the records of runs trained alone done.
+# Labels as (display path, top-level name).
+PACKED_ONLY = frozenset({("benchmark/ml/train.py", "StackStep"), ("benchmark/execution/runner.py", "make_pack_trainer"),
+                         ("benchmark/execution/runner.py", "evaluate_pack")})
 # Class attributes that only describe or check a method, never change what it computes.
 DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "guarantees"})
 # Arguments of ``setting(default, valid, doc=...)`` that only describe or check a field.
@@ -307,10 +313,11 @@ def config_strings(value: Any) -> set[str]:
 
 
 def closure(roots: Iterable[tuple[str | Path, str]], wanted: Iterable[str] = (),
-            root: Path = PROJECT_ROOT) -> tuple[list[Unit], set[str]]:
+            root: Path = PROJECT_ROOT, skip: frozenset[tuple[str, str]] = frozenset()) -> tuple[list[Unit], set[str]]:
     """Every unit the top-level definitions ``roots`` ((file, name) pairs) can depend on, with
     registrations followed for the names in ``wanted`` and in the reached code, sorted by label;
-    and the files read to find them. ``root``: the project folder."""
+    and the files read to find them. ``root``: the project folder; ``skip``: (display path, name)
+    of definitions not to enter (e.g. :data:`PACKED_ONLY` for a run trained alone)."""
     wanted = set(wanted)
     included: dict[tuple[str, str], Unit] = {}
     parsed: dict[str, Module] = {}
@@ -328,7 +335,8 @@ def closure(roots: Iterable[tuple[str | Path, str]], wanted: Iterable[str] = (),
             seen.add((file, name))
             module = module_at(file)
             if name in module.names:
-                queue.append((module, module.names[name]))
+                if (module.path, name) not in skip:
+                    queue.append((module, module.names[name]))
                 return
             file, attr = module.imports.get(name, (None, None))
             if attr is None:  # outside the project, or a module itself (its attributes are followed)
@@ -378,9 +386,9 @@ def key_of(units: Iterable[Unit]) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
-def run_code(config: RunConfig) -> dict[str, Any]:
-    """The ``code`` of a record of run ``config``: see :func:`code_version`."""
-    return code_version(METHODS[config.method], config.to_dict())
+def run_code(config: RunConfig, packed: bool = False) -> dict[str, Any]:
+    """The ``code`` of a record of run ``config`` trained alone or in a pack: see :func:`code_version`."""
+    return code_version(METHODS[config.method], config.to_dict(), packed=packed)
 
 
 def setting_identity(config: RunConfig) -> tuple[int, ...]:
@@ -390,11 +398,11 @@ def setting_identity(config: RunConfig) -> tuple[int, ...]:
     return tuple(id(getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "seed")
 
 
-def run_codes(configs: Iterable[RunConfig]) -> list[dict[str, Any]]:
-    """:func:`run_code` of each of ``configs``, found once per setting. A run's code depends on its
-    config only through its method and the strings in it (:func:`code_version`), so configs with
-    the same method and strings share it, and so do configs holding the same objects besides
-    their seed (:func:`setting_identity`) whose seeds hold the same strings (none: a number)."""
+def run_codes(configs: Iterable[RunConfig], packed: bool = False) -> list[dict[str, Any]]:
+    """:func:`run_code` of each of ``configs`` (all alone or all ``packed``), found once per
+    setting. A run's code depends on its config only through its method and the strings in it
+    (:func:`code_version`), so configs with the same method and strings share it, and so do
+    configs holding the same objects besides their seed (:func:`setting_identity`) whose seeds hold the same strings (none: a number)."""
     by_strings: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
     # the config is kept with its code: the ids in the key stay its objects' while the loop runs
     by_objects: dict[tuple[Any, ...], tuple[RunConfig, dict[str, Any]]] = {}
@@ -406,31 +414,34 @@ def run_codes(configs: Iterable[RunConfig]) -> list[dict[str, Any]]:
             values = config.to_dict()
             key = (config.method, frozenset(config_strings(values)))
             if key not in by_strings:
-                by_strings[key] = code_version(METHODS[config.method], values)
+                by_strings[key] = code_version(METHODS[config.method], values, packed=packed)
             hit = by_objects[same] = (config, by_strings[key])
         codes.append(hit[1])
     return codes
 
 
-def code_version(method_class: type, config: dict[str, Any], root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """The ``code`` of a record of a run of ``method_class`` with ``config`` (a RunConfig's dict):
-    ``key`` and the digest of every unit its numbers can depend on (``units``, by label)."""
+def code_version(method_class: type, config: dict[str, Any], root: Path = PROJECT_ROOT,
+                 packed: bool = False) -> dict[str, Any]:
+    """The ``code`` of a record of a run of ``method_class`` with ``config`` (a RunConfig's dict),
+    trained in a pack (``packed``) or alone (the closure then skips :data:`PACKED_ONLY`): ``key``
+    and the digest of every unit its numbers can depend on (``units``, by label)."""
     roots = (*((str(root / f), n) for f, n in CORE_ROOTS),
              (str(Path(inspect.getsourcefile(method_class) or "").resolve()), method_class.__qualname__.split(".")[0]))
-    units = cached_closure(roots, frozenset(config_strings(config)), root)
+    units = cached_closure(roots, frozenset(config_strings(config)), root, frozenset() if packed else PACKED_ONLY)
     return {"key": key_of(units), "units": {u.label: u.digest for u in units}}
 
 
 _CLOSURES: dict[tuple[Any, ...], tuple[list[Unit], dict[str, int]]] = {}
 
 
-def cached_closure(roots: tuple[tuple[str, str], ...], wanted: frozenset[str], root: Path = PROJECT_ROOT) -> list[Unit]:
+def cached_closure(roots: tuple[tuple[str, str], ...], wanted: frozenset[str], root: Path = PROJECT_ROOT,
+                   skip: frozenset[tuple[str, str]] = frozenset()) -> list[Unit]:
     """:func:`closure`, kept per process while none of the files it read has changed."""
-    hit = _CLOSURES.get((roots, wanted, root))
+    hit = _CLOSURES.get((roots, wanted, root, skip))
     if hit is not None and all(_mtime(path) == mtime for path, mtime in hit[1].items()):
         return hit[0]
-    units, files = closure(roots, wanted, root)
-    _CLOSURES[(roots, wanted, root)] = (units, {path: _mtime(path) for path in files})
+    units, files = closure(roots, wanted, root, skip)
+    _CLOSURES[(roots, wanted, root, skip)] = (units, {path: _mtime(path) for path in files})
     return units
 
 

@@ -21,18 +21,21 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..config import RunConfig
 from ..data.catalog import check_available, full_splits, published_sizes
 from ..data.roots import check_data_root
 from ..device import resolve_device
 from ..discovery import METHODS
 from ..errors import BenchmarkError, UnknownNameError, first_line
+from ..ml.precision import NEEDS_CUDA
 from .grid import load_grid, size_problems
 from ..execution.executor import GridSummary, Job, RunOptions, run_grid
 from ..results.plan import Plan, PlannedRun
 from ..execution.progress import GridProgress
 from .code_key import changed_units, run_codes, setting_identity
-from ..results.record import Record, RunState, run_state, utc_now
+from ..results.record import Record, RunKeys, RunState, run_state, utc_now
 from ..results.store import ResultStore
 
 
@@ -123,19 +126,18 @@ def prepare_runs(name: str, runs: list[RunConfig], store: ResultStore, *, force:
     """Prepare ``runs`` (of grid ``name``; ``run_ids``: their ids, when known already) against the
     records in ``store``; ``force`` turns ``done`` into ``todo``."""
     ids = run_ids if run_ids is not None else [r.run_id for r in runs]
-    codes = dict(zip(ids, run_codes(runs)))
+    alone, packed = dict(zip(ids, run_codes(runs))), dict(zip(ids, run_codes(runs, packed=True)))
+    keys = {run_id: RunKeys(alone[run_id]["key"], packed[run_id]["key"]) for run_id in ids}
     records, unreadable = store.scan()
     by_id = {record.run_id: record for record in records}
-    states: dict[str, RunState] = {run_id: run_state(by_id.get(run_id), codes[run_id]["key"], keep_stale)
-                                   for run_id in ids}
-    why_stale = {run_id: changed_units((by_id[run_id].code or {}).get("units", {}), codes[run_id]["units"])
-                 if (by_id[run_id].code or {}).get("units") else []
+    states: dict[str, RunState] = {run_id: run_state(by_id.get(run_id), keys[run_id], keep_stale) for run_id in ids}
+    why_stale = {run_id: changed_units(record.code["units"], (packed if record.pack else alone)[run_id]["units"])
+                 if (record := by_id[run_id]).code and record.code.get("units") else []
                  for run_id, state in states.items() if state == "stale"}
     if force:
         states = {run_id: "todo" if state == "done" else state for run_id, state in states.items()}
     todo = [run for run_id, run in zip(ids, runs) if states[run_id] != "done"]
-    code_keys = {run_id: code["key"] for run_id, code in codes.items()}
-    return Prepared(Job(name, store, runs, ids, todo, code_keys, force, keep_stale), states, source,
+    return Prepared(Job(name, store, runs, ids, todo, keys, force, keep_stale), states, source,
                     unreadable=unreadable, why_stale=why_stale)
 
 
@@ -229,6 +231,15 @@ def check_sizes(runs: list[RunConfig], options: RunOptions) -> None:
                                  f"{published[1]}; run {config.run_id}, {config.label()})")
 
 
+def check_precision(runs: list[RunConfig], device: torch.device) -> None:
+    """Refuse runs whose ``train.precision`` the device lacks (TF32 is an NVIDIA GPU format)."""
+    for config in runs:
+        if config.train.precision in NEEDS_CUDA and device.type != "cuda":
+            raise BenchmarkError(f"train.precision = {config.train.precision!r} needs a CUDA GPU and this run trains on "
+                                 f"{device.type} ({config.run_id}, {config.label()}): use fp32 or bf16 there, or "
+                                 "--device cuda")
+
+
 def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | None = None) -> GridSummary:
     """Check the data root and that the results can be written (nothing in the way of a file or
     folder), remove the temporary files of interrupted commands, resolve the device (a missing
@@ -241,6 +252,7 @@ def launch(prepared: Prepared, options: RunOptions, progress: GridProgress | Non
     if removed:
         print(f"removed {removed} temporary file(s) that interrupted commands left in {job.store.dir}/", file=sys.stderr)
     device = resolve_device(options.device)
+    check_precision(job.todo, device)
     for name in sorted({r.dataset.name for r in job.todo}):
         check_available(name, data_root=options.data_root, download=options.download)
     check_sizes(job.todo, options)

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence, TypeVar
+from typing import Any, Callable, Literal, NamedTuple, Sequence, TypeVar
 
 from ..config import STREAMS, DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 
@@ -254,13 +254,25 @@ def expect(value: Any, kinds: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
-def run_state(record: Record | None, code_key: str, keep_stale: bool = False) -> RunState:
-    """``done``: an ``ok`` record made by the current code (``code_key``, see
-    :func:`benchmark.planning.code_key.run_code`); ``stale``: an ``ok`` record made by other code
-    (done too when ``keep_stale``); ``todo``: no record, or a failed / diverged one."""
+class RunKeys(NamedTuple):
+    """The key of a run's current code (:func:`benchmark.planning.code_key.run_code`) trained alone
+    and trained in a pack: a pack runs code a run alone never does."""
+
+    alone: str
+    packed: str
+
+    def of(self, record: Record) -> str:
+        """The key ``record``'s run would have today, trained as it was."""
+        return self.packed if record.pack is not None else self.alone
+
+
+def run_state(record: Record | None, keys: RunKeys, keep_stale: bool = False) -> RunState:
+    """``done``: an ``ok`` record made by the current code (``keys``, the one for how it trained);
+    ``stale``: an ``ok`` record made by other code (done too when ``keep_stale``); ``todo``: no
+    record, or a failed / diverged one."""
     if record is None or record.status != "ok":
         return "todo"
-    if (record.code or {}).get("key") == code_key or keep_stale:
+    if (record.code or {}).get("key") == keys.of(record) or keep_stale:
         return "done"
     return "stale"
 

@@ -33,3 +33,25 @@ def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split()
     assert test["status"] == "ok", test["error"]
     assert test["curves"][-1]["test_mi"] == test["metrics"]["mi"]
     assert test["estimators"]["mi_examples"] == 100 and test["estimators"]["mi_cap"] == pytest.approx(math.log(100))
+
+
+def test_a_run_alone_executes_no_packed_only_definition_and_its_record_has_the_alone_key(monkeypatch):
+    """The code key of a run trained alone skips code_key.PACKED_ONLY: that is only true while
+    no such definition runs for it."""
+    import benchmark.execution.runner as runner
+    import benchmark.ml.train as train
+    from benchmark.planning.code_key import PACKED_ONLY, run_code
+
+    modules = {"benchmark/ml/train.py": train, "benchmark/execution/runner.py": runner}
+    assert {path for path, _ in PACKED_ONLY} <= set(modules)
+    for path, name in PACKED_ONLY:
+        def refuse(*args, name=name, **kwargs):
+            raise AssertionError(f"a run alone reached {name}, a packed-only definition")
+
+        monkeypatch.setattr(modules[path], name, refuse)
+    config = toy_run()
+    record = execute_pack([config], device="cpu", log=lambda _: None)[0].record
+    assert record.status == "ok", record.error
+    assert record.code == run_code(config) and record.code["key"] != run_code(config, packed=True)["key"]
+    with pytest.raises(AssertionError, match="reached StackStep"):
+        train.make_step([object(), object()], config.train, [], [], None)

@@ -163,8 +163,9 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-def keys(root: Path, runs: dict[str, tuple[str, dict]]) -> dict[str, str]:
-    """Code key of each named run (method, config dict) against the code under ``root``."""
+def keys(root: Path, runs: dict[str, tuple[str, dict]], packed: bool = True) -> dict[str, str]:
+    """Code key of each named run (method, config dict) against the code under ``root``, trained
+    in a pack (the closure that reaches the most) or alone."""
     from benchmark.discovery import METHODS
 
     out = {}
@@ -172,7 +173,8 @@ def keys(root: Path, runs: dict[str, tuple[str, dict]]) -> dict[str, str]:
         cls = METHODS[method]
         source = Path(sys.modules[cls.__module__].__file__).resolve().relative_to(PROJECT_ROOT)
         roots = (*((str(root / f), n) for f, n in code_key.CORE_ROOTS), (str(root / source), cls.__qualname__))
-        units = code_key.cached_closure(roots, frozenset(code_key.config_strings(config)), root)
+        skip = frozenset() if packed else code_key.PACKED_ONLY
+        units = code_key.cached_closure(roots, frozenset(code_key.config_strings(config)), root, skip)
         out[name] = code_key.key_of(units)
     return out
 
@@ -207,6 +209,25 @@ def test_a_change_to_a_core_formula_makes_every_record_stale(project):
         (project / "benchmark/ml/models.py").write_text(old)
     assert all(after[name] != before[name] for name in runs)
     assert keys(project, runs) == before
+
+
+def test_a_change_to_the_packed_path_makes_only_packed_records_stale(project):
+    """A run alone never builds a StackStep (tests/execution/test_runner.py checks that), so the
+    closure of its key skips it and everything only it reaches (benchmark/ml/pack.py)."""
+    runs = sample_runs()
+    alone, packed = keys(project, runs, packed=False), keys(project, runs)
+    assert alone != packed
+    old = edit(project / "benchmark/ml/pack.py", "(norms + 1e-6)", "(norms + 1e-7)")
+    try:
+        assert keys(project, runs, packed=False) == alone
+        assert all(key != packed[name] for name, key in keys(project, runs).items())
+    finally:
+        (project / "benchmark/ml/pack.py").write_text(old)
+    old = edit(project / "benchmark/ml/models.py", "kl = 0.5 * (mu.pow(2)", "kl = 0.50005 * (mu.pow(2)")
+    try:  # a change to the shared path: both stale
+        assert all(key != alone[name] for name, key in keys(project, runs, packed=False).items())
+    finally:
+        (project / "benchmark/ml/models.py").write_text(old)
 
 
 def test_a_change_to_the_icnn_makes_exactly_the_lid_records_stale(project):

@@ -99,3 +99,19 @@ def test_a_new_record_names_its_code_and_version():
     keys = set(json.loads(started.to_json()))
     assert {"error", "diverged_epoch", "metrics", "curves", "code", "started_at"} <= keys
     assert not keys & {"per_class", "noise", "wall_time_s", "artifacts"}  # only once known
+
+
+def test_a_record_is_done_when_its_key_is_todays_for_how_it_trained():
+    """A packed run reaches code a run alone does not (code_key.PACKED_ONLY): each record is
+    compared with the key of its own way of training."""
+    from benchmark.results.record import RunKeys, run_state
+
+    run = load_grid("smoke").expand()[0]
+    keys = RunKeys(alone="a", packed="p")
+    alone, packed = Record.start(run, {"key": "a"}, [run.run_id]), Record.start(run, {"key": "a"}, ["x", run.run_id])
+    for record in (alone, packed):
+        record.status = "ok"
+    assert run_state(alone, keys) == "done" and run_state(packed, keys) == "stale"
+    packed.code = {"key": "p"}
+    assert run_state(packed, keys) == "done" and run_state(None, keys) == "todo"
+    assert run_state(packed, RunKeys("a", "q")) == "stale" and run_state(packed, RunKeys("a", "q"), keep_stale=True) == "done"
