@@ -65,3 +65,14 @@ def pack_size(text: str) -> int | str:
         return count(1, 4096)(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"--pack takes a count of runs (e.g. 8) or auto: {exc}") from None
+
+
+def gib(text: str) -> float:
+    """A memory size in GiB: a number above 0 and at most 16384 (e.g. ``80``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB (e.g. 80)") from None
+    if not 0 < value <= 16384:
+        raise argparse.ArgumentTypeError(f"{text} GiB is outside (0, 16384]: give the GPU's memory, e.g. 80")
+    return value

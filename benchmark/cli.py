@@ -25,7 +25,7 @@ import threading
 import typing
 from pathlib import Path
 
-from .arguments import count, names, pack_size, seeds
+from .arguments import count, gib, names, pack_size, seeds
 from .discovery import claim_reporting
 from .errors import BenchmarkError, check_grid_name
 
@@ -80,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="K worker processes on each GPU (default: 1)")
     run.add_argument("--pack", type=pack_size, default=1, metavar="N|auto",
                      help="train up to N runs that differ only in their seed as one stacked model "
-                          "(default: 1, which measured fastest on CPU; auto: as many as fit in half the "
-                          "GPU's free memory, 1 on CPU); records are the same runs, numbers equal in "
+                          "(default: 1, which measured fastest on CPU; auto: each kind of run as many as fit "
+                          "in half the GPU's free memory, 1 on CPU); records are the same runs, numbers equal in "
                           "distribution")
+    run.add_argument("--gpu-memory", type=gib, metavar="GIB",
+                     help="with --pack auto: size packs for a GPU of GIB GiB instead of the free memory found; with "
+                          "--dry-run it plans for such a GPU on any machine (e.g. --device cuda --gpu-memory 80)")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local processes (default) or Ray tasks (needs `pip install ray`)")
     run.add_argument("--address", metavar="ADDR",
@@ -259,6 +262,10 @@ def check_run_options(args: argparse.Namespace) -> None:
                                                           "--workers N for runs in parallel on the CPU"),
         (args.threads is not None and args.executor == "ray", "--threads is for local runs (a Ray task uses one "
                                                                "thread): drop it or use --executor local"),
+        (args.gpu_memory is not None and args.pack != "auto", "--gpu-memory sizes the packs of --pack auto: add "
+                                                               "--pack auto or drop --gpu-memory"),
+        (args.gpu_memory is not None and args.device != "cuda", "--gpu-memory plans for a GPU: add --device cuda "
+                                                                 "(with --dry-run no GPU is needed)"),
     ]
     for clash, message in clashes:
         if clash:
@@ -280,13 +287,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if args.dry_run:
         print("\n".join(prepared.listing()))
+        if prepared.job.todo and args.pack != 1:
+            print(_pack_plan(prepared.job.todo, args.device, args.pack, args.gpu_memory))
         if prepared.job.todo and not args.no_estimate:
-            print(_estimate(prepared.job.todo, args.device, args.data_root, args.pack))
+            planned_gpu = args.device == "cuda" and args.gpu_memory is not None and not _torch_sees_gpu()
+            print("no compute estimate: no GPU here to time steps on (--gpu-memory plans packs only)" if planned_gpu
+                  else _estimate(prepared.job.todo, args.device, args.data_root, args.pack, args.gpu_memory))
         return 0
     options = RunOptions(device=args.device, data_root=args.data_root, download=args.download, workers=args.workers,
                          executor=args.executor, address=args.address, runs_per_gpu=args.runs_per_gpu,
                          retries=args.retries, checkpoint_every=args.checkpoint_every, keep_model=args.keep_model,
-                         threads=args.threads or 0, pack=args.pack)
+                         threads=args.threads or 0, pack=args.pack, gpu_memory=args.gpu_memory)
     summary = launch(prepared, options)
     store = prepared.job.store
     counts = ", ".join(f"{v} {k}" for k, v in [*summary.counts.items(), ("not run", summary.not_run)] if v) or "nothing new"
@@ -302,13 +313,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.counts.get("failed") or summary.error is not None else 0
 
 
-def _estimate(runs, device: str, data_root: str | None, pack: int | str = 1) -> str:
+def _pack_plan(runs, device: str, pack: int | str, gpu_memory: float | None) -> str:
+    """The dry run's pack plan: the packs ``run`` would make and the steps they take."""
+    import torch
+
+    from .device import resolve_device
+    from .execution.memory import auto_pack_size, pack_budget
+    from .planning.pack_plan import plan_packs
+
+    if pack != "auto":
+        return plan_packs(runs, int(pack)).text(f"--pack {pack}")
+    if gpu_memory is not None:
+        return plan_packs(runs, auto_pack_size(pack_budget(torch.device("cuda"), gpu_memory))).text(
+            f"--pack auto for a GPU of {gpu_memory:g} GiB")
+    where = resolve_device(device)
+    return plan_packs(runs, auto_pack_size(pack_budget(where))).text(f"--pack auto on {where}")
+
+
+def _torch_sees_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _estimate(runs, device: str, data_root: str | None, pack: int | str = 1, gpu_memory: float | None = None) -> str:
     """The dry run's compute estimate, or one line saying why it could not be made (the grid was
     checked when it was loaded; what remains is e.g. a model too large for this machine's memory)."""
     from .tools.estimate import dry_run_estimate
 
     try:
-        return dry_run_estimate(runs, device, data_root, pack)
+        return dry_run_estimate(runs, device, data_root, pack, gpu_memory)
     except (RuntimeError, ValueError, MemoryError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return f"no compute estimate: timing a run failed here ({type(exc).__name__}: {first}); --no-estimate skips it"

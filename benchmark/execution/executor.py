@@ -13,6 +13,7 @@ device) is decided once beforehand, by :mod:`benchmark.planning.prepare`.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import signal
@@ -31,7 +32,7 @@ from ..discovery import METHODS, PLUGIN_PATH_ENV, REPORTER_ENV
 from ..errors import BenchmarkError
 from ..ml.pack import pack_key, pack_problem
 from .checkpoint import checkpoint_damage
-from .memory import auto_pack_size
+from .memory import auto_pack_size, pack_budget
 from .progress import GridProgress
 from ..results.provenance import PROJECT_ROOT, is_checkout
 from ..results.record import RunKeys, run_state
@@ -55,6 +56,7 @@ class RunOptions:
     keep_model: bool = False
     threads: int = 0  # CPU threads per run (0: the cores shared between the workers)
     pack: int | Literal["auto"] = 1  # most runs trained together as one stacked model (auto: by GPU memory)
+    gpu_memory: float | None = None  # GiB: --pack auto sizes packs for a GPU of this size, not the free memory found
 
     def __post_init__(self) -> None:
         if self.address and self.executor != "ray":
@@ -105,14 +107,19 @@ def local_slots(options: RunOptions, device: torch.device) -> list[Slot]:
     return [Slot("cpu", options.threads or max(1, cores // options.workers))] * options.workers
 
 
-def make_packs(runs: Sequence[RunConfig], size: int, log: Callable[[str], None] = lambda line: None) -> list[list[RunConfig]]:
-    """``runs`` grouped into packs of at most ``size`` runs that differ only in their seed and
-    their method's ``pack_scalars`` (:func:`benchmark.ml.pack.pack_key`), in the order of each pack's first run; runs of a
-    method that cannot pack are packs of one (``log`` says why, once per method)."""
+def make_packs(runs: Sequence[RunConfig], size: int | Callable[[RunConfig], int],
+               log: Callable[[str], None] = lambda line: None) -> list[list[RunConfig]]:
+    """``runs`` grouped into packs of at most ``size`` runs (a count, or each run's kind's count,
+    :func:`benchmark.execution.memory.auto_pack_size`) that differ only in their seed and their
+    method's ``pack_scalars`` (:func:`benchmark.ml.pack.pack_key`), in the order of each pack's
+    first run; runs of a method that cannot pack are packs of one (``log`` says why, once per
+    method)."""
+    size_of = size if callable(size) else lambda config: size
     packs: list[list[RunConfig]] = []
     open_packs: dict[str, list[RunConfig]] = {}
     told: set[tuple[str, str]] = set()
     for config in runs:
+        size = size_of(config)
         problem = pack_problem(METHODS[config.method], config.model) if size > 1 else "no packing"
         if problem is not None:
             if size > 1 and (config.method, config.model.arch) not in told:
@@ -127,6 +134,12 @@ def make_packs(runs: Sequence[RunConfig], size: int, log: Callable[[str], None] 
             packs.append(pack)
         pack.append(config)
     return packs
+
+
+def describe_packs(packs: Sequence[Sequence[RunConfig]]) -> str:
+    """``packs`` in one line: how many, of which sizes (largest first)."""
+    sizes = collections.Counter(len(pack) for pack in packs)
+    return f"{len(packs)} packs (" + ", ".join(f"{n} of {size}" for size, n in sorted(sizes.items(), reverse=True)) + ")"
 
 
 def pack_name(configs: Sequence[RunConfig]) -> str:
@@ -286,10 +299,10 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
     progress = progress or GridProgress(len(job.todo))
     summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
     backend = _backend(options, device, progress.log, len(job.todo))
-    size = options.pack if isinstance(options.pack, int) else auto_pack_size(job.todo, device)
-    if options.pack == "auto":
-        progress.log(f"--pack auto: packs of up to {size} runs on {device}")
+    size = options.pack if isinstance(options.pack, int) else auto_pack_size(pack_budget(device, options.gpu_memory))
     queue = deque(make_packs(job.todo, size, progress.log))
+    if options.pack == "auto":
+        progress.log(f"--pack auto on {device}: {describe_packs(queue)}")
     free = list(backend.slots)
     running: dict[Future, tuple[list[RunConfig], Slot, list[RunLock], bool]] = {}  # ..., runs alone
     attempts: dict[str, int] = {}

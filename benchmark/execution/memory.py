@@ -1,25 +1,31 @@
-"""How many runs fit in one pack on a device (``run --pack auto``).
+"""How many runs fit in one pack on a device (``run --pack auto``), per kind of run.
 
 An estimate, not a measurement: per run, the parameters with their gradients and Adam's two
 moments (4 copies), the training and test data on the device, and the activations of one batch
 (forward and backward, counted as 64 copies of the batch's input, 512 for the LID decoders,
-whose second-order graph holds data-space ICNN activations). A pack uses at most half the
-GPU's free memory, at most :data:`MAX_PACK` runs; on a CPU packs are of one run (packing
-measured slower there, docs/performance.md).
+whose second-order graph holds data-space ICNN activations). Each kind of run (the runs that may
+share a pack, :func:`benchmark.ml.pack.pack_key`) gets its own size: as many of its runs as fit
+in the pack budget (half the GPU's free memory, or of an assumed GPU size when planning), at most
+:data:`MAX_PACK`. On a CPU packs are of one run (packing measured slower there,
+docs/performance.md).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable
 
 import torch
 
 from ..config import RunConfig
 from ..data.catalog import DATASETS
+from ..discovery import METHODS
 from ..ml.method import build_method
+from ..ml.pack import pack_key
 
-MAX_PACK = 64
+MAX_PACK = 128
+GIB = 2 ** 30
+BUDGET_FRACTION = 0.5  # of the GPU's free memory (or of the assumed size): the rest for the allocator's slack
 
 
 def run_bytes(config: RunConfig) -> int:
@@ -36,11 +42,29 @@ def run_bytes(config: RunConfig) -> int:
     return 4 * (4 * params + activations) + train * example + 4 * test * example
 
 
-def auto_pack_size(runs: Sequence[RunConfig], device: torch.device) -> int:
-    """The pack size ``--pack auto`` uses for ``runs`` on ``device``: 1 on a CPU; on a GPU as many
-    of the largest run as fit in half the free memory, between 1 and :data:`MAX_PACK`."""
-    if device.type != "cuda" or not runs:
-        return 1
+def pack_budget(device: torch.device, assumed_gib: float | None = None) -> int | None:
+    """Bytes one pack may take on ``device``: :data:`BUDGET_FRACTION` of an assumed GPU of
+    ``assumed_gib`` GiB (planning: no GPU needed), else of the GPU's free memory; None on a CPU
+    without an assumed size (packs of one)."""
+    if assumed_gib is not None:
+        return int(assumed_gib * GIB * BUDGET_FRACTION)
+    if device.type != "cuda":
+        return None
     free, _ = torch.cuda.mem_get_info(device)
-    largest = max(run_bytes(config) for config in runs)
-    return max(1, min(MAX_PACK, int(free * 0.5 // largest)))
+    return int(free * BUDGET_FRACTION)
+
+
+def auto_pack_size(budget: int | None) -> Callable[[RunConfig], int]:
+    """The size ``--pack auto`` gives the pack of each run (its kind's: as many of its runs as
+    fit in ``budget`` bytes, between 1 and :data:`MAX_PACK`; 1 without a budget)."""
+    if budget is None:
+        return lambda config: 1
+    sizes: dict[str, int] = {}
+
+    def size(config: RunConfig) -> int:
+        key = pack_key(config, METHODS[config.method].pack_scalars)
+        if key not in sizes:
+            sizes[key] = max(1, min(MAX_PACK, budget // run_bytes(config)))
+        return sizes[key]
+
+    return size

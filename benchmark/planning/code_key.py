@@ -51,6 +51,7 @@ CORE_ROOTS = (("benchmark/execution/runner.py", "execute_pack"), ("benchmark/con
 NOT_NUMERICS = frozenset({
     "benchmark/__init__.py", "benchmark/__main__.py", "benchmark/arguments.py", "benchmark/cli.py",
     "benchmark/discovery.py", "benchmark/errors.py", "benchmark/planning/grid.py", "benchmark/planning/headline.py",
+    "benchmark/planning/pack_plan.py",
     "benchmark/ranges.py", "benchmark/registry.py", "benchmark/execution/checkpoint.py", "benchmark/planning/code_key.py",
     "benchmark/execution/executor.py", "benchmark/execution/memory.py", "benchmark/results/plan.py", "benchmark/planning/prepare.py",
     "benchmark/execution/progress.py", "benchmark/results/provenance.py", "benchmark/results/record.py",

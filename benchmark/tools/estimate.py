@@ -44,6 +44,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -254,7 +255,7 @@ def _curve_points(run: RunConfig) -> int:
 
 
 def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto", data_root: str | Path | None = None,
-                     steps: int = 5, warmup: int = 2, pack: int = 1) -> ComputeEstimate:
+                     steps: int = 5, warmup: int = 2, pack: int | Callable[[RunConfig], int] = 1) -> ComputeEstimate:
     """Estimated hours of ``runs`` on ``device`` per data set x method (see the module
     docstring), timing ``steps`` training steps (after ``warmup``) of each distinct kind, and of
     a pack of each size that occurs with ``pack`` > 1.
@@ -282,7 +283,8 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
         timings[key] = time_kind(first, shape, torch_device, steps, warmup, length(first.dataset.name))
         described[key] = KindTiming(_describe(first, key, shape), len(members), *timings[key])
     run_step_s: dict[str, float] = {}  # run id -> seconds of training per step charged to it
-    if pack > 1:
+    largest = 1  # the largest pack
+    if pack != 1:
         from ..execution.executor import make_packs
 
         for key, members in kinds.items():
@@ -291,6 +293,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             shape = shapes(members[0].dataset.name)[0]
             sizes: dict[int, float] = {1: timings[key][0]}
             for group in make_packs(members, pack):
+                largest = max(largest, len(group))
                 if len(group) not in sizes:
                     sizes[len(group)] = time_pack_step(group[0], shape, torch_device, len(group), steps, warmup)
                 for run in group:
@@ -317,7 +320,7 @@ def estimate_compute(runs: list[RunConfig], device: str | torch.device = "auto",
             row.train_hours += run_step_s.get(run.run_id, step_s) * run_steps / 3600
             row.eval_hours += eval_s / 3600
     return ComputeEstimate(where, [rows[k] for k in sorted(rows)], list(described.values()), steps,
-                           time.perf_counter() - started, pack)
+                           time.perf_counter() - started, largest)
 
 
 def _describe(first: RunConfig, key: str, shape: tuple[int, ...]) -> str:
@@ -360,16 +363,17 @@ def format_estimate(estimate: ComputeEstimate, gpus: int | None = None, kinds: b
 
 
 def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path | None = None,
-                     pack: int | str = 1) -> str:
+                     pack: int | str = 1, gpu_memory: float | None = None) -> str:
     """The estimate a dry run prints for ``runs`` on ``device`` ("auto", "cpu", "cuda"), with
     the timed kinds and, on a GPU, the wall time spread over the visible GPUs; ``pack``: as
-    ``run --pack`` (a count or "auto")."""
+    ``run --pack`` (a count or "auto", sized for ``gpu_memory`` GiB when given)."""
+    size: int | Callable[[RunConfig], int] = int(pack) if pack != "auto" else 1
     if pack == "auto":
-        from ..execution.memory import auto_pack_size
+        from ..execution.memory import auto_pack_size, pack_budget
 
-        pack = auto_pack_size(runs, resolve_device(device))
+        size = auto_pack_size(pack_budget(resolve_device(device), gpu_memory))
     before = _load()
-    estimate = estimate_compute(runs, device, data_root=data_root, pack=int(pack))
+    estimate = estimate_compute(runs, device, data_root=data_root, pack=size)
     gpus = torch.cuda.device_count() if estimate.device.startswith("cuda") else None
     text = format_estimate(estimate, gpus=gpus, kinds=True)
     note = busy_note(max(before, _load()), os.cpu_count() or 1) if not estimate.device.startswith("cuda") else ""

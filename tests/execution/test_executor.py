@@ -34,3 +34,12 @@ name = "aggressive"
     assert lines == ["aggressive runs alone: aggressive overrides training_step, which works on one model at a time"]
     assert [len(p) for p in make_packs(runs, 1)] == [1] * len(runs)
     assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)
+
+
+def test_packs_can_be_sized_per_kind_of_run():
+    runs = [r.config for r in load_grid("smoke").runs(seeds=[0, 1, 2, 3])]
+    packs = make_packs(runs, lambda config: 3 if config.method == "vae" else 2)
+    for pack in packs:
+        assert len(pack) <= (3 if pack[0].method == "vae" else 2)
+    assert any(len(p) == 3 for p in packs if p[0].method == "vae")
+    assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)

@@ -1,16 +1,28 @@
 """How many runs fit in one pack (benchmark/execution/memory.py): `run --pack auto` is one on a
-CPU, and the memory estimate of a run grows with its model."""
+CPU, the memory estimate of a run grows with its model, and each kind of run gets its own size."""
 
 from __future__ import annotations
 
 import torch
 
-from benchmark.execution.memory import auto_pack_size, run_bytes
+from benchmark.execution.memory import GIB, MAX_PACK, auto_pack_size, pack_budget, run_bytes
 from benchmark.planning.grid import load_grid
 
 
 def test_pack_auto_is_one_on_a_cpu_and_the_memory_estimate_grows_with_the_model():
     runs = [r.config for r in load_grid("quick").runs()]
-    assert auto_pack_size(runs, torch.device("cpu")) == 1
+    assert pack_budget(torch.device("cpu")) is None
+    assert {auto_pack_size(None)(config) for config in runs} == {1}
     by_method = {r.method: run_bytes(r) for r in runs}
     assert by_method["lid-vae"] > by_method["vae"] > 60_000 * 784  # the training data alone
+
+
+def test_each_kind_of_run_gets_as_many_runs_as_fit_in_the_budget():
+    runs = {r.config.method: r.config for r in load_grid("quick").runs()}
+    assert pack_budget(torch.device("cpu"), 80) == 40 * GIB  # an assumed GPU: half of it
+    budget = 5 * run_bytes(runs["lid-vae"]) + 1
+    size = auto_pack_size(budget)
+    assert size(runs["lid-vae"]) == 5  # the largest kind: no more than fit
+    assert size(runs["vae"]) == min(MAX_PACK, budget // run_bytes(runs["vae"])) > 5  # a smaller kind: more
+    assert auto_pack_size(10 ** 15)(runs["vae"]) == MAX_PACK
+    assert auto_pack_size(1)(runs["vae"]) == 1  # nothing fits: alone
