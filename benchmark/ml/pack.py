@@ -194,9 +194,11 @@ class StackedMethods:
                                   "pack computes every run's loss with run 0's (keep per-run state in buffers, or "
                                   "read pack scalars from self.config in the loss)")
         params, buffers = stack_module_state(self.methods)
-        self.params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
-        self.buffers = buffers
+        # keyed as the template (_Loss) names them, so a step hands them to functional_call as they are
+        self.params = {f"method.{name}": p.detach().requires_grad_(True) for name, p in params.items()}
+        self.buffers = {f"method.{name}": b for name, b in buffers.items()}
         self.template = _Loss(copy.deepcopy(self.methods[0]).to("meta"))
+        self.shadow_config = copy.copy(self.template.method.config)  # holds a step's pack scalars
         device = next(iter(self.params.values())).device
         self.scalars = {name: torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
                         for name in self.scalar_names}  # [K] each
@@ -210,17 +212,17 @@ class StackedMethods:
 
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k])."""
-        template, config = self.template, self.template.method.config
+        template, config, shadow = self.template, self.template.method.config, self.shadow_config
 
         def call(params: dict[str, Tensor], buffers: dict[str, Tensor], scalars: dict[str, Tensor],
                  xk: Tensor) -> dict[str, Any]:
-            named = {**{f"method.{k}": v for k, v in params.items()}, **{f"method.{k}": v for k, v in buffers.items()}}
+            named = {**params, **buffers}
             if scalars:  # this run's values, without the config's checks (they ran when it was built)
-                template.method.config = copy.copy(config)
                 for name, value in scalars.items():
-                    object.__setattr__(template.method.config, name, value)
-            try:
-                return functional_call(template, named, (xk, progress))
+                    object.__setattr__(shadow, name, value)
+                template.method.config = shadow
+            try:  # no weights are tied in a method (tie_weights=False skips a search of every module per step)
+                return functional_call(template, named, (xk, progress), tie_weights=False)
             finally:
                 template.method.config = config
 
@@ -229,7 +231,8 @@ class StackedMethods:
                 parts = call(params, buffers, scalars, xk)
             if not self.checked:
                 check_parts(template.method.name, parts)  # one run's shapes, inside vmap
-            return {k: torch.as_tensor(v, dtype=xk.dtype, device=xk.device) for k, v in parts.items()}
+            # a Python number (a schedule's weight) becomes a tensor filled on the device: no host-to-device copy
+            return {k: v if isinstance(v, Tensor) else xk.new_full((), v) for k, v in parts.items()}
 
         before = None if self.checked else python_state(template.method)
         key = tuple(x.shape[1:])
@@ -250,7 +253,7 @@ class StackedMethods:
         """Copy each run's slice into its own method (for curves, evaluation and records)."""
         for k, method in enumerate(self.methods):
             for name, tensor in [*method.named_parameters(), *method.named_buffers()]:
-                source = self.params.get(name, self.buffers.get(name))
+                source = self.params.get(f"method.{name}", self.buffers.get(f"method.{name}"))
                 tensor.copy_(source[k])
 
     def state_dict(self) -> dict[str, Any]:

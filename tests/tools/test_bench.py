@@ -182,6 +182,22 @@ def test_the_packing_section_times_packs_against_one_run_through_the_harness(tmp
     assert "packing: speed of a pack of K runs" in capsys.readouterr().out
 
 
+def test_the_pack_host_section_times_a_packs_step_against_one_runs_on_a_tiny_model(tmp_path, capsys):
+    out = tmp_path / "host.json"
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser)
+    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "pack_host", "--pack-sizes", "1,3",
+                                        "--pack-methods", "vae,kl-annealing", "--out", str(out)]))
+    result = json.loads(out.read_text())
+    assert code == 0, result["errors"]
+    section = result["sections"]["pack_host"]
+    assert section["pack_sizes"] == [3] and set(section["methods"]) == {"vae", "kl-annealing"}
+    for rows in section["methods"].values():
+        assert _positive(rows["1"]["step_s"]) and _positive(rows["3"]["step_s"]) and _positive(rows["3"]["ratio"])
+        assert len(rows["3"]["times_s"]) == result["settings"]["repeats"] + 1  # the warm-up repetition kept, not used
+    assert "pack host cost per step" in capsys.readouterr().out
+
+
 def test_bench_rejects_bad_pack_sizes():
     parser = argparse.ArgumentParser()
     main.add_arguments(parser)

@@ -127,8 +127,8 @@ class Settings:
         return {k: v for k, v in self.method_overrides.items() if k in names}
 
 
-ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing", "text",
-                "tables")
+ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing",
+                "pack_host", "text", "tables")
 
 
 class Clock:

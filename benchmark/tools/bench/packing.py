@@ -92,3 +92,81 @@ def format_packing(section: dict[str, Any]) -> list[str]:
                 cells.append(f"{row['speed']:8.2f}x" if "speed" in row else f"{'error':>9}")
             lines.append(f"  {preset:<12} {method:<12} " + " ".join(cells))
     return lines
+
+
+HOST_TARGETS = {32: 2.0, 128: 4.0}  # issue targets: a pack's step at most this many times one run's
+HOST_STEPS = 20  # steps per timed repetition
+# the tiny model's own networks of a method (LID's ICNNs: 512 wide by default, which is compute, not host cost)
+TINY_HYPERPARAMETERS = {"hidden_data": 8, "hidden_latent": 8}
+
+
+def _host_step(method: str, size: int, device: torch.device, batch: int):
+    """A callable taking ``HOST_STEPS`` more optimiser steps of a pack of ``size`` runs of ``method``
+    on a tiny model (2-D data, one hidden layer of 8, latent 2, the method's own networks 8 wide:
+    compute about zero, as on a launch-bound GPU), through the trainer's own step (alone: the
+    method's ``training_step``)."""
+    import dataclasses
+
+    from ...config import ModelConfig
+    from ...discovery import METHODS
+    from ...ml.method import TrainingProgress, build_method
+    from ...ml.train import make_step
+
+    fields = {f.name for f in dataclasses.fields(METHODS[method].Config)}
+    hyperparameters = {k: v for k, v in TINY_HYPERPARAMETERS.items() if k in fields}
+
+    def build(seed: int):
+        torch.manual_seed(seed)
+        return build_method(method, hyperparameters, ModelConfig(latent_dim=2, options={"hidden": [8]}), (2,)).to(device)
+
+    methods = [build(seed) for seed in range(size)]
+    x = torch.randn(size, batch, 2, generator=torch.Generator().manual_seed(0)).to(device)
+    noise = [torch.Generator(device).manual_seed(100 + k) for k in range(size)] if size > 1 else None
+    torch.manual_seed(100)
+    step = make_step(methods, TrainConfig(batch_size=batch), list(x), [torch.Generator().manual_seed(k) for k in range(size)],
+                     noise)
+    taken = [0]
+
+    def run() -> None:
+        for _ in range(HOST_STEPS):
+            step(x, TrainingProgress(0, taken[0], 10**9))
+            taken[0] += 1
+
+    run()  # the first step records the noise tape and checks the loss: not timed
+    return run
+
+
+def bench_pack_host(settings: Settings, device: torch.device, clock: Clock) -> dict[str, Any]:
+    """Seconds per optimiser step of one run and of packs of K runs of a tiny model (the host's
+    cost per step, which bounds a launch-bound GPU), interleaved; ``ratio`` = t(pack of K) / t(one
+    run), the median of the paired ratios (1.0: a pack costs what one run costs, K: no gain)."""
+    sizes = [k for k in settings.pack_sizes if k != 1]
+    out: dict[str, Any] = {"model": "mlp hidden [8], latent 2, 2-D data, method networks 8 wide", "batch_size": 8, "steps": HOST_STEPS,
+                           "pack_sizes": sizes, "targets": {str(k): v for k, v in HOST_TARGETS.items()}, "methods": {},
+                           "note": "ratio = seconds per step of a pack of K / of one run alone (the trainer's own steps)"}
+    for method in settings.pack_methods:
+        arms = {1: _host_step(method, 1, device, 8), **{k: _host_step(method, k, device, 8) for k in sizes}}
+        times: dict[int, list[float]] = {k: [] for k in arms}
+        for r in range(settings.repeats + 1):
+            for k in rotate(list(arms), r):
+                t0 = clock()
+                arms[k]()
+                times[k].append((clock() - t0) / HOST_STEPS)
+        one = timed(times[1])
+        out["methods"][method] = {str(k): {"step_s": median(timed(v)), "times_s": v,
+                                           **({"ratio": median([b / a for a, b in zip(one, timed(v))])} if k > 1 else {})}
+                                  for k, v in times.items()}
+    return out
+
+
+def format_pack_host(section: dict[str, Any]) -> list[str]:
+    """The table lines of the pack_host section."""
+    sizes = section["pack_sizes"]
+    lines = ["", f"pack host cost per step ({section['model']}, batch {section['batch_size']}): "
+                 f"ms per step of one run, and a pack's step / one run's (targets: "
+                 + ", ".join(f"K={k} <= {v:g}x" for k, v in section["targets"].items()) + ")",
+             f"  {'method':<12} {'one (ms)':>9} " + " ".join(f"{'K=' + str(k):>8}" for k in sizes)]
+    for method, rows in section["methods"].items():
+        lines.append(f"  {method:<12} {1e3 * rows['1']['step_s']:9.3f} "
+                     + " ".join(f"{rows[str(k)]['ratio']:7.2f}x" for k in sizes))
+    return lines
