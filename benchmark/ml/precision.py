@@ -24,7 +24,10 @@ NEEDS_CUDA: frozenset[str] = frozenset({"tf32"})
 
 @contextlib.contextmanager
 def training_precision(precision: Precision, device: torch.device) -> Iterator[None]:
-    """Train in ``precision`` on ``device`` inside this block (TF32 flags restored after)."""
+    """Train in ``precision`` on ``device`` inside this block (TF32 flags restored after). One
+    block per optimiser step: autocast keeps the bfloat16 copies of the weights it made until its
+    block ends, so a block spanning several steps would compute every step with the first
+    step's weights."""
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     try:

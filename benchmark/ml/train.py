@@ -337,16 +337,16 @@ class Trainer:
             m.train()
         runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
         sums: dict[str, Tensor] = {}
-        with training_precision(self.config.precision, self.xs.device):
-            for index in self._epoch_indices():
-                progress = TrainingProgress(self.epoch, self.steps, self.total_steps)
+        for index in self._epoch_indices():
+            progress = TrainingProgress(self.epoch, self.steps, self.total_steps)
+            with training_precision(self.config.precision, self.xs.device):  # one region per step (autocast's cache)
                 parts = self.step(to_unit(self.xs[runs, index]), progress, self.epoch_batches)
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                self.steps += 1
-                for key, value in parts.items():  # [K] each
-                    value = value.float() * index.shape[1]
-                    sums[key] = sums[key] + value if key in sums else value
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.steps += 1
+            for key, value in parts.items():  # [K] each
+                value = value.float() * index.shape[1]
+                sums[key] = sums[key] + value if key in sums else value
         self.epoch += 1
         out: list[dict[str, float] | None] = []
         for k in range(self.size):
