@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (docs/datasets.md, docs/performance.md): the compute estimate, its check against
 # real runs, the test suite and the bench on one GPU machine, in one call of at most $BUDGET
-# seconds (default 360). Each step has its own timeout; a step that fails is logged and the rest
+# seconds (default 540). Each step has its own timeout; a step that fails is logged and the rest
 # go on; steps that no longer fit the budget are skipped.
 #
 #   bash benchmark/tools/gpu_check.sh --prepare   once, on a machine with the data and PyPI access:
@@ -21,6 +21,12 @@
 #   bench-packing-cuda.json  python -m benchmark bench --sections packing: packs of 1, 8, 32, 128 runs
 #                          against one run, the paper's five methods, MLPs 1 x 512 and 4 x 512 (run --pack)
 #   bench-packing-conv64-cuda.json  the same for conv64 (vae, lr-vae, lid-vae; packs of 1, 8, 32)
+#   bench-pack-host-cuda.json  python -m benchmark bench --sections pack_host: the host cost of a packed
+#                          step on a tiny model, packs of 1, 8, 32, 128 (the CPU proxy's measurement, on the GPU)
+#   pack-plan.txt          run --grid full --dry-run --pack auto --no-estimate: the packs and pack-steps for
+#                          this GPU's free memory, and for an assumed 80 GiB
+#   cuda-precision.json    python -m benchmark.tools.precision_check --precisions fp32,tf32,bf16: what
+#                          each training precision changes in a small grid's numbers
 #   pack-slice.txt         full's Fashion-MNIST vae / beta-vae runs, 2 epochs, with --pack 1 and
 #                          --pack auto: wall seconds of each
 #   dry-run-full.txt       python -m benchmark run --grid full --dry-run: the runs and the compute
@@ -84,7 +90,7 @@ fi
 OUT=${OUT:-results/bench/gpu}
 DEVICE=${BENCH_DEVICE:-cuda}
 CHECK_GRID=${CHECK_GRID:-full}
-BUDGET=${BUDGET:-360}
+BUDGET=${BUDGET:-540}
 STEPS=${STEPS:-.}  # a regular expression: only the steps whose names match it
 read -r -a BENCH_ARGS <<<"${BENCH_ARGS:-}"
 T0=$(date +%s)
@@ -157,6 +163,16 @@ step packing 150 - "$PY" -m benchmark bench --device "$DEVICE" --sections packin
 step packing-conv64 120 - "$PY" -m benchmark bench --device "$DEVICE" --sections packing --repeats 2 \
   --throughput-examples 6400 --pack-presets conv64 --pack-methods vae,lr-vae,lid-vae --pack-sizes 1,8,32 \
   --data-root "$DATA" --out "$OUT/bench-packing-conv64-$DEVICE.json" "${BENCH_ARGS[@]}"
+step pack-host 60 - "$PY" -m benchmark bench --device "$DEVICE" --sections pack_host --pack-sizes 1,8,32,128 \
+  --pack-methods vae,beta-vae,kl-annealing,lr-vae,lid-vae,il-lid-vae --repeats 5 \
+  --out "$OUT/bench-pack-host-$DEVICE.json" "${BENCH_ARGS[@]}"
+step pack-plan 60 "$OUT/pack-plan.txt" bash -c "'$PY' -m benchmark run --grid full --dry-run --pack auto --device $DEVICE \
+  --no-estimate --results /tmp/gpu-check-results | grep -A1 '^pack plan'; '$PY' -m benchmark run --grid full --dry-run \
+  --pack auto --device cuda --gpu-memory 80 --no-estimate --results /tmp/gpu-check-results | grep -A1 '^pack plan'"
+PRECISIONS=fp32,bf16
+[ "$DEVICE" = cuda ] && PRECISIONS=fp32,tf32,bf16
+step precision 180 - "$PY" -m benchmark.tools.precision_check --device "$DEVICE" --precisions "$PRECISIONS" \
+  --data-root "$DATA" --out "$OUT/$DEVICE-precision.json"
 step pack-slice 220 "$OUT/pack-slice.txt" bash -c "for p in 1 auto; do rm -rf /tmp/gpu-pack-\$p; s=\$SECONDS
   '$PY' -m benchmark run --grid $CHECK_GRID --datasets fashion-mnist --methods vae,beta-vae --epochs 2 --pack \$p \
     --device $DEVICE --data-root '$DATA' --results /tmp/gpu-pack-\$p --checkpoint-every 0 2>&1 | grep -E '^--pack|runs: |failed|error' 
