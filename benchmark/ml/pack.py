@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..config import ModelConfig, RunConfig
+from ..data.catalog import DATASETS
 from .archs import arch_kind
 from .contract import check_parts, python_state, state_difference
 from .method import Method, TrainingProgress
@@ -65,12 +66,17 @@ def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str 
 
 
 def pack_key(config: RunConfig, scalars: Sequence[str] = ()) -> str:
-    """Runs with equal keys may share a pack: everything but the seed and the hyperparameters
-    named in ``scalars`` (the method's ``pack_scalars``) is equal."""
+    """Runs with equal keys may share a pack: everything but the seed, the hyperparameters named
+    in ``scalars`` (the method's ``pack_scalars``) and the data set is equal, and their data sets
+    have examples of one shape and training splits of one size (e.g. MNIST and Fashion-MNIST):
+    each run of a pack draws its batches from its own data, so only the shape of a step must be
+    shared (the trainer refuses a pack whose loaded splits differ in size, and its runs then
+    train alone)."""
     shared = sorted((k, v) for k, v in config.hyperparameters.items() if k not in scalars)
-    return repr((config.method, shared, dataclasses.asdict(config.model),
-                 dataclasses.asdict(config.dataset), dataclasses.asdict(config.train),
-                 dataclasses.asdict(config.eval)))
+    spec = DATASETS[config.dataset.name]
+    data = (repr(spec.shape), spec.kind, config.dataset.train_size or spec.train_size)
+    return repr((config.method, shared, dataclasses.asdict(config.model), data,
+                 dataclasses.asdict(config.train), dataclasses.asdict(config.eval)))
 
 
 class _Loss(nn.Module):

@@ -210,3 +210,52 @@ def test_list_methods_says_which_methods_pack(capsys):
     out = capsys.readouterr().out
     assert "run --pack: packs (runs differing in seed or beta; on an LSTM they run alone" in out
     assert "run --pack: runs alone (aggressive overrides training_step" in out
+
+
+def test_runs_on_data_sets_of_one_shape_and_size_share_a_pack_each_on_its_own_data(tmp_path):
+    grid = tmp_path / "shapes.toml"
+    grid.write_text('''
+seeds = [0, 1]
+[train]
+epochs = 2
+batch_size = 64
+[model]
+latent_dim = 2
+hidden = [16]
+[eval]
+nll_samples = 8
+nll_examples = 64
+[[datasets]]
+name = "pinwheel"
+train_size = 1000
+test_size = 200
+[[datasets]]
+name = "chessboard"
+train_size = 1000
+test_size = 200
+[[datasets]]
+name = "gaussian-mixture"
+train_size = 500
+test_size = 200
+[[methods]]
+name = "vae"
+''')
+    from benchmark.execution.executor import make_packs
+    from benchmark.planning.grid import load_grid
+
+    packs = make_packs([r.config for r in load_grid(str(grid)).runs()], 8)
+    assert sorted(sorted({c.dataset.name for c in p}) for p in packs) == [["chessboard", "pinwheel"], ["gaussian-mixture"]]
+    out = {}
+    for pack in ("1", "8"):
+        assert main(["run", "--grid", str(grid), "--results", str(tmp_path / pack), "--device", "cpu", "--threads", "1",
+                     "--pack", pack]) == 0
+        out[pack] = {r["run_id"]: r for r in (json.loads(p.read_text())
+                                               for p in (tmp_path / pack / "shapes" / "runs").glob("*.json"))}
+    assert set(out["1"]) == set(out["8"]) and len(out["1"]) == 6
+    for run_id, alone in out["1"].items():
+        packed = out["8"][run_id]
+        assert packed["status"] == alone["status"] == "ok"
+        assert packed["pack"]["size"] == (4 if packed["config"]["dataset"]["name"] != "gaussian-mixture" else 2)
+        assert packed["data"] == alone["data"]  # its own data set's provenance
+        for key in ("rec", "kl", "mi", "nll"):
+            assert packed["metrics"][key] == pytest.approx(alone["metrics"][key], rel=1e-3, abs=1e-6), (run_id, key)
