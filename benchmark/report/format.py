@@ -33,10 +33,11 @@ TEX_CHARS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#":
              "α": r"$\alpha$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "×": r"$\times$", "†": r"$^\dagger$",
              "·": r"$\cdot$", "…": r"\ldots{}", "−": r"$-$", "²": r"$^2$", "*": r"$^*$", "<": r"\textless{}",
              ">": r"\textgreater{}", "γ": r"$\gamma$", "λ": r"$\lambda$", "‡": r"$^\ddagger$"}
-SYMBOLS = {"beta": "β", "alpha_T": "α_T"}  # hyperparameter names shown as symbols (LaTeX: \beta, \alpha_T)
-# every hyperparameter shown by a symbol in the short labels of settings tables (β=0.2, λ=0.25, δ=0.1)
+# every hyperparameter shown by a symbol in setting labels (β=0.2, λ=0.25, δ=0.1; LaTeX: \beta, ...)
 HP_SYMBOLS = {"beta": "β", "alpha_T": "α_T", "alpha": "α", "lam": "λ", "delta": "δ", "gamma": "γ",
               "alpha_schedule": "α schedule"}
+_SYMBOL_NAME = re.compile(r"(?<![A-Za-z_])(" + "|".join(sorted(map(re.escape, HP_SYMBOLS), key=len, reverse=True))
+                          + r")(?==)")
 # how the report's tables name the methods (their code names elsewhere, e.g. in grid files)
 DISPLAY_NAMES = {"vae": "VAE", "beta-vae": "β-VAE", "lr-vae": "LR-VAE", "lid-vae": "LID-VAE",
                  "il-lid-vae": "IL-LID-VAE", "kl-annealing": "KL annealing", "cyclical": "cyclical",
@@ -51,8 +52,9 @@ SEED_LIST = re.compile(rf"{SEED_VALUE}(?: {SEED_VALUE})+")
 
 
 def symbol_text(text: str) -> str:
-    """``name=value`` parts of a setting label with the symbols of :data:`SYMBOLS` (β=0.2, α_T=1)."""
-    return re.sub(r"(?<![A-Za-z_])(alpha_T|beta)(?==)", lambda m: SYMBOLS[m.group(1)], str(text))
+    """``name=value`` parts of a setting label with the symbols of :data:`HP_SYMBOLS` (β=0.2,
+    α_T=1, γ=0.5, λ=0.25)."""
+    return _SYMBOL_NAME.sub(lambda m: HP_SYMBOLS[m.group(1)], str(text))
 
 
 def display_name(method: str) -> str:

@@ -312,3 +312,11 @@ def test_bold_rule_is_stated_once_beside_each_table(report):
     page = (report["out"] / "multi" / "fashion-mnist.md").read_text()
     head = page.split("## Figures", 1)[0]
     assert head.count("Bold: the best mean of a column") == 1
+
+
+def test_setting_labels_show_every_hyperparameter_with_a_symbol_by_it_and_only_whole_names():
+    from benchmark.report.format import symbol_text
+
+    assert symbol_text("beta=0.2, alpha_T=1, gamma=0.5, lam=0.25") == "β=0.2, α_T=1, γ=0.5, λ=0.25"
+    assert symbol_text("alpha_schedule=linear, delta=0.1") == "α schedule=linear, δ=0.1"
+    assert symbol_text("beta_max=1, mybeta=2, beta") == "beta_max=1, mybeta=2, beta"  # names without a symbol, or no value
