@@ -279,6 +279,19 @@ def method_order(method: str) -> tuple:
     return (method != BASELINE, method)
 
 
+def with_defaults(setting: dict[str, Any], record: Record) -> dict[str, Any]:
+    """``setting`` with the settings ``record``'s file lacked (added to the config after it was
+    written: ``record.config_absent``) at the value they were read as, their default. A grid whose
+    newer records write a setting out (e.g. ``train.precision = "fp32"``) and whose older ones do
+    not then has one setting, not two labelled by a column nobody varied."""
+    filled = dict(setting)
+    for name in record.config_absent:
+        if name in filled and filled[name] is None:
+            section, key = name.split(".", 1)
+            filled[name] = plain(record.config.to_dict()[section][key])
+    return filled
+
+
 def load_grid_records(grid_dir: Path) -> GridData:
     """The records under ``grid_dir`` (through its store), grouped into settings labelled with
     the hyperparameters that vary or that the plan's grid entries name."""
@@ -296,8 +309,8 @@ def load_grid_records(grid_dir: Path) -> GridData:
         by_id = {r.run_id: r for r in [*good, *planned]}
         columns = setting_columns(table)
         for _, row in table.iterrows():
-            setting = {c: plain(row[c]) for c in columns}
             record = by_id[row["run_id"]]
+            setting = with_defaults({c: plain(row[c]) for c in columns}, record)
             runs.append(Run(record, setting, SettingConfig.of(record.config)))
     settings = group_settings(runs, plan.named_hyperparameters() if plan else {})
     planned_ids = {p.run_id for p in plan.runs} if plan else set()

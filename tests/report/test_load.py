@@ -124,3 +124,25 @@ def test_figure_labels_leave_out_what_every_drawn_setting_shares():
     assert settings[0].label == "beta=0.1, arch=mlp-shallow"  # the originals are unchanged
     deep = Setting("2", "d", "vae", {}, parts=[("model.arch", "arch=mlp-deep")], label="arch=mlp-deep")
     assert relabel([*settings, deep])["0"].label == "beta=0.1, arch=mlp-shallow"
+
+
+def test_a_setting_written_out_by_newer_records_only_is_not_a_column(tmp_path):
+    """Records written before `train.precision` existed lack it (read as its default, fp32); a rerun
+    writes it out. One grid holding both has one setting per method and no `precision=` label,
+    while a precision nobody's default is (bf16) is still told apart."""
+    from benchmark.report.load import load_grid_records
+    from fake_records import write_records
+
+    def vae(seed: int, precision: str | None) -> dict:
+        r = record("vae", (), seed)
+        if precision is not None:
+            r["config"]["train"]["precision"] = precision
+        return r
+
+    runs = tmp_path / GRID / "runs"
+    write_records(runs, [vae(0, None), vae(1, "fp32")])
+    settings = load_grid_records(tmp_path / GRID).settings
+    assert [(s.label, len(s.runs)) for s in settings] == [("—", 2)]
+    write_records(runs, [vae(2, "bf16")])
+    labels = sorted(s.label for s in load_grid_records(tmp_path / GRID).settings)
+    assert labels == ["precision=bf16", "precision=fp32"]
