@@ -17,7 +17,7 @@ QUICK_EVAL = {"nll_samples": 0, "geometry_points": 0, "noise_points": 0}  # only
 def toy_run(**eval_settings) -> RunConfig:
     return RunConfig(DatasetConfig("pinwheel", train_size=200, test_size=100), "vae", {},
                      ModelConfig(latent_dim=2, options={"hidden": [8]}), TrainConfig(epochs=2, batch_size=50),
-                     EvalConfig(mi_curve_every=1, **QUICK_EVAL, **eval_settings))
+                     EvalConfig(mi_curve_every=1, **{**QUICK_EVAL, **eval_settings}))
 
 
 def test_execute_records_the_training_split_and_keeps_curves_on_the_test_split():
@@ -55,3 +55,33 @@ def test_a_run_alone_executes_no_packed_only_definition_and_its_record_has_the_a
     assert record.code == run_code(config) and record.code["key"] != run_code(config, packed=True)["key"]
     with pytest.raises(AssertionError, match="reached StackStep"):
         train.make_step([object(), object()], config.train, [], [], None)
+
+
+def test_a_pack_evaluated_in_lockstep_gives_each_run_the_numbers_of_its_evaluation_one_after_another(monkeypatch):
+    """On a GPU a pack's runs are evaluated in lockstep (their model passes batched); the records
+    must not tell which: every metric as evaluated one after another (float rounding aside), each
+    run's eval_time_s its share of the pack's."""
+    import dataclasses
+
+    import torch
+
+    import benchmark.execution.runner as runner
+
+    assert runner.lockstep_pays(torch.device("cuda")) and not runner.lockstep_pays(torch.device("cpu"))
+    configs = [dataclasses.replace(toy_run(nll_samples=16, nll_examples=50, geometry_points=8, noise_points=8), seed=s)
+               for s in range(3)]
+    records = {}
+    for lockstep in (False, True):
+        monkeypatch.setattr(runner, "lockstep_pays", lambda device, on=lockstep: on)
+        records[lockstep] = [r.record.to_dict() for r in execute_pack(configs, device="cpu", log=lambda _: None)]
+    for one, together in zip(records[False], records[True]):
+        assert one["status"] == together["status"] == "ok", (one["error"], together["error"])
+        assert one["metrics"].keys() == together["metrics"].keys()
+        assert one["estimators"].keys() == together["estimators"].keys()
+        for key, value in one["metrics"].items():
+            assert together["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        assert one["curves"] == together["curves"]  # (the curves are the same code either way)
+        for key, values in one["vectors"].items():
+            assert together["vectors"][key] == pytest.approx(values, rel=1e-5, abs=1e-7), key
+    assert len({r["eval_time_s"] for r in records[True]}) == 1  # one share each
+    assert len({r["metrics"]["mi"] for r in records[True]}) == 3  # each run its own numbers

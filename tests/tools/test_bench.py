@@ -163,14 +163,19 @@ def test_eval_set_parses_eval_config_fields():
         main.parse_eval_set("no_such_field=1")
 
 
-def test_the_packing_section_times_packs_against_one_run_through_the_harness(tmp_path, capsys):
-    out = tmp_path / "packing.json"
+def quick_bench(tmp_path, *args: str) -> dict:
+    """The JSON of ``bench --quick --device cpu ARGS`` (which must exit 0)."""
+    out = tmp_path / "bench.json"
     parser = argparse.ArgumentParser()
     main.add_arguments(parser)
-    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "packing", "--pack-sizes", "1,3",
-                                        "--pack-methods", "vae,lid-vae", "--out", str(out)]))
+    code = main.main(parser.parse_args(["--quick", "--device", "cpu", *args, "--out", str(out)]))
     result = json.loads(out.read_text())
     assert code == 0, result["errors"]
+    return result
+
+
+def test_the_packing_section_times_packs_against_one_run_through_the_harness(tmp_path, capsys):
+    result = quick_bench(tmp_path, "--sections", "packing", "--pack-sizes", "1,3", "--pack-methods", "vae,lid-vae")
     section = result["sections"]["packing"]
     assert section["pack_sizes"] == [1, 3]
     for preset in section["presets"].values():
@@ -183,19 +188,23 @@ def test_the_packing_section_times_packs_against_one_run_through_the_harness(tmp
 
 
 def test_the_pack_host_section_times_a_packs_step_against_one_runs_on_a_tiny_model(tmp_path, capsys):
-    out = tmp_path / "host.json"
-    parser = argparse.ArgumentParser()
-    main.add_arguments(parser)
-    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "pack_host", "--pack-sizes", "1,3",
-                                        "--pack-methods", "vae,kl-annealing", "--out", str(out)]))
-    result = json.loads(out.read_text())
-    assert code == 0, result["errors"]
+    result = quick_bench(tmp_path, "--sections", "pack_host", "--pack-sizes", "1,3", "--pack-methods", "vae,kl-annealing")
     section = result["sections"]["pack_host"]
     assert section["pack_sizes"] == [3] and set(section["methods"]) == {"vae", "kl-annealing"}
     for rows in section["methods"].values():
         assert _positive(rows["1"]["step_s"]) and _positive(rows["3"]["step_s"]) and _positive(rows["3"]["ratio"])
         assert len(rows["3"]["times_s"]) == result["settings"]["repeats"] + 1  # the warm-up repetition kept, not used
     assert "pack host cost per step" in capsys.readouterr().out
+
+
+def test_the_pack_eval_section_times_a_packs_evaluation_in_lockstep_against_one_after_another(tmp_path, capsys):
+    result = quick_bench(tmp_path, "--sections", "pack_eval", "--pack-sizes", "1,3", "--pack-methods", "vae")
+    section = result["sections"]["pack_eval"]
+    assert section["pack_sizes"] == [3] and section["eval"]["nll_samples"] == 4  # --quick's evaluation settings
+    row = section["methods"]["vae"]["3"]
+    assert _positive(row["speed"]) and all(_positive(t) for t in row["seconds"].values())
+    assert len(row["times_s"]["lockstep"]) == result["settings"]["repeats"] + 1
+    assert "pack evaluation" in capsys.readouterr().out
 
 
 def test_bench_rejects_bad_pack_sizes():
@@ -246,13 +255,7 @@ def _fake_ptb_root(tmp_path):
 
 def test_the_text_section_times_the_harness_against_a_minimal_lstm_vae(tmp_path, capsys):
     root = _fake_ptb_root(tmp_path)
-    out = tmp_path / "text.json"
-    parser = argparse.ArgumentParser()
-    main.add_arguments(parser)
-    code = main.main(parser.parse_args(["--quick", "--device", "cpu", "--sections", "text", "--data-root", str(root),
-                                        "--text-sentences", "24", "--text-epochs", "2", "--out", str(out)]))
-    result = json.loads(out.read_text())
-    assert code == 0, result["errors"]
+    result = quick_bench(tmp_path, "--sections", "text", "--data-root", str(root), "--text-sentences", "24", "--text-epochs", "2")
     section = result["sections"]["text"]
     assert set(result["sections"]) == {"text"}
     assert section["sentences"] == 24 and section["batch_size"] == 32 and section["bound"] == common.TEXT_STEP_BOUND

@@ -128,7 +128,7 @@ class Settings:
 
 
 ALL_SECTIONS = ("threads", "throughput", "metrics", "methods", "pythae", "seed_batching", "compile", "packing",
-                "pack_host", "text", "tables")
+                "pack_host", "pack_eval", "text", "tables")
 
 
 class Clock:

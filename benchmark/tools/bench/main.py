@@ -17,7 +17,7 @@ from ...config import EvalConfig
 from ...device import resolve_device
 from .common import ALL_SECTIONS, BENCH_VERSION, PACK_PRESETS, Clock, Settings, finite, load_avg, load_data, machine_info
 from .costs import bench_methods, bench_metrics, quick_grid_share
-from .packing import bench_pack_host, bench_packing, format_pack_host, format_packing
+from .packing import bench_pack_eval, bench_pack_host, bench_packing, format_pack_eval, format_pack_host, format_packing
 from .peer import bench_pythae
 from .speed import bench_compile, bench_seed_batching, bench_threads, bench_throughput
 from .tables import bench_tables, format_tables
@@ -50,9 +50,9 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
                               "settings": finite(asdict(settings)), "command": _command_line(),
                               "sections": {}, "errors": {}}
     sections = [s for s in ALL_SECTIONS if s in settings.sections or (s == "compile" and settings.compile_modes)]
-    if set(sections) <= {"text", "tables", "pack_host"}:  # text loads PTB itself; tables and pack_host need no data
+    if set(sections) <= {"text", "tables", "pack_host", "pack_eval"}:  # text loads PTB; the others need no data
         x = split = None
-        source = "ptb (text section only)" if "text" in sections else "none (the tables section copies records)"
+        source = "ptb (text section only)" if "text" in sections else "none (these sections make their own)"
     else:
         x, split, source = load_data(settings, device)
     result["data"] = source
@@ -69,6 +69,7 @@ def _run_bench(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]
         "compile": lambda: bench_compile(settings, x, device, clock),
         "packing": lambda: bench_packing(settings, x, device, clock),
         "pack_host": lambda: bench_pack_host(settings, device, clock),
+        "pack_eval": lambda: bench_pack_eval(settings, device, clock),
         "text": lambda: bench_text(settings, device, clock),
         "tables": lambda: bench_tables(settings),
     }
@@ -162,6 +163,8 @@ def format_table(result: dict[str, Any]) -> str:
         lines += format_packing(sec["packing"])
     if "pack_host" in sec:
         lines += format_pack_host(sec["pack_host"])
+    if "pack_eval" in sec:
+        lines += format_pack_eval(sec["pack_eval"])
     if "text" in sec:
         lines += format_text(sec["text"])
     if "tables" in sec:
@@ -200,7 +203,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON output (default: results/bench/<device>.json)")
     parser.add_argument("--sections", metavar="A,B", default=None,
                         help=f"subset of {','.join(ALL_SECTIONS)} (default: all but compile, which --compile adds, "
-                             "packing, pack_host, text and tables)")
+                             "packing, pack_host, pack_eval, text and tables)")
     parser.add_argument("--train-size", type=int, default=None, metavar="N",
                         help="training examples per epoch (default 20000, the quick grid's)")
     parser.add_argument("--throughput-examples", type=int, default=None, metavar="N",

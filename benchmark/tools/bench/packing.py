@@ -10,6 +10,7 @@ packing gains nothing and K means the pack costs what one run costs.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -100,6 +101,23 @@ HOST_STEPS = 20  # steps per timed repetition
 TINY_HYPERPARAMETERS = {"hidden_data": 8, "hidden_latent": 8}
 
 
+def tiny_methods(method: str, size: int, device: torch.device) -> list:
+    """``size`` runs of ``method`` (seeds 0..size-1) on the tiny model: 2-D data, one hidden layer
+    of 8, latent 2, the method's own networks 8 wide (compute about zero, as on a launch-bound GPU)."""
+    from ...config import ModelConfig
+    from ...discovery import METHODS
+    from ...ml.method import build_method
+
+    fields = {f.name for f in dataclasses.fields(METHODS[method].Config)}
+    hyperparameters = {k: v for k, v in TINY_HYPERPARAMETERS.items() if k in fields}
+    methods = []
+    for seed in range(size):
+        torch.manual_seed(seed)
+        methods.append(build_method(method, hyperparameters, ModelConfig(latent_dim=2, options={"hidden": [8]}),
+                                    (2,)).to(device))
+    return methods
+
+
 def _host_step(method: str, size: int, device: torch.device, batch: int):
     """A callable taking ``HOST_STEPS`` more optimiser steps of a pack of ``size`` runs of ``method``
     on a tiny model (2-D data, one hidden layer of 8, latent 2, the method's own networks 8 wide:
@@ -107,19 +125,10 @@ def _host_step(method: str, size: int, device: torch.device, batch: int):
     method's ``training_step``)."""
     import dataclasses
 
-    from ...config import ModelConfig
-    from ...discovery import METHODS
-    from ...ml.method import TrainingProgress, build_method
+    from ...ml.method import TrainingProgress
     from ...ml.train import make_step
 
-    fields = {f.name for f in dataclasses.fields(METHODS[method].Config)}
-    hyperparameters = {k: v for k, v in TINY_HYPERPARAMETERS.items() if k in fields}
-
-    def build(seed: int):
-        torch.manual_seed(seed)
-        return build_method(method, hyperparameters, ModelConfig(latent_dim=2, options={"hidden": [8]}), (2,)).to(device)
-
-    methods = [build(seed) for seed in range(size)]
+    methods = tiny_methods(method, size, device)
     x = torch.randn(size, batch, 2, generator=torch.Generator().manual_seed(0)).to(device)
     noise = [torch.Generator(device).manual_seed(100 + k) for k in range(size)] if size > 1 else None
     torch.manual_seed(100)
@@ -169,4 +178,74 @@ def format_pack_host(section: dict[str, Any]) -> list[str]:
     for method, rows in section["methods"].items():
         lines.append(f"  {method:<12} {1e3 * rows['1']['step_s']:9.3f} "
                      + " ".join(f"{rows[str(k)]['ratio']:7.2f}x" for k in sizes))
+    return lines
+
+
+EVAL_EXAMPLES = 1000  # test examples of each run in the pack_eval section
+
+
+def _eval_pack(method: str, size: int, device: torch.device, config, lockstep: bool):
+    """A callable evaluating ``size`` runs of ``method`` on the tiny model of :func:`_host_step`
+    (each on its own 2-D test split of :data:`EVAL_EXAMPLES`): in lockstep
+    (:mod:`benchmark.evaluation.lockstep`, as a pack is) or one after another (as runs alone are)."""
+    import functools
+
+    from ...data.splits import DataSplit
+    from ...evaluation.evaluate import evaluate
+    from ...evaluation.lockstep import Lockstep
+
+    methods = tiny_methods(method, size, device)
+    splits = [DataSplit(torch.randn(EVAL_EXAMPLES, 2, generator=torch.Generator().manual_seed(k)).to(device),
+                        torch.zeros(EVAL_EXAMPLES, dtype=torch.long, device=device)) for k in range(size)]
+
+    def run() -> None:
+        generators = [torch.Generator(device).manual_seed(k) for k in range(size)]
+        if not lockstep:
+            for m, split, g in zip(methods, splits, generators):
+                evaluate(m, split, config, g)
+            return
+        batcher = Lockstep([m.model for m in methods])
+        batcher.run([functools.partial(evaluate, batcher.method(k, m), split, config, g)
+                     for k, (m, split, g) in enumerate(zip(methods, splits, generators))])
+
+    return run
+
+
+def bench_pack_eval(settings: Settings, device: torch.device, clock: Clock) -> dict[str, Any]:
+    """Seconds to evaluate K runs of a tiny model in lockstep (a pack's evaluation: its model
+    passes batched) and one after another (runs alone), interleaved, with the ``quick`` grid's
+    evaluation settings; ``speed`` = t(one after another) / t(lockstep), the median of the paired
+    ratios (1.0: packing the evaluation gains nothing)."""
+    config = settings.grid_eval_config()
+    sizes = [k for k in settings.pack_sizes if k != 1]
+    out: dict[str, Any] = {"model": "mlp hidden [8], latent 2, 2-D data, method networks 8 wide",
+                           "examples": EVAL_EXAMPLES, "eval": dataclasses.asdict(config), "pack_sizes": sizes,
+                           "methods": {}, "note": "speed = seconds of K evaluations one after another / of K in lockstep"}
+    for method in settings.pack_methods:
+        rows: dict[str, Any] = {}
+        for size in sizes:
+            arms = {name: _eval_pack(method, size, device, config, name == "lockstep")
+                    for name in ("one_after_another", "lockstep")}
+            times: dict[str, list[float]] = {name: [] for name in arms}
+            for r in range(settings.repeats + 1):
+                for name in rotate(list(arms), r):
+                    t0 = clock()
+                    arms[name]()
+                    times[name].append(clock() - t0)
+            ratios = [a / b for a, b in zip(timed(times["one_after_another"]), timed(times["lockstep"]))]
+            rows[str(size)] = {"seconds": {k: median(timed(v)) for k, v in times.items()}, "speed": median(ratios),
+                               "ratios": ratios, "times_s": times}
+        out["methods"][method] = rows
+    return out
+
+
+def format_pack_eval(section: dict[str, Any]) -> list[str]:
+    """The table lines of the pack_eval section."""
+    sizes = section["pack_sizes"]
+    lines = ["", f"pack evaluation ({section['model']}, {section['examples']} test examples per run): seconds of K "
+                 "evaluations one after another, and their speed-up in lockstep",
+             f"  {'method':<12} " + " ".join(f"{'K=' + str(k) + ' (s)':>10} {'speed':>7}" for k in sizes)]
+    for method, rows in section["methods"].items():
+        lines.append(f"  {method:<12} " + " ".join(
+            f"{rows[str(k)]['seconds']['one_after_another']:10.2f} {rows[str(k)]['speed']:6.2f}x" for k in sizes))
     return lines
