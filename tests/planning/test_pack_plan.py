@@ -32,3 +32,23 @@ def test_a_dry_run_plans_pack_auto_for_an_assumed_gpu_on_a_cpu_machine(tmp_path,
     assert main(["run", "--grid", "quick", "--results", str(tmp_path), "--dry-run", "--pack", "auto", "--device", "cpu",
                  "--gpu-memory", "80"]) == 2
     assert "--gpu-memory plans for a GPU: add --device cuda" in capsys.readouterr().err
+
+
+def test_in_full_no_two_packs_differ_in_epochs_alone():
+    """docs/running.md: letting runs of different epochs share a pack would merge no pack of
+    `full`, since its epochs follow the data set and those data sets differ in split size or shape
+    (and a pack's runs share every step's schedule). Checked here, so the sentence cannot go stale."""
+    import dataclasses
+
+    from benchmark.discovery import METHODS
+    from benchmark.ml.pack import pack_key
+
+    runs = [r.config for r in load_grid("full").runs()]
+
+    def key(config, epochs_count: bool) -> str:
+        if not epochs_count:
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1))
+        return pack_key(config, tuple(getattr(METHODS[config.method], "pack_scalars", ())))
+
+    assert len({key(c, True) for c in runs}) == len({key(c, False) for c in runs})
+    assert len({c.train.epochs for c in runs}) > 1  # (epochs do differ in full)
