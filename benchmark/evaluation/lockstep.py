@@ -16,7 +16,9 @@ raises (e.g. an operation without a vmap rule) are made by each run's own model,
 
 The order of each run's calls and draws is its own; which calls share a batched call depends only
 on that order (a round starts when every run waits), so the numbers do not depend on thread
-timing.
+timing. Between rounds the runs take turns (one thread works at a time): a run's own work (e.g.
+MI's mixture, in chunks) never overlaps another's, so a pack's evaluation needs one run's working
+memory beside the batched passes', not K runs'.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Lockstep:
         template = copy.deepcopy(self.models[0]).to("meta").eval()
         self.calls = {name: _Call(template, name) for name in BATCHED}
         self.condition = threading.Condition()
+        self.turn = threading.Lock()  # held by the one run thread working between rounds
         self.pending: dict[int, _Pending] = {}
         self.live: set[int] = set()
         self.batched_calls = self.single_calls = 0
@@ -95,11 +98,15 @@ class Lockstep:
                 self.single_calls += 1
             return getattr(self.models[run], name)(*args)
         item = _Pending(run, name, args)
-        with self.condition:
-            self.pending[run] = item
-            self.condition.notify_all()
-            while not item.done:
-                self.condition.wait()
+        self.turn.release()
+        try:
+            with self.condition:
+                self.pending[run] = item
+                self.condition.notify_all()
+                while not item.done:
+                    self.condition.wait()
+        finally:
+            self.turn.acquire()
         if item.error is not None:
             raise item.error
         return item.result
@@ -113,11 +120,13 @@ class Lockstep:
         errors: list[BaseException] = []
 
         def work(k: int) -> None:
+            self.turn.acquire()
             try:
                 results[k] = jobs[k]()
             except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
                 errors.append(exc)
             finally:
+                self.turn.release()
                 with self.condition:
                     self.live.discard(k)
                     self.condition.notify_all()

@@ -239,7 +239,7 @@ def evaluate_pack(runs: Sequence[Run], schedule: dict[str, Any], train_time_s: f
 def lockstep_pays(device: torch.device) -> bool:
     """Whether a pack on ``device`` is evaluated in lockstep: on a GPU (its model passes are
     launch-bound: one call for the pack instead of K). On a CPU the batched passes cost what K
-    passes cost and the threads add to it: 0.6-1.1x the speed of one after another
+    passes cost and the threads add to it: 0.7-0.9x the speed of one after another
     (docs/performance.md, "Packed evaluation")."""
     return device.type == "cuda"
 

@@ -95,3 +95,29 @@ def test_runs_whose_calls_differ_in_shape_are_made_one_by_one_and_a_failing_job_
     batcher = Lockstep([m.model for m in methods[:2]])
     with pytest.raises(RuntimeError, match="run 1 failed"):
         batcher.run([functools.partial(encode, 0, 4), failing])
+
+
+def test_runs_take_turns_between_rounds():
+    """One run works at a time between rounds (a run's own working memory is never held K times)."""
+    import threading
+    import time
+
+    torch.manual_seed(0)
+    methods = [build_method("vae", {}, MODEL, SHAPE) for _ in range(4)]
+    batcher = Lockstep([m.model for m in methods])
+    working, most, guard = [0], [0], threading.Lock()
+
+    @torch.no_grad()
+    def job(k: int) -> int:
+        for _ in range(3):
+            with guard:
+                working[0] += 1
+                most[0] = max(most[0], working[0])
+            time.sleep(0.005)  # a run's own work, during which another thread could run
+            with guard:
+                working[0] -= 1
+            batcher.method(k, methods[k]).model.encode(torch.rand(2, *SHAPE))
+        return k
+
+    assert batcher.run([functools.partial(job, k) for k in range(4)]) == [0, 1, 2, 3]
+    assert most[0] == 1 and batcher.batched_calls == 12
