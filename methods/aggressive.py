@@ -75,6 +75,9 @@ class Aggressive(Method):
 
     name = "aggressive"
     Config = AggressiveConfig
+    pack_refusal = ("its inner loop takes a different number of encoder-only steps in each run, each stopping on "
+                    "its own held-out MI, and a pack takes every step for all its runs; packing it needs per-run "
+                    "masked encoder steps and optimiser state, not written yet")
 
     def __init__(self, config: AggressiveConfig, model_config: ModelConfig):
         super().__init__(config, model_config)

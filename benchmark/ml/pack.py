@@ -59,7 +59,8 @@ def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str 
         return f"{model.arch} is an LSTM: torch.func.vmap has no batching rule for aten::lstm"
     for hook in ("training_step", "on_epoch_end"):
         if getattr(method, hook) is not getattr(Method, hook):
-            return f"{method.name} overrides {hook}, which works on one model at a time"
+            why = getattr(method, "pack_refusal", None)  # a method's own words on why (descriptive: not in its code key)
+            return f"{method.name} overrides {hook}" + (f": {why}" if why else ", which works on one model at a time")
     if not getattr(method, "packable", False):
         return f"{method.name} does not declare packable = True"
     return None

@@ -64,7 +64,7 @@ NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
 PACKED_ONLY = frozenset({("benchmark/ml/train.py", "StackStep"), ("benchmark/execution/runner.py", "make_pack_trainer"),
                          ("benchmark/execution/runner.py", "evaluate_pack")})
 # Class attributes that only describe or check a method, never change what it computes.
-DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "guarantees"})
+DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "pack_refusal", "guarantees"})
 # Arguments of ``setting(default, valid, doc=...)`` that only describe or check a field.
 DESCRIPTIVE_SETTING_ARGUMENTS = frozenset({"valid", "doc"})
 Import = tuple[str, "str | None", "str | None"]  # (local name, module file or None, attribute or None: a module)

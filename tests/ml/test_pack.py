@@ -139,6 +139,7 @@ def test_every_built_in_method_packs_but_aggressive_which_says_why_not():
     for name in BUILT_IN_PACKABLE:
         assert pack_problem(METHODS[name]) is None, name
     assert "training_step" in pack_problem(METHODS["aggressive"])
+    assert "its own held-out MI" in pack_problem(METHODS["aggressive"])  # its own reason (pack_refusal)
     with pytest.raises(ValueError, match="cannot pack: aggressive overrides training_step"):
         StackedMethods([build("aggressive", {}, 0) for _ in range(2)], [torch.Generator()] * 2)
 
