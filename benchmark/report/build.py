@@ -106,6 +106,11 @@ def _provenance(data: GridData) -> list[str]:
                       + (" (dirty)" if (((r.record.environment or {}).get("git") or {}).get("dirty")) else "")
                       for r in data.runs})
     devices = sorted({str(r.record.device) for r in data.runs if r.record.device})
+    processors: dict[str, int] = {}  # the host CPU of each record: the same run's numbers can differ between CPU models
+    for r in data.runs:
+        model = ((r.record.environment or {}).get("cpu") or {}).get("model") or "not recorded"
+        processors[model] = processors.get(model, 0) + 1
+    hosts = ", ".join(f"{model} ({n} record{'s' if n != 1 else ''})" for model, n in sorted(processors.items()))
     seeds = sorted({r.seed for r in data.runs}, key=order)
     methods = sorted({r.method for r in data.runs}, key=method_order)
     unreadable = f", {len(data.unreadable)} unreadable" if data.unreadable else ""
@@ -113,7 +118,8 @@ def _provenance(data: GridData) -> list[str]:
     return [f"records: {len(data.runs)}{planned} ({counts}){unreadable}",
             f"data sets: {', '.join(data.datasets()) or '—'}; methods: {', '.join(methods) or '—'}; "
             f"seeds: {', '.join(map(str, seeds)) or '—'}",
-            f"code: {', '.join(f'`{c}`' for c in commits) or 'unknown'}; devices: {', '.join(devices) or 'unknown'}"]
+            f"code: {', '.join(f'`{c}`' for c in commits) or 'unknown'}; devices: {', '.join(devices) or 'unknown'}; "
+            f"host CPUs: {hosts or '—'}"]
 
 
 def _tables(writer: Writer, folder: str, stem: str, table: Table, caption: str, csv: str | None = None,

@@ -466,3 +466,17 @@ def test_runs_pages_link_every_record(built):
         md = (built["out"] / grid / "runs.md").read_text()
         for target in re.findall(r"\]\(([^)\s]+)\)", md):
             assert (page.parent / unquote(target)).is_file(), target
+
+
+def test_the_report_names_the_host_cpu_of_its_records(tmp_path):
+    """The same run gives different last digits on another CPU model: a grid says which made its records."""
+    from fake_records import record, write_records
+
+    records = [record("vae", (), seed) for seed in range(3)]
+    for r, model in zip(records, ("AMD EPYC", "AMD EPYC", None)):
+        if model is not None:
+            r["environment"]["cpu"] = {"model": model, "isa": ["avx2"]}
+    write_records(tmp_path / "results" / GRID / "runs", records)
+    code, message = build_report(tmp_path / "results", tmp_path / "reports")
+    assert code == 0, message
+    assert "host CPUs: AMD EPYC (2 records), not recorded (1 record)" in (tmp_path / "reports" / "README.md").read_text()
