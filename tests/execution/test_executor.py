@@ -31,7 +31,8 @@ name = "aggressive"
         assert len({c.hyperparameters["alpha_T"] for c in p}) == 1
         assert len({(c.seed, c.hyperparameters["beta"]) for c in p}) == len(p)
     assert [len(p) for p in packs if p[0].method == "aggressive"] == [1, 1, 1]
-    assert lines == ["aggressive runs alone: aggressive overrides training_step, which works on one model at a time"]
+    assert len(lines) == 1 and lines[0].startswith("aggressive runs alone: aggressive overrides training_step: ")
+    assert "its own held-out MI" in lines[0]  # the method's own reason (pack_refusal), said once
     assert [len(p) for p in make_packs(runs, 1)] == [1] * len(runs)
     assert sorted(c.run_id for p in packs for c in p) == sorted(c.run_id for c in runs)
 
