@@ -279,8 +279,8 @@ def test_sigterm_cancels_the_ray_tasks_on_a_cluster(tmp_path, capsys, monkeypatc
     def sleeper(configs, options, slot, checkpoint):  # pickled by value: runs on the cluster's workers
         import os as os_, time as time_
         seed = configs[0].seed
-        (marks / f"{seed}.pid").write_text(str(os_.getpid()))
-        try:
+        try:  # (the pid inside: a cancel arriving right after it is written must be caught below)
+            (marks / f"{seed}.pid").write_text(str(os_.getpid()))
             for _ in range(3000):  # Python between short calls, as training is
                 time_.sleep(0.1)
         except KeyboardInterrupt:
