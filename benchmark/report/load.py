@@ -285,10 +285,11 @@ def with_defaults(setting: dict[str, Any], record: Record) -> dict[str, Any]:
     newer records write a setting out (e.g. ``train.precision = "fp32"``) and whose older ones do
     not then has one setting, not two labelled by a column nobody varied."""
     filled = dict(setting)
-    for name in record.config_absent:
-        if name in filled and filled[name] is None:
-            section, key = name.split(".", 1)
-            filled[name] = plain(record.config.to_dict()[section][key])
+    absent = [name for name in record.config_absent if name in filled and filled[name] is None]
+    config = record.config.to_dict() if absent else {}
+    for name in absent:
+        section, key = name.split(".", 1)
+        filled[name] = plain(config[section][key])
     return filled
 
 
