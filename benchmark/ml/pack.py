@@ -33,7 +33,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state, vmap
 
 from ..config import ModelConfig, RunConfig
 from ..data.catalog import DATASETS
@@ -80,15 +80,31 @@ def pack_key(config: RunConfig, scalars: Sequence[str] = ()) -> str:
                  dataclasses.asdict(config.train), dataclasses.asdict(config.eval)))
 
 
-class _Loss(nn.Module):
-    """Calls the wrapped method's ``loss`` as its forward, for ``functional_call``."""
+class Slots:
+    """Where each stacked tensor sits in the template (a method on the meta device): for each name
+    of ``names`` (``encoder.0.weight``...), the ``_parameters`` or ``_buffers`` dict of its
+    module and its key there. :meth:`holding` puts a step's tensors in those places for the
+    duration of a call and the template's own back after: what ``torch.func.functional_call``
+    does, without resolving every name again in every step (the names are resolved once here)."""
 
-    def __init__(self, method: Method):
-        super().__init__()
-        self.method = method
+    def __init__(self, template: nn.Module, names: Sequence[str]):
+        self.places = []
+        for name in names:
+            prefix, _, leaf = name.rpartition(".")
+            module = template.get_submodule(prefix)
+            store = module._parameters if leaf in module._parameters else module._buffers
+            self.places.append((store, leaf))
 
-    def forward(self, x: Tensor, progress: TrainingProgress) -> dict[str, Any]:
-        return self.method.loss(x, progress)
+    @contextlib.contextmanager
+    def holding(self, tensors: Sequence[Tensor]):
+        originals = [store[leaf] for store, leaf in self.places]
+        try:
+            for (store, leaf), tensor in zip(self.places, tensors):
+                store[leaf] = tensor
+            yield
+        finally:
+            for (store, leaf), tensor in zip(self.places, originals):
+                store[leaf] = tensor
 
 
 def _like(name: str, args: tuple, kwargs: dict) -> Tensor:
@@ -113,6 +129,7 @@ class NoiseTape:
     def __init__(self, generators: Sequence[torch.Generator]):
         self.generators = list(generators)
         self.steps: dict[tuple[int, ...], list[tuple[tuple[int, ...], torch.dtype, torch.device]]] = {}
+        self.buffers: dict[tuple[int, ...], list[Tensor]] = {}
 
     @contextlib.contextmanager
     def _patched(self, fake):
@@ -142,9 +159,17 @@ class NoiseTape:
         self.steps[key] = draws
 
     def draw(self, key: tuple[int, ...]) -> list[Tensor]:
-        """This step's noise, [K, *shape] per recorded draw."""
-        return [torch.stack([torch.randn(shape, generator=g, dtype=dtype, device=device) for g in self.generators])
-                for shape, dtype, device in self.steps[key]]
+        """This step's noise, [K, *shape] per recorded draw, drawn into buffers kept per batch
+        shape (``empty(shape).normal_(generator=g)`` is ``randn(shape, generator=g)``, value for
+        value; a step's autograd graph is gone when the next step draws)."""
+        buffers = self.buffers.get(key)
+        if buffers is None:
+            buffers = self.buffers[key] = [torch.empty((len(self.generators), *shape), dtype=dtype, device=device)
+                                           for shape, dtype, device in self.steps[key]]
+        for buffer in buffers:
+            for k, generator in enumerate(self.generators):
+                buffer[k].normal_(generator=generator)
+        return buffers
 
     @contextlib.contextmanager
     def replay(self, noise: list[Tensor]):
@@ -201,14 +226,15 @@ class StackedMethods:
                                   "pack computes every run's loss with run 0's (keep per-run state in buffers, or "
                                   "read pack scalars from self.config in the loss)")
         params, buffers = stack_module_state(self.methods)
-        # keyed as the template (_Loss) names them, so a step hands them to functional_call as they are
-        self.params = {f"method.{name}": p.detach().requires_grad_(True) for name, p in params.items()}
-        self.buffers = {f"method.{name}": b for name, b in buffers.items()}
-        self.template = _Loss(copy.deepcopy(self.methods[0]).to("meta"))
-        self.shadow_config = copy.copy(self.template.method.config)  # holds a step's pack scalars
-        device = next(iter(self.params.values())).device
-        self.scalars = {name: torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
-                        for name in self.scalar_names}  # [K] each
+        self.params = {name: p.detach().requires_grad_(True) for name, p in params.items()}
+        self.buffers = dict(buffers)
+        self.tensors = (*self.params.values(), *self.buffers.values())  # a step's vmap inputs, in slot order
+        self.template = copy.deepcopy(self.methods[0]).to("meta")
+        self.slots = Slots(self.template, [*self.params, *self.buffers])
+        self.shadow_config = copy.copy(self.template.config)  # holds a step's pack scalars
+        device = self.tensors[0].device
+        self.scalars = tuple(torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
+                             for name in self.scalar_names)  # [K] each
         if len(noise) != len(self.methods):
             raise ValueError("a pack needs one noise generator per run")
         self.noise = NoiseTape(noise)
@@ -217,40 +243,43 @@ class StackedMethods:
     def parameters(self) -> list[Tensor]:
         return list(self.params.values())
 
+    def _call(self, tensors: Sequence[Tensor], scalars: Sequence[Tensor], x: Tensor,
+              progress: TrainingProgress) -> dict[str, Any]:
+        """The template's loss on one run's ``tensors`` (parameters then buffers, in slot order),
+        pack ``scalars`` (0-d each, in :attr:`scalar_names` order) and batch ``x``."""
+        method, config = self.template, self.template.config
+        if scalars:  # this run's values, without the config's checks (they ran when it was built)
+            for name, value in zip(self.scalar_names, scalars):
+                object.__setattr__(self.shadow_config, name, value)
+            method.config = self.shadow_config
+        try:
+            with self.slots.holding(tensors):
+                return method.loss(x, progress)
+        finally:
+            method.config = config
+
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k])."""
-        template, config, shadow = self.template, self.template.method.config, self.shadow_config
+        name = self.template.name
 
-        def call(params: dict[str, Tensor], buffers: dict[str, Tensor], scalars: dict[str, Tensor],
-                 xk: Tensor) -> dict[str, Any]:
-            named = {**params, **buffers}
-            if scalars:  # this run's values, without the config's checks (they ran when it was built)
-                for name, value in scalars.items():
-                    object.__setattr__(shadow, name, value)
-                template.method.config = shadow
-            try:  # no weights are tied in a method (tie_weights=False skips a search of every module per step)
-                return functional_call(template, named, (xk, progress), tie_weights=False)
-            finally:
-                template.method.config = config
-
-        def one(params, buffers, scalars, noise, xk) -> dict[str, Tensor]:
+        def one(tensors, scalars, noise, xk) -> dict[str, Tensor]:
             with self.noise.replay(noise):
-                parts = call(params, buffers, scalars, xk)
+                parts = self._call(tensors, scalars, xk, progress)
             if not self.checked:
-                check_parts(template.method.name, parts)  # one run's shapes, inside vmap
+                check_parts(name, parts)  # one run's shapes, inside vmap
             # a Python number (a schedule's weight) becomes a tensor filled on the device: no host-to-device copy
             return {k: v if isinstance(v, Tensor) else xk.new_full((), v) for k, v in parts.items()}
 
-        before = None if self.checked else python_state(template.method)
+        before = None if self.checked else python_state(self.template)
         key = tuple(x.shape[1:])
-        self.noise.record(key, lambda: call({k: v[0] for k, v in self.params.items()},
-                                            {k: v[0].clone() for k, v in self.buffers.items()},
-                                            {k: v[0] for k, v in self.scalars.items()}, x[0]))
-        parts = vmap(one, randomness="error")(self.params, self.buffers, self.scalars, self.noise.draw(key), x)
+        n_params = len(self.params)
+        self.noise.record(key, lambda: self._call([t[0] if i < n_params else t[0].clone() for i, t in enumerate(self.tensors)],
+                                                  [s[0] for s in self.scalars], x[0], progress))
+        parts = vmap(one, randomness="error")(self.tensors, self.scalars, self.noise.draw(key), x)
         if before is not None:
-            changed = state_difference(before, python_state(template.method))
+            changed = state_difference(before, python_state(self.template))
             if changed is not None:
-                raise PackRefused(f"{template.method.name}.loss changed its Python state, {changed}, and a pack "
+                raise PackRefused(f"{name}.loss changed its Python state, {changed}, and a pack "
                                   "shares that state between its runs (keep per-run state in buffers)")
             self.checked = True
         return parts
@@ -260,7 +289,7 @@ class StackedMethods:
         """Copy each run's slice into its own method (for curves, evaluation and records)."""
         for k, method in enumerate(self.methods):
             for name, tensor in [*method.named_parameters(), *method.named_buffers()]:
-                source = self.params.get(f"method.{name}", self.buffers.get(f"method.{name}"))
+                source = self.params.get(name, self.buffers.get(name))
                 tensor.copy_(source[k])
 
     def state_dict(self) -> dict[str, Any]:
@@ -284,7 +313,6 @@ def clip_per_run(params: Iterable[Tensor], max_norm: float) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
-    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # [K]
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]).norm(dim=0)  # [K]
+    scale = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
+    torch._foreach_mul_(grads, [scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in grads])  # one call, not one per tensor
