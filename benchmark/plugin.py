@@ -10,7 +10,7 @@ dataclass whose every field is declared with :func:`setting`: default, range and
 
 from .config import ModelConfig, setting
 from .errors import GridError
-from .data.text import SequenceShape
+from .data.vocabulary import SequenceShape
 from .ml.archs import arch_kind, architecture
 from .ml.icnn import ICNNInit, LIDDecoder
 from .ml.method import Method, StepTools, TrainingProgress, register_method

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.config import ModelConfig
-from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
+from benchmark.data.vocabulary import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from benchmark.ml.method import TrainingProgress, build_method
 
 

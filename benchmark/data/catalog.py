@@ -26,7 +26,8 @@ from .ffhq import load_ffhq
 from .idx import load_idx_dataset
 from .omniglot import load_omniglot
 from .splits import Dataset, LoadRequest, stream_generator
-from .text import SequenceShape, load_ptb, load_yahoo, load_yelp
+from .text import load_ptb, load_yahoo, load_yelp
+from .vocabulary import SequenceShape
 from .toys import TOY_TEST_SIZE, TOY_TRAIN_SIZE, chessboard, gaussian_mixture, load_toy, pinwheel
 
 KINDS = ("image", "toy", "sequence")  # what a data set's x holds: pixels, 2-D points, token ids

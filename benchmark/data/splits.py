@@ -21,7 +21,7 @@ import torch
 from .files import DataFiles
 
 if TYPE_CHECKING:
-    from .text import Vocabulary
+    from .vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)

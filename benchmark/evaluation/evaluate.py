@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..config import EvalConfig
 from ..data.splits import DataSplit, to_unit
-from ..data.text import PAD_ID, Vocabulary
+from ..data.vocabulary import PAD_ID, Vocabulary
 from . import metrics
 from ..ml import images
 from ..ml.method import Method

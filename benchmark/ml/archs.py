@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
-from ..data.text import SequenceShape
+from ..data.vocabulary import SequenceShape
 from ..registry import Registry
 from .models import Architecture, Conv28Arch, Conv64Arch, ConvArch, MLPArch, MLPDeepArch, MLPShallowArch
 from .sequence import LSTMArch, LSTMPTBArch, LSTMSmallArch, LSTMYahooArch

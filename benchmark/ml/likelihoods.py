@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.text import PAD_ID
+from ..data.vocabulary import PAD_ID
 from ..registry import Registry
 
 

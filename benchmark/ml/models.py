@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import PosteriorVariance, setting
-from ..data.text import SequenceShape
+from ..data.vocabulary import SequenceShape
 from .likelihoods import Likelihood
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import PosteriorVariance, setting
-from ..data.text import BOS_ID, EOS_ID, PAD_ID, SequenceShape
+from ..data.vocabulary import BOS_ID, EOS_ID, PAD_ID, SequenceShape
 from .icnn import ICNNInit, LIDDecoder
 from .likelihoods import Likelihood
 from .models import Architecture, VAEModel, VAEOutput

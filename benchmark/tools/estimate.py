@@ -51,7 +51,7 @@ import torch
 from ..config import RunConfig
 from ..data.catalog import DATASETS, full_splits
 from ..data.splits import to_unit
-from ..data.text import BOS_ID, EOS_ID
+from ..data.vocabulary import BOS_ID, EOS_ID
 from ..device import describe_device, resolve_device
 from ..discovery import METHODS
 from ..ml.method import Method, TrainingProgress, build_method

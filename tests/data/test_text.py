@@ -16,7 +16,8 @@ from benchmark.data import catalog, roots, splits, text
 from benchmark.data.catalog import DATASETS, DatasetSpec, load_dataset
 from benchmark.data.files import DataFiles
 from benchmark.data.splits import DataSplit
-from benchmark.data.text import Vocabulary, parse_corpus
+from benchmark.data.text import parse_corpus
+from benchmark.data.vocabulary import Vocabulary
 from benchmark.errors import DataError
 
 from fakes import TEXT_WORDS, write_fake_lagging, write_fake_ptb

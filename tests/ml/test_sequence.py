@@ -12,7 +12,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import ModelConfig
-from benchmark.data.text import BOS_ID, EOS_ID, PAD_ID
+from benchmark.data.vocabulary import BOS_ID, EOS_ID, PAD_ID
 from benchmark.discovery import METHODS
 from benchmark.ml import sequence
 from benchmark.ml.method import model_problem

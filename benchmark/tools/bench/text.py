@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ...config import ModelConfig, TrainConfig
 from ...data.catalog import load_dataset
-from ...data.text import PAD_ID, SequenceShape
+from ...data.vocabulary import PAD_ID, SequenceShape
 from ...errors import BenchmarkError
 from ...ml.archs import architecture
 from ...ml.method import build_method
