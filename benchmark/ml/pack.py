@@ -2,8 +2,9 @@
 
 The runs' parameters and buffers are stacked ([K, ...] each, ``torch.func.stack_module_state``)
 and one copy of the method (the template, on the meta device) computes every run's loss in
-one ``torch.func.vmap`` over ``functional_call``. Runs in a pack share everything but their
-seed and the method's ``pack_scalars`` (:func:`pack_key`): method, the other hyperparameters,
+one ``torch.func.vmap`` over the template's loss, with each run's slice of the stack put in the
+template's place for it (:class:`Slots`). Runs in a pack share everything but their seed and the
+method's ``pack_scalars`` (:func:`pack_key`): method, the other hyperparameters,
 model, data set config and training config, so the template's Python state (schedules,
 constants) is every run's. A pack scalar (e.g. beta) is handed to the template as a 0-d tensor
 holding each run's value, in place of the float its config has. That is checked, not trusted
