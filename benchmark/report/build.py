@@ -97,6 +97,15 @@ def _old_manifest(out: Path, folder: str) -> list[str]:
         return []
 
 
+def _processor(environment: dict) -> str:
+    """A record's host CPU as the provenance line names it: its model and the vector kernels torch
+    chose on it (``AMD EPYC with AVX512 kernels``): one model name covers CPUs of different generations, and
+    torch's kernels (AVX2 or AVX512) can change the last digits of a run's numbers."""
+    model = (environment.get("cpu") or {}).get("model") or "not recorded"
+    kernels = (environment.get("torch_build") or {}).get("cpu_capability")
+    return f"{model} with {kernels} kernels" if kernels and model != "not recorded" else model
+
+
 def _provenance(data: GridData) -> list[str]:
     statuses: dict[str, int] = {}
     for r in data.runs:
@@ -108,8 +117,8 @@ def _provenance(data: GridData) -> list[str]:
     devices = sorted({str(r.record.device) for r in data.runs if r.record.device})
     processors: dict[str, int] = {}  # the host CPU of each record: the same run's numbers can differ between CPU models
     for r in data.runs:
-        model = ((r.record.environment or {}).get("cpu") or {}).get("model") or "not recorded"
-        processors[model] = processors.get(model, 0) + 1
+        processor = _processor(r.record.environment or {})
+        processors[processor] = processors.get(processor, 0) + 1
     hosts = ", ".join(f"{model} ({n} record{'s' if n != 1 else ''})" for model, n in sorted(processors.items()))
     seeds = sorted({r.seed for r in data.runs}, key=order)
     methods = sorted({r.method for r in data.runs}, key=method_order)

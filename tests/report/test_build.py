@@ -472,11 +472,15 @@ def test_the_report_names_the_host_cpu_of_its_records(tmp_path):
     """The same run gives different last digits on another CPU model: a grid says which made its records."""
     from fake_records import record, write_records
 
-    records = [record("vae", (), seed) for seed in range(3)]
-    for r, model in zip(records, ("AMD EPYC", "AMD EPYC", None)):
+    records = [record("vae", (), seed) for seed in range(5)]
+    # one model name covers CPUs whose torch kernels differ (AVX2 / AVX512): the line tells them apart
+    for r, model, kernels in zip(records, ("AMD EPYC", "AMD EPYC", "AMD EPYC", "Intel Xeon", None),
+                                 ("AVX2", "AVX512", "AVX512", None, None)):
         if model is not None:
             r["environment"]["cpu"] = {"model": model, "isa": ["avx2"]}
+        r["environment"]["torch_build"] = {"cpu_capability": kernels} if kernels else {}
     write_records(tmp_path / "results" / GRID / "runs", records)
     code, message = build_report(tmp_path / "results", tmp_path / "reports")
     assert code == 0, message
-    assert "host CPUs: AMD EPYC (2 records), not recorded (1 record)" in (tmp_path / "reports" / "README.md").read_text()
+    assert ("host CPUs: AMD EPYC with AVX2 kernels (1 record), AMD EPYC with AVX512 kernels (2 records), Intel Xeon (1 record), "
+            "not recorded (1 record)") in (tmp_path / "reports" / "README.md").read_text()
