@@ -84,9 +84,10 @@ def pack_key(config: RunConfig, scalars: Sequence[str] = ()) -> str:
 class Slots:
     """Where each stacked tensor sits in the template (a method on the meta device): for each name
     of ``names`` (``encoder.0.weight``...), the ``_parameters`` or ``_buffers`` dict of its
-    module and its key there. :meth:`holding` puts a step's tensors in those places for the
-    duration of a call and the template's own back after: what ``torch.func.functional_call``
-    does, without resolving every name again in every step (the names are resolved once here)."""
+    module and its key there (``nn.Module``'s own dicts, where ``torch.func.functional_call``
+    puts its tensors too). :meth:`holding` puts a step's tensors in those places for the duration
+    of a call and the template's own back after: what ``functional_call`` does, without resolving
+    every name again in every step (the names are resolved once here)."""
 
     def __init__(self, template: nn.Module, names: Sequence[str]):
         self.places = []
@@ -259,6 +260,11 @@ class StackedMethods:
         finally:
             method.config = config
 
+    def _first_run(self) -> list[Tensor]:
+        """Run 0's slices of the stack, in slot order (its buffers copied: recording a step's noise
+        calls the loss once more, which must not update them)."""
+        return [*(p[0] for p in self.params.values()), *(b[0].clone() for b in self.buffers.values())]
+
     def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
         """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k])."""
         name = self.template.name
@@ -273,9 +279,7 @@ class StackedMethods:
 
         before = None if self.checked else python_state(self.template)
         key = tuple(x.shape[1:])
-        n_params = len(self.params)
-        self.noise.record(key, lambda: self._call([t[0] if i < n_params else t[0].clone() for i, t in enumerate(self.tensors)],
-                                                  [s[0] for s in self.scalars], x[0], progress))
+        self.noise.record(key, lambda: self._call(self._first_run(), [s[0] for s in self.scalars], x[0], progress))
         parts = vmap(one, randomness="error")(self.tensors, self.scalars, self.noise.draw(key), x)
         if before is not None:
             changed = state_difference(before, python_state(self.template))
