@@ -121,7 +121,7 @@ class LRVAE(Method):
 
     name = "lr-vae"
     packable = True
-    pack_scalars = ("beta",)
+    pack_scalars = ("beta", "alpha_T")
     Config = LRVAEConfig
 
     def __init__(self, config: LRVAEConfig, model_config: ModelConfig):

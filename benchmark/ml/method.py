@@ -90,7 +90,8 @@ class Method(nn.Module):
     # shape), with the default training_step and on_epoch_end (register_method refuses others).
     packable: ClassVar[bool] = False
     # Hyperparameters that may differ between the runs of one pack: floats the loss reads from
-    # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors.
+    # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors,
+    # or the targets of schedules built from them in __init__ (benchmark.ml.pack.schedule_scalars).
     pack_scalars: ClassVar[tuple[str, ...]] = ()
     # Metrics the method's constraint inflates by construction (e.g. AU for a method that keeps
     # every posterior mean varying): the report never marks them best. Descriptive only.

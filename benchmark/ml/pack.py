@@ -7,10 +7,12 @@ template's place for it (:class:`Slots`). Runs in a pack share everything but th
 method's ``pack_scalars`` (:func:`pack_key`): method, the other hyperparameters,
 model, data set config and training config, so the template's Python state (schedules,
 constants) is every run's. A pack scalar (e.g. beta) is handed to the template as a 0-d tensor
-holding each run's value, in place of the float its config has. That is checked, not trusted
-(:class:`PackRefused`): runs whose methods' Python state differs (e.g. a schedule built in
-``__init__`` from a pack scalar) are not stacked, nor are runs whose loss changes the template's
-Python state in the pack's first step; their runs then train alone.
+holding each run's value, in place of the float its config has, and in place of the target of
+a schedule the method built from it in ``__init__`` (lr-vae's alpha schedule ends at alpha_T:
+:func:`schedule_scalars`). That is checked, not trusted (:class:`PackRefused`): runs whose
+methods' Python state differs otherwise (e.g. a float computed in ``__init__`` from a pack
+scalar) are not stacked, nor are runs whose loss changes the template's Python state in the
+pack's first step; their runs then train alone.
 
 What stays per run: the initialisation (each method is built from its own seed before it is
 stacked), the data subset and batch order, the optimiser state (Adam's is per element), the
@@ -65,6 +67,25 @@ def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str 
     if not getattr(method, "packable", False):
         return f"{method.name} does not declare packable = True"
     return None
+
+
+def schedule_scalars(methods: Sequence[Method], scalars: Sequence[str]) -> dict[str, str]:
+    """The schedules ``methods`` (the runs of a pack) built from a pack scalar, by attribute:
+    ``{attribute: scalar}`` for each attribute of the method that holds a schedule (a dataclass
+    with a ``target``, :mod:`benchmark.ml.schedules`) which, in every run, is run 0's schedule
+    with its target set to that run's value of the scalar (e.g. ``{"alpha_schedule": "alpha_T"}``
+    for lr-vae). A schedule's value is ``target`` times a ramp computed from the progress, or
+    ``target`` itself, so a tensor target gives each run its own value."""
+    found: dict[str, str] = {}
+    for attribute, first in vars(methods[0]).items():
+        if not dataclasses.is_dataclass(first) or isinstance(first, type) or not hasattr(first, "target"):
+            continue
+        for name in scalars:
+            values = [float(getattr(m.config, name)) for m in methods]
+            if all(getattr(m, attribute, None) == dataclasses.replace(first, target=v) for m, v in zip(methods, values)):
+                found[attribute] = name
+                break
+    return found
 
 
 def pack_key(config: RunConfig, scalars: Sequence[str] = ()) -> str:
@@ -220,9 +241,14 @@ class StackedMethods:
         if any(s != shared[0] for s in shared):
             raise ValueError("the runs of a pack may differ only in their seed and "
                              f"{', '.join(self.scalar_names) or 'no hyperparameter'}")
-        state = python_state(self.methods[0])
+        self.schedules = schedule_scalars(self.methods, self.scalar_names)  # their targets are pack scalars too
+
+        def own_state(method: Method) -> dict[str, str]:
+            return {k: v for k, v in python_state(method).items() if k not in self.schedules}
+
+        state = own_state(self.methods[0])
         for k, method in enumerate(self.methods[1:], start=1):
-            differs = state_difference(state, python_state(method))
+            differs = state_difference(state, own_state(method))
             if differs is not None:
                 raise PackRefused(f"{type(method).name}: run {k}'s method differs from run 0's in {differs}, and a "
                                   "pack computes every run's loss with run 0's (keep per-run state in buffers, or "
@@ -234,6 +260,7 @@ class StackedMethods:
         self.template = copy.deepcopy(self.methods[0]).to("meta")
         self.slots = Slots(self.template, [*self.params, *self.buffers])
         self.shadow_config = copy.copy(self.template.config)  # holds a step's pack scalars
+        self.shadow_schedules = {a: copy.copy(getattr(self.template, a)) for a in self.schedules}  # and their targets
         device = self.tensors[0].device
         self.scalars = tuple(torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
                              for name in self.scalar_names)  # [K] each
@@ -250,15 +277,21 @@ class StackedMethods:
         """The template's loss on one run's ``tensors`` (parameters then buffers, in slot order),
         pack ``scalars`` (0-d each, in :attr:`scalar_names` order) and batch ``x``."""
         method, config = self.template, self.template.config
-        if scalars:  # this run's values, without the config's checks (they ran when it was built)
+        schedules = {a: getattr(method, a) for a in self.schedules}
+        if scalars:  # this run's values, without the config's (or schedules') checks: they ran when it was built
             for name, value in zip(self.scalar_names, scalars):
                 object.__setattr__(self.shadow_config, name, value)
             method.config = self.shadow_config
+            for attribute, shadow in self.shadow_schedules.items():
+                object.__setattr__(shadow, "target", scalars[self.scalar_names.index(self.schedules[attribute])])
+                setattr(method, attribute, shadow)
         try:
             with self.slots.holding(tensors):
                 return method.loss(x, progress)
         finally:
             method.config = config
+            for attribute, schedule in schedules.items():
+                setattr(method, attribute, schedule)
 
     def _first_run(self) -> list[Tensor]:
         """Run 0's slices of the stack, in slot order (its buffers copied: recording a step's noise

@@ -15,6 +15,7 @@ tests can call :func:`pack_mismatches` the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -44,10 +45,12 @@ def pixels(n: int, seed: int) -> torch.Tensor:
 
 
 def run_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each run's hyperparameters: ``beta`` differs between the runs where the method packs it."""
-    if "beta" not in METHODS[name].pack_scalars:
-        return [hyperparameters] * len(SEEDS)
-    return [{**hyperparameters, "beta": 0.5 + k} for k in range(len(SEEDS))]
+    """Each run's hyperparameters: every pack scalar of the method differs between the runs, run k
+    at (0.5 + k) times its value (given, else the default; 1 where that is 0)."""
+    cls = METHODS[name]
+    defaults = dataclasses.asdict(cls.Config()) if dataclasses.is_dataclass(cls.Config) else {}
+    bases = {s: float(hyperparameters.get(s, defaults.get(s, 1.0)) or 1.0) for s in cls.pack_scalars}
+    return [{**hyperparameters, **{s: base * (0.5 + k) for s, base in bases.items()}} for k in range(len(SEEDS))]
 
 
 def _build(name: str, hyperparameters: dict[str, Any], seed: int) -> Method:

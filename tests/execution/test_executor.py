@@ -17,8 +17,8 @@ epochs = 1
 name = "pinwheel"
 [[methods]]
 name = "lr-vae"
+num_samples = [1, 2]
 alpha_T = [0.4, 1.0]
-beta = [0.5, 2.0]
 [[methods]]
 name = "aggressive"
 ''')
@@ -28,8 +28,8 @@ name = "aggressive"
     lr = [p for p in packs if p[0].method == "lr-vae"]
     assert sorted(len(p) for p in lr) == [2, 2, 4, 4]
     for p in lr:
-        assert len({c.hyperparameters["alpha_T"] for c in p}) == 1
-        assert len({(c.seed, c.hyperparameters["beta"]) for c in p}) == len(p)
+        assert len({c.hyperparameters["num_samples"] for c in p}) == 1  # not a pack scalar: apart
+        assert len({(c.seed, c.hyperparameters["alpha_T"]) for c in p}) == len(p)  # a pack scalar: mixed
     assert [len(p) for p in packs if p[0].method == "aggressive"] == [1, 1, 1]
     assert len(lines) == 1 and lines[0].startswith("aggressive runs alone: aggressive overrides training_step: ")
     assert "its own held-out MI" in lines[0]  # the method's own reason (pack_refusal), said once

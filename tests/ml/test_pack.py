@@ -9,6 +9,7 @@ the noise. A run that diverges must leave the others' numbers untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -16,8 +17,8 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import TrainConfig
-from benchmark.ml.method import build_method
-from benchmark.ml.pack import StackedMethods, pack_problem
+from benchmark.ml.method import TrainingProgress, build_method
+from benchmark.ml.pack import PackRefused, StackedMethods, pack_problem
 from benchmark.ml.train import Trainer
 from benchmark.discovery import METHODS
 from benchmark.tools.check_method import MODEL, NOISE, SHAPE, pack_mismatches, pixels
@@ -103,8 +104,23 @@ def test_check_method_names_a_plugin_whose_runs_share_state_in_a_pack(plugin_dir
 
 
 def test_runs_that_differ_in_more_than_seed_and_pack_scalars_are_refused():
-    with pytest.raises(ValueError, match="differ only in their seed and beta"):
-        StackedMethods([build("lr-vae", {"alpha_T": a}, 0) for a in (0.4, 1.0)], [torch.Generator()] * 2)
+    with pytest.raises(ValueError, match="differ only in their seed and beta, alpha_T"):
+        StackedMethods([build("lr-vae", {"num_samples": n}, 0) for n in (1, 2)], [torch.Generator()] * 2)
+
+
+def test_a_schedule_built_from_a_pack_scalar_gets_each_runs_target():
+    # lr-vae's alpha schedule is built in __init__ from alpha_T: the pack hands each run its own
+    # target (the loss reports each run's alpha), and a schedule that differs in more than its
+    # target (here its duration) keeps the runs apart.
+    methods = [build("lr-vae", {"alpha_T": a, "alpha_schedule": "constant"}, s) for s, a in enumerate((0.4, 1.0, 2.5))]
+    stack = StackedMethods(methods, [torch.Generator().manual_seed(s) for s in range(3)])
+    assert stack.schedules == {"alpha_schedule": "alpha_T"}
+    parts = stack.loss(torch.rand(3, 4, *SHAPE), TrainingProgress(0, 0, 10))
+    assert parts["alpha"].tolist() == pytest.approx([0.4, 1.0, 2.5])
+    apart = [build("lr-vae", {"alpha_T": a}, 0) for a in (0.4, 1.0)]
+    apart[1].alpha_schedule = dataclasses.replace(apart[1].alpha_schedule, duration=0.5)
+    with pytest.raises(PackRefused, match=r"run 1's method differs from run 0's in self\.alpha_schedule"):
+        StackedMethods(apart, [torch.Generator()] * 2)
 
 
 def test_a_diverging_run_is_masked_and_the_others_go_on_unchanged():
