@@ -378,8 +378,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 refused = model_problem(name, {}, model)
                 print(f"  {'':<14}   on {kind}: " + ("applies" if refused is None else f"does not apply ({refused})"))
             why = pack_problem(cls)
-            scalars = f" or {', '.join(cls.pack_scalars)}" if cls.pack_scalars else ""
-            print(f"  {'':<14}   run --pack: " + (f"packs (runs differing in seed{scalars}; on an LSTM they run alone: "
+            *rest, last = ("seed", *cls.pack_scalars)
+            differing = f"{', '.join(rest)} or {last}" if rest else last
+            print(f"  {'':<14}   run --pack: " + (f"packs (runs differing in {differing}; on an LSTM they run alone: "
                                                    "vmap has no batching rule for aten::lstm)" if why is None
                                                    else f"runs alone ({why})"))
             hints = typing.get_type_hints(cls.Config)

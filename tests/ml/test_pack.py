@@ -226,6 +226,7 @@ def test_list_methods_says_which_methods_pack(capsys):
     assert main(["list", "methods"]) == 0
     out = capsys.readouterr().out
     assert "run --pack: packs (runs differing in seed or beta; on an LSTM they run alone" in out
+    assert "run --pack: packs (runs differing in seed, beta or alpha_T;" in out  # lr-vae
     assert "run --pack: runs alone (aggressive overrides training_step" in out
 
 
