@@ -278,6 +278,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .planning.prepare import launch, prepare
 
     check_run_options(args)
+    if args.dry_run and args.pack == "auto" and args.device == "cuda" and args.gpu_memory is None \
+            and not _torch_sees_gpu():
+        raise BenchmarkError("--pack auto sizes packs from the GPU's free memory, and torch sees no GPU here: plan "
+                             "for one with --gpu-memory GIB (e.g. --gpu-memory 80)")
     check_data_root(args.data_root)
     prepared = prepare(args.grid, args.results, methods=args.methods, datasets=args.datasets,
                        seeds=args.seeds, epochs=args.epochs, force=args.force, keep_stale=args.keep_stale,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from benchmark.cli import main
 from benchmark.planning.grid import load_grid
 from benchmark.planning.pack_plan import plan_packs, run_steps
@@ -32,6 +34,10 @@ def test_a_dry_run_plans_pack_auto_for_an_assumed_gpu_on_a_cpu_machine(tmp_path,
     assert main(["run", "--grid", "quick", "--results", str(tmp_path), "--dry-run", "--pack", "auto", "--device", "cpu",
                  "--gpu-memory", "80"]) == 2
     assert "--gpu-memory plans for a GPU: add --device cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # without an assumed size there is nothing to size the packs from
+        assert main(["run", "--grid", "quick", "--results", str(tmp_path), "--dry-run", "--pack", "auto",
+                     "--device", "cuda"]) == 2
+        assert "plan for one with --gpu-memory GIB" in capsys.readouterr().err
 
 
 def test_in_full_no_two_packs_differ_in_epochs_alone():
