@@ -24,7 +24,7 @@ import torch
 
 from ..config import ModelConfig, TrainConfig
 from ..discovery import METHODS
-from ..errors import GridError
+from ..errors import GridError, first_line
 from ..ml.method import Method, build_method
 from ..ml.pack import PackRefused, pack_problem
 from ..ml.train import Trainer
@@ -74,6 +74,8 @@ def pack_mismatches(name: str, hyperparameters: dict[str, Any] | None = None) ->
         packed_means = [trainer.run_epoch() for _ in range(TRAIN.epochs)]
     except PackRefused as exc:  # the runner trains such runs alone; the method still breaks its promise
         return [f"the pack was refused: {exc}"]
+    except RuntimeError as exc:  # e.g. vmap refusing .item() in the loss; the runner reruns such a pack alone
+        return [f"the packed step failed: {first_line(str(exc))}"]
     problems = []
     for k, seed in enumerate(SEEDS):
         alone = _build(name, hps[k], seed)

@@ -103,6 +103,18 @@ def test_check_method_names_a_plugin_whose_runs_share_state_in_a_pack(plugin_dir
     assert "--hp for beta-vae" in capsys.readouterr().err
 
 
+READS_A_FLOAT = SHARED_STATE.replace('name = "cached-beta"', 'name = "reads-float"').replace(
+    "self.weight = float(config.beta)", "self.weight = 1.0").replace("rec + self.weight * kl", "rec + float(kl) * kl")
+
+
+def test_check_method_names_a_packed_step_that_fails(plugin_dir, capsys):
+    # float(kl) of a batched tensor: vmap refuses it (the runner reruns such a pack's runs alone)
+    plugin_dir({"reads_float.py": READS_A_FLOAT})
+    assert main(["check-method", "reads-float", "--hp", "beta=1"]) == 1
+    err = capsys.readouterr().err
+    assert "reads-float breaks the packing promise" in err and "the packed step failed: vmap:" in err
+
+
 def test_runs_that_differ_in_more_than_seed_and_pack_scalars_are_refused():
     with pytest.raises(ValueError, match="differ only in their seed and beta, alpha_T"):
         StackedMethods([build("lr-vae", {"num_samples": n}, 0) for n in (1, 2)], [torch.Generator()] * 2)
