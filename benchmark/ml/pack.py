@@ -260,7 +260,9 @@ class StackedMethods:
         self.template = copy.deepcopy(self.methods[0]).to("meta")
         self.slots = Slots(self.template, [*self.params, *self.buffers])
         self.shadow_config = copy.copy(self.template.config)  # holds a step's pack scalars
-        self.shadow_schedules = {a: copy.copy(getattr(self.template, a)) for a in self.schedules}  # and their targets
+        # each such schedule: (attribute, the template's own, a copy that holds a step's target, its scalar's index)
+        self.schedule_slots = [(a, getattr(self.template, a), copy.copy(getattr(self.template, a)),
+                                self.scalar_names.index(name)) for a, name in self.schedules.items()]
         device = self.tensors[0].device
         self.scalars = tuple(torch.tensor([float(getattr(m.config, name)) for m in self.methods], device=device)
                              for name in self.scalar_names)  # [K] each
@@ -277,21 +279,20 @@ class StackedMethods:
         """The template's loss on one run's ``tensors`` (parameters then buffers, in slot order),
         pack ``scalars`` (0-d each, in :attr:`scalar_names` order) and batch ``x``."""
         method, config = self.template, self.template.config
-        schedules = {a: getattr(method, a) for a in self.schedules}
         if scalars:  # this run's values, without the config's (or schedules') checks: they ran when it was built
             for name, value in zip(self.scalar_names, scalars):
                 object.__setattr__(self.shadow_config, name, value)
             method.config = self.shadow_config
-            for attribute, shadow in self.shadow_schedules.items():
-                object.__setattr__(shadow, "target", scalars[self.scalar_names.index(self.schedules[attribute])])
+            for attribute, _, shadow, index in self.schedule_slots:
+                object.__setattr__(shadow, "target", scalars[index])
                 setattr(method, attribute, shadow)
         try:
             with self.slots.holding(tensors):
                 return method.loss(x, progress)
         finally:
             method.config = config
-            for attribute, schedule in schedules.items():
-                setattr(method, attribute, schedule)
+            for attribute, own, _, _ in self.schedule_slots:
+                setattr(method, attribute, own)
 
     def _first_run(self) -> list[Tensor]:
         """Run 0's slices of the stack, in slot order (its buffers copied: recording a step's noise
