@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from .execution.checkpoint_every import CheckpointEvery
+
 MAX_SEED, MAX_SEEDS = 2**31 - 1, 10_000
 
 
@@ -76,3 +78,11 @@ def gib(text: str) -> float:
     if not 0 < value <= 16384:
         raise argparse.ArgumentTypeError(f"{text} GiB is outside (0, 16384]: give the GPU's memory, e.g. 80")
     return value
+
+
+def checkpoint_every(text: str) -> CheckpointEvery:
+    """``E`` (epochs) or ``Mm`` (minutes): :meth:`CheckpointEvery.parse`."""
+    try:
+        return CheckpointEvery.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -25,8 +25,9 @@ import threading
 import typing
 from pathlib import Path
 
-from .arguments import count, gib, names, pack_size, seeds
+from .arguments import checkpoint_every, count, gib, names, pack_size, seeds
 from .discovery import claim_reporting
+from .execution.checkpoint_every import CheckpointEvery
 from .errors import BenchmarkError, check_grid_name
 
 DEFAULT_GRID = "quick"
@@ -92,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Ray cluster address (e.g. ray://head:10001); default: start a local Ray instance")
     run.add_argument("--retries", type=count(0, 100), default=1, metavar="N",
                      help="extra attempts for a failed run (default: 1; diverged runs are not retried)")
-    run.add_argument("--checkpoint-every", type=count(0, 100_000), default=5, metavar="E",
-                     help="save a resumable checkpoint every E epochs (default: 5; 0: never); "
-                          "an interrupted run resumes from it")
+    run.add_argument("--checkpoint-every", type=checkpoint_every, default=CheckpointEvery(minutes=10),
+                     metavar="E|Mm", help="save a resumable checkpoint every E epochs (0: never) or, with Mm, after "
+                                          "the first epoch ending M minutes after the last save (default: 10m); an "
+                                          "interrupted run resumes from it")
     run.add_argument("--keep-model", action="store_true",
                      help="keep each run's trained model in RESULTS/GRID/models/RUN_ID.pt")
     run.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
@@ -328,10 +330,10 @@ def _pack_plan(runs, device: str, pack: int | str, gpu_memory: float | None) -> 
     if pack != "auto":
         return plan_packs(runs, int(pack)).text(f"--pack {pack}")
     if gpu_memory is not None:
-        return plan_packs(runs, auto_pack_size(pack_budget(torch.device("cuda"), gpu_memory))).text(
+        return plan_packs(runs, auto_pack_size(pack_budget(torch.device("cuda"), gpu_memory), runs)).text(
             f"--pack auto for a GPU of {gpu_memory:g} GiB")
     where = resolve_device(device)
-    return plan_packs(runs, auto_pack_size(pack_budget(where))).text(f"--pack auto on {where}")
+    return plan_packs(runs, auto_pack_size(pack_budget(where), runs)).text(f"--pack auto on {where}")
 
 
 def _torch_sees_gpu() -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -46,27 +46,36 @@ class AggressiveConfig:
 
 
 class BlockStop:
-    """He et al.'s inner-loop rule: after every ``block`` steps, stop when the block's mean
-    per-example loss exceeds the previous block's (the first block is always kept); stop after
-    ``max_steps`` steps in any case. :meth:`add` takes each step's batch-mean loss (a tensor:
-    read back once per block) and says whether to take another step."""
+    """He et al.'s inner-loop rule, for K runs taking their inner steps together (one run alone:
+    K = 1): after every ``block`` steps, a run stops when its block's mean per-example loss
+    exceeds its previous block's (the first block is always kept); every run stops after
+    ``max_steps`` steps. ``active[k]``: run k is still stepping (the runs not aggressive start
+    stopped). :meth:`add` takes each step's batch-mean losses (a 0-d tensor or [K]: read back once
+    per block) and says whether any run takes another step; ``taken[k]``: the steps run k took."""
 
-    def __init__(self, block: int, max_steps: int):
+    def __init__(self, block: int, max_steps: int, active: Sequence[bool] = (True,)):
         self.block, self.max_steps = block, max_steps
+        self.active = list(active)
+        self.taken = [0] * len(self.active)
         self.steps, self.examples = 0, 0
         self.block_sum: Tensor | float = 0.0
-        self.previous = math.inf
+        self.previous = [math.inf] * len(self.active)
 
     def add(self, loss: Tensor, examples: int) -> bool:
         self.steps += 1
+        self.taken = [t + a for t, a in zip(self.taken, self.active)]
         self.block_sum = self.block_sum + loss.detach() * examples
         self.examples += examples
         if self.steps % self.block == 0:
-            mean = float(self.block_sum) / self.examples
-            if mean > self.previous:
-                return False
-            self.previous, self.block_sum, self.examples = mean, 0.0, 0
-        return self.steps < self.max_steps
+            means = [value / self.examples for value in torch.as_tensor(self.block_sum).reshape(-1).tolist()]
+            for k, mean in enumerate(means):
+                if self.active[k] and mean > self.previous[k]:
+                    self.active[k] = False
+                self.previous[k] = mean
+            self.block_sum, self.examples = 0.0, 0
+        if self.steps >= self.max_steps:
+            self.active = [False] * len(self.active)
+        return any(self.active)
 
 
 @register_method
@@ -75,9 +84,7 @@ class Aggressive(Method):
 
     name = "aggressive"
     Config = AggressiveConfig
-    pack_refusal = ("its inner loop takes a different number of encoder-only steps in each run, each stopping on "
-                    "its own held-out MI, and a pack takes every step for all its runs; packing it needs per-run "
-                    "masked encoder steps and optimiser state, not written yet")
+    packable = True
 
     def __init__(self, config: AggressiveConfig, model_config: ModelConfig):
         super().__init__(config, model_config)
@@ -115,6 +122,28 @@ class Aggressive(Method):
         tools.step(parts["loss"], decoder)
         self.epoch_inner += rule.steps
         return {**parts, "inner_steps": float(rule.steps), "aggressive": 1.0}
+
+    def pack_training_step(self, runs: Sequence[Aggressive], x: Tensor, progress: TrainingProgress,
+                           tools: Any) -> dict[str, Any]:
+        """:meth:`training_step` for a pack: the aggressive runs take their encoder-only steps
+        together, each stopping on its own block rule (a stopped run sits the others' steps out),
+        then every run takes its decoder step (a run no longer aggressive: its one ordinary step)."""
+        aggressive = [run.aggressive for run in runs]
+        rule = BlockStop(self.config.block, self.config.max_inner_steps, aggressive)
+        encoder, decoder = tools.parameters("model.encoder"), tools.parameters("model.decoder")
+        batch = x  # the first inner step uses the decoder step's own batch, as the public code
+        while any(rule.active):
+            parts = tools.loss(batch, progress, rule.active)
+            tools.step(parts["loss"], [(encoder, rule.active)])
+            if rule.add(parts["loss"], batch.shape[1]):
+                batch = tools.fresh_batches(rule.active)
+        parts = tools.loss(x, progress)
+        rest = [p for p in tools.parameters() if not any(p is q for q in decoder)]
+        tools.step(parts["loss"], [(decoder, [True] * len(runs)), (rest, [not a for a in aggressive])])
+        for run, steps in zip(runs, rule.taken):
+            run.epoch_inner += steps
+        return {**parts, "inner_steps": torch.tensor(rule.taken, dtype=torch.float32),
+                "aggressive": torch.tensor(aggressive, dtype=torch.float32)}
 
     def validation_fraction(self) -> float:
         return self.config.valid_fraction

@@ -99,6 +99,7 @@ class ILLIDVAE(LIDVAE):
 
     name = "il-lid-vae"
     Config = ILLIDVAEConfig
+    pack_scalars = ("beta", "L")
 
     def __init__(self, config: ILLIDVAEConfig, model_config: ModelConfig):
         super().__init__(config, model_config)
@@ -110,13 +111,14 @@ class ILLIDVAE(LIDVAE):
         self._set_L(decoder, self.L_schedule(TrainingProgress(epoch=0, step=0, total_steps=1)))
         return decoder
 
-    def per_map_constant(self, L: float, sigma_min: float) -> float:
-        """lam1 = lam2 for an overall constant ``L`` under ``il_split`` (``sigma_min``: the lift's)."""
+    def per_map_constant(self, L: float | Tensor, sigma_min: float) -> float | Tensor:
+        """lam1 = lam2 for an overall constant ``L`` under ``il_split`` (``sigma_min``: the lift's);
+        ``L`` a float (a run alone) or a 0-d tensor (each run's, in a pack)."""
         if self.config.il_split == "per-map":
             return L
-        return math.sqrt(L / sigma_min)
+        return (L / sigma_min).sqrt() if isinstance(L, Tensor) else math.sqrt(L / sigma_min)
 
-    def _set_L(self, decoder: LIDDecoder | LIDSequenceDecoder, L: float) -> None:
+    def _set_L(self, decoder: LIDDecoder | LIDSequenceDecoder, L: float | Tensor) -> None:
         lam = self.per_map_constant(L, decoder.lift.sigma_min)
         decoder.set_strong_convexity(lam, lam)
 

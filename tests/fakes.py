@@ -16,6 +16,29 @@ if TYPE_CHECKING:
     from benchmark.data import splits
 
 
+# A method plugin that takes over its training step without writing one for a pack: its runs
+# train alone, with its own words on why (pack_refusal).
+OWN_STEP_PLUGIN = '''
+from benchmark.plugin import Method, register_method
+
+
+@register_method
+class OwnStep(Method):
+    """rec + KL, in its own training step."""
+
+    name = "own-step"
+    pack_refusal = "its step is its own"
+
+    def loss(self, x, progress):
+        out = self.model(x)
+        return {"loss": (out.rec + out.kl).mean(), "rec": out.rec.mean(), "kl": out.kl.mean()}
+
+    def training_step(self, x, progress, tools):
+        parts = self.loss(x, progress)
+        tools.step(parts["loss"])
+        return parts
+'''
+
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
 
 

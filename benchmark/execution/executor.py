@@ -32,6 +32,7 @@ from ..discovery import METHODS, PLUGIN_PATH_ENV, REPORTER_ENV
 from ..errors import BenchmarkError
 from ..ml.pack import pack_key, pack_problem
 from .checkpoint import checkpoint_damage
+from .checkpoint_every import CheckpointEvery
 from .memory import auto_pack_size, pack_budget
 from .progress import GridProgress
 from ..results.provenance import PROJECT_ROOT, is_checkout
@@ -52,7 +53,7 @@ class RunOptions:
     address: str | None = None  # Ray cluster address; None starts a local instance
     runs_per_gpu: int = 1
     retries: int = 1  # extra attempts for a failed run (diverged runs are not retried)
-    checkpoint_every: int = 5  # epochs between checkpoints (0: none)
+    checkpoint_every: CheckpointEvery | int = CheckpointEvery(minutes=10)  # or epochs between checkpoints (0: none)
     keep_model: bool = False
     threads: int = 0  # CPU threads per run (0: the cores shared between the workers)
     pack: int | Literal["auto"] = 1  # most runs trained together as one stacked model (auto: by GPU memory)
@@ -299,7 +300,7 @@ def run_grid(job: Job, options: RunOptions, device: torch.device, progress: Grid
     progress = progress or GridProgress(len(job.todo))
     summary = GridSummary(total=len(job.runs), skipped=len(job.runs) - len(job.todo))
     backend = _backend(options, device, progress.log, len(job.todo))
-    size = options.pack if isinstance(options.pack, int) else auto_pack_size(pack_budget(device, options.gpu_memory))
+    size = options.pack if isinstance(options.pack, int) else auto_pack_size(pack_budget(device, options.gpu_memory), job.todo)
     queue = deque(make_packs(job.todo, size, progress.log))
     if options.pack == "auto":
         progress.log(f"--pack auto on {device}: {describe_packs(queue)}")

@@ -39,6 +39,7 @@ from ..ml.archs import arch_kind
 from ..ml.method import Method, build_method, validation_fraction
 from ..ml.train import Trainer
 from .checkpoint import SpentSoFar, load_checkpoint, save_checkpoint
+from .checkpoint_every import CheckpointEvery
 from ..evaluation.evaluate import CurvePoints, evaluate
 from ..evaluation.lockstep import Lockstep
 from ..planning.code_key import run_code
@@ -66,15 +67,15 @@ def failed_result(config: RunConfig, error_type: str, message: str, trace: str |
 
 def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_root: str | None = None,
                  download: bool = False, log: Log = print, checkpoint: Path | None = None,
-                 checkpoint_every: int = 0, keep_model: bool = False) -> list[RunResult]:
+                 checkpoint_every: CheckpointEvery | int = 0, keep_model: bool = False) -> list[RunResult]:
     """Train ``configs`` (one run, or runs that differ only in their seed and their method's pack
     scalars, :func:`benchmark.ml.pack.pack_key`) together and evaluate each; one result per run,
     in order. Never raises for a failing run (status ``failed`` or ``diverged`` in its record; an
     error that stops the pack fails every run still in it), except KeyboardInterrupt, which
     leaves no record.
 
-    With ``checkpoint`` and ``checkpoint_every``, the training state is saved there every
-    ``checkpoint_every`` epochs, and a pack finding a checkpoint of its own (the same runs, made
+    With ``checkpoint`` and ``checkpoint_every`` (a :class:`CheckpointEvery`, or a number of epochs),
+    the training state is saved there that often, and a pack finding a checkpoint of its own (the same runs, made
     by the same code) resumes from it (same numbers as an uninterrupted pack on CPU). Deleting
     the file is the caller's job. ``keep_model`` returns each trained state dict with its
     result. A record's times count every process that worked on it (``resumed``: how many times
@@ -90,10 +91,12 @@ def execute_pack(configs: Sequence[RunConfig], *, device: str = "auto", data_roo
         runs = [setup_run(k, config, record, torch_device, data_root, download)
                 for k, (config, record) in enumerate(zip(configs, records))]
         trainer = make_trainer(runs) if len(runs) == 1 else make_pack_trainer(runs)
-        checkpoints = Checkpoints(checkpoint, checkpoint_every, log)
+        every = checkpoint_every if isinstance(checkpoint_every, CheckpointEvery) else CheckpointEvery(checkpoint_every)
+        checkpoints = Checkpoints(checkpoint, every, log)
         checkpoints.resume(trainer, runs, clock)
+        points = curve_points if len(runs) == 1 else pack_curve_points
         while not trainer.done and training(runs):
-            clock.train_s += train_epoch(trainer, runs, log)
+            clock.train_s += train_epoch(trainer, runs, log, points)
             checkpoints.save_if_due(trainer, runs, clock)
         schedule = trainer.finish() if training(runs) else {}
         evaluate_runs = evaluate_alone if len(runs) == 1 else evaluate_pack
@@ -181,9 +184,29 @@ def make_trainer(runs: Sequence[Run]) -> Trainer:
 
 
 def make_pack_trainer(runs: Sequence[Run]) -> Trainer:
-    """The trainer of a pack (K >= 2 ``runs``): as :func:`make_trainer`. Only packs reach it
+    """The trainer of a pack (K >= 2 ``runs``): as :func:`make_trainer`, with each split the runs
+    share held once on the device (:func:`share_equal_splits`). Only packs reach it
     (``benchmark.planning.code_key.PACKED_ONLY``): a change here leaves runs trained alone done."""
+    share_equal_splits(runs)
     return make_trainer(runs)
+
+
+def share_equal_splits(runs: Sequence[Run]) -> None:
+    """Make the runs whose training, test or validation examples are equal (the same data set and
+    subset, e.g. every seed of a full published split) hold one tensor of them, so the device
+    keeps one copy per pack, not one per run (the trainer gathers each run's batches from it)."""
+    for split in ("train", "test", "valid"):
+        held: list[Tensor] = []
+        for run in runs:
+            data = getattr(run.data, split)
+            if data is None:
+                continue
+            same = next((x for x in held if x is data.x or (x.shape == data.x.shape and x.dtype == data.x.dtype
+                                                           and torch.equal(x, data.x))), None)
+            if same is None:
+                held.append(data.x)
+            elif same is not data.x:
+                run.data = dataclasses.replace(run.data, **{split: dataclasses.replace(data, x=same)})
 
 
 def training(runs: Sequence[Run]) -> list[Run]:
@@ -191,23 +214,45 @@ def training(runs: Sequence[Run]) -> list[Run]:
     return [run for run in runs if run.record.status == "running"]
 
 
-def train_epoch(trainer: Trainer, runs: Sequence[Run], log: Log) -> float:
-    """One epoch of every run, then each training run's curve point on its test split, or its
-    divergence; returns the seconds the epoch took (curve points excluded)."""
+def train_epoch(trainer: Trainer, runs: Sequence[Run], log: Log, points: CurvePointsOf | None = None) -> float:
+    """One epoch of every run, then each training run's curve point on its test split (``points``:
+    how they are taken, default :func:`curve_points`), or its divergence; returns the seconds the
+    epoch took (curve points excluded)."""
     t0 = time.perf_counter()
     means = trainer.run_epoch()
     seconds = time.perf_counter() - t0
+    live = []
     for run in training(runs):
-        parts = means[run.index]
-        if parts is None:
+        if means[run.index] is None:
             error = trainer.diverged[run.index]
             run.record.diverge(error.epoch + 1, str(error))
-            continue
-        point = run.curves.point(run.method, run.data.test.x, trainer.epoch, parts)
+        else:
+            live.append(run)
+    for run, point in zip(live, (points or curve_points)(live, trainer.epoch, means)):
         run.record.curves.append(point)
         log(f"  {run.config.run_id} epoch {trainer.epoch}/{run.config.train.epochs} "
             + " ".join(f"{key}={v:.4g}" for key, v in point.items() if key != "epoch"))
     return seconds
+
+
+CurvePointsOf = Callable[[Sequence[Run], int, Sequence[dict[str, float] | None]], list[dict[str, Any]]]
+
+
+def curve_points(runs: Sequence[Run], epoch: int, means: Sequence[dict[str, float] | None]) -> list[dict[str, Any]]:
+    """The curve point of ``epoch`` of each of ``runs`` (``means[run.index]``: its training means),
+    one run after another."""
+    return [run.curves.point(run.method, run.data.test.x, epoch, means[run.index]) for run in runs]
+
+
+def pack_curve_points(runs: Sequence[Run], epoch: int, means: Sequence[dict[str, float] | None]) -> list[dict[str, Any]]:
+    """:func:`curve_points` of a pack's runs: on a GPU all at once in lockstep, their model passes
+    batched (as :func:`evaluate_pack`), elsewhere one after another. Only packs reach it
+    (``benchmark.planning.code_key.PACKED_ONLY``)."""
+    if len(runs) < 2 or not lockstep_pays(runs[0].data.test.x.device):
+        return curve_points(runs, epoch, means)
+    lockstep = Lockstep([run.method.model for run in runs])
+    return lockstep.run([functools.partial(run.curves.point, lockstep.method(k, run.method), run.data.test.x, epoch,
+                                           means[run.index]) for k, run in enumerate(runs)])
 
 
 def evaluate_alone(runs: Sequence[Run], schedule: dict[str, Any], train_time_s: float,
@@ -276,11 +321,12 @@ def evaluate_run(run: Run, schedule: dict[str, Any], train_time_s: float, keep_m
 
 @dataclass
 class Checkpoints:
-    """A pack's checkpoint at ``path`` (None: none), saved every ``every`` epochs (0: never)."""
+    """A pack's checkpoint at ``path`` (None: none), saved as often as ``every`` says."""
 
     path: Path | None
-    every: int
+    every: CheckpointEvery
     log: Log
+    last_save: float = field(default_factory=time.perf_counter)  # or the pack's start
 
     def resume(self, trainer: Trainer, runs: Sequence[Run], clock: Clock) -> None:
         """Restore the pack's own checkpoint, if there is one made by this code: the trainer, the
@@ -297,9 +343,11 @@ class Checkpoints:
         self.log(f"  {_name(runs)} resumed from {self.path} after epoch {trainer.epoch}")
 
     def save_if_due(self, trainer: Trainer, runs: Sequence[Run], clock: Clock) -> None:
-        """Save after every ``every``-th epoch while some run trains and epochs remain."""
-        if self.path is None or not self.every or trainer.epoch % self.every or trainer.done or not training(runs):
+        """Save when :attr:`every` says so, while some run trains and epochs remain."""
+        if self.path is None or trainer.done or not training(runs) \
+                or not self.every.due(trainer.epoch, time.perf_counter() - self.last_save):
             return
+        self.last_save = time.perf_counter()
         save_checkpoint(self.path, trainer, _generators(runs), [run.record for run in runs],
                         SpentSoFar(clock.train_s, clock.wall_s(), runs[0].record.resumed))
 

@@ -167,7 +167,7 @@ class LIDDecoder(nn.Module):
         out = self.data_map(self.lift(self.latent_map(z)))
         return out.reshape(*z.shape[:-1], *self.shape)
 
-    def set_strong_convexity(self, lam1: float, lam2: float) -> None:
+    def set_strong_convexity(self, lam1: float | Tensor, lam2: float | Tensor) -> None:
         """Set the potentials' strong convexities (e.g. from a schedule), in place."""
         self.latent_map.strong_convexity.fill_(lam1)
         self.data_map.strong_convexity.fill_(lam2)

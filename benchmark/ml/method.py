@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, ClassVar, Iterable, Protocol, Sequence
 
 from torch import Tensor, nn
 
@@ -61,7 +61,7 @@ class StepTools(Protocol):
 
 
 HOOKS = ("check_model", "validation_fraction", "build_encoder", "build_decoder", "loss", "training_step",
-         "on_epoch_end", "record_extras")  # every one an instance method (docs/adding-a-method.md)
+         "pack_training_step", "on_epoch_end", "record_extras")  # every one an instance method (docs/adding-a-method.md)
 # Gone from the contract: a plugin that still defines one is refused with the replacement.
 RETIRED = {"ranges": 'the range of each Config field: setting(default, "[0, inf)", doc="...")',
            "wrap_encoder": "build_encoder(self, encoder)", "wrap_decoder": "build_decoder(self, decoder, shape)"}
@@ -87,7 +87,7 @@ class Method(nn.Module):
     # Runs of this method may train together as one stacked model (run --pack): ``loss`` must be
     # a pure function of the parameters, buffers (in-place updates only), batch and progress,
     # drawing noise with torch.randn / randn_like only (the same draws in every step of a batch
-    # shape), with the default training_step and on_epoch_end (register_method refuses others).
+    # shape), with the default training_step and on_epoch_end unless it writes its pack_training_step.
     packable: ClassVar[bool] = False
     # Hyperparameters that may differ between the runs of one pack: floats the loss reads from
     # ``self.config`` in arithmetic only (no Python branching or math.*), as they arrive as tensors,
@@ -140,17 +140,31 @@ class Method(nn.Module):
         """One optimisation step on the batch ``x`` [B, *shape]; returns the loss parts to log
         (as :meth:`loss`). Default: ``loss`` then ``tools.step(parts["loss"])``. Override to
         take over the step (several optimiser steps, parameter subsets, fresh minibatches);
-        ``progress.step`` counts the calls of this method. Not with ``packable = True``."""
+        ``progress.step`` counts the calls of this method. With ``packable = True``, override
+        :meth:`pack_training_step` too."""
         parts = self.loss(x, progress)
         tools.step(parts["loss"])
         return parts
+
+    def pack_training_step(self, runs: Sequence[Method], x: Tensor, progress: TrainingProgress,
+                           tools: Any) -> dict[str, Tensor]:
+        """What :meth:`training_step` does, for the K runs of a pack at once (called on run 0's
+        method with every run's, ``runs``): the batches ``x`` [K, B, *shape], the loss parts to log
+        [K] each, and ``tools`` a :class:`benchmark.ml.pack_step.PackTools` (the runs' losses, [K]
+        each, from one vectorised call; optimiser steps in which each run may sit out; fresh
+        batches per run). Each run's Python state (e.g. a mode :meth:`on_epoch_end` switches) is
+        read from and written to ``runs[k]``. Only for a method that overrides
+        :meth:`training_step` (or :meth:`on_epoch_end`) and declares ``packable = True``; a run
+        in the pack must get the steps it gets alone (``python -m benchmark check-method NAME``)."""
+        raise NotImplementedError
 
     def on_epoch_end(self, epoch: int, held_out: Tensor | None) -> None:
         """Called after each training epoch (``epoch`` 0-based) with the validation split
         [N, *shape] (float, in [0, 1]; None when the run has none; never the test split), in
         training mode; its time counts as training time. Default: nothing. Not with
-        ``packable = True``. State it keeps must live in buffers or ``get_extra_state`` to
-        survive checkpoints."""
+        ``packable = True``, unless the method writes its :meth:`pack_training_step`: in a pack it
+        is called on each run's own method, whose state the (shared) loss must not read. State it
+        keeps must live in buffers or ``get_extra_state`` to survive checkpoints."""
 
     def record_extras(self) -> dict[str, Any]:
         """Method-specific facts to store in the run record (e.g. derived constants)."""
@@ -195,11 +209,11 @@ def contract_problem(cls: type[Method]) -> str | None:
     problems = declaration_problems(cls.Config, doc_required=True)
     if problems:
         return problems[0]
-    if cls.packable:
+    if cls.packable and cls.pack_training_step is Method.pack_training_step:
         for hook in ("training_step", "on_epoch_end"):
             if getattr(cls, hook) is not getattr(Method, hook):
                 return (f"{cls.__name__} declares packable = True and overrides {hook}, which a pack cannot run; "
-                        f"drop packable = True or the {hook} override")
+                        f"write its pack_training_step, or drop packable = True or the {hook} override")
     return None
 
 

@@ -54,16 +54,20 @@ def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str 
     method opts in with the class attribute ``packable = True``, which promises that its ``loss``
     is a pure function of its parameters, buffers (updated in place only), the batch and the
     progress, with the sampling noise drawn by ``torch.randn`` / ``torch.randn_like`` only, the
-    same draws in every step of one batch shape (:class:`NoiseTape`); it must keep the default
-    ``training_step`` and ``on_epoch_end``. LSTM models never pack: ``torch.func.vmap`` has no
-    batching rule for ``aten::lstm`` (torch 2.14), and their length-bucketed batches differ in
-    size from run to run."""
+    same draws in every step of one batch shape (:class:`NoiseTape`). A method that overrides
+    ``training_step`` or ``on_epoch_end`` packs only when it also writes its step for a pack
+    (``pack_training_step``, :mod:`benchmark.ml.pack_step`), reading each run's Python state
+    from the run's own method (``on_epoch_end`` runs on each run's method, which the loss must not
+    read). LSTM models never pack: ``torch.func.vmap`` has no batching rule for ``aten::lstm``
+    (torch 2.14), and their length-bucketed batches differ in size from run to run."""
     if model is not None and arch_kind(model) == "sequence":
         return f"{model.arch} is an LSTM: torch.func.vmap has no batching rule for aten::lstm"
+    own_step = method.pack_training_step is not Method.pack_training_step
     for hook in ("training_step", "on_epoch_end"):
-        if getattr(method, hook) is not getattr(Method, hook):
+        if getattr(method, hook) is not getattr(Method, hook) and not own_step:
             why = getattr(method, "pack_refusal", None)  # a method's own words on why (descriptive: not in its code key)
-            return f"{method.name} overrides {hook}" + (f": {why}" if why else ", which works on one model at a time")
+            return (f"{method.name} overrides {hook} without a pack_training_step"
+                    + (f": {why}" if why else ", and its step works on one model at a time"))
     if not getattr(method, "packable", False):
         return f"{method.name} does not declare packable = True"
     return None
@@ -181,17 +185,19 @@ class NoiseTape:
             loss()
         self.steps[key] = draws
 
-    def draw(self, key: tuple[int, ...]) -> list[Tensor]:
+    def draw(self, key: tuple[int, ...], active: Sequence[bool] | None = None) -> list[Tensor]:
         """This step's noise, [K, *shape] per recorded draw, drawn into buffers kept per batch
         shape (``empty(shape).normal_(generator=g)`` is ``randn(shape, generator=g)``, value for
-        value; a step's autograd graph is gone when the next step draws)."""
+        value; a step's autograd graph is gone when the next step draws). A run not ``active``
+        draws nothing (its generator keeps its state; its slices hold older values)."""
         buffers = self.buffers.get(key)
         if buffers is None:
             buffers = self.buffers[key] = [torch.empty((len(self.generators), *shape), dtype=dtype, device=device)
                                            for shape, dtype, device in self.steps[key]]
         for buffer in buffers:
             for k, generator in enumerate(self.generators):
-                buffer[k].normal_(generator=generator)
+                if active is None or active[k]:
+                    buffer[k].normal_(generator=generator)
         return buffers
 
     @contextlib.contextmanager
@@ -299,8 +305,9 @@ class StackedMethods:
         calls the loss once more, which must not update them)."""
         return [*(p[0] for p in self.params.values()), *(b[0].clone() for b in self.buffers.values())]
 
-    def loss(self, x: Tensor, progress: TrainingProgress) -> dict[str, Tensor]:
-        """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k])."""
+    def loss(self, x: Tensor, progress: TrainingProgress, active: Sequence[bool] | None = None) -> dict[str, Tensor]:
+        """Every run's loss parts, [K] each, for ``x`` [K, B, *shape] (run k's batch is x[k]); a run
+        not ``active`` draws no noise (:meth:`NoiseTape.draw`)."""
         name = self.template.name
 
         def one(tensors, scalars, noise, xk) -> dict[str, Tensor]:
@@ -314,7 +321,7 @@ class StackedMethods:
         before = None if self.checked else python_state(self.template)
         key = tuple(x.shape[1:])
         self.noise.record(key, lambda: self._call(self._first_run(), [s[0] for s in self.scalars], x[0], progress))
-        parts = vmap(one, randomness="error")(self.tensors, self.scalars, self.noise.draw(key), x)
+        parts = vmap(one, randomness="error")(self.tensors, self.scalars, self.noise.draw(key, active), x)
         if before is not None:
             changed = state_difference(before, python_state(self.template))
             if changed is not None:

@@ -223,7 +223,7 @@ class LIDSequenceDecoder(nn.Module):
     def latent_map(self):
         return self.lid.latent_map
 
-    def set_strong_convexity(self, lam1: float, lam2: float) -> None:
+    def set_strong_convexity(self, lam1: float | Tensor, lam2: float | Tensor) -> None:
         self.lid.set_strong_convexity(lam1, lam2)
 
     @property

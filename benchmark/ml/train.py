@@ -23,20 +23,9 @@ from ..data.splits import to_unit
 from ..errors import DivergedError
 from .contract import checked_loss
 from .method import Method, TrainingProgress
-from .pack import StackedMethods, clip_per_run
+from .optimizers import make_optimizer
+from .pack_step import StackStep
 from .precision import full_precision, training_precision
-
-
-def make_optimizer(params, config: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
-    """Adam / AdamW (fused where every parameter allows it: about 1.3x faster steps on CPU,
-    docs/performance.md) or plain SGD, at ``lr`` (default: the config's)."""
-    params = list(params)
-    lr = config.lr if lr is None else lr
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=config.weight_decay)
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return cls(params, lr=lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def length_buckets(lengths: Tensor, batch_size: int, generator: torch.Generator) -> list[Tensor]:
@@ -135,6 +124,33 @@ class Plateau:
                 "stopped_early": self.stopped, "final_lr": self.lr}
 
 
+class RunData:
+    """The training examples of K runs on the training device, each distinct tensor of ``xs``
+    (run k's [N, *shape]; runs of a pack may share one, by identity) held once:
+    :meth:`batch` gathers run k's examples ``index[k]`` for every k."""
+
+    def __init__(self, xs: Sequence[Tensor]):
+        distinct: list[Tensor] = []
+        self.rows: list[int] = []  # run k's tensor: distinct[rows[k]]
+        for x in xs:
+            row = next((i for i, seen in enumerate(distinct) if seen is x), len(distinct))
+            distinct += [x] if row == len(distinct) else []
+            self.rows.append(row)
+        self.xs = list(xs)
+        self.device = distinct[0].device
+        # one tensor [N, *shape], indexed by [K, B] rows; else [D, N, *shape], indexed by (tensor, row)
+        self.x = distinct[0] if len(distinct) == 1 else torch.stack(distinct)
+        self.which = None if len(distinct) == 1 else torch.tensor(self.rows, device=self.device).unsqueeze(1)
+
+    def run(self, k: int) -> Tensor:
+        """Run k's examples [N, *shape]."""
+        return self.xs[k]
+
+    def batch(self, index: Tensor) -> Tensor:
+        """Run k's examples ``index[k]`` for each k: [K, B, *shape] from ``index`` [K, B] (on the device)."""
+        return self.x[index] if self.which is None else self.x[self.which, index]
+
+
 class OptimiserTools:
     """The :class:`~benchmark.ml.method.StepTools` a method's ``training_step`` gets: one
     optimiser over every parameter of ``method``, the run's gradient clipping, and fresh
@@ -208,55 +224,18 @@ class AloneStep:
         self.method.load_state_dict(state["method"])
 
 
-class StackStep:
-    """The step of a pack (:class:`benchmark.ml.pack.StackedMethods`): every run's loss in one
-    vectorised call, ``sum(loss).backward()`` (run k's parameters get run k's gradient only), each
-    run's gradient clipped by its own norm, one optimiser step over the stack (Adam's state is per
-    element, so each run keeps its own). ``noise[k]``: run k's sampling-noise generator."""
-
-    def __init__(self, methods: Sequence[Method], config: TrainConfig, noise: Sequence[torch.Generator]):
-        self.config = config
-        self.stack = StackedMethods(methods, noise)
-        self.optimizer = make_optimizer(self.stack.parameters(), config)
-
-    def __call__(self, batch: Tensor, progress: TrainingProgress, buckets: Sequence[Tensor] = ()) -> dict[str, Tensor]:
-        """One step on ``batch`` [K, B, *shape] (run k's batch is ``batch[k]``; ``buckets``: unused,
-        a pack has none); returns the loss parts, detached, [K] each."""
-        parts = self.stack.loss(batch, progress)
-        self.optimizer.zero_grad(set_to_none=True)
-        with full_precision(batch.device):
-            parts["loss"].sum().backward()
-        if self.config.grad_clip > 0:
-            clip_per_run(self.stack.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        return {key: value.detach() for key, value in parts.items()}
-
-    def restart(self, lr: float) -> None:
-        self.optimizer = make_optimizer(self.stack.parameters(), self.config, lr)
-
-    def end_epoch(self) -> None:
-        """Each run's slice of the stack copied into its own method."""
-        self.stack.write_back()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"stack": self.stack.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.stack.load_state_dict(state["stack"])
-
-
 Step = AloneStep | StackStep
 
 
-def make_step(methods: Sequence[Method], config: TrainConfig, xs: Sequence[Tensor], orders: Sequence[torch.Generator],
+def make_step(methods: Sequence[Method], config: TrainConfig, data: RunData, orders: Sequence[torch.Generator],
               noise: Sequence[torch.Generator] | None) -> Step:
     """The step of ``methods``: a run alone steps through its own ``training_step``; K >= 2 runs
     as one stack, run k's noise from ``noise[k]`` (None: generators seeded from the global RNG)."""
     if len(methods) == 1:
-        return AloneStep(methods[0], config, xs[0], orders[0])
+        return AloneStep(methods[0], config, data.run(0), orders[0])
     if noise is None:
-        noise = [torch.Generator(xs[0].device).manual_seed(int(torch.randint(2**62, ()))) for _ in xs]
-    return StackStep(methods, config, noise)
+        noise = [torch.Generator(data.device).manual_seed(int(torch.randint(2**62, ()))) for _ in methods]
+    return StackStep(methods, config, noise, data, orders)
 
 
 class Trainer:
@@ -264,7 +243,8 @@ class Trainer:
 
     ``methods[k]`` is run k's model (its own initialisation), ``xs[k]`` [N, *shape] its training
     data on the training device (float32 or uint8 pixels, converted per batch with
-    :func:`benchmark.data.splits.to_unit`; every run has the same N), ``orders[k]`` its
+    :func:`benchmark.data.splits.to_unit`; every run has the same N; runs handed one tensor share
+    it, :class:`RunData`), ``orders[k]`` its
     batch-order generator (CPU), ``held_outs[k]`` the split its ``on_epoch_end`` gets and, in a
     pack, ``noise[k]`` the generator its sampling noise comes from (on the training device;
     None: seeded from the global RNG). A run alone draws its noise from the global RNG.
@@ -300,8 +280,8 @@ class Trainer:
         self.steps_per_epoch = (bucket_count(self.n, config.batch_size) if self.lengths is not None
                                 else math.ceil(self.n / config.batch_size))
         self.total_steps = self.steps_per_epoch * config.epochs
-        self.xs = torch.stack(list(xs)) if self.size > 1 else xs[0].unsqueeze(0)  # [K, N, *shape] (one run: a view)
-        self.step = make_step(self.methods, config, xs, self.orders, noise)
+        self.data = RunData(xs)
+        self.step = make_step(self.methods, config, self.data, self.orders, noise)
         self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.step.optimizer, T_max=self.total_steps)
                           if config.lr_schedule == "cosine" else None)
         self.epoch = 0  # epochs completed
@@ -326,8 +306,8 @@ class Trainer:
         permutation, or the length buckets of a run alone, :attr:`epoch_batches`)."""
         if self.lengths is not None:
             self.epoch_batches = length_buckets(self.lengths, self.config.batch_size, self.orders[0])
-            return [b.to(self.xs.device).unsqueeze(0) for b in self.epoch_batches]
-        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.xs.device)
+            return [b.to(self.data.device).unsqueeze(0) for b in self.epoch_batches]
+        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.orders]).to(self.data.device)
         return [perms[:, start:start + self.config.batch_size] for start in range(0, self.n, self.config.batch_size)]
 
     def run_epoch(self) -> list[dict[str, float] | None]:
@@ -335,12 +315,11 @@ class Trainer:
         loss part (None for a run that has diverged, now or before)."""
         for m in self.methods:
             m.train()
-        runs = torch.arange(self.size, device=self.xs.device).unsqueeze(1)
         sums: dict[str, Tensor] = {}
         for index in self._epoch_indices():
             progress = TrainingProgress(self.epoch, self.steps, self.total_steps)
-            with training_precision(self.config.precision, self.xs.device):  # one region per step (autocast's cache)
-                parts = self.step(to_unit(self.xs[runs, index]), progress, self.epoch_batches)
+            with training_precision(self.config.precision, self.data.device):  # one region per step (autocast's cache)
+                parts = self.step(to_unit(self.data.batch(index)), progress, self.epoch_batches)
             if self.scheduler is not None:
                 self.scheduler.step()
             self.steps += 1

@@ -52,7 +52,8 @@ NOT_NUMERICS = frozenset({
     "benchmark/__init__.py", "benchmark/__main__.py", "benchmark/arguments.py", "benchmark/cli.py",
     "benchmark/discovery.py", "benchmark/errors.py", "benchmark/planning/grid.py", "benchmark/planning/headline.py",
     "benchmark/planning/pack_plan.py",
-    "benchmark/ranges.py", "benchmark/registry.py", "benchmark/execution/checkpoint.py", "benchmark/planning/code_key.py",
+    "benchmark/ranges.py", "benchmark/registry.py", "benchmark/execution/checkpoint.py", "benchmark/execution/checkpoint_every.py",
+    "benchmark/planning/code_key.py",
     "benchmark/execution/executor.py", "benchmark/execution/memory.py", "benchmark/results/plan.py", "benchmark/planning/prepare.py",
     "benchmark/execution/progress.py", "benchmark/results/provenance.py", "benchmark/results/record.py",
     "benchmark/results/store.py", "benchmark/results/table.py"})
@@ -61,8 +62,9 @@ NOT_NUMERICS_FOLDERS = ("benchmark/report/", "benchmark/tools/")
 # StackStep, ``execute_pack`` calls the other two): the closure of a run trained alone does not
 # enter them, so a change to the packed path leaves the records of runs trained alone done.
 # Labels as (display path, top-level name).
-PACKED_ONLY = frozenset({("benchmark/ml/train.py", "StackStep"), ("benchmark/execution/runner.py", "make_pack_trainer"),
-                         ("benchmark/execution/runner.py", "evaluate_pack")})
+PACKED_ONLY = frozenset({("benchmark/ml/pack_step.py", "StackStep"), ("benchmark/execution/runner.py", "make_pack_trainer"),
+                         ("benchmark/execution/runner.py", "evaluate_pack"),
+                         ("benchmark/execution/runner.py", "pack_curve_points")})
 # Class attributes that only describe or check a method, never change what it computes.
 DESCRIPTIVE_ATTRIBUTES = frozenset({"requires", "packable", "pack_scalars", "pack_refusal", "guarantees"})
 # Arguments of ``setting(default, valid, doc=...)`` that only describe or check a field.

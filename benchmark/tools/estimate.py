@@ -371,7 +371,7 @@ def dry_run_estimate(runs: list[RunConfig], device: str, data_root: str | Path |
     if pack == "auto":
         from ..execution.memory import auto_pack_size, pack_budget
 
-        size = auto_pack_size(pack_budget(resolve_device(device), gpu_memory))
+        size = auto_pack_size(pack_budget(resolve_device(device), gpu_memory), runs)
     before = _load()
     estimate = estimate_compute(runs, device, data_root=data_root, pack=size)
     gpus = torch.cuda.device_count() if estimate.device.startswith("cuda") else None

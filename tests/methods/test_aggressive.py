@@ -128,3 +128,65 @@ def test_aggressive_decides_on_a_validation_split_held_out_from_training_never_t
     assert held <= train and not held & test  # drawn from the training examples, none from the test split
     assert result.record.data["valid"] == {"examples": len(seen[0]), "source": "held out from the training split"}
     assert "validation split" in result.record.method_extras["mi_data"]
+
+
+def test_block_rule_of_a_pack_stops_each_run_as_it_stops_alone():
+    BlockStop = module("aggressive").BlockStop
+    runs = [[10.0] * 5 + [9.0] * 5 + [9.5] * 5 + [1.0] * 85,  # alone: 15 steps
+            [10.0 - 0.01 * k for k in range(100)],  # alone: the cap, 100... capped at 40 below
+            [1e9] * 20 + [2e9] * 80]  # alone: 30
+    alone = []
+    for losses in runs:
+        rule = BlockStop(5, 40)
+        while rule.add(torch.tensor(losses[rule.steps]), 4):
+            pass
+        alone.append(rule.steps)
+    pack = BlockStop(5, 40, [True, True, True, False])  # the fourth run is not aggressive: no steps
+    while pack.add(torch.tensor([r[pack.steps] for r in runs] + [0.0]), 4):
+        pass
+    assert alone == [15, 40, 25] and pack.taken == alone + [0] and pack.steps == 40
+
+
+def test_a_pack_of_aggressive_runs_leaving_aggressive_mode_at_different_epochs_matches_each_run_alone(monkeypatch):
+    """Each run of a pack takes its own encoder-only steps (its own block rule), stops being
+    aggressive on its own held-out MI, and keeps its own optimiser step counts: its losses, inner
+    steps and mode match the run trained alone, and a pack resumed from its state goes on as an
+    uninterrupted one."""
+    from benchmark.tools.check_method import NOISE, SHAPE, pixels
+
+    held_out = {}  # id(method) -> the held-out MI values it will see, one per epoch
+    monkeypatch.setattr(METHODS["aggressive"], "held_out_mi", lambda self, x: held_out[id(self)].pop(0))
+    mi = {0: [0.5, 0.4, 0.9, 0.9], 1: [0.5, 0.8, 0.7, 0.9], 2: [0.5, 0.8, 0.9, 1.0]}  # stop after epoch 2, 3, never
+    config = TrainConfig(epochs=4, batch_size=16, grad_clip=2.0)
+
+    def trainer(seeds, init=None, epochs_done=0):
+        methods = [build("aggressive", seed=i, shape=SHAPE, block=2, max_inner_steps=8) for i in (init or seeds)]
+        for m, s in zip(methods, seeds):
+            held_out[id(m)] = mi[s][epochs_done:]
+        if len(seeds) == 1:
+            torch.manual_seed(NOISE + seeds[0])  # alone, a run draws its noise from the global RNG
+        return Trainer(methods, [pixels(60, s) for s in seeds], config, [torch.Generator().manual_seed(s) for s in seeds],
+                       [pixels(20, 50 + s).float() / 255 for s in seeds],
+                       noise=[torch.Generator().manual_seed(NOISE + s) for s in seeds] if len(seeds) > 1 else None)
+
+    pack = trainer([0, 1, 2])
+    means = [pack.run_epoch() for _ in range(4)]
+    for k in range(3):
+        single = trainer([k])
+        for epoch in range(4):
+            (got,) = single.run_epoch()
+            assert got.keys() == means[epoch][k].keys()
+            for key, value in got.items():
+                assert means[epoch][k][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (k, epoch, key)
+        assert pack.methods[k].record_extras() == single.methods[0].record_extras()
+    extras = [m.record_extras() for m in pack.methods]
+    assert [e["aggressive_stopped_after_epoch"] for e in extras] == [2, 3, None]
+    assert len({tuple(e["inner_steps_per_epoch"]) for e in extras}) == 3
+
+    first = trainer([0, 1, 2])
+    for _ in range(2):
+        first.run_epoch()
+    second = trainer([0, 1, 2], init=[30, 40, 50], epochs_done=2)  # other weights: all must come from the state
+    second.load_state_dict(first.state_dict())
+    assert [m.aggressive for m in second.methods] == [False, True, True]
+    assert [second.run_epoch() for _ in range(2)] == means[2:]

@@ -23,9 +23,11 @@ from benchmark.ml.train import Trainer
 from benchmark.discovery import METHODS
 from benchmark.tools.check_method import MODEL, NOISE, SHAPE, pack_mismatches, pixels
 
+from fakes import OWN_STEP_PLUGIN
+
 LID = {"hidden_latent": 16, "hidden_data": 16}
 BUILT_IN_PACKABLE = ["vae", "beta-vae", "lr-vae", "lid-vae", "il-lid-vae", "kl-annealing", "cyclical", "free-bits",
-                     "delta-vae", "bn-vae", "info-vae", "skip-vae"]
+                     "delta-vae", "bn-vae", "aggressive", "info-vae", "skip-vae"]
 # Smaller than the defaults (ICNN widths) or settings the defaults leave off (lr-vae's z source)
 SMALL = {"lid-vae": LID, "il-lid-vae": {**LID, "L": 0.5}, "lr-vae": {"z_source": "posterior-mean", "alpha_T": 2.0}}
 
@@ -98,7 +100,8 @@ def test_check_method_names_a_plugin_whose_runs_share_state_in_a_pack(plugin_dir
     assert "cached-beta breaks the packing promise" in err and "the pack was refused" in err
     assert "run 1's method differs from run 0's in self.weight (0.5 vs 1.5)" in err
     assert main(["check-method", "vae"]) == 0 and "match the same runs trained alone" in capsys.readouterr().out
-    assert main(["check-method", "aggressive"]) == 0 and "does not pack" in capsys.readouterr().out
+    plugin_dir({"own.py": OWN_STEP_PLUGIN})
+    assert main(["check-method", "own-step"]) == 0 and "does not pack" in capsys.readouterr().out
     assert main(["check-method", "beta-vae", "--hp", "gamma=1"]) == 2
     assert "--hp for beta-vae" in capsys.readouterr().err
 
@@ -163,13 +166,14 @@ def test_a_pack_resumes_from_its_state_with_the_numbers_of_an_uninterrupted_pack
     assert second.run_epoch() == straight[1]
 
 
-def test_every_built_in_method_packs_but_aggressive_which_says_why_not():
+def test_every_built_in_method_packs_and_a_method_with_its_own_step_only_with_its_pack_step(plugin_dir):
     for name in BUILT_IN_PACKABLE:
         assert pack_problem(METHODS[name]) is None, name
-    assert "training_step" in pack_problem(METHODS["aggressive"])
-    assert "its own held-out MI" in pack_problem(METHODS["aggressive"])  # its own reason (pack_refusal)
-    with pytest.raises(ValueError, match="cannot pack: aggressive overrides training_step"):
-        StackedMethods([build("aggressive", {}, 0) for _ in range(2)], [torch.Generator()] * 2)
+    plugin_dir({"own.py": OWN_STEP_PLUGIN})
+    assert pack_problem(METHODS["own-step"]) == ("own-step overrides training_step without a pack_training_step: "
+                                                  "its step is its own")
+    with pytest.raises(ValueError, match="cannot pack: own-step overrides training_step"):
+        StackedMethods([build("own-step", {}, 0) for _ in range(2)], [torch.Generator()] * 2)
 
 
 def grid_file(tmp_path, method: str = 'name = "vae"', seeds: str = "[0, 1, 2, 3]") -> str:
@@ -239,7 +243,7 @@ def test_list_methods_says_which_methods_pack(capsys):
     out = capsys.readouterr().out
     assert "run --pack: packs (runs differing in seed or beta; on an LSTM they run alone" in out
     assert "run --pack: packs (runs differing in seed, beta or alpha_T;" in out  # lr-vae
-    assert "run --pack: runs alone (aggressive overrides training_step" in out
+    assert "run --pack: packs (runs differing in seed; on an LSTM they run alone" in out  # aggressive, info-vae...
 
 
 def test_runs_on_data_sets_of_one_shape_and_size_share_a_pack_each_on_its_own_data(tmp_path):

@@ -13,6 +13,8 @@ import benchmark.tools.estimate as estimate
 from benchmark.tools.estimate import cost_key, estimate_compute, format_estimate
 from benchmark.planning.grid import load_grid
 
+from fakes import OWN_STEP_PLUGIN
+
 
 def test_cost_key_ignores_float_weights(tiny):
     keys = {(r.dataset.name, r.method): set() for r in tiny}
@@ -111,7 +113,7 @@ def test_unknown_shape_loads_the_data(tmp_path, monkeypatch, fake_fashion_root: 
     assert result.rows[0].steps == run.train.epochs * math.ceil(300 / run.train.batch_size)
 
 
-def test_packed_estimate_charges_each_run_its_share_of_its_pack(tiny, monkeypatch):
+def test_packed_estimate_charges_each_run_its_share_of_its_pack(tiny, monkeypatch, plugin_dir):
     monkeypatch.setattr(estimate, "time_kind", lambda run, shape, device, steps, warmup, length=0: (0.5, 0.01, 0.02, 1e-4))
     packs = []
 
@@ -120,18 +122,19 @@ def test_packed_estimate_charges_each_run_its_share_of_its_pack(tiny, monkeypatc
         return 0.3 * size + 0.4  # s per step of a pack of `size` runs
 
     monkeypatch.setattr(estimate, "time_pack_step", fake_pack)
-    aggressive = [dataclasses.replace(r, method="aggressive", hyperparameters={}) for r in tiny
-                  if r.method == "vae" and r.dataset.name == "pinwheel"]
-    result = estimate_compute(tiny + aggressive, "cpu", steps=2, pack=4)
+    plugin_dir({"own.py": OWN_STEP_PLUGIN})
+    alone = [dataclasses.replace(r, method="own-step", hyperparameters={}) for r in tiny
+             if r.method == "vae" and r.dataset.name == "pinwheel"]
+    result = estimate_compute(tiny + alone, "cpu", steps=2, pack=4)
     rows = {(r.dataset, r.method): r for r in result.rows}
     steps_per_run = 2 * math.ceil(100 / 32)
     # beta-vae packs its 2 seeds x 2 betas (beta is a pack scalar): one pack of 4 at 1.6 s per step
     assert rows[("pinwheel", "beta-vae")].train_hours == pytest.approx(4 * steps_per_run * 1.6 / 4 / 3600)
     # vae: its 2 seeds, one pack of 2 at 1.0 s per step
     assert rows[("pinwheel", "vae")].train_hours == pytest.approx(2 * steps_per_run * 1.0 / 2 / 3600)
-    # aggressive cannot pack: charged its own step time, and never timed as a pack
-    assert rows[("pinwheel", "aggressive")].train_hours == pytest.approx(2 * steps_per_run * 0.5 / 3600)
-    assert all(method != "aggressive" for method, _ in packs)
+    # a method that cannot pack: charged its own step time, and never timed as a pack
+    assert rows[("pinwheel", "own-step")].train_hours == pytest.approx(2 * steps_per_run * 0.5 / 3600)
+    assert all(method != "own-step" for method, _ in packs)
     assert result.pack == 4 and "in packs of up to 4 runs" in format_estimate(result)
     assert rows[("pinwheel", "beta-vae")].eval_hours == pytest.approx(4 * (3 * 0.01 + 0.02) / 3600)  # per run
 

@@ -126,13 +126,13 @@ def _host_step(method: str, size: int, device: torch.device, batch: int):
     import dataclasses
 
     from ...ml.method import TrainingProgress
-    from ...ml.train import make_step
+    from ...ml.train import RunData, make_step
 
     methods = tiny_methods(method, size, device)
     x = torch.randn(size, batch, 2, generator=torch.Generator().manual_seed(0)).to(device)
     noise = [torch.Generator(device).manual_seed(100 + k) for k in range(size)] if size > 1 else None
     torch.manual_seed(100)
-    step = make_step(methods, TrainConfig(batch_size=batch), list(x), [torch.Generator().manual_seed(k) for k in range(size)],
+    step = make_step(methods, TrainConfig(batch_size=batch), RunData(list(x)), [torch.Generator().manual_seed(k) for k in range(size)],
                      noise)
     taken = [0]
 
