@@ -9,7 +9,8 @@ where each run may sit a step out. Only packs reach this module
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -130,6 +131,24 @@ class StackStep:
     def end_epoch(self) -> None:
         """Each run's slice of the stack copied into its own method."""
         self.stack.write_back()
+
+    @contextlib.contextmanager
+    def epoch_end_of(self, k: int) -> Iterator[None]:
+        """Where run k's ``on_epoch_end`` runs: with the global RNG of the training device holding
+        run k's noise stream, so its draws (e.g. aggressive's held-out MI) come from that stream as
+        they do alone, where the global RNG is its noise stream (draws on another device than the
+        training device would come from that device's shared global RNG)."""
+        generator = self.stack.noise.generators[k]
+        device = generator.device
+        default = torch.default_generator if device.type == "cpu" else \
+            torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+        saved = default.get_state()
+        default.set_state(generator.get_state())
+        try:
+            yield
+        finally:
+            generator.set_state(default.get_state())
+            default.set_state(saved)
 
     def state_dict(self) -> dict[str, Any]:
         return {"stack": self.stack.state_dict(), "methods": [_extra_state(m) for m in self.stack.methods]}

@@ -217,6 +217,10 @@ class AloneStep:
     def end_epoch(self) -> None:
         """Nothing: the method trained in place."""
 
+    def epoch_end_of(self, k: int) -> contextlib.AbstractContextManager:
+        """Where the run's ``on_epoch_end`` runs: as it is (its draws from the global RNG)."""
+        return contextlib.nullcontext()
+
     def state_dict(self) -> dict[str, Any]:
         return {"method": self.method.state_dict()}
 
@@ -336,7 +340,8 @@ class Trainer:
         self.step.end_epoch()
         for k, m in enumerate(self.methods):
             if k not in self.diverged:
-                m.on_epoch_end(self.epoch - 1, self.held_outs[k])
+                with self.step.epoch_end_of(k):
+                    m.on_epoch_end(self.epoch - 1, self.held_outs[k])
         if self.plateau is not None and out[0] is not None:
             out[0].update(self.plateau.after_epoch(self, self.epoch))
         return out

@@ -35,7 +35,7 @@ def test_each_run_steps_as_its_own_optimiser_at_the_steps_it_takes(kind, decay):
             if mask[k]:
                 alone.grad = g[k].clone()
                 reference.step()
-        torch.testing.assert_close(stacked.detach()[k], alone.detach(), rtol=1e-6, atol=1e-7)
+        assert torch.equal(stacked.detach()[k], alone.detach())  # torch's own arithmetic, element for element
         if kind != "sgd":
             assert optimizer.state[stacked]["step"][k] == sum(mask[k] for mask in takes)
 

@@ -209,11 +209,17 @@ def records(results):
     return {r["run_id"]: r for r in (json.loads(p.read_text()) for p in (results / "packgrid" / "runs").glob("*.json"))}
 
 
-def test_a_grid_packed_and_unpacked_gives_the_same_runs_and_numbers_within_the_noise(tmp_path):
+@pytest.mark.parametrize("method, tolerance", [('name = "vae"', 1e-3), ('name = "aggressive"\nblock = 3\nmax_inner_steps = 3', 1e-2)])
+def test_a_grid_packed_and_unpacked_gives_the_same_runs_and_numbers_within_the_noise(tmp_path, method, tolerance):
+    # aggressive: each run on its own held-out split (drawn from its seed: one copy of the data per
+    # run), its own inner steps and its own held-out MI (drawn from its noise stream). It takes
+    # about 10x the optimiser steps of the vae per epoch here, which amplify the rounding of
+    # batched products more (a step's loss: 7e-8 apart at the first step, 1e-6 after 200, 1e-3
+    # after 600); on the tiny model of check-method its packed runs match to the last digit.
     out = {}
     for pack in ("1", "4"):
         results = tmp_path / f"r{pack}"
-        assert run(grid_file(tmp_path), results, "--pack", pack) == 0
+        assert run(grid_file(tmp_path, method), results, "--pack", pack) == 0
         out[pack] = records(results)
     assert set(out["1"]) == set(out["4"]) and len(out["1"]) == 4
     for run_id, alone in out["1"].items():
@@ -222,10 +228,15 @@ def test_a_grid_packed_and_unpacked_gives_the_same_runs_and_numbers_within_the_n
         assert "pack" not in alone and packed["pack"]["size"] == 4 and run_id in packed["pack"]["run_ids"]
         for key in ("rec", "kl"):  # the same noise, init and batches: only float rounding differs
             a, b = alone["curves"][-1][key], packed["curves"][-1][key]
-            assert abs(a - b) <= 1e-3 * abs(a), (run_id, key, a, b)  # the issue asked for 1%
+            assert abs(a - b) <= tolerance * abs(a), (run_id, key, a, b)  # the issue asked for 1%
         for key in ("rec", "kl", "mi", "nll"):
-            assert packed["metrics"][key] == pytest.approx(alone["metrics"][key], rel=1e-3), (run_id, key)
+            assert packed["metrics"][key] == pytest.approx(alone["metrics"][key], rel=tolerance), (run_id, key)
         assert abs(alone["metrics"]["au_count"] - packed["metrics"]["au_count"]) <= 1
+        if "aggressive" in method:
+            extras = alone["method_extras"], packed["method_extras"]
+            for key in ("inner_steps_per_epoch", "aggressive_stopped_after_epoch"):
+                assert extras[0][key] == extras[1][key], (run_id, key)
+            assert extras[1]["held_out_mi_checks"] == pytest.approx(extras[0]["held_out_mi_checks"], rel=tolerance)
 
 
 def test_a_pack_that_cannot_run_packed_is_rerun_one_run_at_a_time(tmp_path, capsys):
