@@ -10,7 +10,7 @@ where each run may sit a step out. Only packs reach this module
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +21,7 @@ from .method import Method, TrainingProgress
 from .optimizers import RunwiseOptimizer, make_optimizer
 from .pack import StackedMethods, clip_per_run
 from .precision import full_precision
-
-if TYPE_CHECKING:
-    from .train import RunData
+from .run_data import RunData
 
 
 class PackTools:

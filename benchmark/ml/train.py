@@ -25,6 +25,7 @@ from .contract import checked_loss
 from .method import Method, TrainingProgress
 from .optimizers import make_optimizer
 from .pack_step import StackStep
+from .run_data import RunData
 from .precision import full_precision, training_precision
 
 
@@ -122,33 +123,6 @@ class Plateau:
         """For the run record: the selected epoch, the decays, whether the schedule stopped training."""
         return {"selected_epoch": self.best_epoch, "best_valid_neg_elbo": self.best, "lr_decays": self.decays,
                 "stopped_early": self.stopped, "final_lr": self.lr}
-
-
-class RunData:
-    """The training examples of K runs on the training device, each distinct tensor of ``xs``
-    (run k's [N, *shape]; runs of a pack may share one, by identity) held once:
-    :meth:`batch` gathers run k's examples ``index[k]`` for every k."""
-
-    def __init__(self, xs: Sequence[Tensor]):
-        distinct: list[Tensor] = []
-        self.rows: list[int] = []  # run k's tensor: distinct[rows[k]]
-        for x in xs:
-            row = next((i for i, seen in enumerate(distinct) if seen is x), len(distinct))
-            distinct += [x] if row == len(distinct) else []
-            self.rows.append(row)
-        self.xs = list(xs)
-        self.device = distinct[0].device
-        # one tensor [N, *shape], indexed by [K, B] rows; else [D, N, *shape], indexed by (tensor, row)
-        self.x = distinct[0] if len(distinct) == 1 else torch.stack(distinct)
-        self.which = None if len(distinct) == 1 else torch.tensor(self.rows, device=self.device).unsqueeze(1)
-
-    def run(self, k: int) -> Tensor:
-        """Run k's examples [N, *shape]."""
-        return self.xs[k]
-
-    def batch(self, index: Tensor) -> Tensor:
-        """Run k's examples ``index[k]`` for each k: [K, B, *shape] from ``index`` [K, B] (on the device)."""
-        return self.x[index] if self.which is None else self.x[self.which, index]
 
 
 class OptimiserTools:

@@ -122,7 +122,7 @@ def test_a_pack_holds_each_split_its_runs_share_once_and_each_run_still_trains_o
     assert not torch.equal(runs[0].data.train.x, runs[2].data.train.x)
     assert runs[0].data.test.x is runs[1].data.test.x is runs[2].data.test.x is not runs[3].data.test.x
     assert runs[0].data.valid is None and runs[1].data.valid.x is runs[2].data.valid.x is runs[3].data.valid.x
-    from benchmark.ml.train import RunData
+    from benchmark.ml.run_data import RunData
     data = RunData([r.data.train.x for r in runs])
     assert data.x.shape == (2, 40, 1, 4, 4)  # two distinct tensors, not four
     index = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7]])

@@ -126,7 +126,8 @@ def _host_step(method: str, size: int, device: torch.device, batch: int):
     import dataclasses
 
     from ...ml.method import TrainingProgress
-    from ...ml.train import RunData, make_step
+    from ...ml.run_data import RunData
+    from ...ml.train import make_step
 
     methods = tiny_methods(method, size, device)
     x = torch.randn(size, batch, 2, generator=torch.Generator().manual_seed(0)).to(device)
