@@ -173,14 +173,18 @@ class KLAdaptive:
     """``target / (1 + exp(KL_prev - center))``: high weight while the KL is low (collapse).
 
     center: KL (nats per example) at which the weight is half the target (default 5).
-    KL_prev is the previous step's batch-mean KL; before the first step it counts as 0.
+    KL_prev is the previous step's batch-mean KL; before the first step it counts as 0. Given as
+    a tensor (a method's buffer), the weight is a 0-d float64 tensor on its device: no read-back
+    to the host in the step, and each run's own in a pack.
     """
 
     target: float
     center: float = 5.0
 
-    def __call__(self, progress: TrainingProgress, last_kl: float | Tensor | None = None) -> float:
-        kl = 0.0 if last_kl is None else float(last_kl)
+    def __call__(self, progress: TrainingProgress, last_kl: float | Tensor | None = None) -> float | Tensor:
+        if isinstance(last_kl, Tensor):  # a run's buffer: computed on its device (float64), never read back
+            return self.target / (1.0 + (last_kl.double() - self.center).clamp(max=700.0).exp())
+        kl = 0.0 if last_kl is None else last_kl
         return self.target / (1.0 + math.exp(min(kl - self.center, 700.0)))
 
 

@@ -58,6 +58,11 @@ def test_a_packed_run_matches_the_run_trained_alone(name):
     assert pack_mismatches(name, SMALL.get(name, {})) == []
 
 
+def test_lr_vae_with_the_kl_adaptive_schedule_packs_each_run_on_its_own_last_kl():
+    # the schedule reads each run's last KL on the device (no float() that vmap would refuse)
+    assert pack_mismatches("lr-vae", {**SMALL["lr-vae"], "alpha_schedule": "kl-adaptive"}) == []
+
+
 def test_the_packed_check_covers_every_built_in_packable_method():
     assert set(packable_methods()) >= set(BUILT_IN_PACKABLE)
 

@@ -53,6 +53,18 @@ def test_cyclical_restarts_on_cycle_boundaries():
     assert values == pytest.approx([0.0, 0.4, 1.0, 1.0, 0.0, 0.4, 1.0])
 
 
+def test_kl_adaptive_from_a_tensor_stays_on_its_device_with_the_value_of_the_float():
+    import torch
+
+    s = make_schedule("kl-adaptive", 2.0, center=5.0)
+    for kl in (0.0, 3.25, 5.0, 9.5, 1e4):
+        weight = s(at(1), last_kl=torch.tensor(kl))
+        assert isinstance(weight, torch.Tensor) and weight.dtype == torch.float64 and weight.dim() == 0
+        assert float(weight) == s(at(1), last_kl=kl)  # the float path's value, to the last bit
+    batched = torch.func.vmap(lambda kl: s(at(1), last_kl=kl))(torch.tensor([0.0, 5.0]))  # in a pack: no float()
+    assert batched.tolist() == [s(at(1), last_kl=0.0), 1.0]
+
+
 def test_kl_adaptive_uses_last_kl():
     s = make_schedule("kl-adaptive", 1.0)
     assert s(at(3), last_kl=5.0) == pytest.approx(0.5)
