@@ -309,3 +309,30 @@ name = "vae"
         assert packed["data"] == alone["data"]  # its own data set's provenance
         for key in ("rec", "kl", "mi", "nll"):
             assert packed["metrics"][key] == pytest.approx(alone["metrics"][key], rel=1e-3, abs=1e-6), (run_id, key)
+
+
+def test_a_run_sitting_a_step_out_keeps_its_buffers_and_noise_stream():
+    from benchmark.ml.optimizers import RunwiseOptimizer
+    from benchmark.ml.pack_step import PackTools
+    from benchmark.ml.run_data import RunData
+
+    methods = [build("bn-vae", {}, s) for s in (0, 1)]  # batch norm: running statistics in buffers
+    noise = [torch.Generator().manual_seed(NOISE + s) for s in (0, 1)]
+    stack = StackedMethods(methods, noise)
+    x = torch.stack([pixels(16, s).float() / 255 for s in (0, 1)])
+    config = TrainConfig(batch_size=16)
+    tools = PackTools(stack, RunwiseOptimizer(stack.parameters(), config), config,
+                      RunData([pixels(40, s) for s in (0, 1)]), [torch.Generator().manual_seed(s) for s in (0, 1)])
+    progress = TrainingProgress(0, 0, 10)
+    tools.loss(x, progress)  # the first step records the noise tape (and draws for both)
+    buffers = {name: b.clone() for name, b in stack.buffers.items()}
+    streams = [g.get_state() for g in noise]
+    parts = tools.loss(x, progress, active=[True, False])
+    assert parts["loss"].shape == (2,)
+    assert any(not torch.equal(b[0], buffers[name][0]) for name, b in stack.buffers.items())  # run 0 moved on
+    assert all(torch.equal(b[1], buffers[name][1]) for name, b in stack.buffers.items())  # run 1 as it was
+    assert not torch.equal(noise[0].get_state(), streams[0]) and torch.equal(noise[1].get_state(), streams[1])
+    orders = [g.get_state() for g in tools.orders]
+    batches = tools.fresh_batches([False, True])
+    assert batches.shape == (2, 16, *SHAPE) and torch.equal(tools.orders[0].get_state(), orders[0])
+    assert not torch.equal(tools.orders[1].get_state(), orders[1])
