@@ -23,6 +23,7 @@
 #   bench-packing-conv64-cuda.json  the same for conv64 (vae, lr-vae, lid-vae; packs of 1, 8, 32)
 #   bench-pack-host-cuda.json  python -m benchmark bench --sections pack_host: the host cost of a packed
 #                          step on a tiny model, packs of 1, 8, 32, 128 (the CPU proxy's measurement, on the GPU)
+#   bench-pack-host-aggressive-cuda.json  the same for aggressive's packed step (its inner loop), against vae
 #   bench-pack-eval-cuda.json  python -m benchmark bench --sections pack_eval: K runs of a tiny model
 #                          evaluated in lockstep (a pack's evaluation) against one after another
 #   pack-plan.txt          run --grid full --dry-run --pack auto --no-estimate: the packs and pack-steps for
@@ -168,6 +169,8 @@ step packing-conv64 120 - "$PY" -m benchmark bench --device "$DEVICE" --sections
 step pack-host 60 - "$PY" -m benchmark bench --device "$DEVICE" --sections pack_host --pack-sizes 1,8,32,128 \
   --pack-methods vae,beta-vae,kl-annealing,lr-vae,lid-vae,il-lid-vae --repeats 5 \
   --out "$OUT/bench-pack-host-$DEVICE.json" "${BENCH_ARGS[@]}"
+step pack-host-aggressive 45 - "$PY" -m benchmark bench --device "$DEVICE" --sections pack_host --pack-sizes 1,8,32 \
+  --pack-methods vae,aggressive --repeats 3 --out "$OUT/bench-pack-host-aggressive-$DEVICE.json" "${BENCH_ARGS[@]}"
 step pack-eval 60 - "$PY" -m benchmark bench --device "$DEVICE" --sections pack_eval --pack-sizes 1,8,32 \
   --pack-methods vae,lid-vae --repeats 2 --out "$OUT/bench-pack-eval-$DEVICE.json" "${BENCH_ARGS[@]}"
 step pack-plan 60 "$OUT/pack-plan.txt" bash -c "'$PY' -m benchmark run --grid full --dry-run --pack auto --device $DEVICE \
