@@ -18,6 +18,7 @@ from .figures import (SPREAD_NOTE, Figure, au_axis, au_label, au_value, au_value
 from .layout import add_legend, renderer
 from .load import BASELINE, Run, Setting, method_order, order, value_text
 from .styles import display_name, hp_name, part_text, tex
+from .tables import au_count_text
 
 Series = tuple[str, str, list[Setting]]  # method, the label of the other settings, settings along the sweep
 METRIC_NAMES = {"au": "AU", "kl": "KL", "mi": "MI", "nll": "IW-NLL", "rec": "rec"}
@@ -404,10 +405,8 @@ def figure_ranking(datasets: Sequence[str], chosen: Sequence[Setting]) -> Figure
         here = [s for s in chosen if s.dataset == dataset and s.values_of("au")]
         for s in here:
             table.setdefault(s.legend, {})[dataset] = s.mean_std("au")[0]  # ranked by the fraction: any d
-            d = latent_dims([s])
-            values = au_values(s, d)
-            mean = math.fsum(values) / len(values)
-            counts.setdefault(s.legend, {})[dataset] = f"{mean:.1f}/{d}" if d else f"{mean:.2f}"
+            as_count = au_count_text(s, spread=False)  # as the tables write it (32/32, 20.2/32)
+            counts.setdefault(s.legend, {})[dataset] = as_count[0] if as_count else f"{s.mean_std('au')[0]:.2f}"
             names.setdefault(s.legend, " ".join([display_name(s.method)] + [
                 ", ".join(part_text(c, t) for c, t in s.parts)] if s.parts else [display_name(s.method)]))
     if len(datasets) < 2 or not table:

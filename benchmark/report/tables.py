@@ -167,7 +167,7 @@ def au_counts(setting: Setting) -> list[int] | None:
     return counts
 
 
-def _au_count_text(setting: Setting, spread: bool) -> tuple[str, float] | None:
+def au_count_text(setting: Setting, spread: bool) -> tuple[str, float] | None:
     """An AU mean as a count of the latent dims: ``32/32`` when every seed has the same count, else
     the mean at one decimal (``20.2/32 ± 0.4``); None where the records hold no count."""
     counts = au_counts(setting)
@@ -196,7 +196,7 @@ def cell_text(setting: Setting, key: str, spread: bool = True, count: bool = Tru
         return (NOT_RECORDED if setting.ok else "—"), None
     if n == 0:
         return f"{INVALID} ({invalid} of {recorded})", None
-    as_count = _au_count_text(setting, spread) if key == "au" and count else None
+    as_count = au_count_text(setting, spread) if key == "au" and count else None
     if as_count is not None:
         text, value = as_count
     else:
