@@ -62,15 +62,19 @@ def pack_problem(method: type[Method], model: ModelConfig | None = None) -> str 
     (torch 2.14), and their length-bucketed batches differ in size from run to run."""
     if model is not None and arch_kind(model) == "sequence":
         return f"{model.arch} is an LSTM: torch.func.vmap has no batching rule for aten::lstm"
-    own_step = method.pack_training_step is not Method.pack_training_step
     for hook in ("training_step", "on_epoch_end"):
-        if getattr(method, hook) is not getattr(Method, hook) and not own_step:
+        if getattr(method, hook) is not getattr(Method, hook) and not packs_its_own_step(method):
             why = getattr(method, "pack_refusal", None)  # a method's own words on why (descriptive: not in its code key)
             return (f"{method.name} overrides {hook} without a pack_training_step"
                     + (f": {why}" if why else ", and its step works on one model at a time"))
     if not getattr(method, "packable", False):
         return f"{method.name} does not declare packable = True"
     return None
+
+
+def packs_its_own_step(method: type[Method]) -> bool:
+    """Whether ``method`` writes its own step for a pack (``pack_training_step``)."""
+    return method.pack_training_step is not Method.pack_training_step
 
 
 def schedule_scalars(methods: Sequence[Method], scalars: Sequence[str]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.splits import to_unit
 from .method import Method, TrainingProgress
 from .optimizers import RunwiseOptimizer, make_optimizer
-from .pack import StackedMethods, clip_per_run
+from .pack import StackedMethods, clip_per_run, packs_its_own_step
 from .precision import full_precision
 from .run_data import RunData
 
@@ -32,7 +32,7 @@ class PackTools:
     buffers, sampling-noise stream and batch-order stream untouched, as if the step had not
     happened to it: so each run gets the steps it takes alone."""
 
-    def __init__(self, stack: StackedMethods, optimizer: RunwiseOptimizer, config: TrainConfig, data: RunData,
+    def __init__(self, stack: StackedMethods, optimizer: torch.optim.Optimizer, config: TrainConfig, data: RunData,
                  orders: Sequence[torch.Generator]):
         self.stack, self.optimizer, self.config, self.data, self.orders = stack, optimizer, config, data, list(orders)
         self.runs = len(self.orders)
@@ -59,7 +59,8 @@ class PackTools:
         """zero_grad, ``loss.sum().backward()`` (``loss`` [K]), each run's gradient clipped by its own
         norm over every parameter (``train.grad_clip``), then one optimiser step: of every parameter
         in every run (``stepping`` None), else of each ``(parameters, active)`` pair's parameters
-        in the runs ``active`` marks (a parameter in no pair does not step)."""
+        in the runs ``active`` marks (a parameter in no pair does not step; needs a
+        :class:`~benchmark.ml.optimizers.RunwiseOptimizer`)."""
         self.optimizer.zero_grad(set_to_none=True)
         with full_precision(loss.device):
             loss.sum().backward()
@@ -80,11 +81,6 @@ class PackTools:
             if active[k]:
                 index[k] = torch.randperm(self.data.run(k).shape[0], generator=generator)[:size]
         return to_unit(self.data.batch(index.to(self.data.device)))
-
-
-def packs_its_own_step(method: type[Method]) -> bool:
-    """Whether ``method`` writes its own step for a pack (``pack_training_step``)."""
-    return method.pack_training_step is not Method.pack_training_step
 
 
 class StackStep:
@@ -110,21 +106,14 @@ class StackStep:
             parts = self.stack.methods[0].pack_training_step(self.stack.methods, batch, progress, self.tools)
             return {key: torch.as_tensor(value, device=batch.device).detach() for key, value in parts.items()}
         parts = self.stack.loss(batch, progress)
-        self.optimizer.zero_grad(set_to_none=True)
-        with full_precision(batch.device):
-            parts["loss"].sum().backward()
-        if self.config.grad_clip > 0:
-            clip_per_run(self.stack.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        self.tools.step(parts["loss"])
         return {key: value.detach() for key, value in parts.items()}
 
     def restart(self, lr: float) -> None:
         """A fresh optimiser at ``lr``."""
-        if self.own_step:
-            self.optimizer = RunwiseOptimizer(self.stack.parameters(), self.config, lr)
-            self.tools = PackTools(self.stack, self.optimizer, self.config, self.data, self.orders)
-        else:
-            self.optimizer = make_optimizer(self.stack.parameters(), self.config, lr)
+        make = RunwiseOptimizer if self.own_step else make_optimizer  # runs that always step together: fused
+        self.optimizer = make(self.stack.parameters(), self.config, lr)
+        self.tools = PackTools(self.stack, self.optimizer, self.config, self.data, self.orders)
 
     def end_epoch(self) -> None:
         """Each run's slice of the stack copied into its own method."""
